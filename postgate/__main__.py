@@ -1,0 +1,3 @@
+from postgate.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Consent records and proofs, suppression, the audience and the consent gate."""

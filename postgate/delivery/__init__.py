@@ -1,0 +1,1 @@
+"""Campaigns, the delivery state machine, rendering and everything that leaves the building."""

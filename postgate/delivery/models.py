@@ -1,0 +1,110 @@
+"""Tables of the delivery side."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from postgate.clock import utcnow
+from postgate.columns import BigId, Json, Timestamp
+
+
+class Tenant(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    slug: str = Field(unique=True)
+    name: str
+    domain: str  # verified sending domain
+    status: str = "active"  # TenantStatus
+    status_reason: str = ""
+    created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+
+
+class Campaign(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("tenant_id", "external_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: int = Field(foreign_key="tenant.id", index=True)
+    external_id: str  # the producer's idempotency key
+    channel: str
+    kind: str
+    topic: str
+    list_ids: list[int] = Field(default_factory=list, sa_column=Column(Json))
+    subject: str = ""
+    text: str = Field(default="", sa_type=Text)
+    html: str = Field(default="", sa_type=Text)
+    from_email: str = ""
+    from_name: str = ""
+    scheduled_at: datetime | None = Field(default=None, sa_type=Timestamp)
+    state: str = "planning"  # CampaignState
+    created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+    planned_at: datetime | None = Field(default=None, sa_type=Timestamp)
+    finished_at: datetime | None = Field(default=None, sa_type=Timestamp)
+
+
+class Delivery(SQLModel, table=True):
+    """One recipient of one campaign; ``state`` moves queued -> sending -> sent|deferred|failed."""
+
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "contact_id"),
+        Index("ix_delivery_campaign_state", "campaign_id", "state"),
+        Index("ix_delivery_due", "state", "next_attempt_at"),
+        Index("ix_delivery_tenant_contact", "tenant_id", "contact_id"),
+    )
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    tenant_id: int = Field(foreign_key="tenant.id")
+    campaign_id: int = Field(foreign_key="campaign.id")
+    contact_id: int = Field(sa_type=BigId, foreign_key="contact.id")
+    address: str
+    state: str
+    reason: str | None = None
+    attempts: int = 0
+    next_attempt_at: datetime | None = Field(default=None, sa_type=Timestamp)
+    lease_until: datetime | None = Field(default=None, sa_type=Timestamp)
+    smtp_code: int | None = None
+    last_error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+    sent_at: datetime | None = Field(default=None, sa_type=Timestamp)
+    complained_at: datetime | None = Field(default=None, sa_type=Timestamp)
+
+
+class FeedbackEvent(SQLModel, table=True):
+    """One normalised signal (bounce, complaint, unsubscribe...), applied once."""
+
+    __table_args__ = (UniqueConstraint("dedup_key"),)
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    tenant_id: int | None = Field(default=None, foreign_key="tenant.id", index=True)
+    delivery_id: int | None = Field(default=None, sa_type=BigId)
+    channel: str
+    kind: str  # bounce | complaint | unsubscribe | stop | unknown
+    hard: bool | None = None
+    address: str = ""
+    status: str = ""  # RFC 3463 code when there is one
+    source: str = ""  # smtp_reply | dsn | arf | webhook | dlr | form
+    dedup_key: str
+    raw: str = Field(default="", sa_type=Text)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+
+
+class AuditLog(SQLModel, table=True):
+    __tablename__ = "audit_log"
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    tenant_id: int | None = Field(default=None, foreign_key="tenant.id", index=True)
+    actor: str
+    action: str
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(Json))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+
+
+class DeadLetter(SQLModel, table=True):
+    """A queue message that could not be processed, kept with the error for an operator."""
+
+    __tablename__ = "dead_letter"
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    queue: str
+    error: str = Field(sa_type=Text)
+    body: str = Field(default="", sa_type=Text)
+    body_bytes: int = 0
+    created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)

@@ -1,0 +1,1 @@
+"""``postgate demo``: the whole pipeline on embedded defaults, start to finish."""

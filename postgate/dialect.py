@@ -1,0 +1,20 @@
+"""The one place where PostgreSQL and SQLite SQL differ: insert-or-ignore."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Table
+from sqlalchemy.dialects import postgresql, sqlite
+
+
+def insert_ignore(
+    conn: Connection, table: Table, rows: Sequence[dict[str, Any]], conflict: Sequence[str]
+) -> None:
+    """Insert ``rows``, skipping any that collide on the unique columns ``conflict``."""
+    if not rows:
+        return
+    module: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = module.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
+    conn.execute(stmt, list(rows))

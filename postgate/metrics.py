@@ -1,0 +1,36 @@
+"""Prometheus metrics. Labels stay bounded: tenant slugs, channels, outcomes, reasons."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+MESSAGES = Counter(
+    "postgate_messages_total",
+    "Messages handed to a provider, by outcome (sent, deferred, failed).",
+    ["tenant", "channel", "provider", "outcome"],
+)
+BLOCKED = Counter(
+    "postgate_blocked_total",
+    "Recipients the gate or the sender refused, by reason.",
+    ["tenant", "channel", "reason"],
+)
+PLANNED = Counter(
+    "postgate_planned_total", "Delivery rows written by the planner.", ["tenant", "channel"]
+)
+DEAD_LETTERS = Counter(
+    "postgate_dead_letters_total", "Queue messages moved to the dead-letter queue.", ["queue"]
+)
+JOBS = Counter(
+    "postgate_jobs_total", "Queue jobs handled by a runner, by result.", ["queue", "result"]
+)
+SEND_SECONDS = Histogram(
+    "postgate_send_seconds",
+    "Time to hand one message to a provider (SMTP transaction).",
+    ["channel", "provider"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+BATCH_SECONDS = Histogram(
+    "postgate_batch_seconds",
+    "Time to process one send batch end to end.",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)

@@ -1,0 +1,1 @@
+"""Providers: one module per way out, behind the small interface in ``base``."""

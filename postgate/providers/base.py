@@ -1,0 +1,31 @@
+"""The provider interface: what the sender needs from any way out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+
+class Outcome(StrEnum):
+    SENT = "sent"
+    DEFERRED = "deferred"  # temporary: retry later
+    FAILED = "failed"  # permanent for this recipient
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    outcome: Outcome
+    code: int | None = None
+    detail: str = ""
+    unknown: bool = False  # the connection dropped: the message may have been accepted
+
+
+class EmailProvider(Protocol):
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def send(self, envelope_from: str, recipient: str, data: bytes) -> SendResult: ...

@@ -1,0 +1,129 @@
+"""SMTP smarthost delivery over a pool of persistent aiosmtplib connections.
+
+``connections`` long-lived sessions each take jobs from one asyncio queue, so a
+campaign reuses a few TCP/TLS sessions instead of opening one per message. Replies
+map to outcomes: 2xx sent, 4xx deferred, 5xx failed; a dropped connection or a
+timeout is deferred and flagged ``unknown`` (the server may have taken the message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import aiosmtplib
+
+from postgate.metrics import SEND_SECONDS
+from postgate.providers.base import Outcome, SendResult
+from postgate.settings import Settings
+
+log = logging.getLogger("postgate.smtp")
+
+_Job = tuple[str, str, bytes, "asyncio.Future[SendResult]"]
+
+
+def _from_code(code: int, detail: str) -> SendResult:
+    if 200 <= code < 300:
+        return SendResult(Outcome.SENT, code, detail)
+    if 400 <= code < 500:
+        return SendResult(Outcome.DEFERRED, code, detail)
+    return SendResult(Outcome.FAILED, code, detail)
+
+
+class SmtpPool:
+    name = "smtp"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.jobs: asyncio.Queue[_Job | None] = asyncio.Queue()
+        self.workers: list[asyncio.Task[None]] = []
+        self._latency = SEND_SECONDS.labels("email", self.name)
+
+    async def start(self) -> None:
+        if not self.workers:
+            self.workers = [
+                asyncio.create_task(self._work()) for _ in range(self.settings.smtp_connections)
+            ]
+
+    async def close(self) -> None:
+        for _ in self.workers:
+            self.jobs.put_nowait(None)
+        if self.workers:
+            await asyncio.gather(*self.workers, return_exceptions=True)
+        self.workers = []
+
+    async def send(self, envelope_from: str, recipient: str, data: bytes) -> SendResult:
+        future: asyncio.Future[SendResult] = asyncio.get_running_loop().create_future()
+        self.jobs.put_nowait((envelope_from, recipient, data, future))
+        return await future
+
+    def _client(self) -> aiosmtplib.SMTP:
+        s = self.settings
+        return aiosmtplib.SMTP(
+            hostname=s.smtp_host,
+            port=s.smtp_port,
+            username=s.smtp_user or None,
+            password=s.smtp_password or None,
+            use_tls=s.smtp_tls == "tls",
+            start_tls=s.smtp_tls == "starttls",
+            validate_certs=s.smtp_validate_certs,
+            timeout=s.smtp_timeout_s,
+            local_hostname=s.helo_name,
+        )
+
+    async def _work(self) -> None:
+        client: aiosmtplib.SMTP | None = None
+        try:
+            while (job := await self.jobs.get()) is not None:
+                envelope_from, recipient, data, future = job
+                if client is None or not client.is_connected:
+                    client = self._client()
+                    try:
+                        await client.connect()
+                    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                        client = None
+                        future.set_result(SendResult(Outcome.DEFERRED, None, f"connect: {exc}"))
+                        await asyncio.sleep(0.5)
+                        continue
+                started = time.perf_counter()
+                result = await self._transact(client, envelope_from, recipient, data)
+                self._latency.observe(time.perf_counter() - started)
+                if result.unknown or result.code == 421:
+                    with contextlib.suppress(Exception):
+                        client.close()
+                    client = None
+                if not future.done():
+                    future.set_result(result)
+        finally:
+            if client is not None and client.is_connected:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.quit(), 2)
+
+    async def _transact(
+        self, client: aiosmtplib.SMTP, envelope_from: str, recipient: str, data: bytes
+    ) -> SendResult:
+        try:
+            response, _ = await client.sendmail(envelope_from, [recipient], data)
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            refused = exc.recipients[0]
+            await self._reset(client)
+            return _from_code(refused.code, refused.message)
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError,
+                TimeoutError, OSError) as exc:
+            return SendResult(Outcome.DEFERRED, None, f"connection lost: {exc}", unknown=True)
+        except aiosmtplib.SMTPResponseException as exc:
+            await self._reset(client)
+            return _from_code(exc.code, exc.message)
+        except aiosmtplib.SMTPException as exc:
+            return SendResult(Outcome.DEFERRED, None, f"smtp error: {exc}", unknown=True)
+        reply = response.get(recipient)
+        if reply is not None and reply[0] >= 400:
+            return _from_code(reply[0], reply[1])
+        return SendResult(Outcome.SENT, 250, "")
+
+    @staticmethod
+    async def _reset(client: aiosmtplib.SMTP) -> None:
+        with contextlib.suppress(Exception):
+            await client.rset()

@@ -1,0 +1,17 @@
+"""Core ``Table`` objects for the hot paths, where ORM objects would cost too much."""
+
+from __future__ import annotations
+
+from postgate.models import metadata
+
+consent = metadata.tables["consent"]
+contact = metadata.tables["contact"]
+list_member = metadata.tables["list_member"]
+mailing_list = metadata.tables["mailing_list"]
+suppression = metadata.tables["suppression"]
+tenant = metadata.tables["tenant"]
+campaign = metadata.tables["campaign"]
+delivery = metadata.tables["delivery"]
+feedback_event = metadata.tables["feedbackevent"]
+audit_log = metadata.tables["audit_log"]
+dead_letter = metadata.tables["dead_letter"]

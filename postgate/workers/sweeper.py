@@ -1,0 +1,109 @@
+"""The sweeper: the clock-driven half of the pipeline.
+
+Every ``sweep_interval_s`` it plans scheduled campaigns that fell due, republishes
+deferred rows whose retry time came, recovers rows whose sending lease expired (a
+sender died mid-batch), republishes queued rows that waited too long (a lost batch)
+and marks campaigns finished once no row is left to send. Every step claims its rows
+with a guarded UPDATE, so any number of sweepers can run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, and_, exists, select, update
+
+from postgate import tables as t
+from postgate.clock import utcnow
+from postgate.delivery.states import CampaignState
+from postgate.delivery.states import DeliveryState as S
+from postgate.settings import Settings
+from postgate.workers.broker import Broker
+from postgate.workers.context import Context
+from postgate.workers.planner import plan_campaign, publish_batches
+
+log = logging.getLogger("postgate.sweeper")
+d, c = t.delivery.c, t.campaign.c
+SWEEP_LIMIT = 20_000
+OPEN_STATES = (S.QUEUED, S.SENDING, S.DEFERRED, S.HELD)
+
+
+def _republish(broker: Broker, settings: Settings, rows: list[tuple[int, int]]) -> int:
+    by_campaign: dict[int, list[int]] = defaultdict(list)
+    for delivery_id, campaign_id in rows:
+        by_campaign[campaign_id].append(delivery_id)
+    for campaign_id, ids in by_campaign.items():
+        publish_batches(broker, campaign_id, sorted(ids), settings.batch_size)
+    return len(rows)
+
+
+def sweep_once(engine: Engine, broker: Broker, settings: Settings, now: datetime) -> dict[str, int]:
+    done: dict[str, int] = {}
+    with engine.begin() as conn:
+        due = list(conn.scalars(
+            update(t.campaign)
+            .where(c.state == CampaignState.SCHEDULED, c.scheduled_at <= now)
+            .values(state=CampaignState.PLANNING)
+            .returning(c.id)
+        ))
+    for campaign_id in due:
+        plan_campaign(engine, broker, settings, campaign_id)
+    done["planned"] = len(due)
+
+    steps = {
+        "retried": and_(d.state == S.DEFERRED, d.next_attempt_at <= now),
+        "recovered": and_(d.state == S.SENDING, d.lease_until < now),
+        "requeued": and_(
+            d.state == S.QUEUED,
+            d.updated_at < now - timedelta(seconds=settings.requeue_queued_after_s),
+        ),
+    }
+    for name, condition in steps.items():
+        with engine.begin() as conn:
+            ids = select(d.id).where(condition).limit(SWEEP_LIMIT).scalar_subquery()
+            rows = conn.execute(
+                update(t.delivery)
+                .where(d.id.in_(ids), condition)
+                .values(state=S.QUEUED, updated_at=now, lease_until=None)
+                .returning(d.id, d.campaign_id)
+            ).all()
+        done[name] = _republish(broker, settings, [(r[0], r[1]) for r in rows])
+
+    with engine.begin() as conn:
+        pending = exists().where(d.campaign_id == c.id, d.state.in_(OPEN_STATES))
+        finished = conn.execute(
+            update(t.campaign)
+            .where(c.state == CampaignState.SENDING, ~pending)
+            .values(state=CampaignState.FINISHED, finished_at=now)
+            .returning(c.id)
+        ).all()
+    done["finished"] = len(finished)
+    if any(done.values()):
+        log.info("sweep: %s", done)
+    return done
+
+
+class Sweeper:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    async def run(self, stop: asyncio.Event) -> None:
+        broker = self.ctx.broker()
+        try:
+            while not stop.is_set():
+                try:
+                    await asyncio.to_thread(
+                        sweep_once, self.ctx.engine, broker, self.ctx.settings, utcnow()
+                    )
+                except Exception:
+                    log.exception("sweep failed; trying again")
+                    broker.close()
+                    broker = self.ctx.broker()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.ctx.settings.sweep_interval_s)
+        finally:
+            broker.close()
