@@ -53,7 +53,7 @@ class Broker:
         return message
 
     def depth(self, name: str) -> int:
-        _, count, _ = self.queues[name](self._channel).queue_declare(passive=True)
+        _, count, _ = self.queues[name](self._channel).queue_declare()
         return int(count)
 
     def close(self) -> None:

@@ -1,0 +1,317 @@
+"""End-to-end throughput of the campaign pipeline against Postfix's C ``smtp-sink``.
+
+    python bench/pipeline.py --recipients 100000 [--connections 32]
+        [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/test]
+        [--broker-url redis://127.0.0.1:6379/0] [--skip-baselines | --only-baselines]
+
+Everything runs on 127.0.0.1. One ``smtp-sink`` (``/usr/sbin/smtp-sink``) receives:
+
+1. ``smtp-source``: Postfix's C load generator, ``--connections`` reused sessions;
+2. raw aiosmtplib on uvloop: ``--connections`` persistent clients sending pre-built
+   copies of a rendered campaign message (run in a child process, so that it does not
+   count towards the peak RSS reported for the pipeline);
+3. the pipeline: a fresh database (SQLite in a temporary directory by default; for a
+   PostgreSQL URL a ``bench_<pid>`` database is created next to the named one and
+   dropped afterwards) seeded with one tenant, one list and N confirmed contacts, one
+   ``campaign.v1`` message on the ``campaigns`` queue, then planner + sender + sweeper
+   until the campaign is finished.
+
+Baselines send min(N, 50000) messages unless ``--baseline-messages`` says otherwise.
+Seeding time is printed but not measured. The last line of output is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from email.utils import formatdate
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, func, insert, make_url, select, text
+
+from postgate import tables as t
+from postgate.clock import aware, utcnow
+from postgate.db import engine_for, migrate, normalise_url
+from postgate.delivery.rendering import CampaignContent, CompiledCampaign, RecipientData
+from postgate.demo.run import campaign_message
+from postgate.demo.seed import TOPIC
+from postgate.settings import Settings
+from postgate.workers.context import Context
+from postgate.workers.main import install_loop, run_workers
+
+SINK = "/usr/sbin/smtp-sink"
+SOURCE = "/usr/sbin/smtp-source"
+CHUNK = 10_000
+CAMPAIGN = "bench"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def smtp_sink(workdir: Path) -> Iterator[tuple[int, Path]]:
+    """A running ``smtp-sink``; yields its port and the file its ``-c`` counters go to."""
+    port, counters = free_port(), workdir / "sink.out"
+    with counters.open("wb") as out:
+        proc = subprocess.Popen([SINK, "-c", "-u", "root", f"127.0.0.1:{port}", "1000"],
+                                stdout=out, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        yield port, counters
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+def sink_count(counters: Path) -> int:
+    """Messages the sink has received so far (its last ``mesg=`` counter)."""
+    with counters.open("rb") as f:
+        f.seek(max(0, counters.stat().st_size - 200))
+        found = re.findall(rb"mesg=(\d+)", f.read())
+    return int(found[-1]) if found else 0
+
+
+def sample(settings: Settings) -> tuple[str, str, bytes]:
+    """Envelope and bytes of one message as the sender renders it for this campaign."""
+    msg: dict[str, Any] = campaign_message("acme", 1)
+    content = msg["content"]
+    compiled = CompiledCampaign(
+        CampaignContent(1, "acme", "acme.example", "promotional", content["subject"],
+                        content["text"], content["html"], "news@acme.example", "Acme Kft."),
+        settings.secret_key, settings.public_url, settings.bounce_domain)
+    rcpt = RecipientData(100_000, "user100000@example.com", "Contact 100000", {})
+    return compiled.envelope_from(1), rcpt.address, compiled.render(rcpt, formatdate())
+
+
+def smtp_source_rate(port: int, messages: int, connections: int, size: int) -> float:
+    started = time.perf_counter()
+    subprocess.run([SOURCE, "-d", "-s", str(connections), "-m", str(messages), "-l", str(size),
+                    "-f", "news@acme.example", "-t", "user@example.com", f"127.0.0.1:{port}"],
+                   check=True)
+    return messages / (time.perf_counter() - started)
+
+
+async def _aiosmtplib_run(port: int, messages: int, connections: int) -> float:
+    import aiosmtplib
+
+    sender, rcpt, data = sample(Settings())
+    clients = [aiosmtplib.SMTP(hostname="127.0.0.1", port=port, local_hostname="bench.invalid")
+               for _ in range(connections)]
+    await asyncio.gather(*(c.connect() for c in clients))
+
+    async def push(client: aiosmtplib.SMTP, count: int) -> None:
+        for _ in range(count):
+            await client.sendmail(sender, [rcpt], data)
+
+    shares = [messages // connections + (i < messages % connections) for i in range(connections)]
+    started = time.perf_counter()
+    await asyncio.gather(*(push(c, n) for c, n in zip(clients, shares, strict=True)))
+    elapsed = time.perf_counter() - started
+    await asyncio.gather(*(c.quit() for c in clients))
+    return messages / elapsed
+
+
+def aiosmtplib_rate(port: int, messages: int, connections: int) -> float:
+    """Run the raw aiosmtplib baseline in a child process (this script, re-invoked)."""
+    out = subprocess.run([sys.executable, __file__, "--_aiosmtplib-baseline", str(port),
+                          "--recipients", str(messages), "--connections", str(connections)],
+                         check=True, capture_output=True, text=True).stdout
+    return float(json.loads(out.splitlines()[-1])["aiosmtplib_per_s"])
+
+
+@contextmanager
+def fresh_database(url: str | None, workdir: Path) -> Iterator[str]:
+    if not url or url.startswith("sqlite"):
+        yield url or f"sqlite:///{workdir / 'bench.db'}"
+        return
+    base = make_url(normalise_url(url))
+    name = f"bench_{os.getpid()}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    fresh = base.set(database=name).render_as_string(hide_password=False)
+    try:
+        yield fresh
+    finally:
+        engine_for(fresh).dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def seed(url: str, recipients: int) -> tuple[str, int]:
+    """One tenant, one list, ``recipients`` contacts with a confirmed signup-form consent."""
+    engine, now = engine_for(url), utcnow()
+    given = now - timedelta(days=30)
+    with engine.begin() as conn:
+        tenant_id = conn.execute(insert(t.tenant).values(
+            slug="acme", name="Acme Kft.", domain="acme.example", status="active",
+            status_reason="", created_at=now).returning(t.tenant.c.id)).scalar_one()
+        list_id = conn.execute(insert(t.mailing_list).values(
+            tenant_id=tenant_id, name="Everyone", created_at=now
+        ).returning(t.mailing_list.c.id)).scalar_one()
+    for start in range(1, recipients + 1, CHUNK):
+        ids = range(start, min(start + CHUNK, recipients + 1))
+        with engine.begin() as conn:
+            conn.execute(insert(t.contact), [
+                {"id": i, "tenant_id": tenant_id, "email": f"user{i}@example.com",
+                 "name": f"Contact {i}", "attributes": {}, "created_at": now} for i in ids])
+            conn.execute(insert(t.list_member), [
+                {"list_id": list_id, "contact_id": i, "tenant_id": tenant_id} for i in ids])
+            conn.execute(insert(t.consent), [
+                {"tenant_id": tenant_id, "contact_id": i, "channel": "email", "topic": TOPIC,
+                 "source": "signup_form", "status": "confirmed", "consented_at": given,
+                 "confirmed_at": given, "created_at": now} for i in ids])
+    return "acme", list_id
+
+
+async def run_until_finished(ctx: Context, timeout_s: float) -> bool:
+    stop, finished = asyncio.Event(), False
+    c = t.campaign.c
+
+    def state() -> str | None:
+        with ctx.engine.connect() as conn:
+            return conn.scalar(select(c.state).where(c.external_id == CAMPAIGN))
+
+    async def watch() -> None:
+        nonlocal finished
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not finished:
+            await asyncio.sleep(0.5)
+            finished = await asyncio.to_thread(state) == "finished"
+        stop.set()
+
+    await run_workers(ctx, ["planner", "sender", "sweeper"], stop, extra=[watch()])
+    return finished
+
+
+def pipeline(args: argparse.Namespace, port: int, workdir: Path) -> dict[str, Any]:
+    with fresh_database(args.database_url, workdir) as url:
+        settings = Settings(database_url=url, broker_url=args.broker_url, use_uvloop=True,
+                            queue_prefix=f"bench{os.getpid()}", smtp_port=port,
+                            smtp_connections=args.connections)
+        started = time.perf_counter()
+        migrate(url)
+        tenant, list_id = seed(url, args.recipients)
+        seed_s = time.perf_counter() - started
+        ctx = Context.from_settings(settings)
+        message = campaign_message(tenant, list_id) | {"campaign_id": CAMPAIGN}
+        broker = ctx.broker()
+        install_loop(settings)
+        published = utcnow()
+        broker.publish("campaigns", message)
+        finished = asyncio.run(run_until_finished(ctx, args.timeout))
+        broker.close()
+        c, d = t.campaign.c, t.delivery.c
+        with ctx.engine.connect() as conn:
+            planned_at, finished_at = conn.execute(
+                select(c.planned_at, c.finished_at).where(c.external_id == CAMPAIGN)).one()
+            states: dict[str, int] = {
+                row[0]: row[1]
+                for row in conn.execute(select(d.state, func.count()).group_by(d.state))}
+            last_sent = conn.scalar(select(func.max(d.sent_at)))
+
+    def since(when: datetime | None) -> float:
+        return (aware(when) - published).total_seconds() if when else float("nan")
+
+    sent = states.get("sent", 0)
+    return {"finished": finished, "seed_s": seed_s, "planned_s": since(planned_at),
+            "finished_s": since(finished_at), "last_sent_s": since(last_sent),
+            "states": states, "sent": sent,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--recipients", type=int, default=20_000)
+    p.add_argument("--connections", type=int, default=32)
+    p.add_argument("--database-url", default=None)
+    p.add_argument("--broker-url", default="memory://")
+    p.add_argument("--baseline-messages", type=int, default=None)
+    p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the campaign")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--skip-baselines", action="store_true")
+    mode.add_argument("--only-baselines", action="store_true")
+    mode.add_argument("--_aiosmtplib-baseline", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args._aiosmtplib_baseline:
+        install_loop(Settings(use_uvloop=True))
+        rate = asyncio.run(_aiosmtplib_run(args._aiosmtplib_baseline, args.recipients,
+                                           args.connections))
+        print(json.dumps({"aiosmtplib_per_s": rate}))
+        return 0
+
+    n, conns = args.recipients, args.connections
+    base_n = args.baseline_messages or min(n, 50_000)
+    size = len(sample(Settings())[2])
+    result: dict[str, Any] = {"recipients": n, "connections": conns, "message_bytes": size,
+                              "database": "sqlite", "broker": args.broker_url}
+    if args.database_url:
+        result["database"] = make_url(normalise_url(args.database_url)).get_backend_name()
+    rows = [("message size", f"{size} B")]
+    with tempfile.TemporaryDirectory(prefix="postgate-bench-") as tmp, \
+            smtp_sink(Path(tmp)) as (port, counters):
+        if not args.skip_baselines:
+            result["smtp_source_per_s"] = smtp_source_rate(port, base_n, conns, size)
+            result["aiosmtplib_per_s"] = aiosmtplib_rate(port, base_n, conns)
+            rows += [(f"smtp-source, {base_n} msgs", f"{result['smtp_source_per_s']:,.0f} msg/s"),
+                     (f"aiosmtplib, {base_n} msgs", f"{result['aiosmtplib_per_s']:,.0f} msg/s")]
+        if not args.only_baselines:
+            before = sink_count(counters)
+            run = pipeline(args, port, Path(tmp))
+            sink = sink_count(counters) - before
+            result |= {
+                "emails_per_s": run["sent"] / run["finished_s"],
+                "send_per_s_to_last_sent": run["sent"] / run["last_sent_s"],
+                "planner_rows_per_s": sum(run["states"].values()) / run["planned_s"],
+                "peak_rss_mb": round(run["peak_rss_mb"], 1), "sent": run["sent"],
+                "delivery_states": run["states"], "sink_received": sink,
+                "seed_s": round(run["seed_s"], 2), "finished": run["finished"],
+                "publish_to_finished_s": round(run["finished_s"], 2),
+            }
+            if "aiosmtplib_per_s" in result:
+                result["pipeline_vs_aiosmtplib"] = result["emails_per_s"] / result[
+                    "aiosmtplib_per_s"]
+            rows += [
+                ("seeding (not measured)", f"{run['seed_s']:.1f} s"),
+                ("planner", f"{result['planner_rows_per_s']:,.0f} rows/s "
+                            f"(planned after {run['planned_s']:.1f} s)"),
+                ("pipeline end to end", f"{result['emails_per_s']:,.0f} emails/s "
+                                        f"({run['finished_s']:.1f} s to finished)"),
+                ("pipeline to last send", f"{result['send_per_s_to_last_sent']:,.0f} emails/s"),
+                ("delivery rows", ", ".join(f"{k} {v}" for k, v in run["states"].items())),
+                ("sink received", str(sink)),
+                ("peak RSS", f"{result['peak_rss_mb']} MB"),
+            ]
+            if "pipeline_vs_aiosmtplib" in result:
+                rows.append(("pipeline / aiosmtplib", f"{result['pipeline_vs_aiosmtplib']:.0%}"))
+    print(f"postgate pipeline bench: {n} recipients, {conns} connections, "
+          f"{result['database']} + {args.broker_url}")
+    for label, value in rows:
+        print(f"  {label:<28} {value}")
+    print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in result.items()}))
+    return 0 if result.get("finished", True) and result.get("sent", n) == n else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

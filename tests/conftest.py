@@ -1,0 +1,84 @@
+"""Fixtures: a real database (SQLite or the PostgreSQL named by DATABASE_URL), a real
+broker (in-process or the one named by BROKER_URL) and a real aiosmtpd server."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from postgate.db import migrate, normalise_url
+from postgate.providers.sink import SmtpSink
+from postgate.settings import Settings
+from postgate.workers.context import Context
+from tests.support import World
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    configured = os.environ.get("DATABASE_URL", "")
+    if not configured.startswith("postgres"):
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+        migrate(url)
+        yield url
+        return
+    admin_url = make_url(normalise_url(configured))
+    name = f"postgate_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = admin_url.set(database=name).render_as_string(hide_password=False)
+    migrate(url)
+    yield url
+    from postgate.db import engine_for
+
+    engine_for(url).dispose()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    with SmtpSink() as server:
+        yield server
+
+
+@pytest.fixture
+def settings(database_url: str, sink: SmtpSink) -> Settings:
+    return Settings(
+        database_url=database_url,
+        broker_url=os.environ.get("BROKER_URL", "memory://"),
+        redis_url=os.environ.get("REDIS_URL", ""),
+        queue_prefix=f"t{uuid.uuid4().hex[:12]}",
+        smtp_port=sink.port,
+        smtp_connections=4,
+        smtp_timeout_s=5,
+        retry_base_s=0.2,
+        retry_max_s=1,
+        sweep_interval_s=0.1,
+        poll_interval_s=0.01,
+        batch_size=50,
+        page_size=120,
+        use_uvloop=False,
+    )
+
+
+@pytest.fixture
+def ctx(settings: Settings) -> Context:
+    return Context.from_settings(settings)
+
+
+@pytest.fixture
+def world(ctx: Context, sink: SmtpSink) -> World:
+    return World.create(ctx, sink)
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    return Path(__file__).parent / "fixtures"

@@ -1,0 +1,137 @@
+"""Test scaffolding: a tenant world to seed, and running real workers until a condition."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlmodel import Session
+
+from postgate import tables as t
+from postgate.clock import utcnow
+from postgate.consent import records
+from postgate.consent.models import Contact, MailingList
+from postgate.delivery.models import Tenant
+from postgate.providers.sink import SmtpSink
+from postgate.workers.context import Context
+from postgate.workers.main import run_workers
+
+
+@dataclass
+class World:
+    """One fresh tenant with one list, in the shared test database."""
+
+    ctx: Context
+    sink: SmtpSink
+    tenant: Tenant
+    mlist: MailingList
+
+    @classmethod
+    def create(cls, ctx: Context, sink: SmtpSink) -> World:
+        slug = f"tenant-{uuid.uuid4().hex[:8]}"
+        with Session(ctx.engine, expire_on_commit=False) as s:
+            tenant = records.create_tenant(s, slug, f"Tenant {slug}", f"{slug}.example")
+            assert tenant.id is not None
+            mlist = records.create_list(s, tenant.id, "main")
+            s.commit()
+        return cls(ctx, sink, tenant, mlist)
+
+    @property
+    def tenant_id(self) -> int:
+        assert self.tenant.id is not None
+        return self.tenant.id
+
+    def contact(self, local: str, consent: str | None = "confirmed", source: str = "signup_form",
+                days_ago: int = 30, topic: str = "news", **proof: Any) -> Contact:
+        """A list member at ``local@<tenant domain>`` with (by default) a fresh DOI consent."""
+        email = f"{local}@{self.tenant.domain}"
+        with Session(self.ctx.engine, expire_on_commit=False) as s:
+            contact = records.add_contact(s, self.tenant_id, email=email, name=local.title(),
+                                          lists=[self.mlist])
+            if consent is not None:
+                when = utcnow() - timedelta(days=days_ago)
+                if source == "signup_form" and consent == "confirmed":
+                    proof.setdefault("confirmed_at", when)
+                records.add_consent(s, contact, "email", topic, source, consent, when, **proof)
+            s.commit()
+        return contact
+
+    def message(self, campaign_id: str | None = None, **overrides: Any) -> dict[str, Any]:
+        msg: dict[str, Any] = {
+            "version": "campaign.v1",
+            "tenant": self.tenant.slug,
+            "campaign_id": campaign_id or f"c-{uuid.uuid4().hex[:8]}",
+            "channel": "email",
+            "kind": "promotional",
+            "topic": "news",
+            "audience": [self.mlist.id],
+            "from": {"email": f"news@{self.tenant.domain}", "name": "News Desk"},
+            "content": {"subject": "Hello {{ name }}", "text": "Hi {{ name }}!\n",
+                        "html": "<p>Hi {{ name }}!</p>"},
+        }
+        msg.update(overrides)
+        return msg
+
+    def publish(self, message: dict[str, Any] | bytes | str) -> None:
+        broker = self.ctx.broker()
+        broker.publish("campaigns", message)
+        broker.close()
+
+    def deliveries(self, external_id: str) -> list[Any]:
+        d, c = t.delivery.c, t.campaign.c
+        with self.ctx.engine.connect() as conn:
+            return list(conn.execute(
+                select(d.address, d.state, d.reason, d.smtp_code, d.attempts, d.id)
+                .join(t.campaign, c.id == d.campaign_id)
+                .where(c.tenant_id == self.tenant_id, c.external_id == external_id)
+                .order_by(d.id)
+            ).all())
+
+    def campaign_state(self, external_id: str) -> str | None:
+        c = t.campaign.c
+        with self.ctx.engine.connect() as conn:
+            return conn.scalar(select(c.state).where(
+                c.tenant_id == self.tenant_id, c.external_id == external_id))
+
+    def campaign_count(self) -> int:
+        with self.ctx.engine.connect() as conn:
+            return int(conn.scalar(select(func.count()).select_from(t.campaign).where(
+                t.campaign.c.tenant_id == self.tenant_id)) or 0)
+
+    def finished(self, external_id: str) -> Callable[[], bool]:
+        return lambda: self.campaign_state(external_id) == "finished"
+
+    def run(self, until: Callable[[], bool], workers: tuple[str, ...] = ("planner", "sender",
+            "sweeper"), timeout: float = 30) -> float:
+        """Run real workers on one event loop until ``until()`` holds; return the seconds."""
+        return asyncio.run(run_until(self.ctx, list(workers), until, timeout))
+
+
+async def run_until(ctx: Context, workers: list[str], until: Callable[[], bool],
+                    timeout: float) -> float:
+    stop = asyncio.Event()
+    started = time.monotonic()
+    outcome: dict[str, bool] = {}
+
+    async def watch() -> None:
+        while time.monotonic() - started < timeout:
+            if await asyncio.to_thread(until):
+                outcome["ok"] = True
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+
+    await run_workers(ctx, workers, stop, extra=[watch()])
+    if not outcome.get("ok"):
+        raise AssertionError(f"condition not reached within {timeout}s")
+    return time.monotonic() - started
+
+
+def ago(days: float) -> datetime:
+    return utcnow() - timedelta(days=days)
