@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     poll_interval_s: float = 0.05
 
     use_uvloop: bool = True
+    metrics_port: int = 0  # workers serve /metrics here when set
 
 
 @lru_cache(maxsize=1)

@@ -42,6 +42,10 @@ async def run_workers(ctx: Context, names: list[str], stop: asyncio.Event,
 
 def serve(settings: Settings, names: list[str]) -> None:
     install_loop(settings)
+    if settings.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port)
 
     async def main() -> None:
         stop = asyncio.Event()

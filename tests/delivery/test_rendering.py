@@ -1,0 +1,77 @@
+"""Rendering: real MIME a mail client parses, filled per recipient, no header injection."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from email.utils import formatdate
+
+import pytest
+
+from postgate.delivery.rendering import CampaignContent, CompiledCampaign, RecipientData
+
+HOSTILE = ["Eve\r\nBcc: victim@x.example", "Eve\nBcc: v@x", "Eve\u2028Bcc: v@x",
+           "Eve\rBcc: v@x", "=?utf-8?q?Eve=0D=0ABcc:_v@x?=", "Eve\x85Bcc: v@x"]
+
+
+def compiled(subject: str = "Hi {{ name }}", kind: str = "promotional",
+             text: str = "Hello {{ name }}\n", html: str = "<p>Hello {{ name }}</p>"
+             ) -> CompiledCampaign:
+    content = CampaignContent(9, "acme", "acme.example", kind, subject, text, html,
+                              "news@acme.example", "Acme Kft.")
+    return CompiledCampaign(content, "secret", "https://pg.example", "bounces.example")
+
+
+def parse(data: bytes) -> email.message.EmailMessage:
+    return email.message_from_bytes(data, policy=email.policy.default)  # type: ignore[return-value]
+
+
+def test_multipart_alternative_with_utf8_parts() -> None:
+    data = compiled().render(RecipientData(1, "anna@x.example", "Anna Ödön"), formatdate())
+    msg = parse(data)
+    assert msg.get_content_type() == "multipart/alternative"
+    text, html = msg.iter_parts()  # type: ignore[misc]
+    assert text.get_content().startswith("Hello Anna Ödön")
+    assert "Unsubscribe: https://pg.example/u/1." in text.get_content()
+    assert html.get_content_type() == "text/html" and "Anna Ödön" in html.get_content()
+    assert msg["Subject"] == "Hi Anna Ödön"
+    assert msg["To"].addresses[0].display_name == "Anna Ödön"
+    assert not msg.defects and all(not p.defects for p in msg.iter_parts())
+    assert b"\r\n\r\n" in data and b"\n" not in data.replace(b"\r\n", b"")
+
+
+def test_html_personalisation_is_escaped() -> None:
+    data = compiled().render(RecipientData(1, "a@x.example", "<script>x</script>"), "d")
+    html = list(parse(data).iter_parts())[1]
+    assert "<script>" not in html.get_content()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_no_header_injection_through_name_or_subject(name: str) -> None:
+    data = compiled(subject="{{ name }} hi").render(RecipientData(1, "a@x.example", name), "d")
+    head = data.split(b"\r\n\r\n", 1)[0]
+    lines = [line for line in head.split(b"\r\n") if not line.startswith((b" ", b"\t"))]
+    assert not any(line.lower().startswith(b"bcc:") for line in lines)
+    assert parse(data)["Bcc"] is None
+
+
+def test_transactional_mail_has_no_unsubscribe_headers() -> None:
+    msg = parse(compiled(kind="transactional").render(RecipientData(1, "a@x.example"), "d"))
+    assert msg["List-Unsubscribe"] is None
+    assert "Unsubscribe" not in msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+
+def test_static_parts_are_encoded_once() -> None:
+    camp = compiled(subject="Static", text="Same for all\n", html="")
+    assert camp.text is not None and camp.text.cached is not None
+    assert camp.subject_header is not None
+    msg = parse(camp.render(RecipientData(5, "b@x.example"), "d"))
+    assert msg.get_content_type() == "text/plain"
+
+
+def test_the_sandbox_refuses_unsafe_templates() -> None:
+    from jinja2.exceptions import SecurityError
+
+    camp = compiled(text="{{ name.__class__.__mro__[1].__subclasses__() }}")
+    with pytest.raises(SecurityError):
+        camp.render(RecipientData(1, "a@x.example", "x"), "d")
