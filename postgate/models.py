@@ -2,13 +2,23 @@
 
 from sqlmodel import SQLModel
 
-from postgate.consent.models import Consent, Contact, ListMember, MailingList, Suppression
+from postgate.consent.models import (
+    Consent,
+    Contact,
+    ListImport,
+    ListMember,
+    MailingList,
+    PendingSignup,
+    SignupForm,
+    Suppression,
+)
 from postgate.delivery.models import (
     AuditLog,
     Campaign,
     DeadLetter,
     Delivery,
     FeedbackEvent,
+    SendingBlock,
     Tenant,
 )
 
@@ -22,8 +32,12 @@ __all__ = [
     "DeadLetter",
     "Delivery",
     "FeedbackEvent",
+    "ListImport",
     "ListMember",
     "MailingList",
+    "PendingSignup",
+    "SendingBlock",
+    "SignupForm",
     "Suppression",
     "Tenant",
     "metadata",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Index, UniqueConstraint
+from sqlalchemy import Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from postgate.clock import utcnow
@@ -80,3 +80,62 @@ class Suppression(SQLModel, table=True):
     reason: str  # unsubscribe | complaint | hard_bounce | stop | manual | erasure
     created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
     detail: str = ""
+
+
+class SignupForm(SQLModel, table=True):
+    """A tenant's public signup form. ``public_id`` is random: ids are not enumerable."""
+
+    __tablename__ = "signup_form"
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: int = Field(foreign_key="tenant.id", index=True)
+    public_id: str = Field(unique=True)
+    name: str
+    topic: str
+    list_id: int = Field(foreign_key="mailing_list.id")
+    channels: list[str] = Field(default_factory=lambda: ["email"], sa_column=Column(Json))
+    consent_text: str = Field(sa_type=Text)
+    consent_text_version: str
+    consent_text_hash: str
+    success_message: str = ""
+    confirmed_message: str = ""
+    enabled: bool = True
+    created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+
+
+class PendingSignup(SQLModel, table=True):
+    """A form post waiting for its double opt-in confirmation. The token is stored hashed."""
+
+    __tablename__ = "pending_signup"
+    __table_args__ = (Index("ix_pending_signup_address", "tenant_id", "address", "created_at"),)
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    tenant_id: int = Field(foreign_key="tenant.id")
+    form_id: int = Field(foreign_key="signup_form.id")
+    contact_id: int = Field(sa_type=BigId, foreign_key="contact.id")
+    channel: str
+    address: str
+    token_hash: str = Field(unique=True)
+    consent_text_hash: str
+    consent_text_version: str
+    signup_ip: str = ""
+    signup_user_agent: str = ""
+    created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+    expires_at: datetime = Field(sa_type=Timestamp)
+    used_at: datetime | None = Field(default=None, sa_type=Timestamp)
+
+
+class ListImport(SQLModel, table=True):
+    """One list import with its provenance declaration and its per-row report."""
+
+    __tablename__ = "list_import"
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: int = Field(foreign_key="tenant.id", index=True)
+    list_id: int = Field(foreign_key="mailing_list.id")
+    source: str
+    collected_at: datetime = Field(sa_type=Timestamp)
+    evidence_ref: str
+    actor: str = ""
+    rows_total: int = 0
+    rows_imported: int = 0
+    rows_dropped: int = 0
+    report: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(Json))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)

@@ -108,3 +108,25 @@ class DeadLetter(SQLModel, table=True):
     body: str = Field(default="", sa_type=Text)
     body_bytes: int = 0
     created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+
+
+class SendingBlock(SQLModel, table=True):
+    """A stop on a tenant's sending, by scope; active until ``cleared_at`` is set.
+
+    ``scope``: bulk_email | bulk_sms | all. ``source``: operator (kill switch) or
+    breaker (the complaint/bounce circuit breaker, with its numbers in ``detail``).
+    """
+
+    __tablename__ = "sending_block"
+    __table_args__ = (Index("ix_sending_block_active", "tenant_id", "cleared_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: int = Field(foreign_key="tenant.id")
+    scope: str
+    source: str
+    reason: str = Field(sa_type=Text)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(Json))
+    actor: str = ""
+    created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+    cleared_at: datetime | None = Field(default=None, sa_type=Timestamp)
+    cleared_by: str | None = None
+    clear_reason: str | None = None
