@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
+from typing import Annotated
 
+from fastapi import Depends, FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import select, text
+
+from postgate import tables as t
+from postgate.auth import Operator, Principal, authenticated
 from postgate.db import engine_for
 from postgate.settings import Settings, get_settings
 
@@ -14,12 +18,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(title="postgate", version="0.1.0")
     engine = engine_for(settings.database_url)
+    app.state.settings = settings
+    app.state.engine = engine
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         return {"status": "ok"}
+
+    @app.get("/v1/me")
+    def me(principal: Annotated[Principal, Depends(authenticated)]) -> dict[str, object]:
+        return {"role": principal.role, "name": principal.name, "tenant": principal.tenant_slug}
+
+    @app.get("/v1/operator/tenants")
+    def tenants(operator: Operator) -> list[dict[str, object]]:
+        with engine.connect() as conn:
+            rows = conn.execute(select(t.tenant.c.slug, t.tenant.c.name, t.tenant.c.domain,
+                                       t.tenant.c.status).order_by(t.tenant.c.slug)).all()
+        return [dict(r._mapping) for r in rows]
 
     @app.get("/metrics")
     def metrics() -> Response:

@@ -93,6 +93,16 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _keys(args: argparse.Namespace, settings: Settings) -> int:
+    from postgate.auth import create_key
+    from postgate.db import engine_for
+
+    role = "operator" if args.operator else "tenant"
+    key = create_key(engine_for(settings.database_url), role, args.name, args.tenant)
+    print(key)
+    return 0
+
+
 def _schema(args: argparse.Namespace, settings: Settings) -> int:
     from postgate.delivery.message import json_schema
 
@@ -128,6 +138,14 @@ def parser() -> argparse.ArgumentParser:
     status = camp_sub.add_parser("status", help="deliveries of a campaign by state")
     status.add_argument("id", type=int)
     status.set_defaults(fn=_status)
+    keys = sub.add_parser("keys", help="api keys")
+    keys_sub = keys.add_subparsers(dest="action", required=True)
+    create = keys_sub.add_parser("create", help="create a key and print it once")
+    who = create.add_mutually_exclusive_group(required=True)
+    who.add_argument("--tenant", help="a key for this tenant's own data")
+    who.add_argument("--operator", action="store_true", help="a platform operator's key")
+    create.add_argument("--name", default="default")
+    create.set_defaults(fn=_keys)
     schema = sub.add_parser("schema", help="print the campaign.v1 JSON schema")
     schema.set_defaults(fn=_schema)
     return p

@@ -13,6 +13,7 @@ from postgate.consent.models import (
     Suppression,
 )
 from postgate.delivery.models import (
+    ApiKey,
     AuditLog,
     Campaign,
     DeadLetter,
@@ -25,6 +26,7 @@ from postgate.delivery.models import (
 metadata = SQLModel.metadata
 
 __all__ = [
+    "ApiKey",
     "AuditLog",
     "Campaign",
     "Consent",

@@ -16,7 +16,7 @@ from postgate.db import migrate, normalise_url
 from postgate.providers.sink import SmtpSink
 from postgate.settings import Settings
 from postgate.workers.context import Context
-from tests.support import World
+from tests.support import World, serve_api
 
 
 @pytest.fixture(scope="session")
@@ -77,6 +77,12 @@ def ctx(settings: Settings) -> Context:
 @pytest.fixture
 def world(ctx: Context, sink: SmtpSink) -> World:
     return World.create(ctx, sink)
+
+
+@pytest.fixture
+def api(settings: Settings) -> Iterator[str]:
+    """The real api served by uvicorn on 127.0.0.1; yields its base URL."""
+    yield from serve_api(settings)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +19,7 @@ from postgate.consent import records
 from postgate.consent.models import Contact, MailingList
 from postgate.delivery.models import Tenant
 from postgate.providers.sink import SmtpSink
+from postgate.settings import Settings
 from postgate.workers.context import Context
 from postgate.workers.main import run_workers
 
@@ -131,6 +132,33 @@ async def run_until(ctx: Context, workers: list[str], until: Callable[[], bool],
     if not outcome.get("ok"):
         raise AssertionError(f"condition not reached within {timeout}s")
     return time.monotonic() - started
+
+
+def serve_api(settings: Settings) -> Iterator[str]:
+    """Run the api with uvicorn on a free 127.0.0.1 port in a thread, for real HTTP tests."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    from postgate.api import create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started, "api did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def ago(days: float) -> datetime:

@@ -130,3 +130,19 @@ class SendingBlock(SQLModel, table=True):
     cleared_at: datetime | None = Field(default=None, sa_type=Timestamp)
     cleared_by: str | None = None
     clear_reason: str | None = None
+
+
+class ApiKey(SQLModel, table=True):
+    """A bearer key for the api: a tenant's (its own data only) or an operator's.
+
+    Only the SHA-256 of the key is stored; the key itself is shown once at creation.
+    """
+
+    __tablename__ = "api_key"
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: int | None = Field(default=None, foreign_key="tenant.id", index=True)
+    role: str  # tenant | operator
+    name: str
+    key_hash: str = Field(unique=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+    revoked_at: datetime | None = Field(default=None, sa_type=Timestamp)
