@@ -49,7 +49,8 @@ class Settings(BaseSettings):
     retry_max_s: float = 3600.0
     retry_deadline_s: float = 3 * 24 * 3600.0
     lease_s: float = 300.0
-    requeue_queued_after_s: float = 900.0
+    requeue_queued_after_s: float = 900.0  # a queued row this old is republished anyway
+    orphan_after_s: float = 15.0  # ... or this old when the send queue is empty
     sweep_interval_s: float = 1.0
     poll_interval_s: float = 0.05
 

@@ -24,6 +24,7 @@ from postgate.providers.base import Outcome, SendResult
 from postgate.settings import Settings
 
 d = t.delivery.c
+UNKNOWN = "outcome_unknown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,7 @@ class Claimed:
     recipient: RecipientData
     attempts: int
     created_at: datetime
+    outcome_unknown: bool = False  # an earlier attempt may have been accepted already
 
 
 def claim(engine: Engine, ids: Sequence[int], now: datetime, lease_s: float) -> list[Claimed]:
@@ -49,7 +51,7 @@ def claim(engine: Engine, ids: Sequence[int], now: datetime, lease_s: float) -> 
                 ),
             )
             .values(state=S.SENDING, lease_until=lease, attempts=d.attempts + 1, updated_at=now)
-            .returning(d.id, d.contact_id, d.address, d.attempts, d.created_at)
+            .returning(d.id, d.contact_id, d.address, d.attempts, d.created_at, d.reason)
         ).all()
         if not rows:
             return []
@@ -62,11 +64,11 @@ def claim(engine: Engine, ids: Sequence[int], now: datetime, lease_s: float) -> 
             )
         }
     claimed = []
-    for delivery_id, contact_id, address, attempts, created_at in sorted(rows):
+    for delivery_id, contact_id, address, attempts, created_at, reason in sorted(rows):
         name, attributes = contacts.get(contact_id, ("", {}))
         claimed.append(Claimed(
             RecipientData(delivery_id, address, name or "", attributes or {}),
-            attempts, created_at,
+            attempts, created_at, reason == UNKNOWN,
         ))
     return claimed
 
@@ -85,7 +87,12 @@ def record(
     engine: Engine, settings: Settings, tenant_id: int,
     results: Sequence[tuple[Claimed, SendResult]], now: datetime,
 ) -> None:
-    """Write the outcome of a batch: sent, deferred with backoff, or failed."""
+    """Write the outcome of a batch: sent, deferred with backoff, or failed.
+
+    A transaction whose outcome is unknown (the connection dropped after DATA) is retried
+    once, with the same Message-ID; if that one is unknown too, the row fails as
+    ``outcome_unknown`` rather than risk sending a third copy.
+    """
     sent = [c.recipient.delivery_id for c, r in results if r.outcome is Outcome.SENT]
     failed: list[dict[str, Any]] = []
     deferred: list[dict[str, Any]] = []
@@ -95,15 +102,16 @@ def record(
         row = {"b_id": claimed.recipient.delivery_id, "b_code": result.code,
                "b_error": result.detail[:1000]}
         when = None
-        if result.outcome is Outcome.DEFERRED:
+        if result.outcome is Outcome.DEFERRED and not (result.unknown and claimed.outcome_unknown):
             when = next_attempt(claimed.attempts, claimed.created_at, now,
                                 settings.retry_base_s, settings.retry_max_s,
                                 settings.retry_deadline_s)
-        if when is None:
-            reason = "smtp_rejected" if result.outcome is Outcome.FAILED else "retry_deadline"
-            failed.append(row | {"b_reason": reason})
-        else:
-            deferred.append(row | {"b_when": when})
+        if when is not None:
+            deferred.append(row | {"b_when": when, "b_reason": UNKNOWN if result.unknown else None})
+        elif result.outcome is Outcome.FAILED:
+            failed.append(row | {"b_reason": "smtp_rejected"})
+        else:  # out of time, or a second transaction whose outcome is unknown: stop here
+            failed.append(row | {"b_reason": UNKNOWN if result.unknown else "retry_deadline"})
     guard = d.id == bindparam("b_id")
     with engine.begin() as conn:
         if sent:
@@ -111,12 +119,13 @@ def record(
                 update(t.delivery)
                 .where(d.id.in_(sent), d.state == S.SENDING)
                 .values(state=S.SENT, sent_at=now, smtp_code=250, lease_until=None,
-                        last_error=None, updated_at=now)
+                        reason=None, last_error=None, updated_at=now)
             )
         if deferred:
             conn.execute(
                 update(t.delivery).where(guard, d.state == S.SENDING).values(
                     state=S.DEFERRED, next_attempt_at=bindparam("b_when"),
+                    reason=bindparam("b_reason"),
                     smtp_code=bindparam("b_code"), last_error=bindparam("b_error"),
                     lease_until=None, updated_at=now,
                 ),

@@ -25,6 +25,7 @@ class Received:
 @dataclass
 class SinkHandler:
     received: list[Received] = field(default_factory=list)
+    dropped: list[Received] = field(default_factory=list)  # hung up on after DATA
     rcpt_replies: dict[str, deque[str | None]] = field(default_factory=lambda: defaultdict(deque))
     drop_after_data: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     transactions: int = 0
@@ -55,6 +56,9 @@ class SinkHandler:
             for address in dropped:
                 self.drop_after_data[address.lower()] -= 1
         if dropped:
+            with self.lock:
+                self.dropped.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
+                                             envelope.original_content or envelope.content))
             server.transport.close()
             return "451 4.3.0 connection closed"
         with self.lock:

@@ -19,7 +19,7 @@ QUEUES = ("campaigns", "send", "dead")
 class Broker:
     def __init__(self, url: str, prefix: str) -> None:
         self.prefix = prefix
-        self.connection = Connection(url, transport_options={"visibility_timeout": 3600})
+        self.connection = Connection(url, transport_options={"visibility_timeout": 600})
         self.exchange = Exchange(prefix, type="direct", durable=True)
         self.queues = {
             name: Queue(f"{prefix}.{name}", self.exchange, routing_key=f"{prefix}.{name}",

@@ -2,7 +2,8 @@
 
 Every ``sweep_interval_s`` it plans scheduled campaigns that fell due, republishes
 deferred rows whose retry time came, recovers rows whose sending lease expired (a
-sender died mid-batch), republishes queued rows that waited too long (a lost batch)
+sender died mid-batch), republishes queued rows whose batch message was lost (a sender
+died between taking the message and claiming its rows)
 and marks campaigns finished once no row is left to send. Every step claims its rows
 with a guarded UPDATE, so any number of sweepers can run.
 """
@@ -54,12 +55,15 @@ def sweep_once(engine: Engine, broker: Broker, settings: Settings, now: datetime
         plan_campaign(engine, broker, settings, campaign_id)
     done["planned"] = len(due)
 
+    # Queued rows whose batch message is gone (a sender died between taking the message
+    # and claiming its rows): soon when the send queue is empty, else after a long wait.
+    idle_queue = broker.depth("send") == 0
+    orphan_after = settings.orphan_after_s if idle_queue else settings.requeue_queued_after_s
     steps = {
         "retried": and_(d.state == S.DEFERRED, d.next_attempt_at <= now),
         "recovered": and_(d.state == S.SENDING, d.lease_until < now),
         "requeued": and_(
-            d.state == S.QUEUED,
-            d.updated_at < now - timedelta(seconds=settings.requeue_queued_after_s),
+            d.state == S.QUEUED, d.updated_at < now - timedelta(seconds=orphan_after)
         ),
     }
     for name, condition in steps.items():

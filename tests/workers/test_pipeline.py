@@ -190,3 +190,15 @@ def _campaign_id(world: World, external_id: str) -> int:
     with world.ctx.engine.connect() as conn:
         return int(conn.scalar(select(c.id).where(
             c.tenant_id == world.tenant_id, c.external_id == external_id)))
+
+
+def test_two_unknown_outcomes_stop_retrying_with_the_same_message_id(world: World) -> None:
+    world.contact("lossy")
+    world.sink.handler.drop(f"lossy@{world.tenant.domain}", times=5)
+    world.publish(world.message("unknown"))
+    world.run(world.finished("unknown"))
+    (row,) = world.deliveries("unknown")
+    assert (row.state, row.reason, row.attempts) == ("failed", "outcome_unknown", 2)
+    assert world.sink.handler.transactions == 2
+    ids = {email.message_from_bytes(r.data)["Message-ID"] for r in world.sink.handler.dropped}
+    assert len(world.sink.handler.dropped) == 2 and len(ids) == 1
