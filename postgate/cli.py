@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 
 from postgate import tables as t
 from postgate.settings import Settings, get_settings
@@ -103,6 +104,62 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _tenant_of(engine: Engine, slug: str) -> int:
+    with engine.connect() as conn:
+        tenant_id = conn.scalar(select(t.tenant.c.id).where(t.tenant.c.slug == slug))
+    if tenant_id is None:
+        raise SystemExit(f"unknown tenant {slug!r}")
+    return int(tenant_id)
+
+
+def _erase(args: argparse.Namespace, settings: Settings) -> int:
+    from postgate.consent.erasure import erase
+    from postgate.db import engine_for
+
+    engine = engine_for(settings.database_url)
+    report = erase(engine, _tenant_of(engine, args.tenant), args.address, actor="cli")
+    print(json.dumps(dataclasses.asdict(report)))
+    return 0
+
+
+def _export(args: argparse.Namespace, settings: Settings) -> int:
+    from postgate.db import engine_for
+    from postgate.delivery.export import export_tenant
+
+    engine = engine_for(settings.database_url)
+    tenant_id = _tenant_of(engine, args.tenant)
+    if args.out == "-":
+        export_tenant(engine, tenant_id, sys.stdout.buffer)
+    else:
+        with open(args.out, "wb") as out:
+            export_tenant(engine, tenant_id, out)
+    return 0
+
+
+def _retention(args: argparse.Namespace, settings: Settings) -> int:
+    from postgate.clock import utcnow
+    from postgate.db import engine_for
+    from postgate.workers.retention import purge
+
+    print(json.dumps(purge(engine_for(settings.database_url), utcnow())))
+    return 0
+
+
+def _close(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlalchemy import update
+
+    from postgate.clock import utcnow
+    from postgate.db import engine_for
+
+    engine = engine_for(settings.database_url)
+    tenant_id = _tenant_of(engine, args.tenant)
+    with engine.begin() as conn:
+        conn.execute(update(t.tenant).where(t.tenant.c.id == tenant_id).values(
+            closed_at=utcnow(), status="killed", status_reason="tenant closed"))
+    print(f"tenant {args.tenant} closed; its data is purged after 90 days")
+    return 0
+
+
 def _schema(args: argparse.Namespace, settings: Settings) -> int:
     from postgate.delivery.message import json_schema
 
@@ -121,7 +178,8 @@ def parser() -> argparse.ArgumentParser:
     db.add_argument("action", choices=["upgrade"])
     db.set_defaults(fn=_db)
     worker = sub.add_parser("worker", help="run workers until SIGTERM")
-    worker.add_argument("names", nargs="+", choices=["planner", "sender", "sweeper"])
+    worker.add_argument("names", nargs="+",
+                        choices=["planner", "sender", "sweeper", "retention"])
     worker.set_defaults(fn=_worker)
     api = sub.add_parser("api", help="serve the HTTP api")
     api.add_argument("--host", default="127.0.0.1")
@@ -146,6 +204,21 @@ def parser() -> argparse.ArgumentParser:
     who.add_argument("--operator", action="store_true", help="a platform operator's key")
     create.add_argument("--name", default="default")
     create.set_defaults(fn=_keys)
+    erase = sub.add_parser("erase", help="erase a person's data for a tenant (GDPR)")
+    erase.add_argument("--tenant", required=True)
+    erase.add_argument("address", help="email address or E.164 phone number")
+    erase.set_defaults(fn=_erase)
+    export = sub.add_parser("export", help="export a tenant's data as XML")
+    export.add_argument("--tenant", required=True)
+    export.add_argument("--out", default="-", help="file to write (- for stdout)")
+    export.set_defaults(fn=_export)
+    retention = sub.add_parser("retention", help="purge data past its retention period now")
+    retention.set_defaults(fn=_retention)
+    tenant = sub.add_parser("tenant", help="tenant lifecycle")
+    tenant_sub = tenant.add_subparsers(dest="action", required=True)
+    close = tenant_sub.add_parser("close", help="close a tenant: stop sending, purge in 90 days")
+    close.add_argument("tenant")
+    close.set_defaults(fn=_close)
     schema = sub.add_parser("schema", help="print the campaign.v1 JSON schema")
     schema.set_defaults(fn=_schema)
     return p

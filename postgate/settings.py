@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     sweep_interval_s: float = 1.0
     poll_interval_s: float = 0.05
 
+    retention_interval_s: float = 6 * 3600.0
     use_uvloop: bool = True
     metrics_port: int = 0  # workers serve /metrics here when set
 

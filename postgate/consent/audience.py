@@ -15,6 +15,7 @@ from sqlalchemy import Connection, and_, select
 
 from postgate import tables as t
 from postgate.clock import add_months, aware
+from postgate.consent.erasure import address_hash
 from postgate.consent.gate import FRESH_MONTHS, ConsentView, Recipient
 from postgate.delivery.states import Channel, DeliveryState, Kind
 
@@ -78,13 +79,16 @@ def _latest_consents(
 def _suppressions(
     conn: Connection, spec: AudienceSpec, addresses: Sequence[str]
 ) -> dict[str, str]:
+    """Suppression by address, including erased people's hashed entries."""
     s = t.suppression.c
+    hashed = {address_hash(a): a for a in addresses}
     rows = conn.execute(
         select(s.address, s.reason).where(
-            s.tenant_id == spec.tenant_id, s.channel == spec.channel, s.address.in_(addresses)
+            s.tenant_id == spec.tenant_id, s.channel == spec.channel,
+            s.address.in_([*addresses, *hashed]),
         )
     ).all()
-    return {row[0]: row[1] for row in rows}
+    return {hashed.get(row[0], row[0]): row[1] for row in rows}
 
 
 def _promo_sends(

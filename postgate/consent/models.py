@@ -25,6 +25,7 @@ class Contact(SQLModel, table=True):
     attributes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(Json))
     created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
     last_activity_at: datetime | None = Field(default=None, sa_type=Timestamp)
+    erased_at: datetime | None = Field(default=None, sa_type=Timestamp)
 
 
 class MailingList(SQLModel, table=True):

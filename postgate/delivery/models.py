@@ -20,6 +20,7 @@ class Tenant(SQLModel, table=True):
     status: str = "active"  # TenantStatus
     status_reason: str = ""
     created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+    closed_at: datetime | None = Field(default=None, sa_type=Timestamp)  # purge 90 days on
 
 
 class Campaign(SQLModel, table=True):
