@@ -72,6 +72,11 @@ def smtp_sink(workdir: Path) -> Iterator[tuple[int, Path]]:
         proc.wait(5)
 
 
+def cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def sink_count(counters: Path) -> int:
     """Messages the sink has received so far (its last ``mesg=`` counter)."""
     with counters.open("rb") as f:
@@ -99,7 +104,7 @@ def smtp_source_rate(port: int, messages: int, connections: int, size: int) -> f
     return messages / (time.perf_counter() - started)
 
 
-async def _aiosmtplib_run(port: int, messages: int, connections: int) -> float:
+async def _aiosmtplib_run(port: int, messages: int, connections: int) -> dict[str, float]:
     import aiosmtplib
 
     sender, rcpt, data = sample(Settings())
@@ -112,19 +117,19 @@ async def _aiosmtplib_run(port: int, messages: int, connections: int) -> float:
             await client.sendmail(sender, [rcpt], data)
 
     shares = [messages // connections + (i < messages % connections) for i in range(connections)]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_s()
     await asyncio.gather(*(push(c, n) for c, n in zip(clients, shares, strict=True)))
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, cpu_s() - cpu
     await asyncio.gather(*(c.quit() for c in clients))
-    return messages / elapsed
+    return {"aiosmtplib_per_s": messages / elapsed, "aiosmtplib_cpu_us": cpu / messages * 1e6}
 
 
-def aiosmtplib_rate(port: int, messages: int, connections: int) -> float:
+def aiosmtplib_rate(port: int, messages: int, connections: int) -> dict[str, float]:
     """Run the raw aiosmtplib baseline in a child process (this script, re-invoked)."""
     out = subprocess.run([sys.executable, __file__, "--_aiosmtplib-baseline", str(port),
                           "--recipients", str(messages), "--connections", str(connections)],
                          check=True, capture_output=True, text=True).stdout
-    return float(json.loads(out.splitlines()[-1])["aiosmtplib_per_s"])
+    return dict(json.loads(out.splitlines()[-1]))
 
 
 @contextmanager
@@ -205,9 +210,10 @@ def pipeline(args: argparse.Namespace, port: int, workdir: Path) -> dict[str, An
         ctx = Context.from_settings(settings)
         broker = ctx.broker()
         install_loop(settings)
-        published = utcnow()
+        published, cpu = utcnow(), cpu_s()
         broker.publish("campaigns", campaign_message(tenant, list_id) | {"campaign_id": CAMPAIGN})
         finished = asyncio.run(run_until_finished(ctx, args.timeout))
+        cpu = cpu_s() - cpu
         broker.close()
         c, d = t.campaign.c, t.delivery.c
         with ctx.engine.connect() as conn:
@@ -225,6 +231,7 @@ def pipeline(args: argparse.Namespace, port: int, workdir: Path) -> dict[str, An
     return {"emails_per_s": sent / since(finished_at),
             "planner_rows_per_s": sum(states.values()) / planned_s,
             "sender_after_planning_per_s": (after_plan or 0) / (since(last_sent) - planned_s),
+            "cpu_us_per_email": cpu / max(sent, 1) * 1e6,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "sent": sent, "delivery_states": states, "finished": finished,
             "phases_s": [round(planned_s, 2), round(since(finished_at), 2)], "seed_s": seed_s}
@@ -233,11 +240,13 @@ def pipeline(args: argparse.Namespace, port: int, workdir: Path) -> dict[str, An
 TABLE = [  # label, key, format
     ("smtp-source (C)", "smtp_source_per_s", "{:,.0f} msg/s"),
     ("raw aiosmtplib + uvloop", "aiosmtplib_per_s", "{:,.0f} msg/s"),
+    ("  CPU per message", "aiosmtplib_cpu_us", "{:.0f} µs"),
     ("seeding (not measured)", "seed_s", "{:.1f} s"),
     ("planner", "planner_rows_per_s", "{:,.0f} rows/s"),
     ("pipeline end to end", "emails_per_s", "{:,.0f} emails/s"),
     ("publish -> planned, finished", "phases_s", "{}"),
     ("  sender after planning", "sender_after_planning_per_s", "{:,.0f} emails/s"),
+    ("  CPU per email (all threads)", "cpu_us_per_email", "{:.0f} µs"),
     ("pipeline / aiosmtplib", "pipeline_vs_aiosmtplib", "{:.0%}"),
     ("delivery rows by state", "delivery_states", "{}"),
     ("messages the sink received", "sink_received", "{:,}"),
@@ -261,8 +270,7 @@ def main() -> int:
     n, conns = args.recipients, args.connections
     if args._aiosmtplib_baseline:
         install_loop(Settings(use_uvloop=True))
-        rate = asyncio.run(_aiosmtplib_run(args._aiosmtplib_baseline, n, conns))
-        print(json.dumps({"aiosmtplib_per_s": rate}))
+        print(json.dumps(asyncio.run(_aiosmtplib_run(args._aiosmtplib_baseline, n, conns))))
         return 0
 
     base_n = args.baseline_messages or min(n, 50_000)
@@ -275,7 +283,7 @@ def main() -> int:
             smtp_sink(Path(tmp)) as (port, counters):
         if not args.skip_baselines:
             result["smtp_source_per_s"] = smtp_source_rate(port, base_n, conns, size)
-            result["aiosmtplib_per_s"] = aiosmtplib_rate(port, base_n, conns)
+            result |= aiosmtplib_rate(port, base_n, conns)
         if not args.only_baselines:
             before = sink_count(counters)
             result |= pipeline(args, port, Path(tmp))

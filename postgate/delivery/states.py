@@ -36,8 +36,13 @@ class CampaignState(StrEnum):
     SCHEDULED = "scheduled"
     PLANNING = "planning"
     SENDING = "sending"
+    PAUSED = "paused"
     FINISHED = "finished"
     CANCELLED = "cancelled"
+
+
+# Rows are sent only while their campaign is in one of these states.
+SENDABLE_CAMPAIGN = (CampaignState.PLANNING, CampaignState.SENDING)
 
 
 class BlockReason(StrEnum):

@@ -12,18 +12,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, or_, select, update
+from sqlalchemy import Engine, and_, bindparam, exists, or_, select, update
 
 from postgate import tables as t
 from postgate.delivery.bounce import classify_reply
 from postgate.delivery.rendering import RecipientData
 from postgate.delivery.retry import next_attempt
+from postgate.delivery.states import SENDABLE_CAMPAIGN
 from postgate.delivery.states import DeliveryState as S
 from postgate.dialect import insert_ignore
 from postgate.providers.base import Outcome, SendResult
 from postgate.settings import Settings
 
-d = t.delivery.c
+d, c = t.delivery.c, t.campaign.c
 UNKNOWN = "outcome_unknown"
 
 
@@ -36,13 +37,15 @@ class Claimed:
 
 
 def claim(engine: Engine, ids: Sequence[int], now: datetime, lease_s: float) -> list[Claimed]:
-    """Take the sendable rows among ``ids`` (queued, due deferred, or an expired lease)."""
+    """Take the sendable rows among ``ids`` (queued, due deferred, or an expired lease)
+    of campaigns that are sending: a paused or cancelled campaign's rows stay put."""
     lease = now + timedelta(seconds=lease_s)
     with engine.begin() as conn:
         rows = conn.execute(
             update(t.delivery)
             .where(
                 d.id.in_(list(ids)),
+                exists().where(c.id == d.campaign_id, c.state.in_(SENDABLE_CAMPAIGN)),
                 or_(
                     d.state == S.QUEUED,
                     and_(d.state == S.DEFERRED,

@@ -93,11 +93,12 @@ def plan_campaign(
         publish_batches(broker, campaign_id, queued, settings.batch_size)
         report.queued += len(queued)
         PLANNED.labels(slug, channel).inc(len(rows))
-    with engine.begin() as conn:
+    with engine.begin() as conn:  # a campaign paused meanwhile stays paused
+        conn.execute(update(t.campaign).where(c.id == campaign_id).values(planned_at=utcnow()))
         conn.execute(
             update(t.campaign)
             .where(c.id == campaign_id, c.state == CampaignState.PLANNING)
-            .values(state=CampaignState.SENDING, planned_at=utcnow())
+            .values(state=CampaignState.SENDING)
         )
     log.info("campaign %s (%s) planned: %s queued, blocked %s",
              campaign_id, slug, report.queued, dict(report.blocked or {}))

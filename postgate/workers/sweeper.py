@@ -20,7 +20,7 @@ from sqlalchemy import Engine, and_, exists, select, update
 
 from postgate import tables as t
 from postgate.clock import utcnow
-from postgate.delivery.states import CampaignState
+from postgate.delivery.states import SENDABLE_CAMPAIGN, CampaignState
 from postgate.delivery.states import DeliveryState as S
 from postgate.settings import Settings
 from postgate.workers.broker import Broker
@@ -66,7 +66,9 @@ def sweep_once(engine: Engine, broker: Broker, settings: Settings, now: datetime
             d.state == S.QUEUED, d.updated_at < now - timedelta(seconds=orphan_after)
         ),
     }
+    sendable = d.campaign_id.in_(select(c.id).where(c.state.in_(SENDABLE_CAMPAIGN)))
     for name, condition in steps.items():
+        condition = and_(condition, sendable)
         with engine.begin() as conn:
             ids = select(d.id).where(condition).limit(SWEEP_LIMIT).scalar_subquery()
             rows = conn.execute(
@@ -77,6 +79,13 @@ def sweep_once(engine: Engine, broker: Broker, settings: Settings, now: datetime
             ).all()
         done[name] = _republish(broker, settings, [(r[0], r[1]) for r in rows])
 
+    with engine.begin() as conn:  # rows of cancelled campaigns that came back from flight
+        done["cancelled"] = conn.execute(
+            update(t.delivery)
+            .where(d.state.in_((S.QUEUED, S.DEFERRED, S.HELD)),
+                   d.campaign_id.in_(select(c.id).where(c.state == CampaignState.CANCELLED)))
+            .values(state=S.CANCELLED, reason="campaign_cancelled", updated_at=now)
+        ).rowcount
     with engine.begin() as conn:
         pending = exists().where(d.campaign_id == c.id, d.state.in_(OPEN_STATES))
         finished = conn.execute(
