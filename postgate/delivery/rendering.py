@@ -110,10 +110,12 @@ class CompiledCampaign:
         token = tokens.unsubscribe_token(self.secret, delivery_id)
         return (f"{self.public_url}/u/{token}", f"unsubscribe+{token}@{self.bounce_domain}")
 
-    def render(self, rcpt: RecipientData, date: str) -> bytes:
+    def render(self, rcpt: RecipientData, date: str,
+               extra: dict[str, str] | None = None) -> bytes:
         c = self.content
         https, mailto = self.unsubscribe_urls(rcpt.delivery_id)
         context = {
+            **(extra or {}),  # per-delivery values from the send batch; never override these:
             "name": rcpt.name,
             "email": rcpt.address,
             "contact": {"name": rcpt.name, "email": rcpt.address, **rcpt.attributes},
