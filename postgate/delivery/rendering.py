@@ -12,6 +12,7 @@ breaks of any kind, so personalisation can never inject a header.
 from __future__ import annotations
 
 import binascii
+import html
 import uuid
 from dataclasses import dataclass, field
 from email.header import Header
@@ -139,11 +140,16 @@ class CompiledCampaign:
         if self.text is not None:
             body = self.text.encode(context)
             if self.promotional:
+                if extra and extra.get("provenance_reminder"):
+                    body += _qp(f"\n\n{extra['provenance_reminder']}")
                 body += _qp(f"\n\n--\nUnsubscribe: {https}\n")
             parts.append((b"text/plain", body))
         if self.html is not None:
             body = self.html.encode(context)
             if self.promotional:
+                if extra and extra.get("provenance_reminder"):
+                    note = html.escape(extra["provenance_reminder"])
+                    body += _qp(f'\n<p style="font-size:12px;color:#666">{note}</p>')
                 body += _qp(f'\n<p style="font-size:12px"><a href="{https}">Unsubscribe</a></p>\n')
             parts.append((b"text/html", body))
         return b"".join(head) + self._body(parts)

@@ -14,13 +14,13 @@ from sqlalchemy import select
 
 from postgate import tables as t
 from postgate.clock import utcnow
-from postgate.consent import send_checks
+from postgate.consent import reminder, send_checks
 from postgate.consent.signup import CONFIRM_PREFIX
 from postgate.delivery import store
 from postgate.delivery.message import MessageError
 from postgate.delivery.rendering import CampaignContent, CompiledCampaign
 from postgate.delivery.sending_state import may_send
-from postgate.delivery.states import BlockReason
+from postgate.delivery.states import BlockReason, Kind
 from postgate.metrics import BATCH_SECONDS, BLOCKED, MESSAGES
 from postgate.providers.base import EmailProvider, SendResult
 from postgate.providers.smtp import SmtpPool
@@ -123,7 +123,15 @@ class Sender(Runner):
             stopped |= set(lost)
             claimed = [replace(c, recipient=replace(c.recipient, name="", attributes={}))
                        for c in claimed]
-        return [c for c in claimed if c.recipient.delivery_id not in stopped], context
+        claimed = [c for c in claimed if c.recipient.delivery_id not in stopped]
+        if info.kind == Kind.PROMOTIONAL and claimed:
+            footers = await asyncio.to_thread(
+                reminder.for_deliveries, engine, info.compiled.content.campaign_id,
+                [c.recipient.delivery_id for c in claimed], now,
+                self.ctx.settings.reminder_after_days)
+            for delivery_id, text in footers.items():
+                context.setdefault(delivery_id, {})["provenance_reminder"] = text
+        return claimed, context
 
     async def _send(self, info: CampaignInfo, claimed: store.Claimed, date: str,
                     extra: dict[str, str] | None = None) -> SendResult:
