@@ -20,6 +20,7 @@ from postgate.clock import utcnow
 from postgate.consent import signup, unsubscribe
 from postgate.consent.addresses import AddressError, clean_name, normalise_email, normalise_phone
 from postgate.consent.ratelimit import Limiter
+from postgate.metrics import CONSENT_EVENTS
 from postgate.settings import Settings
 from postgate.workers.broker import Broker
 
@@ -113,8 +114,15 @@ async def form_post(public_id: str, request: Request) -> Response:
     result = await asyncio.to_thread(
         signup.submit, engine, form, email, phone, name, who, settings.public_url,
         settings.signup_token_ttl_s, utcnow())
+    CONSENT_EVENTS.labels(form.tenant_slug, "signup").inc()
     if result.mail is not None:
-        await asyncio.to_thread(_publish, settings, result.mail)
+        try:
+            await asyncio.to_thread(_publish, settings, result.mail)
+        except Exception:
+            log.exception("form=%s rcpt=%s confirmation could not be queued", public_id, email)
+            await asyncio.to_thread(signup.abandon, engine, result, utcnow())
+            raise HTTPException(503, "temporarily unavailable; try again shortly") from None
+        CONSENT_EVENTS.labels(form.tenant_slug, "confirmation_sent").inc()
     return _answer(wants_json, pending, 202)
 
 
@@ -149,6 +157,7 @@ def confirm_post(token: str, request: Request) -> Response:
     row = signup.confirm(request.app.state.engine, token, visitor(request), utcnow())
     if row is None:
         return page("Link not valid", "<p>This link is unknown, used or expired.</p>", 404)
+    CONSENT_EVENTS.labels(row.tenant_slug, "confirmed").inc()
     return page("Subscription confirmed",
                 f"<p>{html.escape(row.confirmed_message or 'Thank you!')}</p>")
 
@@ -175,5 +184,6 @@ async def unsubscribe_post(token: str, request: Request) -> Response:
                                   settings.secret_key, token, source, utcnow())
     if who is None:
         return page("Link not valid", "<p>This unsubscribe link is not valid.</p>", 404)
+    CONSENT_EVENTS.labels(who.tenant_slug, "unsubscribed").inc()
     return page("Unsubscribed", f"<p>{html.escape(who.address)} will get no more messages "
                                 f"from {html.escape(who.tenant_name)}.</p>")

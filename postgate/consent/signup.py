@@ -3,7 +3,7 @@ the confirmation link becomes a confirmed consent record carrying the full proof
 
 The confirmation token (256 random bits) exists in plain text only in the send-queue
 message and in the mail; the database keeps its SHA-256. Confirmation mails are
-transactional deliveries of a one-off campaign (``signup-confirm:<form>:<pending id>``)
+transactional deliveries of a one-off campaign (``signup-confirm:<form>:<token hash prefix>``)
 that the normal sender delivers; their per-delivery context carries the link.
 """
 
@@ -60,6 +60,7 @@ class Signup:
 
     status: str  # sent | already_sent | suppressed
     mail: dict[str, Any] | None = None
+    pending_id: int | None = None
 
 
 def find_form(engine: Engine, public_id: str) -> Row[Any] | None:
@@ -67,6 +68,7 @@ def find_form(engine: Engine, public_id: str) -> Row[Any] | None:
     with engine.connect() as conn:
         return conn.execute(
             select(t.signup_form, t.tenant.c.name.label("tenant_name"),
+                   t.tenant.c.slug.label("tenant_slug"),
                    t.tenant.c.domain.label("tenant_domain"))
             .join(t.tenant, t.tenant.c.id == f.tenant_id)
             .where(f.public_id == public_id, f.enabled.is_(True))
@@ -105,16 +107,17 @@ def submit(engine: Engine, form: Row[Any], email: str, phone: str | None, name: 
             return Signup("suppressed")
         contact_id = _contact(conn, tenant_id, email, phone, now)
         token = secrets.token_urlsafe(32)
+        digest = hash_token(token)
         pending_id = conn.execute(insert(t.pending_signup).values(
             tenant_id=tenant_id, form_id=form.id, contact_id=contact_id, channel="email",
-            address=email, name=name, token_hash=hash_token(token),
+            address=email, name=name, token_hash=digest,
             consent_text_hash=form.consent_text_hash,
             consent_text_version=form.consent_text_version, signup_ip=visitor.ip[:64],
             signup_user_agent=visitor.user_agent[:500], created_at=now,
             expires_at=now + timedelta(seconds=ttl_s),
         ).returning(p.id)).scalar_one()
         campaign_id = conn.execute(insert(t.campaign).values(
-            tenant_id=tenant_id, external_id=f"{CONFIRM_PREFIX}{form.public_id}:{pending_id}",
+            tenant_id=tenant_id, external_id=f"{CONFIRM_PREFIX}{form.public_id}:{digest[:24]}",
             channel="email", kind=Kind.TRANSACTIONAL.value, topic=form.topic, list_ids=[],
             subject=CONFIRM_SUBJECT, text=CONFIRM_TEXT, html="",
             from_email=f"no-reply@{form.tenant_domain}", from_name=form.tenant_name,
@@ -129,7 +132,20 @@ def submit(engine: Engine, form: Row[Any], email: str, phone: str | None, name: 
     log.info("tenant=%s form=%s rcpt=%s pending signup %s, confirmation delivery %s",
              tenant_id, form.public_id, email, pending_id, delivery_id)
     return Signup("sent", {"campaign_id": campaign_id, "ids": [delivery_id],
-                           "context": {str(delivery_id): context}})
+                           "context": {str(delivery_id): context}}, pending_id)
+
+
+def abandon(engine: Engine, signup: Signup, now: datetime) -> None:
+    """Undo a signup whose confirmation could not be queued, so the person can retry."""
+    if signup.mail is None or signup.pending_id is None:
+        return
+    d = t.delivery.c
+    with engine.begin() as conn:
+        conn.execute(update(t.delivery).where(d.id.in_(signup.mail["ids"]),
+                                              d.state == DeliveryState.QUEUED)
+                     .values(state=DeliveryState.CANCELLED, reason="queue_unavailable",
+                             updated_at=now))
+        conn.execute(t.pending_signup.delete().where(t.pending_signup.c.id == signup.pending_id))
 
 
 def find_pending(conn: Connection, token: str, now: datetime) -> Row[Any] | None:
@@ -140,8 +156,10 @@ def find_pending(conn: Connection, token: str, now: datetime) -> Row[Any] | None
     p = t.pending_signup.c
     row = conn.execute(
         select(t.pending_signup, t.signup_form.c.topic, t.signup_form.c.list_id,
-               t.signup_form.c.confirmed_message, t.signup_form.c.name.label("form_name"))
+               t.signup_form.c.confirmed_message, t.signup_form.c.name.label("form_name"),
+               t.tenant.c.slug.label("tenant_slug"))
         .join(t.signup_form, t.signup_form.c.id == p.form_id)
+        .join(t.tenant, t.tenant.c.id == p.tenant_id)
         .where(p.token_hash == digest)
     ).first()
     if row is None or not hmac.compare_digest(row.token_hash, digest):

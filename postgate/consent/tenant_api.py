@@ -18,6 +18,7 @@ from postgate.consent import evidence, imports, public_api, signup
 from postgate.consent.dry_run import dry_run
 from postgate.consent.ratelimit import limiter_for
 from postgate.delivery.message import MessageError, parse_campaign
+from postgate.metrics import CONSENT_EVENTS
 
 router = APIRouter(prefix="/v1")
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
@@ -105,10 +106,13 @@ async def import_list(list_id: int, user: TenantUser, request: Request) -> dict[
     except UnicodeDecodeError:
         raise HTTPException(422, "the CSV must be UTF-8") from None
     try:
-        return await asyncio.to_thread(imports.run_import, request.app.state.engine,
-                                       user.tenant_id, list_id, decl, text, user.name, utcnow())
+        result = await asyncio.to_thread(imports.run_import, request.app.state.engine,
+                                         user.tenant_id, list_id, decl, text, user.name, utcnow())
     except imports.ImportRefused as exc:
         raise HTTPException(422, str(exc)) from None
+    CONSENT_EVENTS.labels(user.tenant_slug, "import_row").inc(result["rows_imported"])
+    CONSENT_EVENTS.labels(user.tenant_slug, "import_dropped").inc(result["rows_dropped"])
+    return result
 
 
 @router.post("/campaigns/dry-run")

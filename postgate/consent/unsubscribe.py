@@ -25,6 +25,7 @@ log = logging.getLogger("postgate.unsubscribe")
 class Unsubscribed:
     tenant_id: int
     tenant_name: str
+    tenant_slug: str
     channel: str
     address: str
 
@@ -37,12 +38,12 @@ def lookup(engine: Engine, secret: str, token: str) -> Unsubscribed | None:
     d, c = t.delivery.c, t.campaign.c
     with engine.connect() as conn:
         row = conn.execute(
-            select(d.tenant_id, t.tenant.c.name, c.channel, d.address)
+            select(d.tenant_id, t.tenant.c.name, t.tenant.c.slug, c.channel, d.address)
             .join(t.campaign, c.id == d.campaign_id)
             .join(t.tenant, t.tenant.c.id == d.tenant_id)
             .where(d.id == delivery_id)
         ).first()
-    return Unsubscribed(row[0], row[1], row[2], row[3]) if row else None
+    return Unsubscribed(*row) if row else None
 
 
 def apply(engine: Engine, secret: str, token: str, source: str,

@@ -186,3 +186,34 @@ def test_forms_keep_working_while_bulk_sending_is_disabled(world: World, api: st
                       data={"email": address}).status_code == 202
     token = confirm_token(world, address)
     assert httpx.post(f"{api}/c/{token}").status_code == 200
+
+
+def test_a_confirmation_whose_link_was_lost_is_cancelled_not_sent(world: World, api: str) -> None:
+    """The sweeper may republish a confirmation row without its context (the link lived
+    only in the lost queue message): the sender cancels it instead of mailing no link."""
+    from postgate.clock import utcnow
+    from postgate.consent import signup
+
+    _, form = make_form(world, api)
+    address = f"lost@{world.tenant.domain}"
+    row = signup.find_form(world.ctx.engine, form["public_id"])
+    made = signup.submit(world.ctx.engine, row, address, None, "", signup.Visitor("::1", "t"),
+                         "http://x", 60, utcnow())
+    assert made.mail is not None
+    broker = world.ctx.broker()
+    broker.publish("send", {"campaign_id": made.mail["campaign_id"], "ids": made.mail["ids"]})
+    broker.close()
+    d = t.delivery.c
+    with world.ctx.engine.connect() as conn:
+        def state() -> Any:
+            return conn.execute(select(d.state, d.reason).where(d.id == made.mail["ids"][0])
+                                ).one()
+        world.run(lambda: state()[0] != "queued", workers=("sender",))
+        assert tuple(state()) == ("cancelled", "link_lost")
+    assert world.sink.handler.to(address) == []
+
+    signup.abandon(world.ctx.engine, made, utcnow())  # a retry is possible right away
+    assert count(world, t.pending_signup, t.pending_signup.c.tenant_id == world.tenant_id) == 0
+    again = httpx.post(f"{api}/f/{form['public_id']}", data={"email": address})
+    assert again.status_code == 202
+    assert count(world, t.pending_signup, t.pending_signup.c.tenant_id == world.tenant_id) == 1
