@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -25,6 +25,7 @@ from postgate.dialect import insert_ignore
 FORBIDDEN = frozenset({"purchased", "rented", "other_company"})
 HYGIENE_MONTHS = 6
 MAX_ROWS = 200_000
+FUTURE_SLACK = timedelta(days=1)  # clock skew and time zones, no more
 
 
 class ImportRefused(ValueError):
@@ -104,6 +105,9 @@ def check_rows(text: str, decl: Provenance, now: datetime) -> Checked:
                 continue
             if email is None and phone is None:
                 drop("no email or phone")
+                continue
+            if consented > aware(now) + FUTURE_SLACK:
+                drop("consent date is in the future")
                 continue
             if consented < horizon:
                 drop(f"consent older than {HYGIENE_MONTHS} months")

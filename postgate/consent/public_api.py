@@ -46,8 +46,7 @@ def visitor(request: Request) -> signup.Visitor:
     return signup.Visitor(host, request.headers.get("user-agent", "")[:500])
 
 
-async def read_fields(request: Request) -> tuple[dict[str, str], bool]:
-    """The posted fields (urlencoded or JSON) and whether the caller speaks JSON."""
+async def read_body(request: Request) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
         raise HTTPException(413, "request body too large")
@@ -56,6 +55,12 @@ async def read_fields(request: Request) -> tuple[dict[str, str], bool]:
         body += chunk
         if len(body) > MAX_BODY:
             raise HTTPException(413, "request body too large")
+    return body
+
+
+async def read_fields(request: Request) -> tuple[dict[str, str], bool]:
+    """The posted fields (urlencoded or JSON) and whether the caller speaks JSON."""
+    body = await read_body(request)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
         text = body.decode("utf-8")
@@ -171,15 +176,17 @@ def unsubscribe_page(token: str, request: Request) -> Response:
     return page("Unsubscribe",
                 f"<p>Stop all messages from {html.escape(who.tenant_name)} to "
                 f"{html.escape(who.address)}?</p>"
-                '<form method="post"><input type="hidden" name="List-Unsubscribe" '
-                'value="One-Click"><button type="submit">Unsubscribe</button></form>')
+                '<form method="post"><input type="hidden" name="via" value="page">'
+                '<button type="submit">Unsubscribe</button></form>')
 
 
 @router.post("/u/{token}")
 async def unsubscribe_post(token: str, request: Request) -> Response:
     settings: Settings = request.app.state.settings
-    fields, _ = await read_fields(request)
-    source = "one_click" if fields.get("List-Unsubscribe") == "One-Click" else "link"
+    body = await read_body(request)
+    # RFC 8058 receivers post List-Unsubscribe=One-Click urlencoded or as multipart/form-data;
+    # the signed token is the authority either way, the body only tells where it came from.
+    source = "one_click" if b"One-Click" in body else "link"
     who = await asyncio.to_thread(unsubscribe.apply, request.app.state.engine,
                                   settings.secret_key, token, source, utcnow())
     if who is None:

@@ -48,6 +48,8 @@ def test_one_click_unsubscribe_blocks_the_next_campaign(world: World, api: str) 
         r = httpx.post(url, content=b"List-Unsubscribe=One-Click",
                        headers={"Content-Type": "application/x-www-form-urlencoded"})
         assert r.status_code == 200
+    multipart = httpx.post(url, files={"List-Unsubscribe": (None, "One-Click")})
+    assert multipart.status_code == 200  # RFC 8058 prefers multipart/form-data
     assert counts(world, anna) == (1, 1)
     with world.ctx.engine.connect() as conn:
         reason, detail = conn.execute(select(t.suppression.c.reason, t.suppression.c.detail)
