@@ -87,3 +87,26 @@ def test_forged_or_unknown_tokens_are_refused(world: World, api: str) -> None:
                       ).status_code == 404
     assert httpx.get(f"{api}/u/{tokens.unsubscribe_token(secret, 10**12)}").status_code == 404
     assert httpx.get(f"{api}/u/garbage").status_code == 404
+
+
+def test_mailto_unsubscribe_address_applies_once(world: World) -> None:
+    from postgate.clock import utcnow
+    from postgate.consent import unsubscribe
+
+    world.contact("dora")
+    dora = f"dora@{world.tenant.domain}"
+    world.publish(world.message("m"))
+    world.run(world.finished("m"))
+    raw = world.sink.handler.to(dora)[0].data
+    mail = email.message_from_bytes(raw, policy=email.policy.default)  # type: ignore[arg-type]
+    match = re.search(r"<mailto:([^>]+)>", str(mail["List-Unsubscribe"]))
+    assert match
+    token = unsubscribe.token_from_mailto(match.group(1).upper())
+    assert token is not None
+    secret = world.ctx.settings.secret_key
+    for _ in range(2):
+        who = unsubscribe.apply(world.ctx.engine, secret, token, "mailto", utcnow())
+        assert who is not None and who.address == dora
+    assert counts(world, dora) == (1, 1)
+    assert unsubscribe.token_from_mailto("someone@example.com") is None
+    assert unsubscribe.token_from_mailto("unsubscribe+1.abc@x") is None
