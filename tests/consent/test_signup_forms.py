@@ -225,3 +225,21 @@ def test_a_confirmation_whose_link_was_lost_is_cancelled_not_sent(world: World, 
     again = httpx.post(f"{api}/f/{form['public_id']}", data={"email": address})
     assert again.status_code == 202
     assert count(world, t.pending_signup, t.pending_signup.c.tenant_id == world.tenant_id) == 1
+
+
+def test_expired_links_neither_show_nor_confirm(world: World, api: str) -> None:
+    from postgate.clock import utcnow
+    from postgate.consent import signup
+
+    _, form = make_form(world, api)
+    row = signup.find_form(world.ctx.engine, form["public_id"])
+    made = signup.submit(world.ctx.engine, row, f"slow@{world.tenant.domain}", None, "",
+                         signup.Visitor("::1", "t"), api, -1, utcnow())
+    assert made.mail is not None
+    (context,) = made.mail["context"].values()
+    url = context["confirm_url"]
+    assert url.startswith(f"{api}/c/")
+    assert httpx.get(url).status_code == 404
+    assert httpx.post(url).status_code == 404
+    assert httpx.post(url[:-1] + ("A" if url[-1] != "A" else "B")).status_code == 404
+    assert count(world, t.consent, t.consent.c.tenant_id == world.tenant_id) == 0
