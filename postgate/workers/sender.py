@@ -82,13 +82,14 @@ class Sender(Runner):
     async def dispose(self, body: bytes) -> None:
         started = time.perf_counter()
         campaign_id, ids = parse_batch(body)
+        context = parse_context(body)
         info = await self._campaign(campaign_id)
         now = utcnow()
         engine, settings = self.ctx.engine, self.ctx.settings
         claimed = await asyncio.to_thread(store.claim, engine, ids, now, settings.lease_s)
         if not claimed:
             return
-        claimed, extra = await self._late_checks(info, claimed, parse_context(body), now)
+        claimed, extra = await self._late_checks(info, claimed, context, now)
         if not claimed:
             return
         if not may_send(info.tenant_status, info.kind):
