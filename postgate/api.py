@@ -10,6 +10,7 @@ from sqlalchemy import select, text
 
 from postgate import tables as t
 from postgate.auth import Operator, Principal, authenticated
+from postgate.consent import tenant_api as consent_api
 from postgate.db import engine_for
 from postgate.settings import Settings, get_settings
 
@@ -37,6 +38,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             rows = conn.execute(select(t.tenant.c.slug, t.tenant.c.name, t.tenant.c.domain,
                                        t.tenant.c.status).order_by(t.tenant.c.slug)).all()
         return [dict(r._mapping) for r in rows]
+
+    consent_api.install(app)
 
     @app.get("/metrics")
     def metrics() -> Response:

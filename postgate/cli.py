@@ -12,6 +12,7 @@ from pathlib import Path
 from sqlalchemy import Engine, func, select
 
 from postgate import tables as t
+from postgate.consent import commands as consent_commands
 from postgate.settings import Settings, get_settings
 
 
@@ -196,6 +197,7 @@ def parser() -> argparse.ArgumentParser:
     status = camp_sub.add_parser("status", help="deliveries of a campaign by state")
     status.add_argument("id", type=int)
     status.set_defaults(fn=_status)
+    consent_commands.add_commands(sub, camp_sub)
     keys = sub.add_parser("keys", help="api keys")
     keys_sub = keys.add_subparsers(dest="action", required=True)
     create = keys_sub.add_parser("create", help="create a key and print it once")

@@ -34,3 +34,9 @@ BATCH_SECONDS = Histogram(
     "Time to process one send batch end to end.",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+CONSENT_EVENTS = Counter(
+    "postgate_consent_events_total",
+    "Consent-side events: signup, confirmation_sent, confirmed, unsubscribed, "
+    "import_row, import_dropped.",
+    ["tenant", "event"],
+)

@@ -56,6 +56,13 @@ class Settings(BaseSettings):
 
     retention_interval_s: float = 6 * 3600.0
     use_uvloop: bool = True
+
+    # signup forms and consent (postgate/consent)
+    signup_token_ttl_s: float = 7 * 24 * 3600.0
+    signup_rate_per_ip: int = Field(default=20, ge=1)  # form posts per IP per window
+    signup_rate_per_form: int = Field(default=1000, ge=1)  # form posts per form per window
+    signup_rate_window_s: float = 600.0
+    reminder_after_days: int = Field(default=90, ge=1)  # provenance footer after this silence
     metrics_port: int = 0  # workers serve /metrics here when set
 
 

@@ -114,6 +114,7 @@ class PendingSignup(SQLModel, table=True):
     contact_id: int = Field(sa_type=BigId, foreign_key="contact.id")
     channel: str
     address: str
+    name: str = ""  # what the visitor typed; applied at confirmation, never mailed before
     token_hash: str = Field(unique=True)
     consent_text_hash: str
     consent_text_version: str

@@ -12,6 +12,7 @@ breaks of any kind, so personalisation can never inject a header.
 from __future__ import annotations
 
 import binascii
+import html
 import uuid
 from dataclasses import dataclass, field
 from email.header import Header
@@ -110,10 +111,12 @@ class CompiledCampaign:
         token = tokens.unsubscribe_token(self.secret, delivery_id)
         return (f"{self.public_url}/u/{token}", f"unsubscribe+{token}@{self.bounce_domain}")
 
-    def render(self, rcpt: RecipientData, date: str) -> bytes:
+    def render(self, rcpt: RecipientData, date: str,
+               extra: dict[str, str] | None = None) -> bytes:
         c = self.content
         https, mailto = self.unsubscribe_urls(rcpt.delivery_id)
         context = {
+            **(extra or {}),  # per-delivery values from the send batch; never override these:
             "name": rcpt.name,
             "email": rcpt.address,
             "contact": {"name": rcpt.name, "email": rcpt.address, **rcpt.attributes},
@@ -137,11 +140,16 @@ class CompiledCampaign:
         if self.text is not None:
             body = self.text.encode(context)
             if self.promotional:
+                if extra and extra.get("provenance_reminder"):
+                    body += _qp(f"\n\n{extra['provenance_reminder']}")
                 body += _qp(f"\n\n--\nUnsubscribe: {https}\n")
             parts.append((b"text/plain", body))
         if self.html is not None:
             body = self.html.encode(context)
             if self.promotional:
+                if extra and extra.get("provenance_reminder"):
+                    note = html.escape(extra["provenance_reminder"])
+                    body += _qp(f'\n<p style="font-size:12px;color:#666">{note}</p>')
                 body += _qp(f'\n<p style="font-size:12px"><a href="{https}">Unsubscribe</a></p>\n')
             parts.append((b"text/html", body))
         return b"".join(head) + self._body(parts)

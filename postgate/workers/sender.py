@@ -6,18 +6,21 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from email.utils import formatdate
 
 from sqlalchemy import select
 
 from postgate import tables as t
 from postgate.clock import utcnow
+from postgate.consent import reminder, send_checks
+from postgate.consent.signup import CONFIRM_PREFIX
 from postgate.delivery import store
 from postgate.delivery.message import MessageError
 from postgate.delivery.rendering import CampaignContent, CompiledCampaign
 from postgate.delivery.sending_state import may_send
-from postgate.delivery.states import BlockReason
+from postgate.delivery.states import BlockReason, Kind
 from postgate.metrics import BATCH_SECONDS, BLOCKED, MESSAGES
 from postgate.providers.base import EmailProvider, SendResult
 from postgate.providers.smtp import SmtpPool
@@ -37,6 +40,7 @@ class CampaignInfo:
     compiled: CompiledCampaign
     tenant_status: str
     checked_at: float
+    needs_context: bool = False  # signup confirmations: the link travels in the batch only
 
 
 def parse_batch(body: bytes) -> tuple[int, list[int]]:
@@ -49,6 +53,15 @@ def parse_batch(body: bytes) -> tuple[int, list[int]]:
     if not ids:
         raise MessageError("bad send batch: no ids")
     return campaign_id, ids
+
+
+def parse_context(body: bytes) -> dict[int, dict[str, str]]:
+    """Per-delivery template values a batch may carry (a confirmation link, say)."""
+    try:
+        raw = json.loads(body).get("context") or {}
+        return {int(k): {str(n): str(v) for n, v in vals.items()} for k, vals in raw.items()}
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise MessageError(f"bad send batch context: {exc!r}") from None
 
 
 class Sender(Runner):
@@ -69,10 +82,14 @@ class Sender(Runner):
     async def dispose(self, body: bytes) -> None:
         started = time.perf_counter()
         campaign_id, ids = parse_batch(body)
+        context = parse_context(body)
         info = await self._campaign(campaign_id)
         now = utcnow()
         engine, settings = self.ctx.engine, self.ctx.settings
         claimed = await asyncio.to_thread(store.claim, engine, ids, now, settings.lease_s)
+        if not claimed:
+            return
+        claimed, extra = await self._late_checks(info, claimed, context, now)
         if not claimed:
             return
         if not may_send(info.tenant_status, info.kind):
@@ -84,14 +101,43 @@ class Sender(Runner):
                         info.tenant_slug, info.tenant_status, len(claimed), campaign_id)
             return
         date = formatdate(usegmt=True)
-        results = await asyncio.gather(*(self._send(info, c, date) for c in claimed))
+        results = await asyncio.gather(
+            *(self._send(info, c, date, extra.get(c.recipient.delivery_id)) for c in claimed))
         await asyncio.to_thread(store.record, engine, settings, info.tenant_id,
                                 list(zip(claimed, results, strict=True)), utcnow())
         BATCH_SECONDS.observe(time.perf_counter() - started)
 
-    async def _send(self, info: CampaignInfo, claimed: store.Claimed, date: str) -> SendResult:
+    async def _late_checks(
+        self, info: CampaignInfo, claimed: list[store.Claimed],
+        context: dict[int, dict[str, str]], now: datetime,
+    ) -> tuple[list[store.Claimed], dict[int, dict[str, str]]]:
+        engine = self.ctx.engine
+        pairs = [(c.recipient.delivery_id, c.recipient.address) for c in claimed]
+        stopped = await asyncio.to_thread(send_checks.late_suppressed, engine, info.tenant_id,
+                                          info.channel, info.kind, pairs, now)
+        if stopped:
+            BLOCKED.labels(info.tenant_slug, info.channel, "suppressed").inc(len(stopped))
+        if info.needs_context:
+            lost = [i for i, _ in pairs if i not in context and i not in stopped]
+            if lost:
+                await asyncio.to_thread(send_checks.cancel, engine, lost, "link_lost", now)
+            stopped |= set(lost)
+            claimed = [replace(c, recipient=replace(c.recipient, name="", attributes={}))
+                       for c in claimed]
+        claimed = [c for c in claimed if c.recipient.delivery_id not in stopped]
+        if info.kind == Kind.PROMOTIONAL and claimed:
+            footers = await asyncio.to_thread(
+                reminder.for_deliveries, engine, info.compiled.content.campaign_id,
+                [c.recipient.delivery_id for c in claimed], now,
+                self.ctx.settings.reminder_after_days)
+            for delivery_id, text in footers.items():
+                context.setdefault(delivery_id, {})["provenance_reminder"] = text
+        return claimed, context
+
+    async def _send(self, info: CampaignInfo, claimed: store.Claimed, date: str,
+                    extra: dict[str, str] | None = None) -> SendResult:
         rcpt = claimed.recipient
-        data = info.compiled.render(rcpt, date)
+        data = info.compiled.render(rcpt, date, extra)
         result = await self.provider.send(info.compiled.envelope_from(rcpt.delivery_id),
                                           rcpt.address, data)
         MESSAGES.labels(info.tenant_slug, info.channel, self.provider.name,
@@ -115,14 +161,14 @@ class Sender(Runner):
         with self.ctx.engine.connect() as conn:
             row = conn.execute(
                 select(c.tenant_id, tn.slug, tn.domain, tn.status, c.channel, c.kind, c.subject,
-                       c.text, c.html, c.from_email, c.from_name)
+                       c.text, c.html, c.from_email, c.from_name, c.external_id)
                 .join(t.tenant, tn.id == c.tenant_id)
                 .where(c.id == campaign_id)
             ).first()
         if row is None:
             raise MessageError(f"send batch for unknown campaign {campaign_id}")
         (tenant_id, slug, domain, status, channel, kind, subject, text, html,
-         from_email, from_name) = row
+         from_email, from_name, external_id) = row
         if cached is not None:
             cached.tenant_status, cached.checked_at = status, time.monotonic()
             return cached
@@ -132,4 +178,5 @@ class Sender(Runner):
                             from_email, from_name),
             s.secret_key, s.public_url, s.bounce_domain,
         )
-        return CampaignInfo(tenant_id, slug, channel, kind, compiled, status, time.monotonic())
+        return CampaignInfo(tenant_id, slug, channel, kind, compiled, status, time.monotonic(),
+                            external_id.startswith(CONFIRM_PREFIX))
