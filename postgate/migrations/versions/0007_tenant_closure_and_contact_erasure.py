@@ -1,7 +1,7 @@
 """tenant closure and contact erasure
 
 Revision ID: 0007
-Revises: 0002
+Revises: 0003
 Create Date: 2026-11-25 19:26:41.179381
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0007'
-down_revision = '0002'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 
