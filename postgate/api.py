@@ -12,6 +12,7 @@ from postgate import tables as t
 from postgate.auth import Operator, Principal, authenticated
 from postgate.consent import tenant_api as consent_api
 from postgate.db import engine_for
+from postgate.delivery import campaign_api, data_api
 from postgate.settings import Settings, get_settings
 
 
@@ -40,6 +41,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return [dict(r._mapping) for r in rows]
 
     consent_api.install(app)
+    campaign_api.install(app)
+    data_api.install(app)
 
     @app.get("/metrics")
     def metrics() -> Response:

@@ -38,7 +38,7 @@ def import_list(args: argparse.Namespace, settings: Settings) -> int:
     try:
         text = Path(args.file).read_text(encoding="utf-8-sig")
         result = imports.run_import(engine, tenant_id, args.list, decl, text, "cli", utcnow())
-    except (imports.ImportRefused, UnicodeDecodeError, OSError) as exc:
+    except (imports.ImportRefused, LookupError, UnicodeDecodeError, OSError) as exc:
         print(f"import refused: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(result, ensure_ascii=False))

@@ -110,6 +110,8 @@ async def import_list(list_id: int, user: TenantUser, request: Request) -> dict[
                                          user.tenant_id, list_id, decl, text, user.name, utcnow())
     except imports.ImportRefused as exc:
         raise HTTPException(422, str(exc)) from None
+    except LookupError:
+        raise HTTPException(404, "no such list") from None
     CONSENT_EVENTS.labels(user.tenant_slug, "import_row").inc(result["rows_imported"])
     CONSENT_EVENTS.labels(user.tenant_slug, "import_dropped").inc(result["rows_dropped"])
     return result

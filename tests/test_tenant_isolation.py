@@ -1,0 +1,74 @@
+"""Every tenant route tried with another tenant's key and ids: 404, never data; the same
+answer as for an id that does not exist, so ids reveal nothing."""
+
+from __future__ import annotations
+
+import httpx
+from sqlalchemy import select
+
+from postgate import tables as t
+from postgate.auth import create_key
+from tests.support import World
+
+
+def test_another_tenants_ids_answer_404(world: World, api: str) -> None:
+    contact = world.contact("anna")
+    world.publish(world.message("private"))
+    world.run(world.finished("private"))
+    with world.ctx.engine.connect() as conn:
+        campaign_id = conn.scalar(select(t.campaign.c.id).where(
+            t.campaign.c.tenant_id == world.tenant_id))
+    owner_key = create_key(world.ctx.engine, "tenant", "crm", world.tenant.slug)
+    intruder = World.create(world.ctx, world.sink)
+    intruder_key = create_key(world.ctx.engine, "tenant", "crm", intruder.tenant.slug)
+    owner = {"Authorization": f"Bearer {owner_key}"}
+    other = {"Authorization": f"Bearer {intruder_key}"}
+    with httpx.Client(base_url=api) as http:
+        form = http.post("/v1/forms", headers=owner, json={
+            "name": "f", "topic": "news", "list_id": world.mlist.id,
+            "consent_text": "I agree", "consent_text_version": "1"}).json()
+        probes = [  # (method, path on the owner's id, the same path on an id that is absent)
+            ("GET", "/v1/campaigns/{}", campaign_id, 987654321, None),
+            ("POST", "/v1/campaigns/{}/pause", campaign_id, 987654321, None),
+            ("POST", "/v1/campaigns/{}/cancel", campaign_id, 987654321, None),
+            ("POST", "/v1/campaigns/{}/resume", campaign_id, 987654321, None),
+            ("GET", "/v1/contacts/{}/evidence", contact.id, 987654321, None),
+            ("PATCH", "/v1/forms/{}", form["public_id"], "x" * 22, {"enabled": False}),
+        ]
+        for method, path, real, absent, body in probes:
+            mine = http.request(method, path.format(real), headers=owner, json=body)
+            theirs = http.request(method, path.format(real), headers=other, json=body)
+            missing = http.request(method, path.format(absent), headers=other, json=body)
+            assert theirs.status_code == 404, (path, theirs.status_code, theirs.text)
+            assert missing.status_code == 404 and theirs.json() == missing.json(), path
+            assert mine.status_code != 404, (path, mine.text)
+        imported = http.post(f"/v1/lists/{world.mlist.id}/imports", headers=other,
+                             params={"source": "written_consent", "topic": "news",
+                                     "collected_at": "2026-11-01", "evidence": "x"},
+                             content=b"email\nx@y.example\n")
+        assert imported.status_code == 404, imported.text
+        listed = http.get("/v1/campaigns", headers=other).json()
+        assert listed == []
+        export = http.get("/v1/export.xml", headers=other)
+        assert export.status_code == 200 and world.tenant.domain.encode() not in export.content
+        foreign = world.message("sneaky") | {"tenant": world.tenant.slug}
+        assert http.post("/v1/campaigns", headers=other, json=foreign).status_code == 403
+    assert world.campaign_state("private") == "finished"
+
+
+def test_campaign_routes_submit_status_and_control(world: World, api: str) -> None:
+    world.contact("anna")
+    key = create_key(world.ctx.engine, "tenant", "crm", world.tenant.slug)
+    auth = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=api) as http:
+        bad = http.post("/v1/campaigns", headers=auth, content=b'{"version": "campaign.v1"}')
+        assert bad.status_code == 422 and "Field required" in bad.json()["detail"]
+        ok = http.post("/v1/campaigns", headers=auth, json=world.message("via-http"))
+        assert ok.status_code == 202
+        world.run(world.finished("via-http"))
+        (campaign,) = http.get("/v1/campaigns", headers=auth).json()
+        status = http.get(f"/v1/campaigns/{campaign['id']}", headers=auth).json()
+        assert status["state"] == "finished"
+        assert status["deliveries"] == [{"state": "sent", "reason": None, "count": 1}]
+        again = http.post(f"/v1/campaigns/{campaign['id']}/pause", headers=auth)
+        assert again.status_code == 409
