@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Response
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import select, text
 
@@ -16,9 +18,19 @@ from postgate.delivery import campaign_api, data_api
 from postgate.settings import Settings, get_settings
 
 
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    """Our own 422s say why in words; shape them like FastAPI's validation errors so every
+    422 the api sends matches the one schema it publishes for 422."""
+    if exc.status_code == 422 and isinstance(exc.detail, str):
+        detail = [{"loc": ["body"], "msg": exc.detail, "type": "value_error"}]
+        return JSONResponse({"detail": detail}, status_code=422, headers=exc.headers)
+    return await http_exception_handler(request, exc)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(title="postgate", version="0.1.0")
+    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     engine = engine_for(settings.database_url)
     app.state.settings = settings
     app.state.engine = engine
@@ -44,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     campaign_api.install(app)
     data_api.install(app)
 
-    @app.get("/metrics")
+    @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 

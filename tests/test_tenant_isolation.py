@@ -62,7 +62,7 @@ def test_campaign_routes_submit_status_and_control(world: World, api: str) -> No
     auth = {"Authorization": f"Bearer {key}"}
     with httpx.Client(base_url=api) as http:
         bad = http.post("/v1/campaigns", headers=auth, content=b'{"version": "campaign.v1"}')
-        assert bad.status_code == 422 and "Field required" in bad.json()["detail"]
+        assert bad.status_code == 422 and "Field required" in bad.json()["detail"][0]["msg"]
         ok = http.post("/v1/campaigns", headers=auth, json=world.message("via-http"))
         assert ok.status_code == 202
         world.run(world.finished("via-http"))

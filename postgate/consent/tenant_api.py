@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import insert, select, update
 
 from postgate import tables as t
+from postgate.api_params import BigRowId, BodyId, RowId
 from postgate.auth import TenantUser
 from postgate.clock import utcnow
 from postgate.consent import evidence, imports, public_api, signup
@@ -28,7 +29,7 @@ class FormSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
     topic: str = Field(min_length=1, max_length=100)
-    list_id: int
+    list_id: BodyId
     channels: list[str] = Field(default_factory=lambda: ["email"])
     consent_text: str = Field(min_length=1, max_length=20_000)
     consent_text_version: str = Field(min_length=1, max_length=50)
@@ -91,7 +92,7 @@ def patch_form(public_id: str, patch: FormPatch, user: TenantUser,
 
 
 @router.post("/lists/{list_id}/imports", status_code=201)
-async def import_list(list_id: int, user: TenantUser, request: Request) -> dict[str, Any]:
+async def import_list(list_id: RowId, user: TenantUser, request: Request) -> dict[str, Any]:
     """CSV body; the provenance declaration in query parameters (source, topic,
     collected_at, evidence, purchase_date, marketing_checkbox)."""
     assert user.tenant_id is not None
@@ -131,7 +132,7 @@ async def campaign_dry_run(user: TenantUser, request: Request) -> dict[str, Any]
 
 
 @router.get("/contacts/{contact_id}/evidence")
-def contact_evidence(contact_id: int, user: TenantUser, request: Request) -> dict[str, Any]:
+def contact_evidence(contact_id: BigRowId, user: TenantUser, request: Request) -> dict[str, Any]:
     assert user.tenant_id is not None
     found = evidence.bundle(request.app.state.engine, user.tenant_id, contact_id)
     if found is None:

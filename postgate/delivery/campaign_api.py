@@ -12,6 +12,7 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request
 from sqlalchemy import func, select
 
 from postgate import tables as t
+from postgate.api_params import Limit, RowId
 from postgate.auth import TenantUser
 from postgate.delivery import control
 from postgate.delivery.message import MessageError, parse_campaign
@@ -50,17 +51,17 @@ async def submit(request: Request, user: TenantUser) -> dict[str, Any]:
 
 
 @router.get("")
-def list_campaigns(request: Request, user: TenantUser, limit: int = 50) -> list[dict[str, Any]]:
+def list_campaigns(request: Request, user: TenantUser, limit: Limit = 50) -> list[dict[str, Any]]:
     with request.app.state.engine.connect() as conn:
         rows = conn.execute(
             select(c.id, c.external_id, c.channel, c.kind, c.topic, c.state, c.created_at)
-            .where(c.tenant_id == user.tenant_id).order_by(c.id.desc()).limit(min(limit, 500))
+            .where(c.tenant_id == user.tenant_id).order_by(c.id.desc()).limit(limit)
         ).all()
     return [dict(r._mapping) for r in rows]
 
 
 @router.get("/{campaign_id}")
-def status(campaign_id: int, request: Request, user: TenantUser) -> dict[str, Any]:
+def status(campaign_id: RowId, request: Request, user: TenantUser) -> dict[str, Any]:
     with request.app.state.engine.connect() as conn:
         row = conn.execute(select(c.id, c.external_id, c.state, c.created_at, c.finished_at)
                            .where(c.id == campaign_id, c.tenant_id == user.tenant_id)).first()
@@ -95,17 +96,17 @@ def _control(action: str, campaign_id: int, request: Request, user: TenantUser) 
 
 
 @router.post("/{campaign_id}/pause")
-def pause(campaign_id: int, request: Request, user: TenantUser) -> dict[str, str]:
+def pause(campaign_id: RowId, request: Request, user: TenantUser) -> dict[str, str]:
     return _control("pause", campaign_id, request, user)
 
 
 @router.post("/{campaign_id}/resume")
-def resume(campaign_id: int, request: Request, user: TenantUser) -> dict[str, str]:
+def resume(campaign_id: RowId, request: Request, user: TenantUser) -> dict[str, str]:
     return _control("resume", campaign_id, request, user)
 
 
 @router.post("/{campaign_id}/cancel")
-def cancel(campaign_id: int, request: Request, user: TenantUser) -> dict[str, str]:
+def cancel(campaign_id: RowId, request: Request, user: TenantUser) -> dict[str, str]:
     return _control("cancel", campaign_id, request, user)
 
 

@@ -30,7 +30,9 @@ def erase_person(body: ErasureRequest, request: Request, user: TenantUser) -> di
     return dataclasses.asdict(report)
 
 
-@router.get("/export.xml")
+@router.get("/export.xml", response_class=StreamingResponse,
+            responses={200: {"content": {"application/xml": {}},
+                             "description": "the export document"}})
 async def export(request: Request, user: TenantUser) -> StreamingResponse:
     """The tenant's data as XML (schema: postgate/delivery/export.xsd), spooled to disk."""
     assert user.tenant_id is not None

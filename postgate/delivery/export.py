@@ -18,7 +18,7 @@ from xml.sax.xmlreader import AttributesImpl
 from sqlalchemy import Engine, Table, select, tuple_
 
 from postgate import tables as t
-from postgate.clock import utcnow
+from postgate.clock import aware, utcnow
 
 NAMESPACE = "urn:postgate:export:1"
 SCHEMA = Path(__file__).with_name("export.xsd")
@@ -62,7 +62,7 @@ _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 def _text(value: Any) -> str:
     if isinstance(value, datetime):
-        return value.isoformat()
+        return aware(value).isoformat()
     if isinstance(value, bool):
         return "true" if value else "false"
     return _INVALID_XML.sub("\ufffd", str(value))

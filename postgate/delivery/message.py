@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, model_validator
 
@@ -45,7 +45,8 @@ class CampaignV1(BaseModel):
     channel: Channel
     kind: Kind
     topic: str = Field(min_length=1, max_length=100)
-    audience: list[int] = Field(min_length=1, max_length=1000)
+    audience: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(min_length=1,
+                                                                   max_length=1000)
     content: Content
     sender: Sender | None = Field(default=None, alias="from")
     schedule_at: datetime | None = None
