@@ -34,3 +34,18 @@ BATCH_SECONDS = Histogram(
     "Time to process one send batch end to end.",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+FEEDBACK = Counter(
+    "postgate_feedback_total",
+    "Feedback events applied (bounce, complaint, unsubscribe, auto_reply, unknown).",
+    ["tenant", "channel", "kind"],
+)
+BREAKER_TRIPS = Counter(
+    "postgate_breaker_trips_total",
+    "Tenants switched off by the circuit breaker, by reason and resulting state.",
+    ["tenant", "reason", "state"],
+)
+SENDING_BLOCKS = Counter(
+    "postgate_sending_block_changes_total",
+    "Kill-switch changes by operators, by scope and action (set, clear).",
+    ["tenant", "scope", "action"],
+)

@@ -10,6 +10,7 @@ from typing import Any
 
 from postgate.settings import Settings
 from postgate.workers.context import Context
+from postgate.workers.feedback import FeedbackListener
 from postgate.workers.planner import Planner
 from postgate.workers.sender import Sender
 from postgate.workers.sweeper import Sweeper
@@ -20,6 +21,7 @@ WORKERS: dict[str, Callable[[Context], Any]] = {
     "planner": Planner,
     "sender": Sender,
     "sweeper": Sweeper,
+    "feedback": FeedbackListener,
 }
 
 
