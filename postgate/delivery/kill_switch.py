@@ -26,7 +26,6 @@ from postgate.clock import utcnow
 from postgate.delivery import sending_blocks
 from postgate.delivery.states import DeliveryState as S
 from postgate.metrics import SENDING_BLOCKS
-from postgate.pubsub import PubSub
 from postgate.settings import Settings
 from postgate.workers.broker import Broker
 from postgate.workers.planner import publish_batches
@@ -52,14 +51,6 @@ def _tenant(engine: Engine, slug: str) -> int:
     if tenant_id is None:
         raise HTTPException(404, f"no tenant {slug!r}")
     return int(tenant_id)
-
-
-def announce(settings: Settings, tenant_id: int) -> None:
-    pubsub = PubSub(settings.redis_url, settings.queue_prefix)
-    try:
-        pubsub.publish(sending_blocks.STATE_CHANNEL, {"tenant_id": tenant_id})
-    finally:
-        pubsub.close()
 
 
 def resume_held(engine: Engine, settings: Settings, tenant_id: int) -> int:
@@ -123,7 +114,7 @@ def set_block(request: Request, operator: Operator, slug: str,
     with engine.begin() as conn:
         block_id = sending_blocks.add_block(conn, tenant_id, body.scope, "operator", body.reason,
                                             operator.name, {}, utcnow())
-    announce(settings, tenant_id)
+    sending_blocks.announce(settings, tenant_id)
     SENDING_BLOCKS.labels(slug, body.scope, "set").inc()
     return {"block": block_id, "tenant": slug, "scope": body.scope}
 
@@ -137,7 +128,7 @@ def clear_block(request: Request, operator: Operator, slug: str,
                                           body.reason, utcnow())
     if not cleared:
         raise HTTPException(404, f"no active {body.scope} block for {slug!r}")
-    announce(settings, tenant_id)
+    sending_blocks.announce(settings, tenant_id)
     resumed = resume_held(engine, settings, tenant_id)
     SENDING_BLOCKS.labels(slug, body.scope, "clear").inc()
     return {"cleared": cleared, "tenant": slug, "scope": body.scope, "resumed": resumed}

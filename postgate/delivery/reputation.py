@@ -86,3 +86,28 @@ def check(engine: Engine, settings: Settings, tenant_id: int,
     log.error("OPERATOR: tenant %s %s by the circuit breaker: %s",
               slug, "suspended" if trip.escalated else "bulk email disabled", trip.detail)
     return trip
+
+
+class BreakerWatch:
+    """Re-evaluates the tenants that received bounces or complaints since the last look
+    (including 5xx replies recorded by senders); run by the sweeper."""
+
+    def __init__(self) -> None:
+        self.cursor: int | None = None
+
+    def check(self, engine: Engine, settings: Settings, now: datetime) -> list[int]:
+        with engine.connect() as conn:
+            if self.cursor is None:  # first look: everything in the window
+                self.cursor = int(conn.scalar(select(func.min(e.id)).where(
+                    e.created_at >= now - timedelta(days=settings.breaker_window_days))) or 1) - 1
+            rows = conn.execute(
+                select(e.tenant_id, func.max(e.id)).where(
+                    e.id > self.cursor, e.tenant_id.is_not(None),
+                    e.kind.in_(("bounce", "complaint")))
+                .group_by(e.tenant_id)).all()
+        tripped = []
+        for tenant_id, last_id in rows:
+            if check(engine, settings, tenant_id, now) is not None:
+                tripped.append(tenant_id)
+            self.cursor = max(self.cursor, int(last_id))
+        return tripped

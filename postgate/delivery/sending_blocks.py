@@ -20,6 +20,8 @@ from postgate.delivery.breaker import ALL, BULK_EMAIL, BULK_SMS
 from postgate.delivery.sending_state import allows
 from postgate.delivery.states import DeliveryState as S
 from postgate.delivery.states import TenantStatus
+from postgate.pubsub import PubSub
+from postgate.settings import Settings
 
 b, d, c = t.sending_block.c, t.delivery.c, t.campaign.c
 STATE_CHANNEL = "sending_state"
@@ -122,3 +124,12 @@ def cancel_held(engine: Engine, tenant_id: int, actor: str, reason: str, now: da
         audit(conn, tenant_id, actor, "held.cancel",
               {"cancelled": count, "campaign": campaign_id, "reason": reason}, now)
     return int(count or 0)
+
+
+def announce(settings: Settings, tenant_id: int) -> None:
+    """Tell every sender to re-read this tenant's blocks (after the change is committed)."""
+    pubsub = PubSub(settings.redis_url, settings.queue_prefix)
+    try:
+        pubsub.publish(STATE_CHANNEL, {"tenant_id": tenant_id})
+    finally:
+        pubsub.close()

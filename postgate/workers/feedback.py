@@ -22,7 +22,6 @@ from sqlalchemy.exc import DBAPIError
 from postgate.clock import utcnow
 from postgate.delivery import feedback_store, reputation, sending_blocks
 from postgate.delivery.feedback_mail import Feedback, parse
-from postgate.pubsub import PubSub
 from postgate.workers.context import Context
 
 log = logging.getLogger("postgate.feedback")
@@ -32,8 +31,6 @@ SOURCES = {"bounce": "dsn", "complaint": "arf", "unsubscribe": "mailto"}
 class FeedbackHandler:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        s = ctx.settings
-        self.pubsub = PubSub(s.redis_url, s.queue_prefix)
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           rcpt_options: list[str]) -> str:
@@ -67,8 +64,7 @@ class FeedbackHandler:
         if applied.new and applied.tenant_id is not None and fb.kind in ("bounce", "complaint"):
             trip = reputation.check(engine, settings, applied.tenant_id, now)
             if trip is not None:
-                self.pubsub.publish(sending_blocks.STATE_CHANNEL,
-                                    {"tenant_id": applied.tenant_id})
+                sending_blocks.announce(settings, applied.tenant_id)
         return applied
 
 
@@ -96,4 +92,3 @@ class FeedbackListener:
         finally:
             server.close()
             await server.wait_closed()
-            self.handler.pubsub.close()

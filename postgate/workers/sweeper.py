@@ -19,6 +19,8 @@ from sqlalchemy import Engine, and_, exists, select, update
 
 from postgate import tables as t
 from postgate.clock import utcnow
+from postgate.delivery.reputation import BreakerWatch
+from postgate.delivery.sending_blocks import announce
 from postgate.delivery.states import CampaignState
 from postgate.delivery.states import DeliveryState as S
 from postgate.settings import Settings
@@ -90,6 +92,12 @@ def sweep_once(engine: Engine, broker: Broker, settings: Settings, now: datetime
 class Sweeper:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        self.breaker = BreakerWatch()
+
+    def _breaker(self) -> None:
+        """Trip tenants whose new bounces or complaints crossed a threshold; tell senders."""
+        for tenant_id in self.breaker.check(self.ctx.engine, self.ctx.settings, utcnow()):
+            announce(self.ctx.settings, tenant_id)
 
     async def run(self, stop: asyncio.Event) -> None:
         broker = self.ctx.broker()
@@ -99,6 +107,7 @@ class Sweeper:
                     await asyncio.to_thread(
                         sweep_once, self.ctx.engine, broker, self.ctx.settings, utcnow()
                     )
+                    await asyncio.to_thread(self._breaker)
                 except Exception:
                     log.exception("sweep failed; trying again")
                     broker.close()
