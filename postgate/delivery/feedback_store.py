@@ -65,7 +65,8 @@ def apply(engine: Engine, settings: Settings, fb: Feedback, raw: bytes, source: 
             "tenant_id": tenant_id, "delivery_id": delivery_id, "channel": "email",
             "kind": fb.kind, "hard": fb.hard, "address": address[:320], "status": fb.status,
             "source": source, "dedup_key": key,
-            "raw": raw[:RAW_LIMIT].decode("utf-8", "replace"), "created_at": now,
+            "raw": raw[:RAW_LIMIT].decode("utf-8", "replace").replace("\x00", "\ufffd"),
+            "created_at": now,
         }], ("dedup_key",))
         if tenant_id is not None and address:
             _effects(conn, settings, fb, applied, now)
