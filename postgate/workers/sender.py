@@ -16,6 +16,7 @@ from postgate.clock import utcnow
 from postgate.delivery import store
 from postgate.delivery.message import MessageError
 from postgate.delivery.rendering import CampaignContent, CompiledCampaign
+from postgate.delivery.sending_state import may_send
 from postgate.delivery.states import BlockReason
 from postgate.metrics import BATCH_SECONDS, BLOCKED, MESSAGES
 from postgate.providers.base import EmailProvider, SendResult
@@ -71,11 +72,14 @@ class Sender(Runner):
         await self.switch.close()
 
     def _allowed(self, info: CampaignInfo) -> bool:
-        return self.switch.allows(info.tenant_id, info.channel, info.kind)
+        return may_send(info.tenant_status, info.kind) and self.switch.allows(
+            info.tenant_id, info.channel, info.kind)
 
     async def _still_blocked(self, info: CampaignInfo) -> bool:
-        """Before holding rows, re-read the blocks: a re-enable may be newer than our copy."""
+        """Before holding rows, re-read blocks and status: a re-enable may be newer than our
+        copies, and rows held after it would wait for the next operator action."""
         await self.switch.reload(info.tenant_id)
+        await asyncio.to_thread(self._load, info.compiled.content.campaign_id, info)
         return not self._allowed(info)
 
     async def _hold(self, info: CampaignInfo, claimed: list[store.Claimed]) -> None:
