@@ -49,3 +49,6 @@ SENDING_BLOCKS = Counter(
     "Kill-switch changes by operators, by scope and action (set, clear).",
     ["tenant", "scope", "action"],
 )
+CANARY = Counter(
+    "postgate_canary_total", "Canary slices judged, by outcome (continue, halt).", ["outcome"]
+)

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     breaker_window_days: float = 7.0
     breaker_repeat_days: float = 30.0  # a second trip within this suspends
     sending_state_refresh_s: float = 5.0  # senders also re-read blocks this often
+    canary_min_audience: int = 5000  # promotional campaigns this large go to a slice first
+    canary_fraction: float = Field(default=0.02, gt=0, le=1)
+    canary_wait_s: float = 3600.0  # after planning, before judging the slice
 
     use_uvloop: bool = True
     metrics_port: int = 0  # workers serve /metrics here when set

@@ -18,8 +18,8 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from postgate import tables as t
 from postgate.delivery.breaker import ALL, BULK_EMAIL, BULK_SMS
 from postgate.delivery.sending_state import allows
+from postgate.delivery.states import BlockReason, TenantStatus
 from postgate.delivery.states import DeliveryState as S
-from postgate.delivery.states import TenantStatus
 from postgate.pubsub import PubSub
 from postgate.settings import Settings
 
@@ -100,14 +100,16 @@ def release_held(engine: Engine, tenant_id: int, now: datetime) -> list[tuple[in
         campaigns = [cid for cid, channel, kind in conn.execute(
             select(c.id, c.channel, c.kind).where(
                 c.tenant_id == tenant_id,
-                c.id.in_(select(d.campaign_id).where(d.tenant_id == tenant_id,
-                                                     d.state == S.HELD).distinct())))
+                c.id.in_(select(d.campaign_id).where(
+                    d.tenant_id == tenant_id, d.state == S.HELD,
+                    d.reason == BlockReason.TENANT_DISABLED).distinct())))
             if allows(scopes, channel, kind)]
         if not campaigns:
             return []
         rows = conn.execute(
             update(t.delivery)
-            .where(d.tenant_id == tenant_id, d.campaign_id.in_(campaigns), d.state == S.HELD)
+            .where(d.tenant_id == tenant_id, d.campaign_id.in_(campaigns), d.state == S.HELD,
+                   d.reason == BlockReason.TENANT_DISABLED)  # not canary holds
             .values(state=S.QUEUED, reason=None, updated_at=now)
             .returning(d.id, d.campaign_id)).all()
     return [(r[0], r[1]) for r in rows]

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, and_, exists, select, update
 
 from postgate import tables as t
 from postgate.clock import utcnow
+from postgate.delivery import canary
 from postgate.delivery.reputation import BreakerWatch
 from postgate.delivery.sending_blocks import announce
 from postgate.delivery.states import CampaignState
@@ -74,6 +75,8 @@ def sweep_once(engine: Engine, broker: Broker, settings: Settings, now: datetime
                 .returning(d.id, d.campaign_id)
             ).all()
         done[name] = _republish(broker, settings, [(r[0], r[1]) for r in rows])
+
+    done["canary"] = len(canary.review(engine, broker, settings, now))
 
     with engine.begin() as conn:
         pending = exists().where(d.campaign_id == c.id, d.state.in_(OPEN_STATES))

@@ -82,3 +82,17 @@ def test_scopes_keep_transactional_mail_flowing() -> None:
     assert allows(bulk, "sms", "promotional")
     assert not allows(frozenset({"all"}), "email", "transactional")
     assert allows(frozenset(), "email", "promotional")
+
+
+def test_canary_slice_and_verdict() -> None:
+    from postgate.delivery.canary import slice_size, verdict
+    from postgate.settings import Settings
+
+    settings = Settings(canary_min_audience=5000, canary_fraction=0.02)
+    assert slice_size(4999, settings) is None
+    assert slice_size(5000, settings) == 100 and slice_size(5001, settings) == 101
+    assert slice_size(10**6, Settings(canary_min_audience=0)) is None
+    assert verdict(window(100), LIMITS) == "continue"  # far below the minimum volume
+    assert verdict(window(100, complaints=1), LIMITS) == "halt"
+    assert verdict(window(100, hard=6), LIMITS) == "halt"
+    assert verdict(window(100, hard=5), LIMITS) == "continue"
