@@ -39,8 +39,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return [dict(r._mapping) for r in rows]
 
     from postgate.delivery.kill_switch import router as kill_switch_router
+    from postgate.delivery.webhooks import router as webhooks_router
 
     app.include_router(kill_switch_router)
+    app.include_router(webhooks_router)
 
     @app.get("/metrics")
     def metrics() -> Response:

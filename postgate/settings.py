@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     canary_min_audience: int = 5000  # promotional campaigns this large go to a slice first
     canary_fraction: float = Field(default=0.02, gt=0, le=1)
     canary_wait_s: float = 3600.0  # after planning, before judging the slice
+    webhook_secrets: dict[str, str] = Field(default_factory=dict)  # provider -> HMAC secret
 
     use_uvloop: bool = True
     metrics_port: int = 0  # workers serve /metrics here when set

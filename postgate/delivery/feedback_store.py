@@ -28,7 +28,7 @@ from postgate.settings import Settings
 log = logging.getLogger("postgate.feedback")
 d, e = t.delivery.c, t.feedback_event.c
 RAW_LIMIT = 1_000_000
-SUPPRESSING = {"complaint": "complaint", "unsubscribe": "unsubscribe"}
+SUPPRESSING = {"complaint": "complaint", "unsubscribe": "unsubscribe", "stop": "stop"}
 
 
 @dataclass
@@ -48,29 +48,31 @@ def soft_rule(settings: Settings) -> breaker.SoftBounceRule:
 
 
 def apply(engine: Engine, settings: Settings, fb: Feedback, raw: bytes, source: str,
-          now: datetime) -> Applied:
+          now: datetime, key: str | None = None) -> Applied:
+    """Store ``fb`` once under ``key`` (default: per delivery and kind, else the raw hash)."""
     with engine.begin() as conn:
         delivery = _delivery(conn, fb)
         tenant_id = delivery[1] if delivery else None
         delivery_id = delivery[0] if delivery else None
         slug = delivery[3] if delivery else "-"
         address = delivery[2] if delivery else (fb.recipients[0] if fb.recipients else "")
-        if delivery_id is not None and fb.kind != "unknown":
+        if key is None and delivery_id is not None and fb.kind != "unknown":
             key = f"mail:{fb.kind}:{delivery_id}:{fb.action or '-'}"
-        else:
+        elif key is None:
             key = f"mail:{fb.kind}:{hashlib.sha256(raw).hexdigest()}"
+        channel = fb.extra.get("channel", "email")
         applied = Applied(key, fb.kind, tenant_id, delivery_id, address)
         applied.new = conn.scalar(select(e.id).where(e.dedup_key == key)) is None
         insert_ignore(conn, t.feedback_event, [{
-            "tenant_id": tenant_id, "delivery_id": delivery_id, "channel": "email",
+            "tenant_id": tenant_id, "delivery_id": delivery_id, "channel": channel,
             "kind": fb.kind, "hard": fb.hard, "address": address[:320], "status": fb.status,
             "source": source, "dedup_key": key,
             "raw": raw[:RAW_LIMIT].decode("utf-8", "replace").replace("\x00", "\ufffd"),
             "created_at": now,
         }], ("dedup_key",))
         if tenant_id is not None and address:
-            _effects(conn, settings, fb, applied, now)
-    FEEDBACK.labels(slug, "email", fb.kind).inc(int(applied.new))
+            _effects(conn, settings, fb, applied, channel, now)
+    FEEDBACK.labels(slug, channel, fb.kind).inc(int(applied.new))
     log.info("feedback %s tenant=%s delivery=%s rcpt=%s hard=%s status=%s new=%s suppressed=%s",
              fb.kind, slug, delivery_id, address, fb.hard, fb.status, applied.new,
              applied.suppressed)
@@ -91,7 +93,7 @@ def _delivery(conn: Connection, fb: Feedback) -> tuple[int, int, str, str] | Non
 
 
 def _effects(conn: Connection, settings: Settings, fb: Feedback, applied: Applied,
-             now: datetime) -> None:
+             channel: str, now: datetime) -> None:
     tenant_id, address = applied.tenant_id, applied.address
     reason = SUPPRESSING.get(fb.kind)
     if fb.kind == "bounce" and fb.hard and fb.action == "failed":
@@ -110,7 +112,7 @@ def _effects(conn: Connection, settings: Settings, fb: Feedback, applied: Applie
     if reason is None:
         return
     insert_ignore(conn, t.suppression, [{
-        "tenant_id": tenant_id, "channel": "email", "address": address, "reason": reason,
+        "tenant_id": tenant_id, "channel": channel, "address": address, "reason": reason,
         "detail": f"{fb.kind} {fb.status}".strip()[:200], "created_at": now,
     }], ("tenant_id", "channel", "address"))
     applied.suppressed.append(address)
