@@ -61,20 +61,21 @@ def apply(engine: Engine, settings: Settings, fb: Feedback, raw: bytes, source: 
         elif key is None:
             key = f"mail:{fb.kind}:{hashlib.sha256(raw).hexdigest()}"
         channel = fb.extra.get("channel", "email")
-        applied = Applied(key, fb.kind, tenant_id, delivery_id, address)
+        kind = "delay" if fb.action == "delayed" else fb.kind  # a warning, not a bounce
+        applied = Applied(key, kind, tenant_id, delivery_id, address)
         applied.new = conn.scalar(select(e.id).where(e.dedup_key == key)) is None
         insert_ignore(conn, t.feedback_event, [{
             "tenant_id": tenant_id, "delivery_id": delivery_id, "channel": channel,
-            "kind": fb.kind, "hard": fb.hard, "address": address[:320], "status": fb.status,
+            "kind": kind, "hard": fb.hard, "address": address[:320], "status": fb.status,
             "source": source, "dedup_key": key,
             "raw": raw[:RAW_LIMIT].decode("utf-8", "replace").replace("\x00", "\ufffd"),
             "created_at": now,
         }], ("dedup_key",))
         if tenant_id is not None and address:
             _effects(conn, settings, fb, applied, channel, now)
-    FEEDBACK.labels(slug, channel, fb.kind).inc(int(applied.new))
+    FEEDBACK.labels(slug, channel, kind).inc(int(applied.new))
     log.info("feedback %s tenant=%s delivery=%s rcpt=%s hard=%s status=%s new=%s suppressed=%s",
-             fb.kind, slug, delivery_id, address, fb.hard, fb.status, applied.new,
+             kind, slug, delivery_id, address, fb.hard, fb.status, applied.new,
              applied.suppressed)
     return applied
 
@@ -101,7 +102,7 @@ def _effects(conn: Connection, settings: Settings, fb: Feedback, applied: Applie
     elif fb.kind == "bounce" and breaker.scored(fb.status, fb.action):
         bounced = [aware(at) for at in conn.scalars(select(e.created_at).where(
             e.tenant_id == tenant_id, e.address == address, e.kind == "bounce",
-            e.hard.is_not(True), e.created_at >= now - timedelta(
+            e.hard.is_not(True), ~e.status.startswith("5.7"), e.created_at >= now - timedelta(
                 days=settings.soft_bounce_window_days)))]
         if breaker.soft_bounce_suppresses(bounced, soft_rule(settings), now):
             reason = "bounce_score"

@@ -84,7 +84,7 @@ class FeedbackEvent(SQLModel, table=True):
     tenant_id: int | None = Field(default=None, foreign_key="tenant.id", index=True)
     delivery_id: int | None = Field(default=None, sa_type=BigId)
     channel: str
-    kind: str  # bounce | complaint | unsubscribe | stop | unknown
+    kind: str  # bounce | complaint | unsubscribe | stop | delay | auto_reply | unknown
     hard: bool | None = None
     address: str = ""
     status: str = ""  # RFC 3463 code when there is one

@@ -131,3 +131,14 @@ def test_soft_bounces_suppress_only_after_several_days(world: World, listener: i
     with ctx.engine.connect() as conn:
         count = conn.scalar(select(func.count()).where(e.tenant_id == world.tenant_id))
     assert count == 5
+
+
+def test_a_delay_warning_is_stored_but_neither_scores_nor_suppresses(
+        world: World, listener: int, fixtures_dir: Path) -> None:
+    rows = sent_campaign(world, 1)
+    ctx = world.ctx
+    verp = tokens.verp_address(ctx.settings.secret_key, rows[0][0], ctx.settings.bounce_domain)
+    delayed = (fixtures_dir / "feedback" / "flufl" / "dsn_05.txt").read_bytes()
+    assert deliver(listener, delayed, verp)[0] == 250
+    assert events(world) == [("delay", False, rows[0][0])]
+    assert suppressed(world) == {}
