@@ -90,24 +90,26 @@ def check(engine: Engine, settings: Settings, tenant_id: int,
 
 class BreakerWatch:
     """Re-evaluates the tenants that received bounces or complaints since the last look
-    (including 5xx replies recorded by senders); run by the sweeper."""
+    (including 5xx replies recorded by senders); run by the sweeper.
+
+    It looks back by time, not by id: ids are taken when a transaction inserts but become
+    visible when it commits, so an id cursor would skip a slow transaction's events.
+    """
+
+    LOOKBACK = timedelta(seconds=30)  # longer than any feedback transaction takes to commit
 
     def __init__(self) -> None:
-        self.cursor: int | None = None
+        self.last: datetime | None = None
 
     def check(self, engine: Engine, settings: Settings, now: datetime) -> list[int]:
+        since = (self.last - self.LOOKBACK if self.last is not None
+                 else now - timedelta(days=settings.breaker_window_days))
         with engine.connect() as conn:
-            if self.cursor is None:  # first look: everything in the window
-                self.cursor = int(conn.scalar(select(func.min(e.id)).where(
-                    e.created_at >= now - timedelta(days=settings.breaker_window_days))) or 1) - 1
-            rows = conn.execute(
-                select(e.tenant_id, func.max(e.id)).where(
-                    e.id > self.cursor, e.tenant_id.is_not(None),
+            tenants = list(conn.scalars(
+                select(e.tenant_id).where(
+                    e.created_at >= since, e.tenant_id.is_not(None),
                     e.kind.in_(("bounce", "complaint")))
-                .group_by(e.tenant_id)).all()
-        tripped = []
-        for tenant_id, last_id in rows:
-            if check(engine, settings, tenant_id, now) is not None:
-                tripped.append(tenant_id)
-            self.cursor = max(self.cursor, int(last_id))
-        return tripped
+                .distinct()))
+        self.last = now
+        return [tenant_id for tenant_id in tenants
+                if check(engine, settings, tenant_id, now) is not None]
