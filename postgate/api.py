@@ -15,6 +15,8 @@ from postgate.auth import Operator, Principal, authenticated
 from postgate.consent import tenant_api as consent_api
 from postgate.db import engine_for
 from postgate.delivery import campaign_api, data_api
+from postgate.delivery.kill_switch import router as kill_switch_router
+from postgate.delivery.webhooks import router as webhooks_router
 from postgate.settings import Settings, get_settings
 
 
@@ -55,6 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     consent_api.install(app)
     campaign_api.install(app)
     data_api.install(app)
+    app.include_router(kill_switch_router)
+    app.include_router(webhooks_router)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:

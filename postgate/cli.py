@@ -161,6 +161,20 @@ def _close(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _classify(args: argparse.Namespace, settings: Settings) -> int:
+    from postgate.delivery.feedback_mail import parse
+
+    for name in args.files:
+        fb = parse(Path(name).read_bytes(), settings.secret_key)
+        print(json.dumps({
+            "file": name, "kind": fb.kind, "hard": fb.hard, "recipients": list(fb.recipients),
+            "status": fb.status, "action": fb.action, "delivery": fb.delivery_id,
+            "message_ref": list(fb.message_ref) if fb.message_ref else None,
+            "detail": fb.detail, **fb.extra,
+        }, ensure_ascii=False))
+    return 0
+
+
 def _schema(args: argparse.Namespace, settings: Settings) -> int:
     from postgate.delivery.message import json_schema
 
@@ -180,7 +194,7 @@ def parser() -> argparse.ArgumentParser:
     db.set_defaults(fn=_db)
     worker = sub.add_parser("worker", help="run workers until SIGTERM")
     worker.add_argument("names", nargs="+",
-                        choices=["planner", "sender", "sweeper", "retention"])
+                        choices=["planner", "sender", "sweeper", "feedback", "retention"])
     worker.set_defaults(fn=_worker)
     api = sub.add_parser("api", help="serve the HTTP api")
     api.add_argument("--host", default="127.0.0.1")
@@ -221,6 +235,12 @@ def parser() -> argparse.ArgumentParser:
     close = tenant_sub.add_parser("close", help="close a tenant: stop sending, purge in 90 days")
     close.add_argument("tenant")
     close.set_defaults(fn=_close)
+    feedback = sub.add_parser("feedback", help="feedback mail (bounces, complaints)")
+    feedback_sub = feedback.add_subparsers(dest="action", required=True)
+    classify = feedback_sub.add_parser(
+        "classify", help="print one JSON line per mail file: kind, hard, recipients, status")
+    classify.add_argument("files", nargs="+")
+    classify.set_defaults(fn=_classify)
     schema = sub.add_parser("schema", help="print the campaign.v1 JSON schema")
     schema.set_defaults(fn=_schema)
     return p

@@ -40,3 +40,21 @@ CONSENT_EVENTS = Counter(
     "import_row, import_dropped.",
     ["tenant", "event"],
 )
+FEEDBACK = Counter(
+    "postgate_feedback_total",
+    "Feedback events applied (bounce, complaint, unsubscribe, auto_reply, unknown).",
+    ["tenant", "channel", "kind"],
+)
+BREAKER_TRIPS = Counter(
+    "postgate_breaker_trips_total",
+    "Tenants switched off by the circuit breaker, by reason and resulting state.",
+    ["tenant", "reason", "state"],
+)
+SENDING_BLOCKS = Counter(
+    "postgate_sending_block_changes_total",
+    "Kill-switch changes by operators, by scope and action (set, clear).",
+    ["tenant", "scope", "action"],
+)
+CANARY = Counter(
+    "postgate_canary_total", "Canary slices judged, by outcome (continue, halt).", ["outcome"]
+)

@@ -55,6 +55,23 @@ class Settings(BaseSettings):
     poll_interval_s: float = 0.05
 
     retention_interval_s: float = 6 * 3600.0
+    # feedback listener, soft-bounce scoring and the tenant circuit breaker
+    feedback_host: str = "127.0.0.1"
+    feedback_port: int = 2525
+    soft_bounce_score: int = 5  # soft bounces ...
+    soft_bounce_days: int = 3  # ... on at least this many distinct days ...
+    soft_bounce_window_days: int = 30  # ... within this window suppress the address
+    breaker_complaint_rate: float = 0.001  # trips above 1 complaint per 1000 delivered
+    breaker_hard_bounce_rate: float = 0.05  # trips above 5% hard bounces per sent
+    breaker_min_volume: int = 1000  # no verdict on fewer sent emails in the window
+    breaker_window_days: float = 7.0
+    breaker_repeat_days: float = 30.0  # a second trip within this suspends
+    sending_state_refresh_s: float = 5.0  # senders also re-read blocks this often
+    canary_min_audience: int = 5000  # promotional campaigns this large go to a slice first
+    canary_fraction: float = Field(default=0.02, gt=0, le=1)
+    canary_wait_s: float = 3600.0  # after planning, before judging the slice
+    webhook_secrets: dict[str, str] = Field(default_factory=dict)  # provider -> HMAC secret
+
     use_uvloop: bool = True
 
     # signup forms and consent (postgate/consent)

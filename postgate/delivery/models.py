@@ -52,6 +52,7 @@ class Delivery(SQLModel, table=True):
         Index("ix_delivery_campaign_state", "campaign_id", "state"),
         Index("ix_delivery_due", "state", "next_attempt_at"),
         Index("ix_delivery_tenant_contact", "tenant_id", "contact_id"),
+        Index("ix_delivery_tenant_sent", "tenant_id", "sent_at"),  # breaker windows
     )
     id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
     tenant_id: int = Field(foreign_key="tenant.id")
@@ -74,12 +75,17 @@ class Delivery(SQLModel, table=True):
 class FeedbackEvent(SQLModel, table=True):
     """One normalised signal (bounce, complaint, unsubscribe...), applied once."""
 
-    __table_args__ = (UniqueConstraint("dedup_key"),)
+    __table_args__ = (
+        UniqueConstraint("dedup_key"),
+        # breaker windows and soft-bounce scoring
+        Index("ix_feedback_tenant_kind_created", "tenant_id", "kind", "created_at"),
+        Index("ix_feedback_tenant_address", "tenant_id", "address"),
+    )
     id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
     tenant_id: int | None = Field(default=None, foreign_key="tenant.id", index=True)
     delivery_id: int | None = Field(default=None, sa_type=BigId)
     channel: str
-    kind: str  # bounce | complaint | unsubscribe | stop | unknown
+    kind: str  # bounce | complaint | unsubscribe | stop | delay | auto_reply | unknown
     hard: bool | None = None
     address: str = ""
     status: str = ""  # RFC 3463 code when there is one

@@ -13,3 +13,16 @@ def may_send(status: str, kind: str) -> bool:
     if status in (TenantStatus.BULK_DISABLED, TenantStatus.SUSPENDED):
         return kind == Kind.TRANSACTIONAL
     return False
+
+
+def allows(scopes: frozenset[str], channel: str, kind: str) -> bool:
+    """Whether the tenant's active sending blocks let this message out.
+
+    ``all`` stops everything; ``bulk_email``/``bulk_sms`` stop promotional messages on
+    their channel only, so confirmations and receipts keep flowing (DESIGN §1.11).
+    """
+    if "all" in scopes:
+        return False
+    if kind == Kind.TRANSACTIONAL:
+        return True
+    return f"bulk_{channel}" not in scopes

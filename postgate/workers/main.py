@@ -10,6 +10,7 @@ from typing import Any
 
 from postgate.settings import Settings
 from postgate.workers.context import Context
+from postgate.workers.feedback import FeedbackListener
 from postgate.workers.planner import Planner
 from postgate.workers.retention import Retention
 from postgate.workers.sender import Sender
@@ -22,6 +23,7 @@ WORKERS: dict[str, Callable[[Context], Any]] = {
     "sender": Sender,
     "sweeper": Sweeper,
     "retention": Retention,
+    "feedback": FeedbackListener,
 }
 
 

@@ -13,6 +13,7 @@ from postgate import tables as t
 from postgate.clock import utcnow
 from postgate.consent import audience
 from postgate.consent.gate import GateCampaign, gate
+from postgate.delivery import canary
 from postgate.delivery.campaigns import accept
 from postgate.delivery.message import parse_campaign
 from postgate.delivery.states import CampaignState, DeliveryState
@@ -58,6 +59,7 @@ def plan_campaign(
         return report
     spec = audience.AudienceSpec(tenant_id, channel, topic, tuple(list_ids))
     policy = GateCampaign(tenant_id=tenant_id, kind=kind)
+    canary_left = canary.first_slice(engine, settings, tenant_id, kind, list_ids)
     after = 0
     while True:
         now = utcnow()
@@ -67,13 +69,17 @@ def plan_campaign(
                 break
             rows = []
             for recipient, reason in gate(policy, recipients, now):
+                held = canary_left is not None and not reason and canary_left <= 0
+                if canary_left is not None and not reason:
+                    canary_left -= 1
                 rows.append({
                     "tenant_id": tenant_id,
                     "campaign_id": campaign_id,
                     "contact_id": recipient.contact_id,
                     "address": recipient.address or "",
-                    "state": DeliveryState.BLOCKED if reason else DeliveryState.QUEUED,
-                    "reason": reason.value if reason else None,
+                    "state": DeliveryState.BLOCKED if reason else (
+                        DeliveryState.HELD if held else DeliveryState.QUEUED),
+                    "reason": reason.value if reason else (canary.CANARY_HELD if held else None),
                     "created_at": now,
                     "updated_at": now,
                 })

@@ -26,6 +26,7 @@ from postgate.providers.base import EmailProvider, SendResult
 from postgate.providers.smtp import SmtpPool
 from postgate.workers.context import Context
 from postgate.workers.runner import Runner
+from postgate.workers.sending_switch import SendingSwitch
 
 log = logging.getLogger("postgate.sender")
 STATE_TTL_S = 1.0
@@ -72,12 +73,35 @@ class Sender(Runner):
         self.concurrency = ctx.settings.sender_prefetch
         self.provider: EmailProvider = provider or SmtpPool(ctx.settings)
         self.campaigns: dict[int, CampaignInfo] = {}
+        self.switch = SendingSwitch(ctx)
+        self.slots = asyncio.Semaphore(ctx.settings.smtp_connections)
 
     async def setup(self) -> None:
+        await self.switch.start()
         await self.provider.start()
 
     async def teardown(self) -> None:
         await self.provider.close()
+        await self.switch.close()
+
+    def _allowed(self, info: CampaignInfo) -> bool:
+        return may_send(info.tenant_status, info.kind) and self.switch.allows(
+            info.tenant_id, info.channel, info.kind)
+
+    async def _still_blocked(self, info: CampaignInfo) -> bool:
+        """Before holding rows, re-read blocks and status: a re-enable may be newer than our
+        copies, and rows held after it would wait for the next operator action."""
+        await self.switch.reload(info.tenant_id)
+        await asyncio.to_thread(self._load, info.compiled.content.campaign_id, info)
+        return not self._allowed(info)
+
+    async def _hold(self, info: CampaignInfo, claimed: list[store.Claimed]) -> None:
+        reason = BlockReason.TENANT_DISABLED.value
+        await asyncio.to_thread(store.hold, self.ctx.engine,
+                                [c.recipient.delivery_id for c in claimed], reason, utcnow())
+        BLOCKED.labels(info.tenant_slug, info.channel, reason).inc(len(claimed))
+        log.warning("tenant %s may not send %s now: held %d deliveries of campaign %s",
+                    info.tenant_slug, info.kind, len(claimed), info.compiled.content.campaign_id)
 
     async def dispose(self, body: bytes) -> None:
         started = time.perf_counter()
@@ -92,19 +116,22 @@ class Sender(Runner):
         claimed, extra = await self._late_checks(info, claimed, context, now)
         if not claimed:
             return
-        if not may_send(info.tenant_status, info.kind):
-            reason = BlockReason.TENANT_DISABLED.value
-            await asyncio.to_thread(store.hold, engine, [c.recipient.delivery_id for c in claimed],
-                                    reason, now)
-            BLOCKED.labels(info.tenant_slug, info.channel, reason).inc(len(claimed))
-            log.warning("tenant %s is %s: held %d deliveries of campaign %s",
-                        info.tenant_slug, info.tenant_status, len(claimed), campaign_id)
+        if not self._allowed(info) and await self._still_blocked(info):
+            await self._hold(info, claimed)
             return
         date = formatdate(usegmt=True)
-        results = await asyncio.gather(
-            *(self._send(info, c, date, extra.get(c.recipient.delivery_id)) for c in claimed))
-        await asyncio.to_thread(store.record, engine, settings, info.tenant_id,
-                                list(zip(claimed, results, strict=True)), utcnow())
+        done: list[tuple[store.Claimed, SendResult]] = []
+        todo = claimed
+        for _ in range(2):
+            results = await asyncio.gather(
+                *(self._send(info, c, date, extra.get(c.recipient.delivery_id)) for c in todo))
+            done += [(c, r) for c, r in zip(todo, results, strict=True) if r is not None]
+            todo = [c for c, r in zip(todo, results, strict=True) if r is None]
+            if not todo or await self._still_blocked(info):
+                break
+        if todo:
+            await self._hold(info, todo)
+        await asyncio.to_thread(store.record, engine, settings, info.tenant_id, done, utcnow())
         BATCH_SECONDS.observe(time.perf_counter() - started)
 
     async def _late_checks(
@@ -135,11 +162,15 @@ class Sender(Runner):
         return claimed, context
 
     async def _send(self, info: CampaignInfo, claimed: store.Claimed, date: str,
-                    extra: dict[str, str] | None = None) -> SendResult:
+                    extra: dict[str, str] | None = None) -> SendResult | None:
+        """Send one message; None when the tenant was switched off before its turn came."""
         rcpt = claimed.recipient
         data = info.compiled.render(rcpt, date, extra)
-        result = await self.provider.send(info.compiled.envelope_from(rcpt.delivery_id),
-                                          rcpt.address, data)
+        async with self.slots:  # a free connection: the kill switch is checked right here
+            if not self._allowed(info):
+                return None
+            result = await self.provider.send(info.compiled.envelope_from(rcpt.delivery_id),
+                                              rcpt.address, data)
         MESSAGES.labels(info.tenant_slug, info.channel, self.provider.name,
                         result.outcome.value).inc()
         if result.outcome.value != "sent":

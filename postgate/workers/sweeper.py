@@ -20,6 +20,9 @@ from sqlalchemy import Engine, and_, exists, select, update
 
 from postgate import tables as t
 from postgate.clock import utcnow
+from postgate.delivery import canary
+from postgate.delivery.reputation import BreakerWatch
+from postgate.delivery.sending_blocks import announce
 from postgate.delivery.states import SENDABLE_CAMPAIGN, CampaignState
 from postgate.delivery.states import DeliveryState as S
 from postgate.settings import Settings
@@ -86,6 +89,8 @@ def sweep_once(engine: Engine, broker: Broker, settings: Settings, now: datetime
                    d.campaign_id.in_(select(c.id).where(c.state == CampaignState.CANCELLED)))
             .values(state=S.CANCELLED, reason="campaign_cancelled", updated_at=now)
         ).rowcount
+    done["canary"] = len(canary.review(engine, broker, settings, now))
+
     with engine.begin() as conn:
         pending = exists().where(d.campaign_id == c.id, d.state.in_(OPEN_STATES))
         finished = conn.execute(
@@ -103,6 +108,12 @@ def sweep_once(engine: Engine, broker: Broker, settings: Settings, now: datetime
 class Sweeper:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        self.breaker = BreakerWatch()
+
+    def _breaker(self) -> None:
+        """Trip tenants whose new bounces or complaints crossed a threshold; tell senders."""
+        for tenant_id in self.breaker.check(self.ctx.engine, self.ctx.settings, utcnow()):
+            announce(self.ctx.settings, tenant_id)
 
     async def run(self, stop: asyncio.Event) -> None:
         broker = self.ctx.broker()
@@ -112,6 +123,7 @@ class Sweeper:
                     await asyncio.to_thread(
                         sweep_once, self.ctx.engine, broker, self.ctx.settings, utcnow()
                     )
+                    await asyncio.to_thread(self._breaker)
                 except Exception:
                     log.exception("sweep failed; trying again")
                     broker.close()

@@ -64,7 +64,8 @@ def test_kill_9_during_a_campaign_loses_nothing(world: World) -> None:
     bulk_audience(world, RECIPIENTS)
     settings = world.ctx.settings.model_copy(update={"batch_size": BATCH, "lease_s": 2,
                                                      "sweep_interval_s": 0.2,
-                                                     "orphan_after_s": 3})
+                                                     "orphan_after_s": 3,
+                                                     "canary_min_audience": 0})
     world.ctx.settings = settings
     world.publish(world.message("crash"))
     world.run(lambda: world.campaign_state("crash") == "sending", workers=("planner",),

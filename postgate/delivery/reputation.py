@@ -1,0 +1,115 @@
+"""A tenant's reputation, measured from the database, and the breaker's trips.
+
+Counts come from durable rows (deliveries and feedback events), so a restarted worker
+or Redis loses nothing. ``check`` locks the tenant row while it decides, so two
+workers evaluating the same tenant at once cannot trip it twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, or_, select
+
+from postgate import tables as t
+from postgate.clock import aware
+from postgate.delivery import breaker, sending_blocks
+from postgate.delivery.states import DeliveryState as S
+from postgate.metrics import BREAKER_TRIPS
+from postgate.settings import Settings
+
+log = logging.getLogger("postgate.breaker")
+d, e, b = t.delivery.c, t.feedback_event.c, t.sending_block.c
+
+
+def thresholds(settings: Settings) -> breaker.Thresholds:
+    return breaker.Thresholds(
+        complaint_rate=settings.breaker_complaint_rate,
+        hard_bounce_rate=settings.breaker_hard_bounce_rate,
+        min_volume=settings.breaker_min_volume,
+        window=timedelta(days=settings.breaker_window_days),
+        repeat=timedelta(days=settings.breaker_repeat_days),
+    )
+
+
+def measure(conn: Connection, tenant_id: int, start: datetime, end: datetime) -> breaker.Window:
+    delivered = conn.scalar(select(func.count()).where(
+        d.tenant_id == tenant_id, d.state == S.SENT, d.sent_at >= start)) or 0
+    rejected = conn.scalar(select(func.count()).where(
+        d.tenant_id == tenant_id, d.state == S.FAILED, d.reason == "smtp_rejected",
+        d.updated_at >= start)) or 0
+
+    def events(*where: Any) -> int:
+        return int(conn.scalar(
+            select(func.count(func.distinct(func.coalesce(e.delivery_id, e.id))))
+            .where(e.tenant_id == tenant_id, e.created_at >= start, *where)) or 0)
+
+    return breaker.Window(
+        start=start, end=end, sent=int(delivered) + int(rejected), delivered=int(delivered),
+        complaints=events(e.kind == "complaint"),
+        hard_bounces=events(e.kind == "bounce", e.hard.is_(True)),
+    )
+
+
+def check(engine: Engine, settings: Settings, tenant_id: int,
+          now: datetime) -> breaker.Trip | None:
+    """Measure the tenant's window and trip the breaker when the policy says so."""
+    limits = thresholds(settings)
+    with engine.begin() as conn:
+        locked = select(t.tenant.c.slug).where(t.tenant.c.id == tenant_id)
+        if conn.dialect.name == "postgresql":
+            locked = locked.with_for_update()
+        slug = conn.scalar(locked)
+        if slug is None:
+            return None
+        breaker_blocks = conn.execute(select(b.created_at, b.cleared_at).where(
+            b.tenant_id == tenant_id, b.source == "breaker",
+            or_(b.cleared_at.is_(None), b.created_at >= now - limits.repeat))).all()
+        last_cleared = max((aware(r[1]) for r in breaker_blocks if r[1] is not None),
+                           default=None)
+        start = breaker.window_start(now, limits, last_cleared)
+        window = measure(conn, tenant_id, start, now)
+        trip = breaker.evaluate(window, limits, sending_blocks.active_scopes(conn, tenant_id),
+                                [aware(r[0]) for r in breaker_blocks], now)
+        if trip is None:
+            return None
+        why = (f"circuit breaker: {trip.reason} {window.complaints}/{window.delivered} "
+               f"complaints, {window.hard_bounces}/{window.sent} hard bounces since "
+               f"{start.isoformat(timespec='seconds')}")
+        for scope in trip.scopes:
+            sending_blocks.add_block(conn, tenant_id, scope, "breaker", why, "breaker",
+                                     trip.detail, now)
+    BREAKER_TRIPS.labels(slug, trip.reason, "suspended" if trip.escalated else "bulk_disabled") \
+        .inc()
+    log.error("OPERATOR: tenant %s %s by the circuit breaker: %s",
+              slug, "suspended" if trip.escalated else "bulk email disabled", trip.detail)
+    return trip
+
+
+class BreakerWatch:
+    """Re-evaluates the tenants that received bounces or complaints since the last look
+    (including 5xx replies recorded by senders); run by the sweeper.
+
+    It looks back by time, not by id: ids are taken when a transaction inserts but become
+    visible when it commits, so an id cursor would skip a slow transaction's events.
+    """
+
+    LOOKBACK = timedelta(seconds=30)  # longer than any feedback transaction takes to commit
+
+    def __init__(self) -> None:
+        self.last: datetime | None = None
+
+    def check(self, engine: Engine, settings: Settings, now: datetime) -> list[int]:
+        since = (self.last - self.LOOKBACK if self.last is not None
+                 else now - timedelta(days=settings.breaker_window_days))
+        with engine.connect() as conn:
+            tenants = list(conn.scalars(
+                select(e.tenant_id).where(
+                    e.created_at >= since, e.tenant_id.is_not(None),
+                    e.kind.in_(("bounce", "complaint")))
+                .distinct()))
+        self.last = now
+        return [tenant_id for tenant_id in tenants
+                if check(engine, settings, tenant_id, now) is not None]

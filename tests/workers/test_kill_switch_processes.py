@@ -1,0 +1,80 @@
+"""The kill switch across processes: two sender processes (plus planner and sweeper) send a
+10,000-recipient campaign; an operator flips the tenant off over the api and no SMTP
+transaction for it starts more than a second later; re-enabling resumes it and every
+recipient gets exactly one mail. Needs a cross-process broker and Redis pub/sub."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from postgate.auth import create_key
+from postgate.providers.sink import SmtpSink
+from tests.support import World
+from tests.workers.switching import TimedHandler, bulk_audience
+from tests.workers.test_processes import spawn
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("BROKER_URL", "memory://").startswith("memory")
+    or not os.environ.get("REDIS_URL"),
+    reason="needs a cross-process broker and REDIS_URL for pub/sub",
+)
+N = 10_000
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    with SmtpSink(handler=TimedHandler()) as server:
+        yield server
+
+
+def test_flip_reaches_every_sender_process_within_a_second(
+        world: World, api: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CANARY_MIN_AUDIENCE", "0")  # the spawned workers send it all at once
+    handler: TimedHandler = world.sink.handler  # type: ignore[assignment]
+    bulk_audience(world, N)
+    settings = world.ctx.settings
+    ops = {"Authorization": f"Bearer {create_key(world.ctx.engine, 'operator', 'ops')}"}
+    url = f"/v1/operator/tenants/{world.tenant.slug}/sending-blocks"
+    procs = [spawn(settings, "planner", "sweeper"), spawn(settings, "sender"),
+             spawn(settings, "sender")]
+    domain = world.tenant.domain
+    try:
+        world.publish(world.message("huge"))
+        deadline = time.monotonic() + 120
+        while len(handler.starts_for(domain)) < 1500 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with httpx.Client(base_url=api, timeout=10) as http:
+            flipped = time.time()
+            reply = http.post(url, json={"scope": "bulk_email", "reason": "complaint storm"},
+                              headers=ops)
+            assert reply.status_code == 201
+            time.sleep(3)
+            starts = handler.starts_for(domain)
+            late = max(starts) - flipped
+            held = Counter(r.state for r in world.deliveries("huge"))
+            assert held["held"] > 0, held
+            cleared = http.post(f"{url}/clear", json={"scope": "bulk_email",
+                                                      "reason": "investigated"}, headers=ops)
+            assert cleared.status_code == 200
+        while world.campaign_state("huge") != "finished" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert world.campaign_state("huge") == "finished"
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        codes = [proc.wait(timeout=60) for proc in procs]
+    assert codes == [0, 0, 0], [p.stderr.read()[-2000:] for p in procs if p.stderr]
+    print(f"\nkill switch across 2 sender processes (Redis pub/sub): sent {len(starts)} before "
+          f"the flip took hold, last transaction start {late * 1000:.0f} ms after the flip, "
+          f"{held['held']} held then resumed")
+    assert late < 1.0, f"a transaction started {late:.3f}s after the flip"
+    assert Counter(r.state for r in world.deliveries("huge")) == {"sent": N}
+    received = Counter(a for r in handler.received for a in r.recipients)
+    assert len(received) == N and set(received.values()) == {1}
