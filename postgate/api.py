@@ -38,6 +38,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                        t.tenant.c.status).order_by(t.tenant.c.slug)).all()
         return [dict(r._mapping) for r in rows]
 
+    from postgate.sms.callbacks import router as sms_callbacks
+
+    app.include_router(sms_callbacks)
+
     @app.get("/metrics")
     def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -110,6 +110,18 @@ def _schema(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _sms_inspect(args: argparse.Namespace, settings: Settings) -> int:
+    from postgate.sms.encoding import Policy, SmsTooLong, encode
+
+    try:
+        sms = encode(args.text, Policy(args.policy), args.max_parts)
+    except SmsTooLong as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(sms.summary(), ensure_ascii=False))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="postgate", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -146,6 +158,13 @@ def parser() -> argparse.ArgumentParser:
     who.add_argument("--operator", action="store_true", help="a platform operator's key")
     create.add_argument("--name", default="default")
     create.set_defaults(fn=_keys)
+    sms = sub.add_parser("sms", help="SMS commands")
+    sms_sub = sms.add_subparsers(dest="action", required=True)
+    inspect = sms_sub.add_parser("inspect", help="encoding and parts of an SMS text (JSON)")
+    inspect.add_argument("text")
+    inspect.add_argument("--policy", choices=["unicode", "transliterate"], default="unicode")
+    inspect.add_argument("--max-parts", type=int, default=None)
+    inspect.set_defaults(fn=_sms_inspect)
     schema = sub.add_parser("schema", help="print the campaign.v1 JSON schema")
     schema.set_defaults(fn=_schema)
     return p
