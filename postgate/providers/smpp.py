@@ -25,6 +25,7 @@ from aiosmpplib import (
 )
 
 from postgate.providers.base import Outcome
+from postgate.providers.smpp_session import SessionConfig, SmppSession
 from postgate.providers.sms import (
     DeliveryReport,
     FeedbackSink,
@@ -34,7 +35,6 @@ from postgate.providers.sms import (
     SmsMessage,
     SmsResult,
 )
-from postgate.providers.smpp_session import SessionConfig, SmppSession
 from postgate.settings import Settings
 from postgate.sms.encoding import Encoding, to_bytes
 from postgate.sms.outcomes import DlrStatus, SmsError

@@ -65,7 +65,7 @@ def classify(http_status: int, body: str) -> SmsResult:
         if http_status >= 500 or http_status == 429:
             return SmsResult.failure(SmsError.TEMPORARY, str(http_status), body[:200])
         return SmsResult.failure(SmsError.UNKNOWN, str(http_status), body[:200])
-    if "error" in data and data["error"]:
+    if data.get("error"):
         code = int(data["error"]) if str(data["error"]).isdigit() else -1
         message = str(data.get("message", ""))
         if code == DUPLICATE_IDX:

@@ -50,6 +50,7 @@ def e164(number: str) -> str:
 def country_code(number: str) -> int | None:
     """The calling code of an E.164 number (36 for Hungary), None when unparseable."""
     try:
-        return int(phonenumbers.parse(number, None).country_code)
+        code = phonenumbers.parse(number, None).country_code
     except phonenumbers.NumberParseException:
         return None
+    return int(code) if code else None

@@ -51,7 +51,7 @@ def record_parts(conn: Connection, provider: str, accepted: Iterable[tuple[int, 
         [{"b_mid": r["message_id"], "b_did": r["delivery_id"], "b_part": r["part"],
           "b_parts": r["parts"]} for r in rows],
     )
-    apply(conn, provider, [r["message_id"] for r in rows], now)
+    apply(conn, provider, [str(r["message_id"]) for r in rows], now)
 
 
 def record_reports(conn: Connection, reports: Sequence[DeliveryReport], now: datetime,

@@ -17,10 +17,11 @@ from postgate.delivery import store
 from postgate.delivery.message import MessageError
 from postgate.delivery.rendering import CampaignContent, CompiledCampaign
 from postgate.delivery.sending_state import may_send
-from postgate.delivery.states import BlockReason
+from postgate.delivery.states import BlockReason, Channel
 from postgate.metrics import BATCH_SECONDS, BLOCKED, MESSAGES
 from postgate.providers.base import EmailProvider, SendResult
 from postgate.providers.smtp import SmtpPool
+from postgate.sms.dispatch import SmsDispatch
 from postgate.workers.context import Context
 from postgate.workers.runner import Runner
 
@@ -59,12 +60,15 @@ class Sender(Runner):
         self.concurrency = ctx.settings.sender_prefetch
         self.provider: EmailProvider = provider or SmtpPool(ctx.settings)
         self.campaigns: dict[int, CampaignInfo] = {}
+        self.sms: SmsDispatch | None = None  # started on the first SMS batch
 
     async def setup(self) -> None:
         await self.provider.start()
 
     async def teardown(self) -> None:
         await self.provider.close()
+        if self.sms is not None:
+            await self.sms.close()
 
     async def dispose(self, body: bytes) -> None:
         started = time.perf_counter()
@@ -82,6 +86,11 @@ class Sender(Runner):
             BLOCKED.labels(info.tenant_slug, info.channel, reason).inc(len(claimed))
             log.warning("tenant %s is %s: held %d deliveries of campaign %s",
                         info.tenant_slug, info.tenant_status, len(claimed), campaign_id)
+            return
+        if info.channel == Channel.SMS:
+            self.sms = self.sms or SmsDispatch(self.ctx)
+            await self.sms.dispose(campaign_id, claimed)
+            BATCH_SECONDS.observe(time.perf_counter() - started)
             return
         date = formatdate(usegmt=True)
         results = await asyncio.gather(*(self._send(info, c, date) for c in claimed))
