@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import secrets
 import json
 import socket
 import threading
@@ -60,7 +61,7 @@ class SmsApiSink:
     def __init__(self, port: int = 0) -> None:
         self.state = SmsApiState()
         self.port = port or _free_port()
-        self.ids = itertools.count(0x5F000000)
+        self.ids = itertools.count(secrets.randbits(40))  # unique across runs, like a real gateway
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.runner: web.AppRunner | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import secrets
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -75,7 +76,7 @@ class SmscSink:
         self.state = SmscState()
         self.port = port or _free_port()
         self.loop = asyncio.new_event_loop()
-        self.ids = itertools.count(1000)
+        self.ids = itertools.count(secrets.randbits(40))  # unique across runs, like a real gateway
         self.seq = itertools.count(1)
         self.writers: set[asyncio.StreamWriter] = set()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
