@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import secrets
 import json
+import secrets
 import socket
 import threading
 import time

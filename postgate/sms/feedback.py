@@ -64,7 +64,8 @@ def record_reports(conn: Connection, reports: Sequence[DeliveryReport], now: dat
             {"provider": provider, "message_id": r.message_id, "delivery_id": did,
              "status": r.status.value, "error": r.code, "done_at": r.done_at, "created_at": now}
             for r, did in mine], ("provider", "message_id"))
-        settled = or_(p.status.is_(None), p.status.in_([DlrStatus.ACCEPTED, DlrStatus.UNKNOWN]))
+        settled = or_(p.status.is_(None), p.status == DlrStatus.ACCEPTED,
+                      p.status == DlrStatus.UNKNOWN)  # a final status is never overwritten
         conn.execute(
             update(t.sms_part)
             .where(p.provider == provider, p.message_id == bindparam("b_mid"), settled)

@@ -109,5 +109,5 @@ def test_the_registry_loads_by_name_lazily_and_explains_unknown_names() -> None:
     assert registry.factory("smpp") is SmppGateway
     assert registry.factory("smsapi") is SmsApiGateway
     assert {"smpp", "smsapi", "smtp"} <= set(registry.available())
-    with pytest.raises(registry.UnknownProvider, match="available: .*smpp"):
+    with pytest.raises(registry.UnknownProvider, match=r"available: .*smpp"):
         registry.factory("carrier-pigeon")

@@ -29,8 +29,8 @@ def test_numbers_route_encode_and_get_their_reports(world: World, smsc: SmscSink
         phone_contact(world, "Nocon", HU3, consent=False)
         world.publish(sms_message(world, "Szia {{ name }}! Őszi akció: -20% {{ '€' }}",
                                   "autumn"))
-        world.run(lambda: settled(world, "autumn", 4) or smsapi.state.accepted != [] and
-                  len(smsc.state.submitted) == 2 and _smpp_settled(world))
+        world.run(lambda: settled(world, "autumn", 4) or (smsapi.state.accepted != [] and
+                  len(smsc.state.submitted) == 2 and _smpp_settled(world)))
         assert smsapi.report() == 200  # the gateway calls notify_url on the real api
         world.run(lambda: settled(world, "autumn", 4), workers=("sweeper",))
     finally:
