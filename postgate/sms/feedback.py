@@ -161,13 +161,43 @@ def inbound(conn: Connection, message: InboundSms, now: datetime) -> int | None:
 
 
 class DatabaseFeedback:
-    """The :class:`~postgate.providers.sms.FeedbackSink` gateways report into."""
+    """The :class:`~postgate.providers.sms.FeedbackSink` gateways report into.
 
-    def __init__(self, engine: Engine) -> None:
+    Reports arriving within ``linger_s`` of each other are written in one transaction
+    (an SMSC sends one receipt per part, thousands a second); each caller still waits
+    until its own report is committed, so a gateway acknowledges only what is stored.
+    """
+
+    def __init__(self, engine: Engine, linger_s: float = 0.02) -> None:
         self.engine = engine
+        self.linger_s = linger_s
+        self._pending: list[tuple[DeliveryReport, asyncio.Future[None]]] = []
+        self._flush: asyncio.Task[None] | None = None
 
     async def reports(self, reports: Sequence[DeliveryReport]) -> None:
-        await asyncio.to_thread(self._reports, list(reports))
+        loop = asyncio.get_running_loop()
+        futures = []
+        for report in reports:
+            future: asyncio.Future[None] = loop.create_future()
+            self._pending.append((report, future))
+            futures.append(future)
+        if self._flush is None or self._flush.done():
+            self._flush = asyncio.create_task(self._write_soon())
+        await asyncio.gather(*futures)
+
+    async def _write_soon(self) -> None:
+        await asyncio.sleep(self.linger_s)
+        batch, self._pending = self._pending, []
+        try:
+            await asyncio.to_thread(self._reports, [r for r, _ in batch])
+        except Exception as exc:
+            for _, future in batch:
+                future.set_exception(exc)
+        else:
+            for _, future in batch:
+                future.set_result(None)
+        if self._pending:
+            self._flush = asyncio.create_task(self._write_soon())
 
     def _reports(self, reports: list[DeliveryReport]) -> None:
         with self.engine.begin() as conn:
