@@ -17,9 +17,14 @@ import argparse
 import asyncio
 import json
 import os
+import socket
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -35,7 +40,7 @@ from postgate.db import engine_for, migrate
 from postgate.providers.smpp import SmppGateway
 from postgate.providers.sms import SmsMessage
 from postgate.providers.smsapi import SmsApiGateway
-from postgate.providers.smsapi_sink import SmsApiSink
+from postgate.providers.smsapi_sink import SmsApiSink, SmsApiState
 from postgate.providers.smsc_sink import SmscSink
 from postgate.settings import Settings
 from postgate.sms.encoding import encode
@@ -46,11 +51,53 @@ from postgate.workers.main import install_loop, run_workers
 PREFIX = {"smpp": ("+3620", 1_000_000), "smsapi": ("+48501", 100_000)}  # valid mobiles
 
 
-def settings_for(url: str, smsc: SmscSink, api: SmsApiSink) -> Settings:
+@dataclass
+class Servers:
+    smpp_port: int
+    smsapi_port: int
+    token: str = SmsApiState().token
+
+    @property
+    def smsapi_url(self) -> str:
+        return f"http://127.0.0.1:{self.smsapi_port}"
+
+
+@contextmanager
+def servers() -> Iterator[Servers]:
+    """The local SMSC and SMSAPI stand-in, in a child process."""
+    ports = Servers(_free_port(), _free_port())
+    child = subprocess.Popen([sys.executable, __file__, "--_serve", str(ports.smpp_port),
+                              str(ports.smsapi_port)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        yield ports
+    finally:
+        if child.stdin is not None:
+            child.stdin.close()
+        child.wait(10)
+
+
+def serve(smpp_port: int, smsapi_port: int) -> int:
+    install_loop(Settings(use_uvloop=True))
+    with SmscSink(smpp_port), SmsApiSink(smsapi_port):
+        print("ready", flush=True)
+        sys.stdin.read()  # until the parent closes our stdin
+    return 0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def settings_for(url: str, ports: Servers) -> Settings:
     return Settings(database_url=url, use_uvloop=True, queue_prefix=f"smsbench{os.getpid()}",
-                    smpp_port=smsc.port, smpp_window=10, smpp_rate_per_s=0,
-                    smsapi_url=api.url, smsapi_token=api.state.token, smsapi_connections=50,
-                    smsapi_rate_per_s=0, batch_size=500, sender_prefetch=4)
+                    smpp_port=ports.smpp_port, smpp_window=10, smpp_rate_per_s=0,
+                    smsapi_url=ports.smsapi_url, smsapi_token=ports.token,
+                    smsapi_connections=50, smsapi_rate_per_s=0, batch_size=500,
+                    sender_prefetch=4)
 
 
 async def gateway_rate(gateway: Any, n: int, number: str) -> float:
@@ -65,17 +112,17 @@ async def gateway_rate(gateway: Any, n: int, number: str) -> float:
     return n / elapsed
 
 
-async def httpx_rate(api: SmsApiSink, n: int) -> float:
+async def httpx_rate(api: Servers, n: int) -> float:
     import httpx
 
     limits = httpx.Limits(max_connections=50, max_keepalive_connections=50)
     gate = asyncio.Semaphore(200)
     async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(30, pool=None),
-                                 headers={"Authorization": f"Bearer {api.state.token}"}
+                                 headers={"Authorization": f"Bearer {api.token}"}
                                  ) as client:
         async def one(i: int) -> int:
             async with gate:
-                response = await client.post(f"{api.url}/sms.do", data={
+                response = await client.post(f"{api.smsapi_url}/sms.do", data={
                     "to": "48501000000", "message": "Hello", "format": "json",
                     "idx": f"h{i}", "check_idx": "1"})
             return response.status_code
@@ -151,28 +198,27 @@ def main() -> int:
     p.add_argument("--messages", type=int, default=5000)
     p.add_argument("--recipients", type=int, default=5000)
     p.add_argument("--database-url", default=None)
+    p.add_argument("--_serve", nargs=2, type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args._serve:
+        return serve(*args._serve)
     result: dict[str, Any] = {"messages": args.messages, "recipients": args.recipients}
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="postgate-smsbench-") as tmp, \
-            SmscSink() as smsc, SmsApiSink() as api, \
-            fresh_database(args.database_url, Path(tmp)) as url:
+            servers() as ports, fresh_database(args.database_url, Path(tmp)) as url:
         migrate(url)
-        settings = settings_for(url, smsc, api)
+        settings = settings_for(url, ports)
         install_loop(settings)
-        smsc.state.receipts = False
         feedback = DatabaseFeedback(engine_for(url))
         print("  gateways...", file=sys.stderr)
         result["smpp_gateway_per_s"] = asyncio.run(gateway_rate(
             SmppGateway(settings, feedback), args.messages, "+36201000000"))
         result["smsapi_aiohttp_per_s"] = asyncio.run(gateway_rate(
             SmsApiGateway(settings, feedback), args.messages, "+48501000000"))
-        result["smsapi_httpx_per_s"] = asyncio.run(httpx_rate(api, args.messages))
-        smsc.state.receipts = True
+        result["smsapi_httpx_per_s"] = asyncio.run(httpx_rate(ports, args.messages))
         for provider in ("smpp", "smsapi"):
             print(f"  end to end through {provider}...", file=sys.stderr)
             result |= end_to_end(settings, provider, args.recipients)
-        result["smsc_received"] = len(smsc.state.submitted)
         print(f"  measured in {time.perf_counter() - began:.0f} s", file=sys.stderr)
     for key, value in result.items():
         print(f"  {key:<28} {value:,.0f}" if isinstance(value, float) else f"  {key:<28} {value}")

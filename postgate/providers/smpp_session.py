@@ -141,7 +141,7 @@ class SmppSession:
                 keepalive = asyncio.create_task(self._keepalive())
                 await self._read(reader, writer)
             except (OSError, asyncio.IncompleteReadError, ConnectionError, TimeoutError) as exc:
-                log.warning("smpp session lost: %r", exc)
+                (log.info if self._closing else log.warning)("smpp session ended: %r", exc)
             finally:
                 self.bound.clear()
                 if keepalive is not None:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from postgate.sms.addressing import country_code
-
 DEFAULT_ROUTES: dict[str, str] = {"36": "smpp", "*": "smsapi"}
 
 
@@ -30,13 +28,11 @@ def parse_routes(spec: str) -> dict[str, str]:
 
 def route(number: str, routes: Mapping[str, str] = DEFAULT_ROUTES,
           override: Mapping[str, str] | None = None) -> str:
-    """The provider for ``number``: the tenant's override first, then the platform's
-    table; the longest matching calling-code prefix wins, ``*`` is the fallback."""
+    """The provider for the E.164 ``number``: the tenant's override first, then the
+    platform's table; the longest matching prefix wins, ``*`` is the fallback."""
     table = {**routes, **(override or {})}
-    code = country_code(number)
     digits = number.lstrip("+")
-    if code is not None:
-        candidates = [p for p in table if p != "*" and digits.startswith(p)]
-        if candidates:
-            return table[max(candidates, key=len)]
+    candidates = [p for p in table if p != "*" and digits.startswith(p)]
+    if candidates:
+        return table[max(candidates, key=len)]
     return table["*"]
