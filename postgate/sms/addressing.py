@@ -46,11 +46,3 @@ def e164(number: str) -> str:
         raise AddressError(f"phone number {number!r} is not a valid number")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
-
-def country_code(number: str) -> int | None:
-    """The calling code of an E.164 number (36 for Hungary), None when unparseable."""
-    try:
-        code = phonenumbers.parse(number, None).country_code
-    except phonenumbers.NumberParseException:
-        return None
-    return int(code) if code else None
