@@ -25,7 +25,7 @@ from aiosmpplib import (
 )
 
 from postgate.providers.base import Outcome
-from postgate.providers.smpp_session import SessionConfig, SmppSession
+from postgate.providers.smpp_session import NotBound, SessionConfig, SmppSession
 from postgate.providers.sms import (
     DeliveryReport,
     FeedbackSink,
@@ -127,7 +127,10 @@ class SmppGateway(SmsGateway):
         for i, pdu in enumerate(pdus):
             if i in done:
                 continue
-            resp = cast(SubmitSmResp, await self.session.request(pdu))
+            try:
+                resp = cast(SubmitSmResp, await self.session.request(pdu))
+            except NotBound as exc:
+                return SmsResult.failure(SmsError.TEMPORARY, detail=str(exc))
             if resp.command_status is not S.ESME_ROK:
                 kind = ERRORS.get(resp.command_status, SmsError.UNKNOWN)
                 if kind in (SmsError.INVALID_NUMBER, SmsError.REJECTED):

@@ -46,6 +46,10 @@ PARSERS: dict[SmppCommand, type[SmppMessage]] = {
 }
 
 
+class NotBound(ConnectionError):
+    """No session to send on: the request never left, so a retry cannot duplicate it."""
+
+
 @dataclass
 class SessionConfig:
     host: str
@@ -104,8 +108,12 @@ class SmppSession:
             await asyncio.gather(*self._handlers, return_exceptions=True)
 
     async def request(self, pdu: SmppMessage, windowed: bool = True) -> SmppMessage:
-        """Send ``pdu`` once bound and return the gateway's response PDU."""
-        await asyncio.wait_for(self.bound.wait(), self.config.timeout_s)
+        """Send ``pdu`` once bound and return the gateway's response PDU. Raises
+        :class:`NotBound` (nothing was sent) when no bind comes within the timeout."""
+        try:
+            await asyncio.wait_for(self.bound.wait(), self.config.timeout_s)
+        except TimeoutError:
+            raise NotBound(f"not bound to {self.config.host}:{self.config.port}") from None
         if windowed:
             async with self.window:
                 return await self._exchange(pdu)
@@ -114,7 +122,7 @@ class SmppSession:
     async def _exchange(self, pdu: SmppMessage) -> SmppMessage:
         writer = self._writer
         if writer is None or not self.bound.is_set():
-            raise ConnectionError("not bound")
+            raise NotBound("not bound")
         pdu.sequence_num = next(self._seq) & 0x7FFFFFFF
         future: asyncio.Future[SmppMessage] = asyncio.get_running_loop().create_future()
         self._pending[pdu.sequence_num] = future
@@ -126,18 +134,23 @@ class SmppSession:
 
     async def _run(self) -> None:
         cfg = self.config
+        failures = 0
         while not self._closing:
+            delay = min(30.0, cfg.reconnect_s * 2 ** min(failures, 8))  # backoff while down
             try:
                 reader, writer = await asyncio.wait_for(
                     asyncio.open_connection(cfg.host, cfg.port), cfg.timeout_s)
             except (OSError, TimeoutError) as exc:
                 log.warning("smpp %s:%s connect failed: %s", cfg.host, cfg.port, exc)
-                await asyncio.sleep(cfg.reconnect_s)
+                failures += 1
+                await asyncio.sleep(delay)
                 continue
             self._writer = writer
             keepalive: asyncio.Task[None] | None = None
+            failures += 1
             try:
                 await self._bind(reader, writer)
+                failures = 0
                 keepalive = asyncio.create_task(self._keepalive())
                 await self._read(reader, writer)
             except (OSError, asyncio.IncompleteReadError, ConnectionError, TimeoutError) as exc:
@@ -150,7 +163,7 @@ class SmppSession:
                 self._writer = None
                 writer.close()
             if not self._closing:
-                await asyncio.sleep(cfg.reconnect_s)
+                await asyncio.sleep(min(30.0, cfg.reconnect_s * 2 ** min(failures - 1, 8)))
 
     async def _bind(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         cfg = self.config

@@ -60,6 +60,10 @@ class SmscState:
     drop_on_submit: int = 0  # hang up on the next N submits without answering
     refuse_binds: int = 0
     failing: dict[str, str] = field(default_factory=dict)  # number -> receipt stat
+    rejecting: dict[str, SmppCommandStatus] = field(default_factory=dict)  # number -> status
+    delay_s: float = 0.0  # answer each submit after this long (to observe the window)
+    in_flight: int = 0
+    max_in_flight: int = 0
     receipts: bool = True
     binds: int = 0
     throttled: int = 0
@@ -79,6 +83,7 @@ class SmscSink:
         self.ids = itertools.count(secrets.randbits(40))  # unique across runs, like a real gateway
         self.seq = itertools.count(1)
         self.writers: set[asyncio.StreamWriter] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.server: asyncio.Server | None = None
 
@@ -140,7 +145,11 @@ class SmscSink:
                         break
                     self.writers.add(writer)
                 elif isinstance(pdu, SubmitSm):
-                    if not self._submit(pdu, writer):
+                    if st.delay_s:
+                        task = asyncio.create_task(self._later(pdu, writer))
+                        self.tasks.add(task)
+                        task.add_done_callback(self.tasks.discard)
+                    elif not self._submit(pdu, writer):
                         break
                 elif isinstance(pdu, EnquireLink):
                     writer.write(EnquireLinkResp(sequence_num=seq).pdu())
@@ -156,9 +165,25 @@ class SmscSink:
             self.writers.discard(writer)
             writer.close()
 
+    async def _later(self, pdu: SubmitSm, writer: asyncio.StreamWriter) -> None:
+        st = self.state
+        with st.lock:
+            st.in_flight += 1
+            st.max_in_flight = max(st.max_in_flight, st.in_flight)
+        await asyncio.sleep(st.delay_s)
+        with st.lock:
+            st.in_flight -= 1
+        if not self._submit(pdu, writer):
+            writer.close()
+
     def _submit(self, pdu: SubmitSm, writer: asyncio.StreamWriter) -> bool:
         st = self.state
         with st.lock:
+            rejected = st.rejecting.get(pdu.destination.number)
+            if rejected is not None:
+                writer.write(SubmitSmResp(sequence_num=pdu.sequence_num,
+                                          command_status=rejected).pdu())
+                return True
             if st.drop_on_submit > 0:
                 st.drop_on_submit -= 1
                 return False
