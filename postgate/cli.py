@@ -118,7 +118,10 @@ def _sms_inspect(args: argparse.Namespace, settings: Settings) -> int:
     except SmsTooLong as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(sms.summary(), ensure_ascii=False))
+    summary = sms.summary()
+    if args.price_per_part is not None:
+        summary["cost"] = round(sms.segments * args.price_per_part, 6)
+    print(json.dumps(summary, ensure_ascii=False))
     return 0
 
 
@@ -164,6 +167,8 @@ def parser() -> argparse.ArgumentParser:
     inspect.add_argument("text")
     inspect.add_argument("--policy", choices=["unicode", "transliterate"], default="unicode")
     inspect.add_argument("--max-parts", type=int, default=None)
+    inspect.add_argument("--price-per-part", type=float, default=None,
+                         help="add the estimated cost (parts x price) to the output")
     inspect.set_defaults(fn=_sms_inspect)
     schema = sub.add_parser("schema", help="print the campaign.v1 JSON schema")
     schema.set_defaults(fn=_schema)

@@ -68,3 +68,8 @@ def test_inspect_prints_one_json_line() -> None:
 def test_inspect_refuses_a_text_over_the_parts_limit() -> None:
     out = _inspect("a" * 161, "--max-parts", "1")
     assert out.returncode == 2 and "2 gsm7 parts; at most 1" in out.stderr and not out.stdout
+
+
+def test_inspect_estimates_the_cost_from_the_parts() -> None:
+    out = _inspect("é" * 200, "--price-per-part", "0.16")
+    assert json.loads(out.stdout)["segments"] == 2 and json.loads(out.stdout)["cost"] == 0.32
