@@ -8,13 +8,16 @@ as ``idx`` and ties the report to its row even before the sender recorded the Ms
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import PlainTextResponse
+from sqlalchemy import Engine
 
 from postgate.clock import utcnow
 from postgate.providers.sms import InboundSms
@@ -48,6 +51,12 @@ def _check_key(request: Request, params: Mapping[str, str]) -> None:
         raise HTTPException(status_code=403, detail="bad callback key")
 
 
+def _write(engine: Engine, fn: Callable[..., Any], *args: Any) -> None:
+    """Run a feedback writer in one transaction (in a worker thread, off the event loop)."""
+    with engine.begin() as conn:
+        fn(conn, *args)
+
+
 def _idx(value: str) -> int | None:
     return int(value) if value.strip().isdigit() else None
 
@@ -63,8 +72,8 @@ async def smsapi_report(request: Request) -> str:
     idx = [_idx(v) for v in params.get("idx", "").split(",")]
     ids = [idx[i] if i < len(idx) else None for i in range(len(reports))]
     if reports:
-        with request.app.state.engine.begin() as conn:
-            feedback.record_reports(conn, reports, utcnow(), ids)
+        await asyncio.to_thread(_write, request.app.state.engine, feedback.record_reports,
+                                reports, utcnow(), ids)
     log.info("smsapi reports: %d", len(reports))
     return "OK"
 
@@ -77,6 +86,6 @@ async def smsapi_inbound(request: Request) -> str:
                          params.get("sms_text", ""), params.get("MsgId", ""),
                          str(sorted(params.items()))[:2000])
     if message.sender and message.text:
-        with request.app.state.engine.begin() as conn:
-            feedback.inbound(conn, message, utcnow())
+        await asyncio.to_thread(_write, request.app.state.engine, feedback.inbound, message,
+                                utcnow())
     return "OK"
