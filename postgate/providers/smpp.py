@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import OrderedDict
 from typing import cast
 
 from aiosmpplib import (
@@ -54,6 +55,7 @@ RECEIPT_STATES: dict[str, DlrStatus] = {
     "EXPIRED": DlrStatus.EXPIRED, "REJECTD": DlrStatus.REJECTED, "DELETED": DlrStatus.REJECTED,
     "ACCEPTD": DlrStatus.ACCEPTED, "ENROUTE": DlrStatus.ACCEPTED, "UNKNOWN": DlrStatus.UNKNOWN,
 }
+PARTIAL_LIMIT = 100_000
 RECEIPT_FIELD = re.compile(r"(?i)\b(id|stat|err):(\S+)")
 RECEIPTED_MESSAGE_ID = 0x001E
 DATA_CODING = {Encoding.GSM7: "gsm0338", Encoding.UCS2: "ucs2"}
@@ -109,7 +111,8 @@ class SmppGateway(SmsGateway):
             settings.smpp_host, settings.smpp_port, settings.smpp_system_id,
             settings.smpp_password, settings.smpp_system_type, settings.smpp_window,
             settings.smpp_timeout_s, settings.smpp_enquire_link_s), self._on_deliver)
-        self.accepted: dict[int, dict[int, str]] = {}  # delivery id -> part -> message id
+        # delivery id -> part -> message id, for messages with parts still to send
+        self.accepted: OrderedDict[int, dict[int, str]] = OrderedDict()
 
     async def open(self) -> None:
         await self.session.start()
@@ -123,6 +126,8 @@ class SmppGateway(SmsGateway):
 
     async def submit(self, message: SmsMessage) -> SmsResult:
         done = self.accepted.setdefault(message.delivery_id, {})
+        while len(self.accepted) > PARTIAL_LIMIT:  # bounded: forget the oldest
+            self.accepted.popitem(last=False)
         pdus = submits(message)
         for i, pdu in enumerate(pdus):
             if i in done:

@@ -120,7 +120,12 @@ class SmsDispatch:
                      info.campaign_id, rcpt.delivery_id, rcpt.address, exc)
             return store.SmsOutcome(claimed, Outcome.FAILED, reason=why, detail=str(exc))
         name = route(number, self.routes, info.routes)
-        gateway = await self.provider(name)
+        try:
+            gateway = await self.provider(name)
+        except registry.UnknownProvider as exc:  # a route names no provider: keep the row
+            log.error("tenant=%s campaign=%s delivery=%s rcpt=%s: %s", info.tenant,
+                      info.campaign_id, rcpt.delivery_id, number, exc)
+            return store.SmsOutcome(claimed, Outcome.DEFERRED, name, detail=str(exc))
         result: SmsResult = await gateway.send(SmsMessage(
             rcpt.delivery_id, number, info.sender, sms, info.tenant, info.campaign_id))
         MESSAGES.labels(info.tenant, "sms", name, result.outcome.value).inc()

@@ -165,3 +165,16 @@ def test_a_tenant_route_override_sends_hungarian_numbers_abroad(
     assert rows(world, "override")[HU1].provider == "smsapi"
     assert smsc.state.submitted == [] and len(smsapi.state.to(HU1)) == 1
     assert smsapi.state.to(HU1)[0].form["message"] == "Hi"  # transactional: no opt-out line
+
+
+def test_a_route_to_an_unknown_provider_keeps_the_row_for_later(world: World,
+                                                                smsc: SmscSink) -> None:
+    with world.ctx.engine.begin() as conn:
+        conn.execute(update(t.tenant).where(t.tenant.c.id == world.tenant_id).values(
+            sms_routes={"36": "carrier-pigeon"}))
+    phone_contact(world, "Anna", HU1)
+    world.publish(sms_message(world, "Hi", "pigeon"))
+    world.run(lambda: (rows(world, "pigeon").get(HU1) is not None
+                       and rows(world, "pigeon")[HU1].state == "deferred"),
+              workers=("planner", "sender"))
+    assert smsc.state.submitted == []
