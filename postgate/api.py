@@ -18,6 +18,7 @@ from postgate.delivery import campaign_api, data_api
 from postgate.delivery.kill_switch import router as kill_switch_router
 from postgate.delivery.webhooks import router as webhooks_router
 from postgate.settings import Settings, get_settings
+from postgate.sms.callbacks import router as sms_callbacks
 
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     data_api.install(app)
     app.include_router(kill_switch_router)
     app.include_router(webhooks_router)
+    app.include_router(sms_callbacks)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:

@@ -182,6 +182,21 @@ def _schema(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _sms_inspect(args: argparse.Namespace, settings: Settings) -> int:
+    from postgate.sms.encoding import Policy, SmsTooLong, encode
+
+    try:
+        sms = encode(args.text, Policy(args.policy), args.max_parts)
+    except SmsTooLong as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    summary = sms.summary()
+    if args.price_per_part is not None:
+        summary["cost"] = round(sms.segments * args.price_per_part, 6)
+    print(json.dumps(summary, ensure_ascii=False))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="postgate", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -241,6 +256,15 @@ def parser() -> argparse.ArgumentParser:
         "classify", help="print one JSON line per mail file: kind, hard, recipients, status")
     classify.add_argument("files", nargs="+")
     classify.set_defaults(fn=_classify)
+    sms = sub.add_parser("sms", help="SMS commands")
+    sms_sub = sms.add_subparsers(dest="action", required=True)
+    inspect = sms_sub.add_parser("inspect", help="encoding and parts of an SMS text (JSON)")
+    inspect.add_argument("text")
+    inspect.add_argument("--policy", choices=["unicode", "transliterate"], default="unicode")
+    inspect.add_argument("--max-parts", type=int, default=None)
+    inspect.add_argument("--price-per-part", type=float, default=None,
+                         help="add the estimated cost (parts x price) to the output")
+    inspect.set_defaults(fn=_sms_inspect)
     schema = sub.add_parser("schema", help="print the campaign.v1 JSON schema")
     schema.set_defaults(fn=_schema)
     return p

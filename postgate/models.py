@@ -22,6 +22,7 @@ from postgate.delivery.models import (
     SendingBlock,
     Tenant,
 )
+from postgate.sms.models import SmsPart
 
 metadata = SQLModel.metadata
 
@@ -40,6 +41,7 @@ __all__ = [
     "PendingSignup",
     "SendingBlock",
     "SignupForm",
+    "SmsPart",
     "Suppression",
     "Tenant",
     "metadata",

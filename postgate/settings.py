@@ -71,6 +71,26 @@ class Settings(BaseSettings):
     canary_fraction: float = Field(default=0.02, gt=0, le=1)
     canary_wait_s: float = 3600.0  # after planning, before judging the slice
     webhook_secrets: dict[str, str] = Field(default_factory=dict)  # provider -> HMAC secret
+    # SMS gateways (see postgate/sms and postgate/providers)
+    sms_routes: str = "36=smpp,*=smsapi"  # calling code -> provider; tenants can override
+    sms_default_sender: str = "postgate"
+    sms_opt_out_text: str = "Leiratkozas: valasz STOP"  # appended to promotional SMS
+    sms_retries: int = Field(default=3, ge=0)
+    sms_backoff_s: float = 0.5
+    smsapi_url: str = "https://api.smsapi.com"
+    smsapi_token: str = ""
+    smsapi_connections: int = Field(default=50, ge=1)
+    smsapi_rate_per_s: float = 0.0  # 0: no limit of our own
+    smsapi_timeout_s: float = 10.0
+    smpp_host: str = "127.0.0.1"
+    smpp_port: int = 2775
+    smpp_system_id: str = ""
+    smpp_password: str = ""
+    smpp_system_type: str = ""
+    smpp_window: int = Field(default=10, ge=1)  # outstanding submit_sm per bind
+    smpp_rate_per_s: float = 100.0
+    smpp_timeout_s: float = 10.0
+    smpp_enquire_link_s: float = 30.0
 
     use_uvloop: bool = True
 

@@ -35,6 +35,23 @@ class Sender(BaseModel):
     name: str = Field(default="", max_length=200)
 
 
+class SmsOptions(BaseModel):
+    """SMS campaigns only: sender id, encoding policy and the most parts one SMS may take."""
+
+    model_config = ConfigDict(extra="forbid")
+    sender: str | None = Field(default=None, max_length=16)
+    policy: Literal["unicode", "transliterate"] = "unicode"
+    max_parts: int = Field(default=6, ge=1, le=10)
+
+    @model_validator(mode="after")
+    def _sender_is_valid(self) -> SmsOptions:
+        if self.sender is not None:
+            from postgate.sms.addressing import sender_id
+
+            sender_id(self.sender)  # AddressError is a ValueError: a validation error
+        return self
+
+
 class CampaignV1(BaseModel):
     """Schema of a campaign message. ``campaign_id`` is the idempotency key per tenant."""
 
@@ -49,6 +66,7 @@ class CampaignV1(BaseModel):
                                                                    max_length=1000)
     content: Content
     sender: Sender | None = Field(default=None, alias="from")
+    sms: SmsOptions | None = None
     schedule_at: datetime | None = None
 
     @model_validator(mode="after")
@@ -60,6 +78,8 @@ class CampaignV1(BaseModel):
                 raise ValueError("email content needs text or html")
             if self.sender is None:
                 raise ValueError("email campaigns need 'from'")
+            if self.sms is not None:
+                raise ValueError("'sms' options are for sms campaigns")
         elif not self.content.text.strip():
             raise ValueError("sms content needs text")
         if self.schedule_at is not None and self.schedule_at.tzinfo is None:

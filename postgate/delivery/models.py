@@ -19,6 +19,7 @@ class Tenant(SQLModel, table=True):
     domain: str  # verified sending domain
     status: str = "active"  # TenantStatus
     status_reason: str = ""
+    sms_routes: dict[str, str] | None = Field(default=None, sa_column=Column(Json))
     created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
     closed_at: datetime | None = Field(default=None, sa_type=Timestamp)  # purge 90 days on
 
@@ -37,6 +38,9 @@ class Campaign(SQLModel, table=True):
     html: str = Field(default="", sa_type=Text)
     from_email: str = ""
     from_name: str = ""
+    sms_sender: str | None = None
+    sms_policy: str | None = None  # unicode | transliterate
+    sms_max_parts: int | None = None
     scheduled_at: datetime | None = Field(default=None, sa_type=Timestamp)
     state: str = "planning"  # CampaignState
     created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
@@ -70,6 +74,10 @@ class Delivery(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
     sent_at: datetime | None = Field(default=None, sa_type=Timestamp)
     complained_at: datetime | None = Field(default=None, sa_type=Timestamp)
+    provider: str | None = None  # the gateway that took an SMS
+    segments: int | None = None
+    dlr_status: str | None = None  # the delivery report's normalised status
+    delivered_at: datetime | None = Field(default=None, sa_type=Timestamp)
 
 
 class FeedbackEvent(SQLModel, table=True):

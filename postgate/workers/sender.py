@@ -20,10 +20,11 @@ from postgate.delivery import store
 from postgate.delivery.message import MessageError
 from postgate.delivery.rendering import CampaignContent, CompiledCampaign
 from postgate.delivery.sending_state import may_send
-from postgate.delivery.states import BlockReason, Kind
+from postgate.delivery.states import BlockReason, Channel, Kind
 from postgate.metrics import BATCH_SECONDS, BLOCKED, MESSAGES
 from postgate.providers.base import EmailProvider, SendResult
 from postgate.providers.smtp import SmtpPool
+from postgate.sms.dispatch import SmsDispatch
 from postgate.workers.context import Context
 from postgate.workers.runner import Runner
 from postgate.workers.sending_switch import SendingSwitch
@@ -75,6 +76,7 @@ class Sender(Runner):
         self.campaigns: dict[int, CampaignInfo] = {}
         self.switch = SendingSwitch(ctx)
         self.slots = asyncio.Semaphore(ctx.settings.smtp_connections)
+        self.sms: SmsDispatch | None = None  # started on the first SMS batch
 
     async def setup(self) -> None:
         await self.switch.start()
@@ -82,6 +84,8 @@ class Sender(Runner):
 
     async def teardown(self) -> None:
         await self.provider.close()
+        if self.sms is not None:
+            await self.sms.close()
         await self.switch.close()
 
     def _allowed(self, info: CampaignInfo) -> bool:
@@ -118,6 +122,11 @@ class Sender(Runner):
             return
         if not self._allowed(info) and await self._still_blocked(info):
             await self._hold(info, claimed)
+            return
+        if info.channel == Channel.SMS:
+            self.sms = self.sms or SmsDispatch(self.ctx)
+            await self.sms.dispose(campaign_id, claimed)
+            BATCH_SECONDS.observe(time.perf_counter() - started)
             return
         date = formatdate(usegmt=True)
         done: list[tuple[store.Claimed, SendResult]] = []

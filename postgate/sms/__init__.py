@@ -1,0 +1,1 @@
+"""The SMS channel: encoding and segmenting, sender ids, routing, opt-out keywords."""

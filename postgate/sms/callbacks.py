@@ -1,0 +1,91 @@
+"""HTTP callbacks from the SMS gateway: delivery reports and replies (FastAPI router).
+
+SMSAPI calls ``notify_url`` with the report as query (GET) or form (POST) fields and
+expects the body ``OK``; anything else makes it retry. The URL carries a key derived
+from ``SECRET_KEY`` so that nobody else can post reports; our delivery id comes back
+as ``idx`` and ties the report to its row even before the sender recorded the MsgId.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import PlainTextResponse
+from sqlalchemy import Engine
+
+from postgate.clock import utcnow
+from postgate.providers.sms import InboundSms
+from postgate.providers.smsapi import parse_callback
+from postgate.sms import feedback
+
+log = logging.getLogger("postgate.sms.callbacks")
+REPORT_PATH = "/v1/sms/smsapi/report"
+INBOUND_PATH = "/v1/sms/smsapi/inbound"
+
+
+def callback_key(secret: str) -> str:
+    return hmac.new(secret.encode(), b"smsapi-callback", hashlib.sha256).hexdigest()[:32]
+
+
+def notify_url(public_url: str, secret: str) -> str:
+    return f"{public_url.rstrip('/')}{REPORT_PATH}?k={callback_key(secret)}"
+
+
+async def _params(request: Request) -> dict[str, str]:
+    params = dict(request.query_params)
+    if request.method == "POST":
+        form = await request.form()
+        params.update({k: str(v) for k, v in form.items()})
+    return params
+
+
+def _check_key(request: Request, params: Mapping[str, str]) -> None:
+    expected = callback_key(request.app.state.settings.secret_key)
+    if not hmac.compare_digest(params.get("k", ""), expected):
+        raise HTTPException(status_code=403, detail="bad callback key")
+
+
+def _write(engine: Engine, fn: Callable[..., Any], *args: Any) -> None:
+    """Run a feedback writer in one transaction (in a worker thread, off the event loop)."""
+    with engine.begin() as conn:
+        fn(conn, *args)
+
+
+def _idx(value: str) -> int | None:
+    return int(value) if value.strip().isdigit() else None
+
+
+router = APIRouter()
+
+
+@router.api_route(REPORT_PATH, methods=["GET", "POST"], response_class=PlainTextResponse)
+async def smsapi_report(request: Request) -> str:
+    params = await _params(request)
+    _check_key(request, params)
+    reports = parse_callback(params)
+    idx = [_idx(v) for v in params.get("idx", "").split(",")]
+    ids = [idx[i] if i < len(idx) else None for i in range(len(reports))]
+    if reports:
+        await asyncio.to_thread(_write, request.app.state.engine, feedback.record_reports,
+                                reports, utcnow(), ids)
+    log.info("smsapi reports: %d", len(reports))
+    return "OK"
+
+
+@router.api_route(INBOUND_PATH, methods=["GET", "POST"], response_class=PlainTextResponse)
+async def smsapi_inbound(request: Request) -> str:
+    params = await _params(request)
+    _check_key(request, params)
+    message = InboundSms("smsapi", params.get("sms_from", ""), params.get("sms_to", ""),
+                         params.get("sms_text", ""), params.get("MsgId", ""),
+                         str(sorted(params.items()))[:2000])
+    if message.sender and message.text:
+        await asyncio.to_thread(_write, request.app.state.engine, feedback.inbound, message,
+                                utcnow())
+    return "OK"

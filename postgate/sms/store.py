@@ -1,0 +1,117 @@
+"""Writing the outcome of an SMS batch: delivery rows, message ids, bounces, pauses.
+
+Like the email store, every transition is guarded by ``state = 'sending'``, so a
+row is recorded once even when a batch is redelivered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, bindparam, insert, select, update
+
+from postgate import tables as t
+from postgate.delivery.retry import next_attempt
+from postgate.delivery.states import DeliveryState as S
+from postgate.delivery.store import Claimed
+from postgate.dialect import insert_ignore
+from postgate.providers.base import Outcome
+from postgate.settings import Settings
+from postgate.sms.feedback import record_parts
+from postgate.sms.outcomes import SmsError
+
+d = t.delivery.c
+
+
+@dataclass(frozen=True, slots=True)
+class SmsOutcome:
+    claimed: Claimed
+    outcome: Outcome
+    provider: str = ""
+    segments: int = 0
+    message_ids: tuple[str, ...] = ()
+    reason: str | None = None  # for failures: sms_invalid_number, sms_rejected, ...
+    error: SmsError | None = None
+    detail: str = ""
+
+
+def record(engine: Engine, settings: Settings, tenant_id: int,
+           outcomes: Sequence[SmsOutcome], now: datetime) -> None:
+    sent, deferred, failed = [], [], []
+    for o in outcomes:
+        row: dict[str, Any] = {"b_id": o.claimed.recipient.delivery_id, "b_provider": o.provider,
+                               "b_segments": o.segments or None, "b_error": o.detail[:1000]}
+        if o.outcome is Outcome.SENT:
+            sent.append(row)
+            continue
+        when = None
+        if o.outcome is Outcome.DEFERRED:
+            when = next_attempt(o.claimed.attempts, o.claimed.created_at, now,
+                                settings.retry_base_s, settings.retry_max_s,
+                                settings.retry_deadline_s)
+        if when is None:
+            failed.append(row | {"b_reason": o.reason or "retry_deadline"})
+        else:
+            deferred.append(row | {"b_when": when})
+    guard = (d.id == bindparam("b_id"), d.state == S.SENDING)
+    with engine.begin() as conn:
+        if sent:
+            conn.execute(update(t.delivery).where(*guard).values(
+                state=S.SENT, sent_at=now, provider=bindparam("b_provider"),
+                segments=bindparam("b_segments"), lease_until=None, last_error=None,
+                updated_at=now), sent)
+            by_provider: dict[str, list[tuple[int, tuple[str, ...]]]] = {}
+            for o in outcomes:
+                if o.outcome is Outcome.SENT and o.message_ids:
+                    by_provider.setdefault(o.provider, []).append(
+                        (o.claimed.recipient.delivery_id, o.message_ids))
+            for provider, accepted in by_provider.items():
+                record_parts(conn, provider, accepted, now)
+        if deferred:
+            conn.execute(update(t.delivery).where(*guard).values(
+                state=S.DEFERRED, next_attempt_at=bindparam("b_when"),
+                provider=bindparam("b_provider"), last_error=bindparam("b_error"),
+                lease_until=None, updated_at=now), deferred)
+        if failed:
+            conn.execute(update(t.delivery).where(*guard).values(
+                state=S.FAILED, reason=bindparam("b_reason"), provider=bindparam("b_provider"),
+                segments=bindparam("b_segments"), last_error=bindparam("b_error"),
+                lease_until=None, updated_at=now), failed)
+        dead = [o for o in outcomes if o.error is SmsError.INVALID_NUMBER]
+        insert_ignore(conn, t.feedback_event, [{
+            "tenant_id": tenant_id, "delivery_id": o.claimed.recipient.delivery_id,
+            "channel": "sms", "kind": "bounce", "hard": True,
+            "address": o.claimed.recipient.address, "status": "invalid_number",
+            "source": o.provider, "raw": o.detail[:2000], "created_at": now,
+            "dedup_key": f"sms:{o.claimed.recipient.delivery_id}:{o.claimed.attempts}",
+        } for o in dead], ("dedup_key",))
+        insert_ignore(conn, t.suppression, [{
+            "tenant_id": tenant_id, "channel": "sms", "address": o.claimed.recipient.address,
+            "reason": "hard_bounce", "detail": f"{o.provider}: {o.detail}"[:500],
+            "created_at": now} for o in dead], ("tenant_id", "channel", "address"))
+
+
+def block(conn: Any, tenant_id: int, ids: Sequence[int], reason: str, now: datetime) -> None:
+    conn.execute(update(t.delivery).where(d.id.in_(list(ids)), d.state == S.SENDING).values(
+        state=S.BLOCKED, reason=reason, lease_until=None, updated_at=now))
+
+
+def pause_tenant_sms(engine: Engine, tenant_id: int, provider: str, detail: str,
+                     now: datetime) -> bool:
+    """Stop the tenant's bulk SMS until an operator clears it (e.g. no credit left).
+    Returns False when an active pause from a provider was already recorded."""
+    sb = t.sending_block.c
+    with engine.begin() as conn:
+        active = conn.scalar(select(sb.id).where(
+            sb.tenant_id == tenant_id, sb.scope == "bulk_sms", sb.source == "provider",
+            sb.cleared_at.is_(None)).limit(1))
+        if active is not None:
+            return False
+        conn.execute(insert(t.sending_block).values(
+            tenant_id=tenant_id, scope="bulk_sms", source="provider",
+            reason=f"{provider}: {detail}"[:1000], detail={"provider": provider},
+            actor="postgate", created_at=now))
+    return True
