@@ -23,13 +23,15 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from postgate.delivery import tokens
 from postgate.delivery.states import Kind
+from postgate.delivery.template_limits import LimitedEnvironment
 
 # CR, LF and every other character that some parser treats as a line break.
 _BREAKS = dict.fromkeys(map(ord, "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"), " ")
 _CONTROLS = {i: None for i in range(32) if i not in (9,)} | {127: None}
 
-TEXT_ENV = SandboxedEnvironment(autoescape=False)
-HTML_ENV = SandboxedEnvironment(autoescape=True)
+# Sandboxed, with a per-render budget of loop steps, time and output size.
+TEXT_ENV = LimitedEnvironment(autoescape=False)
+HTML_ENV = LimitedEnvironment(autoescape=True)
 
 
 def header_safe(value: str) -> str:

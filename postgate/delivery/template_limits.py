@@ -1,0 +1,193 @@
+"""A Jinja2 sandbox with a budget: tenant templates cannot run away with time or memory.
+
+On top of :class:`SandboxedEnvironment` (no private attributes, no unsafe callables):
+
+- every ``{% for %}`` iterable is wrapped at compile time in a counting filter, so
+  loops (nested, in macros, over literals) share one iteration budget per render;
+- a wall-clock deadline is checked on loop steps, calls, attribute look-ups and
+  output chunks;
+- output is streamed and cut off past ``max_output_chars``;
+- ``*``, ``**`` and ``%`` refuse results or format widths past the size limit, and
+  calls refuse integer arguments that big (``"x"|center(10**9)``), so nothing huge is
+  ever allocated; ``~`` joins are checked as they are built;
+- recursive loops are refused when the template is compiled.
+
+Every refusal raises :class:`TemplateLimitError` with a message a tenant can act on.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import time
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import Template, nodes, pass_context
+from jinja2.runtime import Context
+from jinja2.sandbox import SandboxedEnvironment
+
+from postgate.delivery.message import MessageError
+
+
+class TemplateLimitError(MessageError):
+    """A template that broke the render limits; the text says which."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_steps: int = 100_000  # loop iterations and calls per render
+    max_seconds: float = 0.5
+    max_output_chars: int = 1_000_000
+
+
+_WIDE_FORMAT = re.compile(r"\d{7,}")
+
+
+class Budget:
+    __slots__ = ("deadline", "limits", "steps")
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.steps = 0
+        self.deadline = time.perf_counter() + limits.max_seconds
+
+    def step(self) -> None:
+        self.steps += 1
+        if self.steps > self.limits.max_steps:
+            raise TemplateLimitError(
+                f"template exceeded {self.limits.max_steps} loop steps and calls")
+        if not self.steps & 63 and time.perf_counter() > self.deadline:
+            raise TemplateLimitError(
+                f"template took longer than {self.limits.max_seconds:g}s to render")
+
+    def size(self, value: Any) -> Any:
+        if isinstance(value, str | list | tuple) and len(value) > self.limits.max_output_chars:
+            raise TemplateLimitError(
+                f"template built a value over {self.limits.max_output_chars} characters")
+        return value
+
+
+_BUDGET: ContextVar[Budget | None] = ContextVar("template_budget", default=None)
+
+
+def _budget() -> Budget:
+    budget = _BUDGET.get()
+    if budget is None:
+        raise TemplateLimitError("limited templates render only through render()")
+    return budget
+
+
+@pass_context
+def _counted(context: Context, iterable: Any) -> Any:
+    budget = _budget()
+    for item in iterable:
+        budget.step()
+        yield item
+
+
+@pass_context
+def _sized(context: Context, value: Any) -> Any:
+    return _budget().size(value)
+
+
+class LimitedTemplate(Template):
+    def render(self, *args: Any, **kwargs: Any) -> str:
+        return render(self, dict(*args, **kwargs))
+
+
+class LimitedEnvironment(SandboxedEnvironment):
+    template_class = LimitedTemplate
+    intercepted_binops = frozenset({"*", "**", "%"})
+
+    def __init__(self, limits: Limits | None = None, **options: Any) -> None:
+        super().__init__(**options)
+        self.limits = limits or Limits()
+        self.filters = {name: self._guarded(f) for name, f in self.filters.items()}
+        self.filters["pg_counted"] = _counted
+        self.filters["pg_sized"] = _sized
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = super()._parse(source, name, filename)
+        for loop in tree.find_all(nodes.For):
+            if loop.recursive:
+                raise TemplateLimitError("recursive loops are not allowed in templates")
+            loop.iter = nodes.Filter(loop.iter, "pg_counted", [], [], None, None,
+                                     lineno=loop.lineno)
+        for concat in list(tree.find_all(nodes.Concat)):
+            concat.nodes = [nodes.Filter(n, "pg_sized", [], [], None, None, lineno=n.lineno)
+                            for n in concat.nodes]
+        return tree
+
+    def _check_args(self, args: tuple[Any, ...]) -> None:
+        limit = self.limits.max_output_chars
+        for arg in args:
+            if isinstance(arg, int) and not isinstance(arg, bool) and arg > limit:
+                raise TemplateLimitError(f"argument {arg} too large in template")
+
+    def _guarded(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            self._check_args((*args, *kwargs.values()))
+            return fn(*args, **kwargs)
+
+        return guarded
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        owner = getattr(value, "__self__", None)
+        if isinstance(owner, str) and _WIDE_FORMAT.search(owner):
+            raise TemplateLimitError("format width too large in template")
+        return super().wrap_str_format(value)
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        limit = self.limits.max_output_chars
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(times, int) \
+                        and len(seq) * times > limit:
+                    raise TemplateLimitError(f"template built a value over {limit} characters")
+        elif operator == "**":
+            if isinstance(left, int) and isinstance(right, int) \
+                    and abs(right) * max(abs(left), 2).bit_length() > 4 * limit:
+                raise TemplateLimitError("number too large in template")
+        elif operator == "%" and isinstance(left, str) and _WIDE_FORMAT.search(left):
+            raise TemplateLimitError("format width too large in template")
+        return super().call_binop(context, operator, left, right)
+
+    def call(__self, __context: Context, __obj: Any, *args: Any,
+             **kwargs: Any) -> Any:
+        budget = _budget()
+        budget.step()
+        __self._check_args((*args, *kwargs.values()))
+        return budget.size(super().call(__context, __obj, *args, **kwargs))
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        _budget().step()
+        return super().getattr(obj, attribute)
+
+
+def render(template: Any, context: dict[str, Any] | None = None) -> str:
+    """Render ``template`` within its environment's limits, or raise TemplateLimitError."""
+    env = template.environment
+    limits: Limits = getattr(env, "limits", Limits())
+    budget = Budget(limits)
+    token = _BUDGET.set(budget)
+    try:
+        out: list[str] = []
+        size = 0
+        for chunk in template.generate(context or {}):
+            size += len(chunk)
+            if size > limits.max_output_chars:
+                raise TemplateLimitError(
+                    f"template output is over {limits.max_output_chars} characters")
+            if time.perf_counter() > budget.deadline:
+                raise TemplateLimitError(
+                    f"template took longer than {limits.max_seconds:g}s to render")
+            out.append(chunk)
+        return "".join(out)
+    except RecursionError:
+        raise TemplateLimitError("template recursion too deep") from None
+    finally:
+        _BUDGET.reset(token)
