@@ -11,6 +11,7 @@ from sqlalchemy import select, text
 from postgate import tables as t
 from postgate.auth import Operator, Principal, authenticated
 from postgate.db import engine_for
+from postgate.delivery.domain_routes import router as domain_router
 from postgate.settings import Settings, get_settings
 
 
@@ -37,6 +38,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             rows = conn.execute(select(t.tenant.c.slug, t.tenant.c.name, t.tenant.c.domain,
                                        t.tenant.c.status).order_by(t.tenant.c.slug)).all()
         return [dict(r._mapping) for r in rows]
+
+    app.include_router(domain_router)
 
     @app.get("/metrics")
     def metrics() -> Response:

@@ -34,3 +34,24 @@ BATCH_SECONDS = Histogram(
     "Time to process one send batch end to end.",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+CONTENT_VERDICTS = Counter(
+    "postgate_content_verdicts_total",
+    "Campaigns the content policy allowed, flagged or blocked.",
+    ["tenant", "channel", "verdict"],
+)
+CONTENT_MATCHES = Counter(
+    "postgate_content_matches_total",
+    "Campaigns matching a content lexicon category.",
+    ["tenant", "category"],
+)
+CONTENT_CHECK_SECONDS = Histogram(
+    "postgate_content_check_seconds",
+    "Time to review one campaign's content (sample render and lexicon scan).",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)
+DKIM_SIGN_SECONDS = Histogram(
+    "postgate_dkim_sign_seconds",
+    "Time to DKIM-sign one message.",
+    ["algorithm"],
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05),
+)

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     sweep_interval_s: float = 1.0
     poll_interval_s: float = 0.05
 
+    # content policy and sending domains
+    lexicon_dir: str = ""  # empty: the lexicons shipped in postgate/delivery/lexicons
+    dns_resolver: str = ""  # "host:port" for TXT look-ups; empty: the system resolver
+    dns_timeout_s: float = 5.0
+    dkim_algorithm: Literal["rsa-sha256", "ed25519-sha256"] = "rsa-sha256"
+
     use_uvloop: bool = True
     metrics_port: int = 0  # workers serve /metrics here when set
 

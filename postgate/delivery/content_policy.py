@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
 
-from postgate.delivery.lexicon import Lexicon, spelled_out, tokens
+from postgate.delivery.lexicon import Entry, Lexicon, spelled_out, tokens
 
 ALLOW, FLAG, BLOCK = "allow", "flag", "block"
 _TAGS = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
@@ -75,7 +75,7 @@ class Verdict:
         return {"action": self.action, "matches": self.matches, "categories": self.categories}
 
 
-def verdict_of(entries: Iterable[Any]) -> Verdict:
+def verdict_of(entries: Iterable[Entry]) -> Verdict:
     matches: dict[str, set[str]] = {}
     categories: dict[str, str] = {}
     for entry in entries:
@@ -89,7 +89,7 @@ def verdict_of(entries: Iterable[Any]) -> Verdict:
 
 
 def check_texts(lexicon: Lexicon, texts: Iterable[str]) -> Verdict:
-    found = []
+    found: list[Entry] = []
     for text in texts:
         words = tokens(text)
         found.extend(lexicon.scan(words))

@@ -38,6 +38,7 @@ class Campaign(SQLModel, table=True):
     from_name: str = ""
     scheduled_at: datetime | None = Field(default=None, sa_type=Timestamp)
     state: str = "planning"  # CampaignState
+    policy: dict[str, Any] = Field(default_factory=dict, sa_column=Column(Json))  # content verdict
     created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
     planned_at: datetime | None = Field(default=None, sa_type=Timestamp)
     finished_at: datetime | None = Field(default=None, sa_type=Timestamp)

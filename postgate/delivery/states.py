@@ -38,6 +38,7 @@ class CampaignState(StrEnum):
     SENDING = "sending"
     FINISHED = "finished"
     CANCELLED = "cancelled"
+    REJECTED = "rejected"  # refused by the content policy; never planned
 
 
 class BlockReason(StrEnum):

@@ -13,12 +13,13 @@ from sqlalchemy import select
 
 from postgate import tables as t
 from postgate.clock import utcnow
-from postgate.delivery import store
+from postgate.delivery import dkim_signing, domain_store, store
+from postgate.delivery.dkim_signing import DkimKey
 from postgate.delivery.message import MessageError
 from postgate.delivery.rendering import CampaignContent, CompiledCampaign
 from postgate.delivery.sending_state import may_send
 from postgate.delivery.states import BlockReason
-from postgate.metrics import BATCH_SECONDS, BLOCKED, MESSAGES
+from postgate.metrics import BATCH_SECONDS, BLOCKED, DKIM_SIGN_SECONDS, MESSAGES
 from postgate.providers.base import EmailProvider, SendResult
 from postgate.providers.smtp import SmtpPool
 from postgate.workers.context import Context
@@ -37,6 +38,7 @@ class CampaignInfo:
     compiled: CompiledCampaign
     tenant_status: str
     checked_at: float
+    dkim: DkimKey | None = None
 
 
 def parse_batch(body: bytes) -> tuple[int, list[int]]:
@@ -92,6 +94,10 @@ class Sender(Runner):
     async def _send(self, info: CampaignInfo, claimed: store.Claimed, date: str) -> SendResult:
         rcpt = claimed.recipient
         data = info.compiled.render(rcpt, date)
+        if info.dkim is not None:
+            signed = time.perf_counter()
+            data = dkim_signing.sign(data, info.dkim)
+            DKIM_SIGN_SECONDS.labels(info.dkim.algorithm).observe(time.perf_counter() - signed)
         result = await self.provider.send(info.compiled.envelope_from(rcpt.delivery_id),
                                           rcpt.address, data)
         MESSAGES.labels(info.tenant_slug, info.channel, self.provider.name,
@@ -119,8 +125,9 @@ class Sender(Runner):
                 .join(t.tenant, tn.id == c.tenant_id)
                 .where(c.id == campaign_id)
             ).first()
-        if row is None:
-            raise MessageError(f"send batch for unknown campaign {campaign_id}")
+            if row is None:
+                raise MessageError(f"send batch for unknown campaign {campaign_id}")
+            dkim = domain_store.signing_key(conn, row.tenant_id, row.from_email)
         (tenant_id, slug, domain, status, channel, kind, subject, text, html,
          from_email, from_name) = row
         if cached is not None:
@@ -132,4 +139,5 @@ class Sender(Runner):
                             from_email, from_name),
             s.secret_key, s.public_url, s.bounce_domain,
         )
-        return CampaignInfo(tenant_id, slug, channel, kind, compiled, status, time.monotonic())
+        return CampaignInfo(tenant_id, slug, channel, kind, compiled, status, time.monotonic(),
+                            dkim)
