@@ -110,3 +110,32 @@ def test_verification_reports_a_dns_outage_without_recording_it(world: World,
                 assert listed["verified"] is False and listed["last_error"] == ""
         finally:
             next(api, None)
+
+
+def test_cli_claims_lists_and_verifies(world: World, settings: Settings, dns_server: LocalDns,
+                                       capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from postgate import cli
+
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("DNS_RESOLVER", dns_server.address)
+    monkeypatch.setenv("DKIM_ALGORITHM", "ed25519-sha256")
+    cli.get_settings.cache_clear()
+    try:
+        domain = f"{world.tenant.slug}.example.org"
+        assert cli.main(["domains", "add", domain, "--tenant", world.tenant.slug]) == 0
+        claimed = json.loads(capsys.readouterr().out)
+        assert cli.main(["domains", "verify", domain, "--tenant", world.tenant.slug]) == 2
+        capsys.readouterr()
+        for record in claimed["dns"]:
+            dns_server.publish(record["name"], record["value"])
+        assert cli.main(["domains", "verify", domain, "--tenant", world.tenant.slug]) == 0
+        assert json.loads(capsys.readouterr().out)["verified"] is True
+        assert cli.main(["domains", "list", "--tenant", world.tenant.slug]) == 0
+        assert json.loads(capsys.readouterr().out)["domain"] == domain
+        assert cli.main(["domains", "add", "bad domain", "--tenant", world.tenant.slug]) == 1
+        assert "not a valid domain" in capsys.readouterr().err
+    finally:
+        cli.get_settings.cache_clear()
