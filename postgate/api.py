@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import select, text
 
 from postgate import tables as t
 from postgate.auth import Operator, Principal, authenticated
 from postgate.db import engine_for
 from postgate.delivery.domain_routes import router as domain_router
+from postgate.delivery.pipeline_gauges import PipelineGauges
+from postgate.metrics_export import exposition
 from postgate.settings import Settings, get_settings
 
 
@@ -40,9 +43,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return [dict(r._mapping) for r in rows]
 
     app.include_router(domain_router)
+    gauges = PipelineGauges(engine, _broker_depth(settings))
 
     @app.get("/metrics")
     def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition([gauges]), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _broker_depth(settings: Settings) -> Callable[[], dict[str, int]] | None:
+    """Queue depths from a shared broker (an in-process one holds nothing of the workers')."""
+    if settings.broker_url.startswith("memory://"):
+        return None
+
+    def depth() -> dict[str, int]:
+        from postgate.workers.broker import QUEUES, Broker
+
+        broker = Broker(settings.broker_url, settings.queue_prefix)
+        try:
+            return {name: broker.depth(name) for name in QUEUES}
+        finally:
+            broker.close()
+
+    return depth

@@ -55,3 +55,26 @@ DKIM_SIGN_SECONDS = Histogram(
     ["algorithm"],
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05),
 )
+PROVIDER_ERRORS = Counter(
+    "postgate_provider_errors_total",
+    "Provider failures that were not a recipient's answer (connect, connection lost).",
+    ["channel", "provider", "kind"],
+)
+FEEDBACK = Counter(
+    "postgate_feedback_total",
+    "Feedback signals applied, by kind (bounce_hard, bounce_soft, complaint, unsubscribe).",
+    ["tenant", "channel", "kind"],
+)
+BREAKER_TRIPS = Counter(
+    "postgate_breaker_trips_total",
+    "Times the complaint/bounce circuit breaker stopped a tenant's sending.",
+    ["tenant", "scope"],
+)
+KILL_SWITCH_CHANGES = Counter(
+    "postgate_kill_switch_changes_total",
+    "Operator kill switch flips, by scope and action (stop, resume).",
+    ["tenant", "scope", "action"],
+)
+# Gauges read from the database at scrape time live in postgate/delivery/pipeline_gauges.py:
+# postgate_tenant_state, postgate_sending_blocks_active, postgate_deliveries_open,
+# postgate_queue_lag_seconds, postgate_broker_messages.
