@@ -68,9 +68,8 @@ class PipelineGauges(Collector):
                 .group_by(tn.slug, b.scope, b.source)
             ):
                 blocks.add_metric([slug, scope, source], count)
-            counts: dict[str, int] = dict(conn.execute(
-                select(d.state, func.count()).where(d.state.in_(OPEN)).group_by(d.state)
-            ).tuples().all())
+            counts: dict[str, int] = {state: n for state, n in conn.execute(
+                select(d.state, func.count()).where(d.state.in_(OPEN)).group_by(d.state))}
             oldest = conn.scalar(select(func.min(d.updated_at))
                                  .where(d.state == DeliveryState.QUEUED))
         for value in OPEN:
