@@ -69,6 +69,7 @@ def accept(conn: Connection, msg: CampaignV1, now: datetime, lexicon_dir: str = 
         "html": msg.content.html,
         "from_email": msg.sender.email if msg.sender else "",
         "from_name": msg.sender.name if msg.sender else "",
+        "headers": msg.headers,
         "scheduled_at": msg.schedule_at,
         "state": state.value,
         "policy": verdict.as_json(),

@@ -36,6 +36,7 @@ class Campaign(SQLModel, table=True):
     html: str = Field(default="", sa_type=Text)
     from_email: str = ""
     from_name: str = ""
+    headers: dict[str, str] = Field(default_factory=dict, sa_column=Column(Json))  # tenant's own
     scheduled_at: datetime | None = Field(default=None, sa_type=Timestamp)
     state: str = "planning"  # CampaignState
     policy: dict[str, Any] = Field(default_factory=dict, sa_column=Column(Json))  # content verdict

@@ -15,7 +15,7 @@ import binascii
 import uuid
 from dataclasses import dataclass, field
 from email.header import Header
-from email.utils import formataddr
+from email.utils import formataddr, getaddresses
 from typing import Any
 
 from jinja2 import meta
@@ -52,6 +52,17 @@ def _encode_header(name: str, value: str) -> bytes:
     return f"{name}: {encoded}\r\n".encode()
 
 
+_ADDRESS_HEADERS = frozenset({"reply-to", "errors-to", "mail-followup-to"})
+
+
+def _tenant_header(name: str, value: str) -> bytes:
+    """A tenant header; in address headers only the display names get encoded."""
+    if name.lower() in _ADDRESS_HEADERS and not value.isascii():
+        value = ", ".join(formataddr((header_safe(n), a), "utf-8")
+                          for n, a in getaddresses([value]))
+    return _encode_header(name, value)
+
+
 @dataclass(frozen=True, slots=True)
 class RecipientData:
     delivery_id: int
@@ -71,6 +82,7 @@ class CampaignContent:
     html: str
     from_email: str
     from_name: str
+    headers: tuple[tuple[str, str], ...] = ()  # the tenant's own, checked by headers.validate
 
 
 class _Part:
@@ -102,6 +114,7 @@ class CompiledCampaign:
         self.subject_header = (
             None if subject_vars else _encode_header("Subject", self.subject_template.render())
         )
+        self.extra_headers = b"".join(_tenant_header(n, v) for n, v in content.headers)
         self.text = _Part(TEXT_ENV, content.text) if content.text.strip() else None
         self.html = _Part(HTML_ENV, content.html) if content.html.strip() else None
 
@@ -128,6 +141,7 @@ class CompiledCampaign:
             or _encode_header("Subject", self.subject_template.render(context)),
             f"Date: {date}\r\nMessage-ID: <{rcpt.delivery_id}.{c.campaign_id}@{c.domain}>\r\n"
             "MIME-Version: 1.0\r\n".encode(),
+            self.extra_headers,
         ]
         if self.promotional:
             head.append(

@@ -121,7 +121,7 @@ class Sender(Runner):
         with self.ctx.engine.connect() as conn:
             row = conn.execute(
                 select(c.tenant_id, tn.slug, tn.domain, tn.status, c.channel, c.kind, c.subject,
-                       c.text, c.html, c.from_email, c.from_name)
+                       c.text, c.html, c.from_email, c.from_name, c.headers)
                 .join(t.tenant, tn.id == c.tenant_id)
                 .where(c.id == campaign_id)
             ).first()
@@ -129,14 +129,14 @@ class Sender(Runner):
                 raise MessageError(f"send batch for unknown campaign {campaign_id}")
             dkim = domain_store.signing_key(conn, row.tenant_id, row.from_email)
         (tenant_id, slug, domain, status, channel, kind, subject, text, html,
-         from_email, from_name) = row
+         from_email, from_name, headers) = row
         if cached is not None:
             cached.tenant_status, cached.checked_at = status, time.monotonic()
             return cached
         s = self.ctx.settings
         compiled = CompiledCampaign(
             CampaignContent(campaign_id, slug, domain, kind, subject, text, html,
-                            from_email, from_name),
+                            from_email, from_name, tuple((headers or {}).items())),
             s.secret_key, s.public_url, s.bounce_domain,
         )
         return CampaignInfo(tenant_id, slug, channel, kind, compiled, status, time.monotonic(),

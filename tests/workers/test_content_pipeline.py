@@ -96,3 +96,23 @@ def test_templates_that_cannot_render_are_dead_lettered_at_the_door(world: World
     assert "content.text: template exceeded 100000 loop steps" in errors[0]
     assert "content.subject: template error" in errors[1]
     assert world.campaign_state("loop") is None and world.campaign_state("syntax") is None
+
+
+def test_tenant_headers_arrive_and_forged_ones_are_dead_lettered(world: World) -> None:
+    import email
+    import email.policy
+
+    world.contact("anna")
+    world.publish(world.message("forged", headers={"Sender": "ceo@bank.example"}))
+    world.publish(world.message("injected", headers={"X-Tag": "a\u2028Bcc: eve@x.example"}))
+    world.publish(world.message("tagged", headers={"X-Campaign": "spring",
+                                                   "Reply-To": "help@example.com"}))
+    world.run(world.finished("tagged"))
+    errors = [e for e, _ in dead_letters(world)]
+    assert len(errors) == 2
+    assert "header 'Sender' is set by postgate" in errors[0]
+    assert "header 'X-Tag' contains a line break" in errors[1]
+    (received,) = world.sink.handler.received
+    msg = email.message_from_bytes(received.data, policy=email.policy.default)
+    assert msg["X-Campaign"] == "spring" and msg["Reply-To"] == "help@example.com"
+    assert msg["Bcc"] is None and received.recipients == [f"anna@{world.tenant.domain}"]
