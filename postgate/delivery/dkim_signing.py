@@ -1,7 +1,8 @@
 """DKIM keys and signing (dkimpy), one key per tenant sending domain.
 
 Signatures are relaxed/relaxed and cover From, To, Subject, Date, Message-ID,
-MIME-Version, Content-Type, List-Unsubscribe, List-Unsubscribe-Post and Feedback-ID.
+MIME-Version, Content-Type, List-Unsubscribe, List-Unsubscribe-Post, Feedback-ID and
+Reply-To.
 A header listed but absent (List-Unsubscribe on transactional mail) is signed as
 absent, so it cannot be added later without breaking the signature; From is signed
 twice so a second From cannot be slipped in.
@@ -20,6 +21,7 @@ ALGORITHMS = ("rsa-sha256", "ed25519-sha256")
 SIGNED_HEADERS = (
     b"from", b"from", b"to", b"subject", b"date", b"message-id", b"mime-version",
     b"content-type", b"list-unsubscribe", b"list-unsubscribe-post", b"feedback-id",
+    b"reply-to",
 )
 
 
