@@ -4,8 +4,7 @@ On top of :class:`SandboxedEnvironment` (no private attributes, no unsafe callab
 
 - every ``{% for %}`` iterable is wrapped at compile time in a counting filter, so
   loops (nested, in macros, over literals) share one iteration budget per render;
-- a wall-clock deadline is checked on loop steps, calls, attribute look-ups and
-  output chunks;
+- a wall-clock deadline is checked on loop steps, calls and output chunks;
 - output is streamed and cut off past ``max_output_chars``;
 - ``*``, ``**`` and ``%`` refuse results or format widths past the size limit, and
   calls refuse integer arguments that big (``"x"|center(10**9)``), so nothing huge is
@@ -27,7 +26,7 @@ from typing import Any
 
 from jinja2 import Template, nodes, pass_context
 from jinja2.runtime import Context
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 from postgate.delivery.message import MessageError
 
@@ -163,10 +162,6 @@ class LimitedEnvironment(SandboxedEnvironment):
         __self._check_args((*args, *kwargs.values()))
         return budget.size(super().call(__context, __obj, *args, **kwargs))
 
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        _budget().step()
-        return super().getattr(obj, attribute)
-
 
 def render(template: Any, context: dict[str, Any] | None = None) -> str:
     """Render ``template`` within its environment's limits, or raise TemplateLimitError."""
@@ -177,17 +172,22 @@ def render(template: Any, context: dict[str, Any] | None = None) -> str:
     try:
         out: list[str] = []
         size = 0
-        for chunk in template.generate(context or {}):
+        for chunk in template.root_render_func(template.new_context(context or {})):
             size += len(chunk)
             if size > limits.max_output_chars:
                 raise TemplateLimitError(
                     f"template output is over {limits.max_output_chars} characters")
-            if time.perf_counter() > budget.deadline:
+            out.append(chunk)
+            if not len(out) & 255 and time.perf_counter() > budget.deadline:
                 raise TemplateLimitError(
                     f"template took longer than {limits.max_seconds:g}s to render")
-            out.append(chunk)
         return "".join(out)
+    except (TemplateLimitError, SecurityError):
+        raise
     except RecursionError:
         raise TemplateLimitError("template recursion too deep") from None
+    except Exception:
+        env.handle_exception()  # re-raises with the template's line in the traceback
+        raise
     finally:
         _BUDGET.reset(token)
