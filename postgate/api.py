@@ -14,6 +14,7 @@ from postgate.auth import Operator, Principal, authenticated
 from postgate.db import engine_for
 from postgate.delivery.domain_routes import router as domain_router
 from postgate.delivery.pipeline_gauges import PipelineGauges
+from postgate.delivery.policy_routes import router as policy_router
 from postgate.metrics_export import exposition
 from postgate.settings import Settings, get_settings
 
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return [dict(r._mapping) for r in rows]
 
     app.include_router(domain_router)
+    app.include_router(policy_router)
     gauges = PipelineGauges(engine, _broker_depth(settings))
 
     @app.get("/metrics")

@@ -116,3 +116,33 @@ def test_tenant_headers_arrive_and_forged_ones_are_dead_lettered(world: World) -
     msg = email.message_from_bytes(received.data, policy=email.policy.default)
     assert msg["X-Campaign"] == "spring" and msg["Reply-To"] == "help@example.com"
     assert msg["Bcc"] is None and received.recipients == [f"anna@{world.tenant.domain}"]
+
+
+def test_tenant_and_operator_see_the_verdicts_over_the_api(world: World, api: str) -> None:
+    import httpx
+
+    from postgate.auth import create_key
+
+    tenant_key = create_key(world.ctx.engine, "tenant", "crm", world.tenant.slug)
+    operator_key = create_key(world.ctx.engine, "operator", "ops")
+    world.contact("anna")
+    world.publish(world.message("casino", content={"subject": "Casino night", "text": "Hi"}))
+    world.publish(world.message("porn", content={"subject": "Hi", "text": "porn"}))
+    world.run(world.finished("casino"))
+    as_tenant = {"authorization": f"Bearer {tenant_key}"}
+    got = httpx.get(f"{api}/v1/campaigns/casino/policy", headers=as_tenant, timeout=10).json()
+    assert got["state"] == "finished" and got["policy"]["action"] == "flag"
+    got = httpx.get(f"{api}/v1/campaigns/porn/policy", headers=as_tenant, timeout=10).json()
+    assert got["state"] == "rejected" and got["policy"]["matches"] == {"sexual": ["porn*"]}
+    assert httpx.get(f"{api}/v1/campaigns/nope/policy", headers=as_tenant,
+                     timeout=10).status_code == 404
+    other = World.create(world.ctx, world.sink)
+    other_key = create_key(world.ctx.engine, "tenant", "crm", other.tenant.slug)
+    assert httpx.get(f"{api}/v1/campaigns/porn/policy", timeout=10,  # never another tenant's
+                     headers={"authorization": f"Bearer {other_key}"}).status_code == 404
+    assert httpx.get(f"{api}/v1/operator/content-verdicts", headers=as_tenant,
+                     timeout=10).status_code == 403
+    listed = httpx.get(f"{api}/v1/operator/content-verdicts?limit=500",
+                       headers={"authorization": f"Bearer {operator_key}"}, timeout=10).json()
+    mine = [(v["campaign"], v["action"]) for v in listed if v["tenant"] == world.tenant.slug]
+    assert sorted(mine) == [("casino", "campaign_flagged"), ("porn", "campaign_blocked")]
