@@ -31,6 +31,8 @@ def verdict(text: str, html: str = "", subject: str = "Hello") -> tuple[str, dic
     ("Te seggfej!", "profanity", "seggfej*"),
     ("Replica watches, best price", "ip_infringement", "replica watch*"),
     ("Hamisított márkás táskák", "ip_infringement", "hamisított*"),
+    ("Replika órák féláron", "ip_infringement", "replika óra*"),
+    ("Meztelen lányok élőben", "sexual", "meztelen lány*"),
 ])
 def test_forbidden_content_blocks_with_the_matched_terms(text: str, category: str,
                                                          term: str) -> None:
@@ -69,6 +71,9 @@ def test_spam_prone_topics_flag(text: str, category: str) -> None:
     "Pokerface-ből nem lesz pókerarc? Casual Friday ruhák",
     "Hello {{ name }}, spring sale: 20% off garden furniture",
     "Tavaszi akció: kerti bútorok 20% kedvezménnyel",
+    "Nude lipstick shades and a naked cake recipe",
+    "A meztelen igazság a kerti bútorokról; múzeumi replika szobrok",
+    "Heroine of the month: shiitake risotto, flame retardant curtains",
 ])
 def test_innocent_words_pass(text: str) -> None:
     assert verdict(text) == ("allow", {})
