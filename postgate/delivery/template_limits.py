@@ -6,9 +6,10 @@ On top of :class:`SandboxedEnvironment` (no private attributes, no unsafe callab
   loops (nested, in macros, over literals) share one iteration budget per render;
 - a wall-clock deadline is checked on loop steps, calls and output chunks;
 - output is streamed and cut off past ``max_output_chars``;
-- ``*``, ``**`` and ``%`` refuse results or format widths past the size limit, and
-  calls refuse integer arguments that big (``"x"|center(10**9)``), so nothing huge is
-  ever allocated; ``~`` joins are checked as they are built;
+- ``*``, ``**`` and ``%`` refuse results or format widths past the size limit, calls
+  refuse integer arguments that big (``"x"|center(10**9)``) and ``replace``,
+  ``indent``, ``expandtabs`` and ``join`` are sized before they run, so nothing huge
+  is allocated; ``~`` joins are checked as they are built;
 - recursive loops are refused when the template is compiled.
 
 Every refusal raises :class:`TemplateLimitError` with a message a tenant can act on.
@@ -92,6 +93,30 @@ def _sized(context: Context, value: Any) -> Any:
     return _budget().size(value)
 
 
+def _joined_size(items: Any, separator: str) -> int:
+    if not isinstance(items, list | tuple):
+        return 0
+    return sum(len(x) for x in items if isinstance(x, str)) + len(separator) * len(items)
+
+
+def grows_to(name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+    """An upper bound of what a string operation that can multiply its input builds
+    (``replace``, ``indent``, ``expandtabs``, ``join``); 0 for every other operation."""
+    if not isinstance(value, str):
+        return _joined_size(value, str(args[0]) if args else "") if name == "join" else 0
+    if name == "replace" and len(args) >= 2:
+        old, new = str(args[0]), str(args[1])
+        count = value.count(old) if old else len(value) + 1
+        return len(value) + count * max(0, len(new) - len(old))
+    if name in ("indent", "expandtabs"):
+        width = args[0] if args else kwargs.get("width", kwargs.get("tabsize", 8))
+        width = len(width) if isinstance(width, str) else int(width)
+        return len(value) + (value.count("\n" if name == "indent" else "\t") + 1) * width
+    if name == "join" and args:  # str.join: value is the separator
+        return _joined_size(args[0], value)
+    return 0
+
+
 class LimitedTemplate(Template):
     def render(self, *args: Any, **kwargs: Any) -> str:
         return render(self, dict(*args, **kwargs))
@@ -104,7 +129,7 @@ class LimitedEnvironment(SandboxedEnvironment):
     def __init__(self, limits: Limits | None = None, **options: Any) -> None:
         super().__init__(**options)
         self.limits = limits or Limits()
-        self.filters = {name: self._guarded(f) for name, f in self.filters.items()}
+        self.filters = {name: self._guarded(name, f) for name, f in self.filters.items()}
         self.filters["pg_counted"] = _counted
         self.filters["pg_sized"] = _sized
 
@@ -126,10 +151,21 @@ class LimitedEnvironment(SandboxedEnvironment):
             if isinstance(arg, int) and not isinstance(arg, bool) and arg > limit:
                 raise TemplateLimitError(f"argument {arg} too large in template")
 
-    def _guarded(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def _check_growth(self, name: str, value: Any, args: tuple[Any, ...],
+                      kwargs: dict[str, Any]) -> None:
+        limit = self.limits.max_output_chars
+        if grows_to(name, value, args, kwargs) > limit:
+            raise TemplateLimitError(
+                f"template {name} would build a value over {limit} characters")
+
+    def _guarded(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        skip = 1 if getattr(fn, "jinja_pass_arg", None) else 0  # context / eval ctx / env
+
         @functools.wraps(fn)
         def guarded(*args: Any, **kwargs: Any) -> Any:
             self._check_args((*args, *kwargs.values()))
+            if len(args) > skip:
+                self._check_growth(name, args[skip], args[skip + 1:], kwargs)
             return fn(*args, **kwargs)
 
         return guarded
@@ -160,6 +196,9 @@ class LimitedEnvironment(SandboxedEnvironment):
         budget = _budget()
         budget.step()
         __self._check_args((*args, *kwargs.values()))
+        owner = getattr(__obj, "__self__", None)
+        if isinstance(owner, str):
+            __self._check_growth(getattr(__obj, "__name__", ""), owner, args, kwargs)
         return budget.size(super().call(__context, __obj, *args, **kwargs))
 
 

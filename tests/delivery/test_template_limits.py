@@ -29,6 +29,14 @@ RUNAWAY = {
     "huge-lipsum": "{{ lipsum(1000000000) }}",
     "doubling": "{% set ns = namespace(s='0123456789') %}{% for i in range(64) %}"
                 "{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+    "huge-replace": "{{ ('x' * 999999)|replace('x', 'x' * 999) }}",
+    "huge-replace-method": "{{ ('x' * 999999).replace('x', 'yy') }}",
+    "huge-indent-lines": "{{ ('\\n' * 999999)|indent(999) }}",
+    "huge-expandtabs": "{{ ('\\t' * 999999).expandtabs(999) }}",
+    "huge-join": "{{ ([('x' * 999999)] * 999)|join }}",
+    "huge-join-method": "{{ '-'.join([('x' * 999999)] * 999) }}",
+    "slow-loop": "{% for i in range(99999) %}{{ ('x' * 999999)|replace('x', 'y')|length }}"
+                 "{% endfor %}",
     "big-output": "{% for i in range(90000) %}{{ name }}-{{ i }}..........{% endfor %}",
     "recursive-loop": "{% for x in [[1]] recursive %}{{ loop(x) }}{% endfor %}",
 }
@@ -77,9 +85,11 @@ def test_no_access_to_config_files_or_imports() -> None:
 
 def test_ordinary_templates_render_within_the_budget() -> None:
     source = ("{% for p in contact.products %}{{ loop.index }}. {{ p|title }} "
-              "{{ '%.2f'|format(19.5) }} {{ '{:>4}'.format('x') }}\n{% endfor %}{{ name|upper }}")
+              "{{ '%.2f'|format(19.5) }} {{ '{:>4}'.format('x') }}\n{% endfor %}{{ name|upper }}"
+              "{{ contact.products|join(', ') }} {{ name.replace('a', 'A') }} "
+              "{{ 'a\nb'|indent(2) }} {{ (name * 3)|truncate(5) }}")
     out = ENV.from_string(source).render(name="anna", contact={"products": ["tea", "jam"]})
-    assert out == "1. Tea 19.50    x\n2. Jam 19.50    x\nANNA"
+    assert out == "1. Tea 19.50    x\n2. Jam 19.50    x\nANNAtea, jam AnnA a\n  b an..."
 
 
 def test_limits_are_per_render_not_per_template() -> None:
