@@ -23,10 +23,6 @@ class LocalDns:
     def __init__(self) -> None:
         self.txt: dict[str, list[str]] = {}
         self.queries: list[str] = []
-        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.udp.bind(("127.0.0.1", 0))
-        self.port = self.udp.getsockname()[1]
-        self.udp.settimeout(0.1)
         outer = self
 
         class Tcp(socketserver.BaseRequestHandler):
@@ -35,8 +31,18 @@ class LocalDns:
                 reply = outer.answer(self.request.recv(size))
                 self.request.sendall(struct.pack("!H", len(reply)) + reply)
 
-        socketserver.TCPServer.allow_reuse_address = True
-        self.tcp = socketserver.ThreadingTCPServer(("127.0.0.1", self.port), Tcp)
+        for _ in range(50):  # UDP and TCP on one port number: retry if TCP's is taken
+            self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.udp.bind(("127.0.0.1", 0))
+            self.port = self.udp.getsockname()[1]
+            try:
+                self.tcp = socketserver.ThreadingTCPServer(("127.0.0.1", self.port), Tcp)
+                break
+            except OSError:
+                self.udp.close()
+        else:
+            raise RuntimeError("no port free for both UDP and TCP")
+        self.udp.settimeout(0.1)
         self.running = True
         self.threads = [threading.Thread(target=self._serve_udp, daemon=True),
                         threading.Thread(target=self.tcp.serve_forever, daemon=True)]
