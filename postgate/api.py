@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import select, text
 
 from postgate import tables as t
@@ -15,8 +16,12 @@ from postgate.auth import Operator, Principal, authenticated
 from postgate.consent import tenant_api as consent_api
 from postgate.db import engine_for
 from postgate.delivery import campaign_api, data_api
+from postgate.delivery.domain_routes import router as domain_router
 from postgate.delivery.kill_switch import router as kill_switch_router
+from postgate.delivery.pipeline_gauges import PipelineGauges
+from postgate.delivery.policy_routes import router as policy_router
 from postgate.delivery.webhooks import router as webhooks_router
+from postgate.metrics_export import exposition
 from postgate.settings import Settings, get_settings
 from postgate.sms.callbacks import router as sms_callbacks
 
@@ -61,9 +66,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(kill_switch_router)
     app.include_router(webhooks_router)
     app.include_router(sms_callbacks)
+    app.include_router(domain_router)
+    app.include_router(policy_router)
+    gauges = PipelineGauges(engine, _broker_depth(settings))
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition([gauges]), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _broker_depth(settings: Settings) -> Callable[[], dict[str, int]] | None:
+    """Queue depths from a shared broker (an in-process one holds nothing of the workers')."""
+    if settings.broker_url.startswith("memory://"):
+        return None
+
+    def depth() -> dict[str, int]:
+        from postgate.workers.broker import QUEUES, Broker
+
+        broker = Broker(settings.broker_url, settings.queue_prefix)
+        try:
+            return {name: broker.depth(name) for name in QUEUES}
+        finally:
+            broker.close()
+
+    return depth

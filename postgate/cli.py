@@ -175,6 +175,33 @@ def _classify(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _domains(args: argparse.Namespace, settings: Settings) -> int:
+    from postgate.clock import utcnow
+    from postgate.db import engine_for
+    from postgate.delivery import domain_store
+
+    engine = engine_for(settings.database_url)
+    with engine.connect() as conn:
+        tenant_id = conn.scalar(select(t.tenant.c.id).where(t.tenant.c.slug == args.tenant))
+    if tenant_id is None:
+        print(f"unknown tenant {args.tenant!r}", file=sys.stderr)
+        return 1
+    try:
+        if args.action == "add":
+            rows = [domain_store.add(engine, tenant_id, args.domain, settings.dkim_algorithm,
+                                     utcnow())]
+        elif args.action == "verify":
+            rows = [domain_store.verify(engine, settings, tenant_id, args.domain, utcnow())[0]]
+        else:
+            rows = domain_store.listing(engine, tenant_id)
+    except (ValueError, LookupError, RuntimeError) as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    for row in rows:
+        print(json.dumps(domain_store.describe(row), ensure_ascii=False))
+    return 0 if args.action != "verify" or rows[0].verified_at else 2
+
+
 def _schema(args: argparse.Namespace, settings: Settings) -> int:
     from postgate.delivery.message import json_schema
 
@@ -265,6 +292,11 @@ def parser() -> argparse.ArgumentParser:
     inspect.add_argument("--price-per-part", type=float, default=None,
                          help="add the estimated cost (parts x price) to the output")
     inspect.set_defaults(fn=_sms_inspect)
+    domains = sub.add_parser("domains", help="a tenant's sender domains (DNS TXT verified)")
+    domains.add_argument("action", choices=["add", "verify", "list"])
+    domains.add_argument("domain", nargs="?", default="")
+    domains.add_argument("--tenant", required=True)
+    domains.set_defaults(fn=_domains)
     schema = sub.add_parser("schema", help="print the campaign.v1 JSON schema")
     schema.set_defaults(fn=_schema)
     return p

@@ -40,9 +40,36 @@ CONSENT_EVENTS = Counter(
     "import_row, import_dropped.",
     ["tenant", "event"],
 )
+CONTENT_VERDICTS = Counter(
+    "postgate_content_verdicts_total",
+    "Campaigns the content policy allowed, flagged or blocked.",
+    ["tenant", "channel", "verdict"],
+)
+CONTENT_MATCHES = Counter(
+    "postgate_content_matches_total",
+    "Campaigns matching a content lexicon category.",
+    ["tenant", "category"],
+)
+CONTENT_CHECK_SECONDS = Histogram(
+    "postgate_content_check_seconds",
+    "Time to review one campaign's content (sample render and lexicon scan).",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)
+DKIM_SIGN_SECONDS = Histogram(
+    "postgate_dkim_sign_seconds",
+    "Time to DKIM-sign one message.",
+    ["algorithm"],
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05),
+)
+PROVIDER_ERRORS = Counter(
+    "postgate_provider_errors_total",
+    "Provider failures that were not a recipient's answer (connect, connection lost).",
+    ["channel", "provider", "kind"],
+)
 FEEDBACK = Counter(
     "postgate_feedback_total",
-    "Feedback events applied (bounce, complaint, unsubscribe, auto_reply, unknown).",
+    "Feedback events applied, by kind (bounce_hard, bounce_soft, complaint, unsubscribe, "
+    "delay, auto_reply, unknown).",
     ["tenant", "channel", "kind"],
 )
 BREAKER_TRIPS = Counter(
@@ -58,3 +85,6 @@ SENDING_BLOCKS = Counter(
 CANARY = Counter(
     "postgate_canary_total", "Canary slices judged, by outcome (continue, halt).", ["outcome"]
 )
+# Gauges read from the database at scrape time live in postgate/delivery/pipeline_gauges.py:
+# postgate_tenant_state, postgate_sending_blocks_active, postgate_deliveries_open,
+# postgate_queue_lag_seconds, postgate_broker_messages.

@@ -12,6 +12,7 @@ from postgate.consent.models import (
     SignupForm,
     Suppression,
 )
+from postgate.delivery.domain_models import SenderDomain
 from postgate.delivery.models import (
     ApiKey,
     AuditLog,
@@ -39,6 +40,7 @@ __all__ = [
     "ListMember",
     "MailingList",
     "PendingSignup",
+    "SenderDomain",
     "SendingBlock",
     "SignupForm",
     "SmsPart",

@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     smpp_rate_per_s: float = 100.0
     smpp_timeout_s: float = 10.0
     smpp_enquire_link_s: float = 30.0
+    # content policy and sending domains
+    lexicon_dir: str = ""  # empty: the lexicons shipped in postgate/delivery/lexicons
+    dns_resolver: str = ""  # "host:port" for TXT look-ups; empty: the system resolver
+    dns_timeout_s: float = 5.0
+    dkim_algorithm: Literal["rsa-sha256", "ed25519-sha256"] = "rsa-sha256"
 
     use_uvloop: bool = True
 

@@ -11,7 +11,9 @@ from sqlalchemy.exc import IntegrityError
 
 from postgate import tables as t
 from postgate.clock import aware
+from postgate.delivery import content_review, domain_store
 from postgate.delivery.message import CampaignV1, MessageError
+from postgate.delivery.sender_domains import covering
 from postgate.delivery.states import CampaignState
 
 log = logging.getLogger("postgate.campaigns")
@@ -24,7 +26,7 @@ class Accepted:
     created: bool
 
 
-def accept(conn: Connection, msg: CampaignV1, now: datetime) -> Accepted:
+def accept(conn: Connection, msg: CampaignV1, now: datetime, lexicon_dir: str = "") -> Accepted:
     """Create the campaign (or find the one this idempotency key already made)."""
     tenant = conn.execute(
         select(t.tenant.c.id, t.tenant.c.domain).where(t.tenant.c.slug == msg.tenant)
@@ -46,12 +48,15 @@ def accept(conn: Connection, msg: CampaignV1, now: datetime) -> Accepted:
         raise MessageError(f"audience names lists tenant {msg.tenant!r} does not own")
     if msg.sender is not None:
         sender_domain = msg.sender.email.rsplit("@", 1)[1].lower()
-        if sender_domain != domain.lower() and not sender_domain.endswith("." + domain.lower()):
+        if covering(sender_domain, [domain, *domain_store.verified(conn, tenant_id)]) is None:
             raise MessageError(
                 f"from address domain {sender_domain!r} is not the tenant's verified domain"
             )
+    verdict = content_review.review(msg, lexicon_dir)
     due = msg.schedule_at is not None and aware(msg.schedule_at) > now
     state = CampaignState.SCHEDULED if due else CampaignState.PLANNING
+    if verdict.blocked:
+        state = CampaignState.REJECTED
     values = {
         "tenant_id": tenant_id,
         "external_id": msg.campaign_id,
@@ -67,8 +72,10 @@ def accept(conn: Connection, msg: CampaignV1, now: datetime) -> Accepted:
         "sms_sender": msg.sms.sender if msg.sms else None,
         "sms_policy": msg.sms.policy if msg.sms else None,
         "sms_max_parts": msg.sms.max_parts if msg.sms else None,
+        "headers": msg.headers,
         "scheduled_at": msg.schedule_at,
         "state": state.value,
+        "policy": verdict.as_json(),
         "created_at": now,
     }
     try:
@@ -81,6 +88,7 @@ def accept(conn: Connection, msg: CampaignV1, now: datetime) -> Accepted:
         if found is None:
             raise
         return Accepted(found[0], found[1], created=False)
+    content_review.record(conn, tenant_id, msg, campaign_id, verdict)
     return Accepted(campaign_id, state.value, created=True)
 
 

@@ -73,7 +73,8 @@ def apply(engine: Engine, settings: Settings, fb: Feedback, raw: bytes, source: 
         }], ("dedup_key",))
         if tenant_id is not None and address:
             _effects(conn, settings, fb, applied, channel, now)
-    FEEDBACK.labels(slug, channel, kind).inc(int(applied.new))
+    label = ("bounce_hard" if fb.hard else "bounce_soft") if kind == "bounce" else kind
+    FEEDBACK.labels(slug, channel, label).inc(int(applied.new))
     log.info("feedback %s tenant=%s delivery=%s rcpt=%s hard=%s status=%s new=%s suppressed=%s",
              kind, slug, delivery_id, address, fb.hard, fb.status, applied.new,
              applied.suppressed)

@@ -11,7 +11,15 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from postgate.delivery.states import Channel, Kind
 
@@ -67,7 +75,15 @@ class CampaignV1(BaseModel):
     content: Content
     sender: Sender | None = Field(default=None, alias="from")
     sms: SmsOptions | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
     schedule_at: datetime | None = None
+
+    @field_validator("headers")
+    @classmethod
+    def _headers_allowed(cls, value: dict[str, str]) -> dict[str, str]:
+        from postgate.delivery.headers import validate
+
+        return dict(validate(value))
 
     @model_validator(mode="after")
     def _content_fits_channel(self) -> CampaignV1:

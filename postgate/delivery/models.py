@@ -41,8 +41,10 @@ class Campaign(SQLModel, table=True):
     sms_sender: str | None = None
     sms_policy: str | None = None  # unicode | transliterate
     sms_max_parts: int | None = None
+    headers: dict[str, str] = Field(default_factory=dict, sa_column=Column(Json))  # tenant's own
     scheduled_at: datetime | None = Field(default=None, sa_type=Timestamp)
     state: str = "planning"  # CampaignState
+    policy: dict[str, Any] = Field(default_factory=dict, sa_column=Column(Json))  # content verdict
     created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
     planned_at: datetime | None = Field(default=None, sa_type=Timestamp)
     finished_at: datetime | None = Field(default=None, sa_type=Timestamp)

@@ -16,7 +16,7 @@ import html
 import uuid
 from dataclasses import dataclass, field
 from email.header import Header
-from email.utils import formataddr
+from email.utils import formataddr, getaddresses
 from typing import Any
 
 from jinja2 import meta
@@ -24,13 +24,15 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from postgate.delivery import tokens
 from postgate.delivery.states import Kind
+from postgate.delivery.template_limits import LimitedEnvironment
 
 # CR, LF and every other character that some parser treats as a line break.
 _BREAKS = dict.fromkeys(map(ord, "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"), " ")
 _CONTROLS = {i: None for i in range(32) if i not in (9,)} | {127: None}
 
-TEXT_ENV = SandboxedEnvironment(autoescape=False)
-HTML_ENV = SandboxedEnvironment(autoescape=True)
+# Sandboxed, with a per-render budget of loop steps, time and output size.
+TEXT_ENV = LimitedEnvironment(autoescape=False)
+HTML_ENV = LimitedEnvironment(autoescape=True)
 
 
 def header_safe(value: str) -> str:
@@ -49,6 +51,17 @@ def _encode_header(name: str, value: str) -> bytes:
         return f"{name}: {value}\r\n".encode()
     encoded = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
     return f"{name}: {encoded}\r\n".encode()
+
+
+_ADDRESS_HEADERS = frozenset({"reply-to", "errors-to", "mail-followup-to"})
+
+
+def _tenant_header(name: str, value: str) -> bytes:
+    """A tenant header; in address headers only the display names get encoded."""
+    if name.lower() in _ADDRESS_HEADERS and not value.isascii():
+        value = ", ".join(formataddr((header_safe(n), a), "utf-8")
+                          for n, a in getaddresses([value]))
+    return _encode_header(name, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +83,7 @@ class CampaignContent:
     html: str
     from_email: str
     from_name: str
+    headers: tuple[tuple[str, str], ...] = ()  # the tenant's own, checked by headers.validate
 
 
 class _Part:
@@ -101,6 +115,7 @@ class CompiledCampaign:
         self.subject_header = (
             None if subject_vars else _encode_header("Subject", self.subject_template.render())
         )
+        self.extra_headers = b"".join(_tenant_header(n, v) for n, v in content.headers)
         self.text = _Part(TEXT_ENV, content.text) if content.text.strip() else None
         self.html = _Part(HTML_ENV, content.html) if content.html.strip() else None
 
@@ -129,6 +144,7 @@ class CompiledCampaign:
             or _encode_header("Subject", self.subject_template.render(context)),
             f"Date: {date}\r\nMessage-ID: <{rcpt.delivery_id}.{c.campaign_id}@{c.domain}>\r\n"
             "MIME-Version: 1.0\r\n".encode(),
+            self.extra_headers,
         ]
         if self.promotional:
             head.append(

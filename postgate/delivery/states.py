@@ -39,6 +39,7 @@ class CampaignState(StrEnum):
     PAUSED = "paused"
     FINISHED = "finished"
     CANCELLED = "cancelled"
+    REJECTED = "rejected"  # refused by the content policy; never planned
 
 
 # Rows are sent only while their campaign is in one of these states.

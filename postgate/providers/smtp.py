@@ -15,7 +15,7 @@ import time
 
 import aiosmtplib
 
-from postgate.metrics import SEND_SECONDS
+from postgate.metrics import PROVIDER_ERRORS, SEND_SECONDS
 from postgate.providers.base import Outcome, SendResult
 from postgate.settings import Settings
 
@@ -84,12 +84,15 @@ class SmtpPool:
                         await client.connect()
                     except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
                         client = None
+                        PROVIDER_ERRORS.labels("email", self.name, "connect").inc()
                         future.set_result(SendResult(Outcome.DEFERRED, None, f"connect: {exc}"))
                         await asyncio.sleep(0.5)
                         continue
                 started = time.perf_counter()
                 result = await self._transact(client, envelope_from, recipient, data)
                 self._latency.observe(time.perf_counter() - started)
+                if result.unknown:
+                    PROVIDER_ERRORS.labels("email", self.name, "connection_lost").inc()
                 if result.unknown or result.code == 421:
                     with contextlib.suppress(Exception):
                         client.close()

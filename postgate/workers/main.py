@@ -49,7 +49,9 @@ def serve(settings: Settings, names: list[str]) -> None:
     if settings.metrics_port:
         from prometheus_client import start_http_server
 
-        start_http_server(settings.metrics_port)
+        from postgate.metrics_export import registry
+
+        start_http_server(settings.metrics_port, registry=registry())
 
     async def main() -> None:
         stop = asyncio.Event()

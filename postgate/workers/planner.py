@@ -121,7 +121,7 @@ class Planner(Runner):
         settings = self.ctx.settings
         msg = parse_campaign(body, settings.max_message_bytes)
         with self.ctx.engine.begin() as conn:
-            accepted = accept(conn, msg, utcnow())
+            accepted = accept(conn, msg, utcnow(), settings.lexicon_dir)
         log.info("campaign %s/%s accepted as %s (%s)", msg.tenant, msg.campaign_id,
                  accepted.campaign_id, accepted.state)
         if accepted.state == CampaignState.PLANNING:

@@ -1,0 +1,105 @@
+"""A small authoritative DNS server on 127.0.0.1 (UDP and TCP) for TXT records, built
+with dnspython: tests publish records in it and point the resolver at it."""
+
+from __future__ import annotations
+
+import socket
+import socketserver
+import struct
+import threading
+from typing import Any
+
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.resolver
+import dns.rrset
+from dns.rdtypes.ANY.TXT import TXT
+
+
+class LocalDns:
+    def __init__(self) -> None:
+        self.txt: dict[str, list[str]] = {}
+        self.queries: list[str] = []
+        outer = self
+
+        class Tcp(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                (size,) = struct.unpack("!H", self.request.recv(2))
+                reply = outer.answer(self.request.recv(size))
+                self.request.sendall(struct.pack("!H", len(reply)) + reply)
+
+        for _ in range(50):  # UDP and TCP on one port number: retry if TCP's is taken
+            self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.udp.bind(("127.0.0.1", 0))
+            self.port = self.udp.getsockname()[1]
+            try:
+                self.tcp = socketserver.ThreadingTCPServer(("127.0.0.1", self.port), Tcp)
+                break
+            except OSError:
+                self.udp.close()
+        else:
+            raise RuntimeError("no port free for both UDP and TCP")
+        self.udp.settimeout(0.1)
+        self.running = True
+        self.threads = [threading.Thread(target=self._serve_udp, daemon=True),
+                        threading.Thread(target=self.tcp.serve_forever, daemon=True)]
+        for thread in self.threads:
+            thread.start()
+
+    def publish(self, name: str, value: str) -> None:
+        self.txt.setdefault(name.lower().rstrip("."), []).append(value)
+
+    def answer(self, wire: bytes) -> bytes:
+        query = dns.message.from_wire(wire)
+        response = dns.message.make_response(query)
+        response.flags |= dns.flags.AA
+        question = query.question[0]
+        name = question.name.to_text().rstrip(".").lower()
+        self.queries.append(name)
+        values = self.txt.get(name)
+        if values is None:
+            response.set_rcode(dns.rcode.NXDOMAIN)
+        elif question.rdtype == dns.rdatatype.TXT:
+            rdatas = [TXT(dns.rdataclass.IN, dns.rdatatype.TXT,
+                          [v.encode()[i:i + 255] for i in range(0, len(v.encode()), 255)])
+                      for v in values]
+            response.answer.append(dns.rrset.from_rdata_list(question.name, 60, rdatas))
+        return response.to_wire()
+
+    def _serve_udp(self) -> None:
+        while self.running:
+            try:
+                data, addr = self.udp.recvfrom(4096)
+            except (TimeoutError, OSError):
+                continue
+            self.udp.sendto(self.answer(data), addr)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def resolver(self) -> dns.resolver.Resolver:
+        res = dns.resolver.Resolver(configure=False)
+        res.nameservers = ["127.0.0.1"]
+        res.port = self.port
+        res.lifetime = 3
+        return res
+
+    def dkim_dnsfunc(self, name: bytes, timeout: Any = 5) -> bytes:
+        """dkimpy's key look-up, answered by this server."""
+        try:
+            answer = self.resolver().resolve(name.decode().rstrip("."), "TXT")
+        except dns.resolver.NXDOMAIN:
+            return b""
+        return b"".join(b"".join(r.strings) for r in answer)
+
+    def close(self) -> None:
+        self.running = False
+        self.tcp.shutdown()
+        self.tcp.server_close()
+        for thread in self.threads:
+            thread.join(timeout=2)
+        self.udp.close()
