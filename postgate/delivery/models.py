@@ -57,6 +57,7 @@ class Delivery(SQLModel, table=True):
         UniqueConstraint("campaign_id", "contact_id"),
         Index("ix_delivery_campaign_state", "campaign_id", "state"),
         Index("ix_delivery_due", "state", "next_attempt_at"),
+        Index("ix_delivery_state_updated", "state", "updated_at"),
         Index("ix_delivery_tenant_contact", "tenant_id", "contact_id"),
         Index("ix_delivery_tenant_sent", "tenant_id", "sent_at"),  # breaker windows
     )

@@ -11,6 +11,7 @@ breaks of any kind, so personalisation can never inject a header.
 
 from __future__ import annotations
 
+import base64
 import binascii
 import html
 import uuid
@@ -37,7 +38,33 @@ HTML_ENV = LimitedEnvironment(autoescape=True)
 
 def header_safe(value: str) -> str:
     """A header value with no way to start a new header line."""
+    if value.isascii() and value.isprintable():  # the common case: nothing to strip
+        return value.strip()
     return value.translate(_BREAKS).translate(_CONTROLS).strip()
+
+
+def _words(text: str) -> str:
+    """RFC 2047 base64 encoded-words (at most 45 bytes each, never splitting a character),
+    folded onto continuation lines: a few microseconds where ``email.header`` takes ~100."""
+    chunks: list[bytes] = []
+    current = b""
+    for char in text:
+        encoded = char.encode("utf-8", "replace")
+        if len(current) + len(encoded) > 45:
+            chunks.append(current)
+            current = b""
+        current += encoded
+    chunks.append(current)
+    return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(c).decode()}?=" for c in chunks)
+
+
+def _address(name: str, address: str) -> str:
+    name = header_safe(name)
+    if not name:
+        return address
+    if name.isascii():
+        return formataddr((name, address))
+    return f"{_words(name)} <{address}>"
 
 
 def _qp(text: str) -> bytes:
@@ -47,9 +74,11 @@ def _qp(text: str) -> bytes:
 
 def _encode_header(name: str, value: str) -> bytes:
     value = header_safe(value)
-    if value.isascii() and len(name) + len(value) < 76:
+    if not value.isascii():
+        return f"{name}: {_words(value)}\r\n".encode()
+    if len(name) + len(value) < 76:
         return f"{name}: {value}\r\n".encode()
-    encoded = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+    encoded = Header(value, "us-ascii", header_name=name).encode(linesep="\r\n")  # fold
     return f"{name}: {encoded}\r\n".encode()
 
 
@@ -107,9 +136,7 @@ class CompiledCampaign:
         self.bounce_domain = bounce_domain
         self.promotional = content.kind == Kind.PROMOTIONAL
         self.boundary = f"=_pg_{uuid.uuid4().hex}"
-        self.from_header = _encode_header(
-            "From", formataddr((header_safe(content.from_name), content.from_email), "utf-8")
-        )
+        self.from_header = f"From: {_address(content.from_name, content.from_email)}\r\n".encode()
         subject_vars = meta.find_undeclared_variables(TEXT_ENV.parse(content.subject))
         self.subject_template = TEXT_ENV.from_string(content.subject)
         self.subject_header = (
@@ -139,7 +166,7 @@ class CompiledCampaign:
         }
         head = [
             self.from_header,
-            _encode_header("To", formataddr((header_safe(rcpt.name), rcpt.address), "utf-8")),
+            f"To: {_address(rcpt.name, rcpt.address)}\r\n".encode(),
             self.subject_header
             or _encode_header("Subject", self.subject_template.render(context)),
             f"Date: {date}\r\nMessage-ID: <{rcpt.delivery_id}.{c.campaign_id}@{c.domain}>\r\n"

@@ -87,15 +87,14 @@ def plan_campaign(
                     report.blocked[reason.value] += 1  # type: ignore[index]
                     BLOCKED.labels(slug, channel, reason.value).inc()
             insert_ignore(conn, t.delivery, rows, ("campaign_id", "contact_id"))
-            after = recipients[-1].contact_id
+            first, after = after, recipients[-1].contact_id
             d = t.delivery.c
-            queued = list(conn.scalars(
-                select(d.id).where(
-                    d.campaign_id == campaign_id,
-                    d.contact_id.in_([r.contact_id for r in recipients]),
-                    d.state == DeliveryState.QUEUED,
-                ).order_by(d.id)
-            ))
+            # this page's rows by the (campaign_id, contact_id) key range: the state is
+            # filtered here, not in SQL, so the unique index serves the query at any size
+            queued = sorted(row.id for row in conn.execute(
+                select(d.id, d.state).where(
+                    d.campaign_id == campaign_id, d.contact_id > first, d.contact_id <= after)
+            ) if row.state == DeliveryState.QUEUED)
         publish_batches(broker, campaign_id, queued, settings.batch_size)
         report.queued += len(queued)
         PLANNED.labels(slug, channel).inc(len(rows))

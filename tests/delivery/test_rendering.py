@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import email
 import email.policy
+from email.header import decode_header, make_header
 from email.utils import formatdate
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from postgate.delivery.rendering import CampaignContent, CompiledCampaign, RecipientData
 
@@ -75,3 +78,30 @@ def test_the_sandbox_refuses_unsafe_templates() -> None:
     camp = compiled(text="{{ name.__class__.__mro__[1].__subclasses__() }}")
     with pytest.raises(SecurityError):
         camp.render(RecipientData(1, "a@x.example", "x"), "d")
+
+
+def _raw_header(data: bytes, name: bytes) -> str:
+    head = data.split(b"\r\n\r\n", 1)[0].replace(b"\r\n ", b" ")
+    line = next(h for h in head.split(b"\r\n") if h.startswith(name + b": "))
+    return line[len(name) + 2:].decode("ascii")
+
+
+@given(name=st.text(min_size=1, max_size=120), subject=st.text(min_size=1, max_size=300))
+@settings(max_examples=150, deadline=None)
+def test_any_name_and_subject_round_trip_through_a_mail_parser(name: str, subject: str) -> None:
+    from postgate.delivery.rendering import header_safe
+
+    camp = compiled(subject="{{ contact.subject }}")
+    data = camp.render(RecipientData(1, "a@x.example", name, {"subject": subject}), "d")
+    msg = parse(data)
+    head = data.split(b"\r\n\r\n", 1)[0]
+    assert all(len(line) <= 998 for line in head.split(b"\r\n"))
+    clean = header_safe(name.encode("utf-8", "replace").decode("utf-8"))
+    (to,) = msg["To"].addresses
+    assert to.addr_spec == "a@x.example"
+    if not clean.isascii():  # RFC 2047: the words decode back to exactly the name
+        raw = _raw_header(data, b"To")
+        decoded = str(make_header(decode_header(raw)))
+        assert decoded == f"{clean} <a@x.example>"
+    assert " ".join(msg["Subject"].split()) == " ".join(
+        header_safe(subject.encode("utf-8", "replace").decode("utf-8")).split())
