@@ -22,5 +22,6 @@ def test_demo_sends_blocks_and_explains(tmp_path: Path) -> None:
         assert line in out
     assert "the local SMTP sink received 3 message(s)" in out
     assert "dead letter from 'campaigns': invalid campaign.v1" in out
+    assert "campaign 'replica-deal' rejected by the content policy (ip_infringement" in out
     assert out.strip().splitlines()[-1].startswith('{"sent": 3, "failed": 1')
     assert (tmp_path / "postgate.db").exists()

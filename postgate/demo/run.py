@@ -41,6 +41,15 @@ def campaign_message(tenant: str, list_id: int) -> dict[str, object]:
     }
 
 
+def forbidden_message(tenant: str, list_id: int) -> dict[str, object]:
+    """A campaign the content policy refuses: counterfeit goods."""
+    message = campaign_message(tenant, list_id)
+    message["campaign_id"] = "replica-deal"
+    message["content"] = {"subject": "Replica watches -90%",
+                          "text": "Fake Rolex and other replica watches, today only."}
+    return message
+
+
 def run_demo(workdir: Path | None = None, say: Callable[[str], None] = print) -> dict[str, Any]:
     directory = workdir or Path(tempfile.mkdtemp(prefix="postgate-demo-"))
     sink = SmtpSink().start()
@@ -59,6 +68,7 @@ def run_demo(workdir: Path | None = None, say: Callable[[str], None] = print) ->
         broker.publish("campaigns", message)
         broker.publish("campaigns", message)  # a producer retry: must stay one campaign
         broker.publish("campaigns", b'{"version": "campaign.v1", "tenant": "acme"}')
+        broker.publish("campaigns", forbidden_message(tenant, list_id))
         install_loop(settings)
         asyncio.run(_run_until_finished(ctx))
         report = _report(ctx, sink)
@@ -75,9 +85,11 @@ async def _run_until_finished(ctx: Context, timeout_s: float = 60) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with ctx.engine.connect() as conn:
-                states = set(conn.scalars(select(t.campaign.c.state).where(
-                    t.campaign.c.external_id == "spring-sale-2026")))
-            if states == {CampaignState.FINISHED}:
+                states = dict(conn.execute(select(t.campaign.c.external_id, t.campaign.c.state)
+                                           .where(t.campaign.c.external_id.in_(
+                                               ["spring-sale-2026", "replica-deal"]))).all())
+            if states == {"spring-sale-2026": CampaignState.FINISHED,
+                          "replica-deal": CampaignState.REJECTED}:
                 break
             await asyncio.sleep(0.2)
         stop.set()
@@ -94,6 +106,8 @@ def _report(ctx: Context, sink: SmtpSink) -> dict[str, Any]:
             .where(cp.external_id == "spring-sale-2026").order_by(d.id)
         ).all()
         campaigns = conn.execute(select(cp.external_id, cp.state)).all()
+        rejected = conn.execute(select(cp.external_id, cp.policy).where(
+            cp.state == CampaignState.REJECTED)).all()
         dead = conn.execute(select(t.dead_letter.c.queue, t.dead_letter.c.error)).all()
     states = Counter(r.state for r in rows)
     return {
@@ -103,6 +117,7 @@ def _report(ctx: Context, sink: SmtpSink) -> dict[str, Any]:
         "blocked": dict(Counter(r.reason for r in rows if r.state == "blocked")),
         "campaigns": [tuple(c) for c in campaigns],
         "dead_letters": [tuple(x) for x in dead],
+        "rejected": [(name, policy or {}) for name, policy in rejected],
         "sink_messages": len(sink.handler.received),
     }
 
@@ -123,6 +138,10 @@ def _print(report: dict[str, Any], out: Callable[[str], None], directory: Path) 
         f"failed {report['failed']}")
     out(f"the local SMTP sink received {report['sink_messages']} message(s)")
     out(f"campaigns: {report['campaigns']} (the duplicate queue message made no second one)")
+    for name, policy in report["rejected"]:
+        found = "; ".join(f"{category}: {', '.join(terms)}"
+                          for category, terms in (policy.get("matches") or {}).items())
+        out(f"campaign '{name}' rejected by the content policy ({found})")
     for queue, error in report["dead_letters"]:
         out(f"dead letter from '{queue}': {error}")
     out(f"\ndatabase kept at {directory / 'postgate.db'}")
