@@ -112,60 +112,47 @@ class SmtpPool:
     async def _transact(
         self, client: aiosmtplib.SMTP, envelope_from: str, recipient: str, data: bytes
     ) -> SendResult:
-        """One SMTP transaction: MAIL, RCPT, DATA, sent as raw commands.
+        """One SMTP transaction; replies and failures mapped to an outcome.
 
-        The addresses are ours (VERP) or normalised at import, so the commands are built
-        directly instead of letting ``sendmail`` parse every address twice per message.
-        Only a connection lost after DATA began leaves the outcome unknown.
+        Only a connection lost once DATA began leaves the outcome unknown.
         """
         if not _safe(envelope_from) or not _safe(recipient):
             return SendResult(Outcome.FAILED, None, "address not usable in an SMTP command")
-        if not (envelope_from.isascii() and recipient.isascii()):
-            return await self._sendmail(client, envelope_from, recipient, data)  # SMTPUTF8
-        in_data = False
+        in_data = [False]
         try:
-            if client.is_ehlo_or_helo_needed:
-                await client.ehlo()
-            reply = await client.execute_command(b"MAIL", b"FROM:<%s>" % envelope_from.encode())
-            if reply.code != 250:
-                await self._reset(client)
-                return _from_code(reply.code, reply.message)
-            reply = await client.execute_command(b"RCPT", b"TO:<%s>" % recipient.encode())
-            if reply.code not in (250, 251):
-                await self._reset(client)
-                return _from_code(reply.code, reply.message)
-            in_data = True
-            await client.data(data)
+            if envelope_from.isascii() and recipient.isascii():
+                return await self._commands(client, envelope_from, recipient, data, in_data)
+            in_data[0] = True  # SMTPUTF8: aiosmtplib's full path, all stages in one call
+            response, _ = await client.sendmail(envelope_from, [recipient], data)
+            reply = response.get(recipient)
+            return _from_code(reply[0], reply[1]) if reply else SendResult(Outcome.SENT, 250)
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError,
                 TimeoutError, OSError) as exc:
-            return SendResult(Outcome.DEFERRED, None, f"connection lost: {exc}", unknown=in_data)
-        except aiosmtplib.SMTPResponseException as exc:
-            await self._reset(client)
-            return _from_code(exc.code, exc.message)
-        except aiosmtplib.SMTPException as exc:
-            return SendResult(Outcome.DEFERRED, None, f"smtp error: {exc}", unknown=in_data)
-        return SendResult(Outcome.SENT, 250, "")
-
-    async def _sendmail(
-        self, client: aiosmtplib.SMTP, envelope_from: str, recipient: str, data: bytes
-    ) -> SendResult:
-        """aiosmtplib's full path, for internationalised addresses (SMTPUTF8)."""
-        try:
-            response, _ = await client.sendmail(envelope_from, [recipient], data)
+            return SendResult(Outcome.DEFERRED, None, f"connection lost: {exc}",
+                              unknown=in_data[0])
         except aiosmtplib.SMTPRecipientsRefused as exc:
             await self._reset(client)
             return _from_code(exc.recipients[0].code, exc.recipients[0].message)
-        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError,
-                TimeoutError, OSError) as exc:
-            return SendResult(Outcome.DEFERRED, None, f"connection lost: {exc}", unknown=True)
         except aiosmtplib.SMTPResponseException as exc:
             await self._reset(client)
             return _from_code(exc.code, exc.message)
         except aiosmtplib.SMTPException as exc:
-            return SendResult(Outcome.DEFERRED, None, f"smtp error: {exc}", unknown=True)
-        reply = response.get(recipient)
-        if reply is not None and reply[0] >= 400:
-            return _from_code(reply[0], reply[1])
+            return SendResult(Outcome.DEFERRED, None, f"smtp error: {exc}", unknown=in_data[0])
+
+    async def _commands(self, client: aiosmtplib.SMTP, envelope_from: str, recipient: str,
+                        data: bytes, in_data: list[bool]) -> SendResult:
+        """MAIL, RCPT, DATA as raw commands: the addresses are ours (VERP) or normalised
+        at import, so nothing is gained by ``sendmail`` parsing each one twice."""
+        if client.is_ehlo_or_helo_needed:
+            await client.ehlo()
+        reply = await client.execute_command(b"MAIL", b"FROM:<%s>" % envelope_from.encode())
+        if reply.code == 250:
+            reply = await client.execute_command(b"RCPT", b"TO:<%s>" % recipient.encode())
+        if reply.code not in (250, 251):
+            await self._reset(client)
+            return _from_code(reply.code, reply.message)
+        in_data[0] = True
+        await client.data(data)
         return SendResult(Outcome.SENT, 250, "")
 
     @staticmethod
