@@ -1,0 +1,62 @@
+"""``postgate campaign status ID --follow``: a live progress bar until the campaign ends.
+
+The bar counts rows that reached a final state (sent, blocked, failed, cancelled) out of
+all the campaign's rows, with the sent rate measured over the last samples; the line
+beside it shows every count. It stops when the campaign is finished, cancelled or
+rejected, and prints a plain summary line (also when the output is not a terminal).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy import Engine
+
+from postgate.delivery import progress
+
+COUNTS = ("[green]sent {task.fields[sent]}[/] · blocked {task.fields[blocked]} · "
+          "[red]failed {task.fields[failed]}[/] · held {task.fields[held]} · "
+          "open {task.fields[open]} · {task.fields[rate]}/s")
+
+
+def _fields(p: progress.Progress, rate: float) -> dict[str, Any]:
+    return {"sent": p.sent, "blocked": p.blocked, "failed": p.failed, "held": p.held,
+            "open": p.open, "rate": f"{rate:,.0f}", "state": p.state}
+
+
+def follow(engine: Engine, campaign_id: int, interval: float = 0.5,
+           console: Console | None = None) -> int:
+    """Show the bar until the campaign is terminal; 0 then, 1 when there is no such campaign."""
+    console = console or Console()
+    with engine.connect() as conn:
+        first = progress.read(conn, campaign_id)
+    if first is None:
+        console.print(f"no campaign {campaign_id}", style="red")
+        return 1
+    started = time.monotonic()
+    last_sent, last_at, rate = first.sent, started, 0.0
+    current = first
+    columns = (TextColumn("[bold]{task.description}"), TextColumn("{task.fields[state]}"),
+               BarColumn(), MofNCompleteColumn(), TextColumn(COUNTS), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(f"campaign {campaign_id} ({first.external_id})",
+                            total=max(first.total, 1), completed=first.done,
+                            **_fields(first, rate))
+        while not current.terminal:
+            time.sleep(interval)
+            with engine.connect() as conn:
+                current = progress.read(conn, campaign_id) or current
+            now = time.monotonic()
+            rate = (current.sent - last_sent) / (now - last_at) if now > last_at else rate
+            last_sent, last_at = current.sent, now
+            bar.update(task, total=max(current.total, 1), completed=current.done,
+                       **_fields(current, rate))
+    elapsed = time.monotonic() - started
+    console.print(f"campaign {campaign_id} {current.state}: sent {current.sent}, "
+                  f"blocked {current.blocked}, failed {current.failed}, "
+                  f"cancelled {current.cancelled} of {current.total} "
+                  f"(followed {elapsed:.1f} s)", highlight=False)
+    return 0
