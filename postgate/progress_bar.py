@@ -1,7 +1,7 @@
 """``postgate campaign status ID --follow``: a live progress bar until the campaign ends.
 
 The bar counts rows that reached a final state (sent, blocked, failed, cancelled) out of
-all the campaign's rows, with the sent rate measured over the last samples; the line
+all the campaign's rows, with the sent rate measured over the last few seconds; the line
 beside it shows every count. It stops when the campaign is finished, cancelled or
 rejected, and prints a plain summary line (also when the output is not a terminal).
 """
@@ -9,6 +9,7 @@ rejected, and prints a plain summary line (also when the output is not a termina
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import Any
 
 from rich.console import Console
@@ -17,6 +18,7 @@ from sqlalchemy import Engine
 
 from postgate.delivery import progress
 
+RATE_WINDOW_S = 5.0  # the sent rate is measured over the last seconds
 COUNTS = ("[green]sent {task.fields[sent]}[/] · blocked {task.fields[blocked]} · "
           "[red]failed {task.fields[failed]}[/] · held {task.fields[held]} · "
           "open {task.fields[open]} · {task.fields[rate]}/s")
@@ -37,8 +39,8 @@ def follow(engine: Engine, campaign_id: int, interval: float = 0.5,
         console.print(f"no campaign {campaign_id}", style="red")
         return 1
     started = time.monotonic()
-    last_sent, last_at, rate = first.sent, started, 0.0
-    current = first
+    samples: deque[tuple[float, int]] = deque([(started, first.sent)])
+    rate, current = 0.0, first
     columns = (TextColumn("[bold]{task.description}"), TextColumn("{task.fields[state]}"),
                BarColumn(), MofNCompleteColumn(), TextColumn(COUNTS), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as bar:
@@ -50,8 +52,11 @@ def follow(engine: Engine, campaign_id: int, interval: float = 0.5,
             with engine.connect() as conn:
                 current = progress.read(conn, campaign_id) or current
             now = time.monotonic()
-            rate = (current.sent - last_sent) / (now - last_at) if now > last_at else rate
-            last_sent, last_at = current.sent, now
+            samples.append((now, current.sent))
+            while len(samples) > 2 and now - samples[0][0] > RATE_WINDOW_S:
+                samples.popleft()
+            then, sent_then = samples[0]
+            rate = (current.sent - sent_then) / (now - then) if now > then else rate
             bar.update(task, total=max(current.total, 1), completed=current.done,
                        **_fields(current, rate))
     elapsed = time.monotonic() - started
