@@ -29,28 +29,21 @@ def _fields(p: progress.Progress, rate: float) -> dict[str, Any]:
             "open": p.open, "rate": f"{rate:,.0f}", "state": p.state}
 
 
-def follow(engine: Engine, campaign_id: int, interval: float = 0.5,
-           console: Console | None = None) -> int:
-    """Show the bar until the campaign is terminal; 0 then, 1 when there is no such campaign."""
-    console = console or Console()
-    with engine.connect() as conn:
-        first = progress.read(conn, campaign_id)
-    if first is None:
-        console.print(f"no campaign {campaign_id}", style="red")
-        return 1
-    started = time.monotonic()
-    samples: deque[tuple[float, int]] = deque([(started, first.sent)])
+def _draw(engine: Engine, first: progress.Progress, interval: float,
+          console: Console) -> progress.Progress:
+    """Redraw the bar every ``interval`` seconds until the campaign is terminal."""
+    samples: deque[tuple[float, int]] = deque([(time.monotonic(), first.sent)])
     rate, current = 0.0, first
     columns = (TextColumn("[bold]{task.description}"), TextColumn("{task.fields[state]}"),
                BarColumn(), MofNCompleteColumn(), TextColumn(COUNTS), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task(f"campaign {campaign_id} ({first.external_id})",
+        task = bar.add_task(f"campaign {first.campaign_id} ({first.external_id})",
                             total=max(first.total, 1), completed=first.done,
                             **_fields(first, rate))
         while not current.terminal:
             time.sleep(interval)
             with engine.connect() as conn:
-                current = progress.read(conn, campaign_id) or current
+                current = progress.read(conn, first.campaign_id) or current
             now = time.monotonic()
             samples.append((now, current.sent))
             while len(samples) > 2 and now - samples[0][0] > RATE_WINDOW_S:
@@ -59,9 +52,26 @@ def follow(engine: Engine, campaign_id: int, interval: float = 0.5,
             rate = (current.sent - sent_then) / (now - then) if now > then else rate
             bar.update(task, total=max(current.total, 1), completed=current.done,
                        **_fields(current, rate))
-    elapsed = time.monotonic() - started
+    return current
+
+
+def follow(engine: Engine, campaign_id: int, interval: float = 0.5,
+           console: Console | None = None) -> int:
+    """Show the bar until the campaign is terminal: 0 then, 1 when there is no such
+    campaign, 130 when interrupted."""
+    console = console or Console()
+    with engine.connect() as conn:
+        first = progress.read(conn, campaign_id)
+    if first is None:
+        console.print(f"no campaign {campaign_id}", style="red")
+        return 1
+    started = time.monotonic()
+    try:
+        current = _draw(engine, first, interval, console)
+    except KeyboardInterrupt:
+        return 130
     console.print(f"campaign {campaign_id} {current.state}: sent {current.sent}, "
                   f"blocked {current.blocked}, failed {current.failed}, "
                   f"cancelled {current.cancelled} of {current.total} "
-                  f"(followed {elapsed:.1f} s)", highlight=False)
+                  f"(followed {time.monotonic() - started:.1f} s)", highlight=False)
     return 0
