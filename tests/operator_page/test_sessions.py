@@ -56,8 +56,13 @@ def test_only_operator_keys_log_in(world: World, api: str) -> None:
         with engine.connect() as conn:  # only the hash is stored
             stored = conn.scalar(select(t.operator_session.c.token_hash))
         assert stored != token and len(token) >= 43
+        with engine.begin() as conn:  # tenant-controlled text is escaped
+            conn.execute(update(t.tenant).where(t.tenant.c.id == world.tenant_id)
+                         .values(name="<script>alert(1)</script>"))
         page = http.get("/operator")
         assert page.status_code == 200 and world.tenant.slug in page.text and "alice" in page.text
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+        assert "<script>alert" not in page.text
         assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
         assert http.get("/operator/static/page.js").status_code == 200
         panels = http.get("/operator/panels")
