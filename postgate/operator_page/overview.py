@@ -1,7 +1,8 @@
 """What the operator page shows, read from the database in one pass.
 
 Rates come from :func:`postgate.delivery.reputation.measure` (the breaker's own counts)
-over the rolling window the breaker uses; states from the tenant's active sending
+over the rolling window the breaker uses; tenants that are stopped or over a threshold
+come first, then those near one, then by volume. States come from the active sending
 blocks (the ones the kill switch and the breaker write); progress from
 :mod:`postgate.delivery.progress`.
 """
@@ -18,7 +19,7 @@ from postgate import tables as t
 from postgate.clock import aware
 from postgate.delivery import progress, reputation
 from postgate.delivery.states import DeliveryState as S
-from postgate.operator_page.standing import Standing, judge
+from postgate.operator_page.standing import Standing, attention, judge
 from postgate.settings import Settings
 
 MAX_CAMPAIGNS, MAX_AUDIT = 50, 40
@@ -87,6 +88,8 @@ def read(engine: Engine, settings: Settings, blocks: list[dict[str, Any]],
                 slug=row.slug, name=row.name, status=row.status, why=row.status_reason,
                 standing=judge(window, limits), blocks=by_tenant.get(row.slug, []),
                 held=int(held.get(row.id, 0)), closed=row.closed_at is not None))
+        overview.tenants.sort(key=lambda r: (attention(r.status, r.standing),
+                                             -r.standing.sent, r.slug))
         flying = conn.execute(
             select(c.id, c.channel, c.kind, tn.slug).join(t.tenant, tn.id == c.tenant_id)
             .where(c.state.in_(progress.IN_FLIGHT)).order_by(c.id.desc())

@@ -50,3 +50,11 @@ def judge(window: Window, limits: Thresholds) -> Standing:
         bounce_limit_percent=round(limits.hard_bounce_rate * 100, 3),
         min_volume=limits.min_volume,
     )
+
+
+def attention(status: str, standing: Standing) -> int:
+    """Sort key: stopped or over a threshold first (0), then near one (1), then the rest."""
+    levels = (standing.complaint_level, standing.bounce_level)
+    if status != "active" or "over" in levels:
+        return 0
+    return 1 if "near" in levels else 2

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from postgate.delivery.breaker import Thresholds, Window, evaluate
 from postgate.delivery.progress import tally
-from postgate.operator_page.standing import judge, level
+from postgate.operator_page.standing import attention, judge, level
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 LIMITS = Thresholds(complaint_rate=0.001, hard_bounce_rate=0.05, min_volume=1000)
@@ -53,3 +53,10 @@ def test_progress_counts_final_rows_as_done() -> None:
     assert p.percent == 57.0 and not p.terminal
     assert tally(7, "spring", "finished", {}).terminal
     assert tally(7, "spring", "planning", {}).percent == 0.0
+
+
+def test_tenants_needing_attention_come_first() -> None:
+    calm, near = judge(window(5000, 5000, 0, 0), LIMITS), judge(window(5000, 5000, 4, 0), LIMITS)
+    over = judge(window(5000, 5000, 6, 0), LIMITS)
+    assert attention("active", over) == attention("killed", calm) == 0
+    assert attention("active", near) == 1 and attention("active", calm) == 2
