@@ -76,6 +76,10 @@ def _dead_letters(args: argparse.Namespace, settings: Settings) -> int:
 def _status(args: argparse.Namespace, settings: Settings) -> int:
     from postgate.db import engine_for
 
+    if args.follow:
+        from postgate.progress_bar import follow
+
+        return follow(engine_for(settings.database_url), args.id, args.interval)
     d, c = t.delivery.c, t.campaign.c
     with engine_for(settings.database_url).connect() as conn:
         campaign = conn.execute(
@@ -252,6 +256,9 @@ def parser() -> argparse.ArgumentParser:
     camp_sub = camp.add_subparsers(dest="action", required=True)
     status = camp_sub.add_parser("status", help="deliveries of a campaign by state")
     status.add_argument("id", type=int)
+    status.add_argument("--follow", action="store_true",
+                        help="show a live progress bar until the campaign is finished")
+    status.add_argument("--interval", type=float, default=0.5, help="seconds between reads")
     status.set_defaults(fn=_status)
     consent_commands.add_commands(sub, camp_sub)
     keys = sub.add_parser("keys", help="api keys")

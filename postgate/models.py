@@ -23,6 +23,7 @@ from postgate.delivery.models import (
     SendingBlock,
     Tenant,
 )
+from postgate.operator_page.models import OperatorSession
 from postgate.sms.models import SmsPart
 
 metadata = SQLModel.metadata
@@ -39,6 +40,7 @@ __all__ = [
     "ListImport",
     "ListMember",
     "MailingList",
+    "OperatorSession",
     "PendingSignup",
     "SenderDomain",
     "SendingBlock",

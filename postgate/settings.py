@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     signup_rate_window_s: float = 600.0
     reminder_after_days: int = Field(default=90, ge=1)  # provenance footer after this silence
     metrics_port: int = 0  # workers serve /metrics here when set
+    # the operator web page (postgate/operator_page)
+    operator_session_ttl_s: float = Field(default=8 * 3600.0, gt=0)  # a login lasts this long
+    operator_refresh_s: float = Field(default=3.0, gt=0)  # the page re-reads its panels
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,46 @@
+// The operator page: open the kill switch dialogs and re-read the live panels.
+(function () {
+  "use strict";
+  var panels = document.getElementById("panels");
+  if (!panels) { return; }
+  var every = parseInt(panels.getAttribute("data-refresh-ms"), 10) || 3000;
+
+  function fill(dialog, name, value) {
+    dialog.querySelectorAll('[data-fill="' + name + '"]').forEach(function (el) {
+      el.textContent = value;
+    });
+  }
+
+  document.addEventListener("click", function (event) {
+    var opener = event.target.closest("button[data-open]");
+    if (opener) {
+      var dialog = document.getElementById(opener.getAttribute("data-open"));
+      var form = dialog.querySelector("form");
+      var tenant = opener.getAttribute("data-tenant");
+      var scope = opener.getAttribute("data-scope") || "";
+      form.reset();
+      form.action = form.getAttribute("data-action-template")
+        .replace("{slug}", encodeURIComponent(tenant));
+      fill(dialog, "tenant", tenant);
+      fill(dialog, "scope", scope.replace("_", " "));
+      var scopeField = form.querySelector('input[type="hidden"][name="scope"]');
+      if (scopeField) { scopeField.value = scope; }
+      dialog.showModal();
+      return;
+    }
+    var closer = event.target.closest("[data-close]");
+    if (closer) { closer.closest("dialog").close(); }
+  });
+
+  function refresh() {
+    if (document.querySelector("dialog[open]")) { return; }  // never under an open form
+    fetch("/operator/panels", { credentials: "same-origin", cache: "no-store" })
+      .then(function (reply) {
+        if (reply.status === 401) { window.location.assign("/operator/login"); return null; }
+        return reply.ok ? reply.text() : null;
+      })
+      .then(function (html) { if (html !== null) { panels.innerHTML = html; } })
+      .catch(function () { /* the next tick tries again */ });
+  }
+  window.setInterval(refresh, every);
+})();
