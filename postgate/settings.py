@@ -91,6 +91,7 @@ class Settings(BaseSettings):
     smpp_rate_per_s: float = 100.0
     smpp_timeout_s: float = 10.0
     smpp_enquire_link_s: float = 30.0
+    sms_price_per_part: dict[str, float] = Field(default_factory=dict)  # provider -> price
     # content policy and sending domains
     lexicon_dir: str = ""  # empty: the lexicons shipped in postgate/delivery/lexicons
     dns_resolver: str = ""  # "host:port" for TXT look-ups; empty: the system resolver

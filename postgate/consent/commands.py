@@ -52,7 +52,8 @@ def dry_run(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         msg = parse_campaign(Path(args.file).read_bytes(), settings.max_message_bytes)
-        result = run(engine_for(settings.database_url), msg, settings.page_size, utcnow())
+        result = run(engine_for(settings.database_url), msg, settings.page_size, utcnow(),
+                     settings)
     except (MessageError, OSError) as exc:
         print(f"dry run refused: {exc}", file=sys.stderr)
         return 2

@@ -12,10 +12,16 @@ from sqlalchemy import Engine, func, select
 from postgate import tables as t
 from postgate.consent import audience
 from postgate.consent.gate import GateCampaign, gate
-from postgate.delivery.message import CampaignV1, MessageError
+from postgate.delivery.message import CampaignV1, MessageError, SmsOptions
+from postgate.delivery.states import Channel
+from postgate.settings import Settings
+from postgate.sms.estimate import estimate
+from postgate.sms.routing import parse_routes
 
 
-def dry_run(engine: Engine, msg: CampaignV1, page_size: int, now: datetime) -> dict[str, Any]:
+def dry_run(engine: Engine, msg: CampaignV1, page_size: int, now: datetime,
+            settings: Settings | None = None) -> dict[str, Any]:
+    """Counts per decision; for SMS also parts, routes and the estimated cost."""
     lists = sorted(set(msg.audience))
     with engine.connect() as conn:
         tenant_id = conn.scalar(select(t.tenant.c.id).where(t.tenant.c.slug == msg.tenant))
@@ -27,14 +33,26 @@ def dry_run(engine: Engine, msg: CampaignV1, page_size: int, now: datetime) -> d
             raise MessageError(f"audience names lists tenant {msg.tenant!r} does not own")
         spec = audience.AudienceSpec(tenant_id, msg.channel.value, msg.topic, tuple(lists))
         policy = GateCampaign(tenant_id=tenant_id, kind=msg.kind.value)
+        override = conn.scalar(select(t.tenant.c.sms_routes).where(t.tenant.c.id == tenant_id))
         blocked: Counter[str] = Counter()
         sendable = 0
+        numbers: list[str] = []
         for recipients in audience.stream(conn, spec, page_size, now):
-            for _, reason in gate(policy, recipients, now):
+            for recipient, reason in gate(policy, recipients, now):
                 if reason is None:
                     sendable += 1
+                    if msg.channel == Channel.SMS and recipient.address:
+                        numbers.append(recipient.address)
                 else:
                     blocked[reason.value] += 1
-    return {"tenant": msg.tenant, "campaign_id": msg.campaign_id, "topic": msg.topic,
-            "would_send": sendable, "blocked": dict(sorted(blocked.items())),
-            "total": sendable + sum(blocked.values())}
+    result: dict[str, Any] = {
+        "tenant": msg.tenant, "campaign_id": msg.campaign_id, "topic": msg.topic,
+        "would_send": sendable, "blocked": dict(sorted(blocked.items())),
+        "total": sendable + sum(blocked.values())}
+    if msg.channel == Channel.SMS:
+        s = settings or Settings()
+        options = msg.sms or SmsOptions()
+        result["sms"] = estimate(msg.content.text, msg.kind.value, s.sms_opt_out_text,
+                                 options.policy, options.max_parts, numbers,
+                                 parse_routes(s.sms_routes), override, s.sms_price_per_part)
+    return result

@@ -126,7 +126,7 @@ async def campaign_dry_run(user: TenantUser, request: Request) -> dict[str, Any]
         if msg.tenant != user.tenant_slug:
             raise MessageError("the message names another tenant")
         return await asyncio.to_thread(dry_run, request.app.state.engine, msg,
-                                       settings.page_size, utcnow())
+                                       settings.page_size, utcnow(), settings)
     except MessageError as exc:
         raise HTTPException(422, str(exc)) from None
 
