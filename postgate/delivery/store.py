@@ -76,6 +76,13 @@ def claim(engine: Engine, ids: Sequence[int], now: datetime, lease_s: float) -> 
     return claimed
 
 
+def renew(engine: Engine, ids: Sequence[int], until: datetime) -> None:
+    """Extend the lease of rows this sender still holds."""
+    with engine.begin() as conn:
+        conn.execute(update(t.delivery).where(d.id.in_(list(ids)), d.state == S.SENDING)
+                     .values(lease_until=until))
+
+
 def hold(engine: Engine, ids: Sequence[int], reason: str, now: datetime) -> None:
     """Keep rows the tenant may not send now; they resume when sending is re-enabled."""
     with engine.begin() as conn:

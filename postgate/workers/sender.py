@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.utils import formatdate
 
 from sqlalchemy import select
@@ -119,6 +119,27 @@ class Sender(Runner):
         claimed = await asyncio.to_thread(store.claim, engine, ids, now, settings.lease_s)
         if not claimed:
             return
+        keeper = asyncio.create_task(self._keep_leases([c.recipient.delivery_id
+                                                        for c in claimed]))
+        try:
+            await self._deliver(info, claimed, context, now, started)
+        finally:
+            keeper.cancel()
+
+    async def _keep_leases(self, ids: list[int]) -> None:
+        """While a batch is in hand, push its rows' lease forward, so that a slow batch (a
+        slow server, many retries) is never mistaken for a dead sender's and sent twice."""
+        lease = self.ctx.settings.lease_s
+        while True:
+            await asyncio.sleep(lease / 3)
+            await asyncio.to_thread(store.renew, self.ctx.engine, ids,
+                                    utcnow() + timedelta(seconds=lease))
+
+    async def _deliver(self, info: CampaignInfo, claimed: list[store.Claimed],
+                       context: dict[int, dict[str, str]], now: datetime,
+                       started: float) -> None:
+        engine, settings = self.ctx.engine, self.ctx.settings
+        campaign_id = info.compiled.content.campaign_id
         claimed, extra = await self._late_checks(info, claimed, context, now)
         if not claimed:
             return
