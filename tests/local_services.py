@@ -45,7 +45,7 @@ class LocalRedis:
     def __init__(self) -> None:
         self.binary = shutil.which("redis-server")
         self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="pg-redis-")
+        self.dir = tempfile.mkdtemp(prefix="redis-")
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -127,6 +127,7 @@ class LocalPostgres:
     def _ctl(self, action: str) -> None:
         options = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
                    "-c fsync=off -c max_connections=200")
+        assert self.pg_ctl, "PostgreSQL binaries not installed"
         self._run(self.pg_ctl, "-D", str(self.data), "-o", options, "-l",
                   str(self.dir / "log"), "-w", "-m", "fast", action)
         _wait_port(self.port, up=action != "stop")
