@@ -32,6 +32,24 @@ AUTO_SUBJECT = re.compile(
 )
 BOUNCE_FROM = re.compile(r"mailer-daemon|postmaster|mail delivery", re.IGNORECASE)
 ENVELOPE_HEADERS = ("X-Original-To", "Delivered-To", "Envelope-To", "X-Envelope-To", "To")
+MAX_ROW_ID = 2**63 - 1  # BIGINT: a larger id in a reply must not reach a query
+
+
+def row_id(text: str) -> int | None:
+    """A row id written in ASCII digits that fits the column, else None; never raises."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > MAX_ROW_ID:
+        return None
+    return int(text)
+
+
+def message_ref(text: str) -> tuple[int, int] | None:
+    """(delivery, campaign) from our Message-ID ``<delivery.campaign@domain>`` in ``text``."""
+    for m in OUR_MESSAGE_ID.finditer(text):
+        delivery, campaign = row_id(m.group(1)), row_id(m.group(2))
+        if delivery is not None and campaign is not None:
+            return delivery, campaign
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,12 +209,12 @@ def _message_ref(msg: Message) -> tuple[int, int] | None:
         if part is msg:
             continue
         for name in ("Message-ID", "Message-Id"):
-            if (value := part.get(name)) and (m := OUR_MESSAGE_ID.search(str(value))):
-                return int(m.group(1)), int(m.group(2))
+            if (value := part.get(name)) and (ref := message_ref(str(value))):
+                return ref
     text = _text(msg)
     for m in re.finditer(r"Message-I[dD]:\s*(<[^>]+>)", text):
-        if ours := OUR_MESSAGE_ID.fullmatch(m.group(1)):
-            return int(ours.group(1)), int(ours.group(2))
+        if OUR_MESSAGE_ID.fullmatch(m.group(1)) and (ref := message_ref(m.group(1))):
+            return ref
     return None
 
 

@@ -25,7 +25,7 @@ from sqlalchemy import Engine
 
 from postgate.clock import utcnow
 from postgate.delivery import feedback_store, reputation, sending_blocks
-from postgate.delivery.feedback_mail import OUR_MESSAGE_ID, Feedback
+from postgate.delivery.feedback_mail import Feedback, message_ref, row_id
 from postgate.settings import Settings
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
@@ -51,9 +51,12 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
 
 
 def verify(secret: str, timestamp: str, sent: str, body: bytes, now: float) -> bool:
-    if not timestamp.isdigit() or abs(now - int(timestamp)) > MAX_SKEW_S:
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12) or \
+            abs(now - int(timestamp)) > MAX_SKEW_S:
         return False
-    return hmac.compare_digest(signature(secret, timestamp, body), sent)
+    # as bytes: compare_digest refuses str with non-ASCII characters, which a header may hold
+    return hmac.compare_digest(signature(secret, timestamp, body).encode(),
+                               sent.encode("utf-8", "replace"))
 
 
 def normalise(event: dict[str, Any]) -> Feedback | None:
@@ -62,11 +65,10 @@ def normalise(event: dict[str, Any]) -> Feedback | None:
     if kind_name in IGNORED:
         return None
     kind, hard = TYPES.get(kind_name, ("unknown", None))
-    ref = None
-    if match := OUR_MESSAGE_ID.search(str(event.get("message_id", ""))):
-        ref = (int(match.group(1)), int(match.group(2)))
+    ref = message_ref(str(event.get("message_id", "")))
     raw_id = event.get("delivery_id")
-    delivery_id = int(raw_id) if isinstance(raw_id, int | str) and str(raw_id).isdigit() else None
+    delivery_id = row_id(str(raw_id)) if isinstance(raw_id, int | str) and \
+        not isinstance(raw_id, bool) else None
     recipient = str(event.get("recipient") or event.get("email") or event.get("to") or "")
     status = str(event.get("status") or "")
     channel = "sms" if kind_name in ("undeliv", "rejectd", "expired") else "email"

@@ -34,6 +34,7 @@ from aiosmpplib import (
 
 log = logging.getLogger("postgate.smpp")
 DEFAULT_ENCODING = "gsm0338"
+MAX_PDU_BYTES = 65_536  # far above any real PDU; a larger length is garbage, not a buffer size
 PARSERS: dict[SmppCommand, type[SmppMessage]] = {
     SmppCommand.BIND_TRANSCEIVER_RESP: BindTransceiverResp,
     SmppCommand.SUBMIT_SM_RESP: SubmitSmResp,
@@ -63,15 +64,30 @@ class SessionConfig:
     reconnect_s: float = 0.5
 
 
+class MalformedPdu(ConnectionError):
+    """The gateway sent bytes that are not SMPP: the session ends and binds again."""
+
+
 async def read_pdu(reader: asyncio.StreamReader) -> SmppMessage | None:
-    """Read one PDU; None for a command we do not parse (its body is skipped)."""
+    """Read one PDU; None for a command we do not parse (its body is skipped). A PDU that
+    cannot be framed or parsed raises :class:`MalformedPdu`, which the session treats as
+    a lost connection (any other error would end the session task for good)."""
     head = await reader.readexactly(16)
-    header = SmppMessage.parse_header(head)
-    body = await reader.readexactly(header.pdu_length - 16)
+    length = int.from_bytes(head[:4], "big")
+    if not 16 <= length <= MAX_PDU_BYTES:
+        raise MalformedPdu(f"PDU length {length}")
+    body = await reader.readexactly(length - 16)
+    try:
+        header = SmppMessage.parse_header(head)
+    except ValueError:  # a command id this library does not know: skip it
+        return None
     parser = PARSERS.get(header.smpp_command)
     if parser is None:
         return None
-    return parser.from_pdu(head + body, header, DEFAULT_ENCODING)
+    try:
+        return parser.from_pdu(head + body, header, DEFAULT_ENCODING)
+    except Exception as exc:
+        raise MalformedPdu(f"malformed {header.smpp_command.name}: {exc!r}") from exc
 
 
 class SmppSession:

@@ -88,18 +88,27 @@ def classify(http_status: int, body: str) -> SmsResult:
 def parse_callback(params: Mapping[str, str]) -> list[DeliveryReport]:
     """Delivery reports from a ``notify_url`` callback; SMSAPI batches them as
     comma-separated lists (MsgId, status, idx, donedate...). Pure."""
-    ids = [v for v in params.get("MsgId", "").split(",") if v]
+    ids = [v.strip() for v in params.get("MsgId", "").split(",") if v.strip()]
     statuses = params.get("status", "").split(",")
     done = params.get("donedate", "").split(",")
     reports = []
     for i, message_id in enumerate(ids):
         code = statuses[i].strip() if i < len(statuses) else ""
         stamp = done[i].strip() if i < len(done) else ""
-        done_at = datetime.fromtimestamp(int(stamp), UTC) if stamp.isdigit() else None
-        reports.append(DeliveryReport("smsapi", message_id.strip(),
-                                      STATUSES.get(code, DlrStatus.UNKNOWN), code, done_at,
+        reports.append(DeliveryReport("smsapi", message_id,
+                                      STATUSES.get(code, DlrStatus.UNKNOWN), code, _stamp(stamp),
                                       json.dumps(dict(params))[:2000]))
     return reports
+
+
+def _stamp(text: str) -> datetime | None:
+    """Unix seconds as a time; None for anything else (other digits, out of range)."""
+    if not (text.isascii() and text.isdigit() and len(text) <= 12):
+        return None
+    try:
+        return datetime.fromtimestamp(int(text), UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 class SmsApiGateway(SmsGateway):

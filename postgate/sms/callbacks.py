@@ -20,6 +20,7 @@ from fastapi.responses import PlainTextResponse
 from sqlalchemy import Engine
 
 from postgate.clock import utcnow
+from postgate.delivery.feedback_mail import row_id
 from postgate.providers.sms import InboundSms
 from postgate.providers.smsapi import parse_callback
 from postgate.sms import feedback
@@ -58,7 +59,7 @@ def _write(engine: Engine, fn: Callable[..., Any], *args: Any) -> None:
 
 
 def _idx(value: str) -> int | None:
-    return int(value) if value.strip().isdigit() else None
+    return row_id(value)
 
 
 router = APIRouter()

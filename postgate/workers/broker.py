@@ -2,11 +2,15 @@
 
 The broker URL picks the transport (``memory://`` in-process, ``redis://``, ``amqp://``).
 Consumers use ``basic_get`` so that every kombu call stays on the caller's thread
-and the asyncio loop never blocks waiting for a message.
+and the asyncio loop never blocks waiting for a message. The connection opens on first
+use, so creating a Broker while the server is down does not raise (the first call does,
+and callers back off and retry), and closing one never raises: a broker restart must not
+take a worker down with it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -26,14 +30,22 @@ class Broker:
                         durable=True)
             for name in QUEUES
         }
-        self._channel = self.connection.channel()
-        self._producer = self.connection.Producer(channel=self._channel)
-        for queue in self.queues.values():
-            queue(self._channel).declare()
+        self._channel: Any = None
+        self._producer: Any = None
+
+    def _open(self) -> Any:
+        if self._channel is None:
+            channel = self.connection.channel()
+            for queue in self.queues.values():
+                queue(channel).declare()
+            self._producer = self.connection.Producer(channel=channel)
+            self._channel = channel
+        return self._channel
 
     def publish(self, name: str, body: bytes | str | dict[str, Any],
                 headers: dict[str, Any] | None = None) -> None:
         payload = body if isinstance(body, bytes | str) else json.dumps(body, separators=(",", ":"))
+        self._open()
         self._producer.publish(
             payload,
             exchange=self.exchange,
@@ -49,15 +61,20 @@ class Broker:
 
     def get(self, name: str) -> Message | None:
         """One message or None, without waiting. The caller must ack or reject it."""
-        message: Message | None = self.queues[name](self._channel).get(no_ack=False)
+        message: Message | None = self.queues[name](self._open()).get(no_ack=False)
         return message
 
     def depth(self, name: str) -> int:
-        _, count, _ = self.queues[name](self._channel).queue_declare()
+        _, count, _ = self.queues[name](self._open()).queue_declare()
         return int(count)
 
     def close(self) -> None:
-        try:
-            self._channel.close()
-        finally:
+        """Let go of the connection. Errors are swallowed: closing a channel whose server
+        is gone tries to hand unacked messages back and fails, and those come back by
+        themselves after the visibility timeout."""
+        channel, self._channel, self._producer = self._channel, None, None
+        if channel is not None:
+            with contextlib.suppress(Exception):
+                channel.close()
+        with contextlib.suppress(Exception):
             self.connection.release()

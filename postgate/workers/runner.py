@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from kombu.message import Message
@@ -98,11 +99,11 @@ class Runner:
         except TRANSIENT as exc:
             log.warning("transient failure on %s, requeued: %s", self.queue, exc)
             JOBS.labels(self.queue, "requeued").inc()
-            message.requeue()
+            _settle(message.requeue)
             await asyncio.sleep(1.0)
         except DBAPIError as exc:
             if exc.connection_invalidated:
-                message.requeue()
+                _settle(message.requeue)
                 JOBS.labels(self.queue, "requeued").inc()
                 await asyncio.sleep(1.0)
             else:
@@ -113,7 +114,7 @@ class Runner:
             await self._dead_letter(message, body, _crash(exc))
             JOBS.labels(self.queue, "dead_letter").inc()
         else:
-            message.ack()
+            _settle(message.ack)
             JOBS.labels(self.queue, "ok").inc()
 
     async def _dead_letter(self, message: Message, body: bytes, error: str) -> None:
@@ -121,7 +122,7 @@ class Runner:
         self.broker.publish("dead", body, headers={"error": error[:2000], "queue": self.queue})
         await asyncio.to_thread(self._record_dead_letter, body, error)
         DEAD_LETTERS.labels(self.queue).inc()
-        message.ack()
+        _settle(message.ack)
 
     def _record_dead_letter(self, body: bytes, error: str) -> None:
         preview = body[:PREVIEW_BYTES].decode("utf-8", errors="replace")
@@ -134,6 +135,16 @@ class Runner:
                 )
         except Exception:  # the copy on the dead-letter queue still holds it
             log.exception("could not record dead letter in the database")
+
+
+def _settle(action: Callable[[], None]) -> None:
+    """Ack or requeue; when the broker went away meanwhile, the message comes back by
+    itself (visibility timeout) or is gone with the broker, and the rows' state guards
+    make a redelivery harmless: log it, don't crash the task."""
+    try:
+        action()
+    except Exception as exc:
+        log.warning("could not settle a message with the broker: %r", exc)
 
 
 def _crash(exc: BaseException) -> str:

@@ -61,3 +61,23 @@ def test_signed_events_are_applied_once(world: World, api: str) -> None:
     assert [tuple(k) for k in kinds] == [("bounce", rows[0].id, "webhook"),
                                          ("complaint", rows[1].id, "webhook"),
                                          ("unknown", rows[2].id, "webhook")]
+
+
+def test_hostile_ids_and_signatures_get_an_answer_not_a_crash(world: World, api: str) -> None:
+    """Values the parser fuzzing found: non-ASCII digits, ids past BIGINT, a non-ASCII
+    signature header. Each is an ordinary answer (applied as unknown, or 401), never a 500."""
+    world.ctx.settings.webhook_secrets = {"esp": SECRET}
+    events = [{"id": "h1", "type": "hard_bounce", "delivery_id": "²"},
+              {"id": "h2", "type": "complaint", "delivery_id": "9" * 19},
+              {"id": "h3", "type": "complaint", "message_id": "<9999999999999999999.1@x>"}]
+    body = json.dumps({"events": events}).encode()
+    with httpx.Client(base_url=api, timeout=10) as http:
+        assert post(http, body).json() == {"applied": 3, "duplicate": 0, "ignored": 0}
+        ts = str(int(time.time()))
+        forged = http.post("/v1/webhooks/esp", content=body, headers={
+            "X-Postgate-Timestamp": ts,
+            "X-Postgate-Signature": "sha256=\u00e9t\u00e9".encode("latin-1")})
+        assert forged.status_code == 401
+        huge = http.post("/v1/webhooks/esp", content=body, headers={
+            "X-Postgate-Timestamp": "1" * 400, "X-Postgate-Signature": "sha256=00"})
+        assert huge.status_code == 401
