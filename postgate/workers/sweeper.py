@@ -22,7 +22,7 @@ from postgate import tables as t
 from postgate.clock import utcnow
 from postgate.delivery import canary
 from postgate.delivery.reputation import BreakerWatch
-from postgate.delivery.sending_blocks import announce
+from postgate.delivery.sending_blocks import announce, release_held
 from postgate.delivery.states import SENDABLE_CAMPAIGN, CampaignState
 from postgate.delivery.states import DeliveryState as S
 from postgate.settings import Settings
@@ -33,6 +33,7 @@ from postgate.workers.planner import plan_campaign, publish_batches
 log = logging.getLogger("postgate.sweeper")
 d, c = t.delivery.c, t.campaign.c
 SWEEP_LIMIT = 20_000
+LATE_HOLD_WINDOW_S = 60.0
 OPEN_STATES = (S.QUEUED, S.SENDING, S.DEFERRED, S.HELD)
 
 
@@ -43,6 +44,17 @@ def _republish(broker: Broker, settings: Settings, rows: list[tuple[int, int]]) 
     for campaign_id, ids in by_campaign.items():
         publish_batches(broker, campaign_id, sorted(ids), settings.batch_size)
     return len(rows)
+
+
+def _release_late_holds(engine: Engine, now: datetime) -> list[tuple[int, int]]:
+    """Rows a sender held just as an operator re-enabled the tenant would otherwise wait
+    for the next re-enable: for a minute after any clear, release what the tenant's
+    remaining blocks allow."""
+    sb = t.sending_block.c
+    with engine.connect() as conn:
+        tenants = list(conn.scalars(select(sb.tenant_id).where(
+            sb.cleared_at >= now - timedelta(seconds=LATE_HOLD_WINDOW_S)).distinct()))
+    return [row for tenant_id in tenants for row in release_held(engine, tenant_id, now)]
 
 
 def sweep_once(engine: Engine, broker: Broker, settings: Settings, now: datetime) -> dict[str, int]:
@@ -90,6 +102,7 @@ def sweep_once(engine: Engine, broker: Broker, settings: Settings, now: datetime
             .values(state=S.CANCELLED, reason="campaign_cancelled", updated_at=now)
         ).rowcount
     done["canary"] = len(canary.review(engine, broker, settings, now))
+    done["released"] = _republish(broker, settings, _release_late_holds(engine, now))
 
     with engine.begin() as conn:
         pending = exists().where(d.campaign_id == c.id, d.state.in_(OPEN_STATES))
