@@ -20,6 +20,7 @@ from typing import Any
 GROUP = "postgate.providers"
 BUILTIN = {
     "smtp": "postgate.providers.smtp:SmtpPool",
+    "mx": "postgate.providers.mx:MxProvider",
     "smpp": "postgate.providers.smpp:SmppGateway",
     "smsapi": "postgate.providers.smsapi:SmsApiGateway",
 }
