@@ -204,7 +204,8 @@ class MxProvider:
         return client
 
     async def _reap(self) -> None:
-        """Close idle connections past ``MX_IDLE_S`` so quiet destinations hold no socket."""
+        """Close idle connections past ``MX_IDLE_S`` so quiet destinations hold no socket;
+        forget hosts that are no longer down and domains long out of their window."""
         while True:
             await asyncio.sleep(max(1.0, self.settings.mx_idle_s / 2))
             now, stale = time.monotonic(), []
@@ -216,6 +217,8 @@ class MxProvider:
                 else:
                     del self.idle[dest]
             self.down = {d: until for d, until in self.down.items() if until > now}
+            forget = now - self.settings.mx_backoff_max_s  # long quiet: strikes start over
+            self.backoff = {d: b for d, b in self.backoff.items() if b.until > forget}
             await asyncio.gather(*(self._quit(c) for c in stale))
 
     @staticmethod

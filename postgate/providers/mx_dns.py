@@ -1,6 +1,6 @@
-"""Where a domain's mail goes: MX and address look-ups with dnspython's async resolver
-(``DNS_RESOLVER`` as for TXT), cached for the answer's TTL within ``MX_DNS_TTL_MIN_S`` and
-``MX_DNS_TTL_MAX_S``. Concurrent look-ups of one name share a single query.
+"""Where a domain's mail goes: MX and address (A, then AAAA) look-ups with dnspython's
+async resolver (``DNS_RESOLVER`` as for TXT), cached for the answer's TTL within
+``MX_DNS_TTL_MIN_S`` and ``MX_DNS_TTL_MAX_S``. Concurrent look-ups of a name share a query.
 
 A domain without MX records is its own MX (RFC 5321 section 5.1). A domain that does not
 exist, or publishes a null MX (RFC 7505), cannot receive mail: that failure is permanent
@@ -68,8 +68,8 @@ class MxRoutes:
         return await self._cached(("MX", domain), lambda: self._mx(domain))
 
     async def addresses(self, host: str) -> list[str]:
-        """The host's IPv4 addresses; [] when it has none."""
-        return await self._cached(("A", host), lambda: self._a(host))
+        """The host's IPv4 addresses, then its IPv6 ones; [] when it has none."""
+        return await self._cached(("A", host), lambda: self._addresses(host))
 
     async def _cached(self, key: tuple[str, str],
                       query: Callable[[], Awaitable[tuple[float, T | DnsFailure]]]) -> T:
@@ -119,12 +119,20 @@ class MxRoutes:
             return ttl, permanent(556, f"5.1.10 {domain} accepts no mail (null MX, RFC 7505)")
         return ttl, hosts
 
-    async def _a(self, host: str) -> tuple[float, list[str] | DnsFailure]:
-        try:
-            answer = await self.resolver.resolve(host, "A")
-        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer, *BAD_NAME):
-            return 0, []
-        except dns.exception.DNSException as exc:
-            return -1, temporary(f"address look-up of {host} failed: {exc}")
-        ttl = answer.rrset.ttl if answer.rrset is not None else 0
-        return ttl, [r.address for r in answer]
+    async def _addresses(self, host: str) -> tuple[float, list[str] | DnsFailure]:
+        found: list[str] = []
+        ttls: list[float] = []
+        for rdtype in ("A", "AAAA"):
+            try:
+                answer = await self.resolver.resolve(host, rdtype)
+            except dns.resolver.NXDOMAIN:
+                break
+            except (dns.resolver.NoAnswer, *BAD_NAME):
+                continue
+            except dns.exception.DNSException as exc:
+                if found:  # IPv4 is enough to go on with
+                    break
+                return -1, temporary(f"address look-up of {host} failed: {exc}")
+            ttls.append(answer.rrset.ttl if answer.rrset is not None else 0)
+            found += [r.address for r in answer]
+        return min(ttls, default=0), found

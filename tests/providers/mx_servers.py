@@ -41,11 +41,11 @@ class MxHandler(SinkHandler):
 
 
 class MxServer:
-    def __init__(self, tls_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, tls_context: ssl.SSLContext | None = None, **smtp_options: Any) -> None:
         self.handler = MxHandler()
         self.port = _free_port()
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port,
-                                     decode_data=False, tls_context=tls_context)
+                                     decode_data=False, tls_context=tls_context, **smtp_options)
         self.controller.start()
 
     def stop(self) -> None:

@@ -186,3 +186,21 @@ def test_starttls_is_used_when_offered(dns: LocalDns, servers: Callable[..., MxS
 
     assert [r.outcome for r in results] == [Outcome.SENT] * 2
     assert secure.handler.tls == [True] and plain.handler.tls == [False]
+
+
+def test_an_idle_connection_the_server_closed_is_replaced(
+        dns: LocalDns, servers: Callable[..., MxServer]) -> None:
+    mx = servers(timeout=0.3)  # the server hangs up on sessions idle this long
+    publish(dns, "quiet.example", (10, "mx.quiet.example"))
+    provider = MxProvider(mx_settings(dns, {"mx.quiet.example": mx.port}))
+
+    async def apart() -> list[SendResult]:
+        first = await provider.send(FROM, "q1@quiet.example", MESSAGE)
+        await asyncio.sleep(0.8)
+        return [first, await provider.send(FROM, "q2@quiet.example", MESSAGE)]
+
+    results = run(provider, apart)
+
+    assert [r.outcome for r in results] == [Outcome.SENT] * 2
+    assert mx.handler.recipients() == ["q1@quiet.example", "q2@quiet.example"]
+    assert mx.handler.ehlos == 2
