@@ -161,7 +161,7 @@ class MxProvider:
                 await self._quit(client)
         try:
             client = await self._connect(dest)
-        except aiosmtplib.SMTPConnectResponseError as exc:  # a 421 greeting, say
+        except aiosmtplib.SMTPResponseException as exc:  # a 421 greeting, say
             return SendResult(Outcome.DEFERRED if exc.code < 500 else Outcome.FAILED,
                               exc.code, exc.message)
         except CONNECT_ERRORS as exc:
@@ -190,7 +190,11 @@ class MxProvider:
         client = aiosmtplib.SMTP(hostname=dest.address, port=dest.port, start_tls=False,
                                  timeout=s.mx_timeout_s, local_hostname=s.helo_name)
         await client.connect()
-        await client.ehlo()
+        try:
+            await client.ehlo()
+        except BaseException:
+            client.close()
+            raise
         if not client.supports_extension("starttls"):
             return client
         try:

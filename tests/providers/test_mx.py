@@ -47,14 +47,16 @@ def errors(kind: str) -> float:
         "channel": "email", "provider": "mx", "kind": kind}) or 0.0
 
 
+async def run_async(provider: MxProvider, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    await provider.start()
+    try:
+        return await work()
+    finally:
+        await provider.close()
+
+
 def run(provider: MxProvider, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    async def go() -> T:
-        await provider.start()
-        try:
-            return await work()
-        finally:
-            await provider.close()
-    return asyncio.run(go())
+    return asyncio.run(run_async(provider, work))
 
 
 Sends = Callable[[], Coroutine[Any, Any, list[SendResult]]]
@@ -204,3 +206,29 @@ def test_an_idle_connection_the_server_closed_is_replaced(
     assert [r.outcome for r in results] == [Outcome.SENT] * 2
     assert mx.handler.recipients() == ["q1@quiet.example", "q2@quiet.example"]
     assert mx.handler.ehlos == 2
+
+
+def test_a_host_that_greets_with_421_throttles_its_domain(dns: LocalDns) -> None:
+    publish(dns, "busy.example", (10, "mx.busy.example"))
+    greeted: list[int] = []
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        greeted.append(1)
+        writer.write(b"421 4.7.0 mx.busy.example too busy, try later\r\n")
+        await writer.drain()
+        writer.close()
+
+    async def work() -> list[SendResult]:
+        server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        provider = MxProvider(mx_settings(dns, {"mx.busy.example": port}))
+        try:
+            return await run_async(provider, send(provider, "a@busy.example", "b@busy.example"))
+        finally:
+            server.close()
+
+    first, second = asyncio.run(work())
+
+    assert (first.outcome, first.code) == (Outcome.DEFERRED, 421)
+    assert second.code is None and "asked us to slow down" in second.detail
+    assert greeted == [1]
