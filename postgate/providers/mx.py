@@ -186,9 +186,7 @@ class MxProvider:
         return result
 
     async def _connect(self, dest: Destination) -> aiosmtplib.SMTP:
-        s = self.settings
-        client = aiosmtplib.SMTP(hostname=dest.address, port=dest.port, start_tls=False,
-                                 timeout=s.mx_timeout_s, local_hostname=s.helo_name)
+        client = self._client(dest)
         await client.connect()
         try:
             await client.ehlo()
@@ -202,10 +200,14 @@ class MxProvider:
         except CONNECT_ERRORS as exc:
             log.info("STARTTLS with %s failed (%s): sending in plain text", dest.host, exc)
             client.close()
-            client = aiosmtplib.SMTP(hostname=dest.address, port=dest.port, start_tls=False,
-                                     timeout=s.mx_timeout_s, local_hostname=s.helo_name)
+            client = self._client(dest)
             await client.connect()
         return client
+
+    def _client(self, dest: Destination) -> aiosmtplib.SMTP:
+        return aiosmtplib.SMTP(hostname=dest.address, port=dest.port, start_tls=False,
+                               timeout=self.settings.mx_timeout_s,
+                               local_hostname=self.settings.helo_name)
 
     async def _reap(self) -> None:
         """Close idle connections past ``MX_IDLE_S`` so quiet destinations hold no socket;
@@ -214,11 +216,9 @@ class MxProvider:
             await asyncio.sleep(max(1.0, self.settings.mx_idle_s / 2))
             now, stale = time.monotonic(), []
             for dest, pool in list(self.idle.items()):
-                keep = [(t, c) for t, c in pool if now - t < self.settings.mx_idle_s]
                 stale += [c for t, c in pool if now - t >= self.settings.mx_idle_s]
-                if keep:
-                    self.idle[dest] = keep
-                else:
+                pool[:] = [(t, c) for t, c in pool if now - t < self.settings.mx_idle_s]
+                if not pool:  # in place: a send may be walking this very list
                     del self.idle[dest]
             self.down = {d: until for d, until in self.down.items() if until > now}
             forget = now - self.settings.mx_backoff_max_s  # long quiet: strikes start over

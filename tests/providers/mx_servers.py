@@ -21,6 +21,7 @@ MESSAGE = b"From: news@shop.example\r\nTo: someone\r\nSubject: hi\r\n\r\nhello\r
 @dataclass
 class MxHandler(SinkHandler):
     ehlos: int = 0
+    quits: int = 0
     tls: list[bool] = field(default_factory=list)  # per accepted message: was it over TLS
 
     async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
@@ -29,6 +30,11 @@ class MxHandler(SinkHandler):
         with self.lock:
             self.ehlos += 1
         return responses
+
+    async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.lock:
+            self.quits += 1
+        return "221 Bye"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self.lock:

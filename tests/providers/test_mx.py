@@ -208,6 +208,20 @@ def test_an_idle_connection_the_server_closed_is_replaced(
     assert mx.handler.ehlos == 2
 
 
+def test_connections_idle_too_long_are_closed(
+        dns: LocalDns, servers: Callable[..., MxServer]) -> None:
+    mx = servers()
+    publish(dns, "idle.example", (10, "mx.idle.example"))
+    provider = MxProvider(mx_settings(dns, {"mx.idle.example": mx.port}, mx_idle_s=0.5))
+
+    async def then_wait() -> int:
+        await provider.send(FROM, "i@idle.example", MESSAGE)
+        await asyncio.sleep(1.3)  # the reaper looks every max(1 s, MX_IDLE_S / 2)
+        return mx.handler.quits
+
+    assert run(provider, then_wait) == 1 and mx.handler.recipients() == ["i@idle.example"]
+
+
 def test_a_host_that_greets_with_421_throttles_its_domain(dns: LocalDns) -> None:
     publish(dns, "busy.example", (10, "mx.busy.example"))
     greeted: list[int] = []
