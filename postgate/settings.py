@@ -31,6 +31,19 @@ class Settings(BaseSettings):
     smtp_connections: int = Field(default=16, ge=1, le=512)
     smtp_timeout_s: float = 30.0
     smtp_validate_certs: bool = True
+    email_provider: str = "smtp"  # "smtp" (the smarthost above) or "mx" (direct to MX)
+
+    # direct-to-MX delivery (postgate/providers/mx.py); DNS_RESOLVER below is used too
+    mx_port: int = 25
+    mx_port_overrides: dict[str, int] = Field(default_factory=dict)  # MX host -> port; tests
+    mx_connections_per_domain: int = Field(default=4, ge=1)
+    mx_timeout_s: float = 30.0
+    mx_idle_s: float = 30.0  # an idle connection older than this is closed, not reused
+    mx_dns_ttl_min_s: float = 60.0  # MX/A answers are cached for their TTL within these
+    mx_dns_ttl_max_s: float = 3600.0
+    mx_host_down_s: float = 60.0  # an MX host that refused a connection is skipped this long
+    mx_backoff_base_s: float = 60.0  # after a 421 / 4.7.x the domain is deferred this long,
+    mx_backoff_max_s: float = 1800.0  # doubling on each repeat up to this; a success resets
 
     # identity of this platform
     secret_key: str = "change-me-in-production"

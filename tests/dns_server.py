@@ -1,5 +1,5 @@
-"""A small authoritative DNS server on 127.0.0.1 (UDP and TCP) for TXT records, built
-with dnspython: tests publish records in it and point the resolver at it."""
+"""A small authoritative DNS server on 127.0.0.1 (UDP and TCP) for TXT, MX and A records,
+built with dnspython: tests publish records in it and point the resolver at it."""
 
 from __future__ import annotations
 
@@ -11,18 +11,25 @@ from typing import Any
 
 import dns.flags
 import dns.message
+import dns.name
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
 import dns.rrset
+from dns.rdtypes.ANY.MX import MX
 from dns.rdtypes.ANY.TXT import TXT
+from dns.rdtypes.IN.A import A
 
 
 class LocalDns:
     def __init__(self) -> None:
         self.txt: dict[str, list[str]] = {}
+        self.mx: dict[str, list[tuple[int, str]]] = {}
+        self.a: dict[str, list[str]] = {}
+        self.ttl = 60
         self.queries: list[str] = []
+        self.typed_queries: list[tuple[str, str]] = []  # (name, type), e.g. ("x.example", "MX")
         outer = self
 
         class Tcp(socketserver.BaseRequestHandler):
@@ -52,6 +59,13 @@ class LocalDns:
     def publish(self, name: str, value: str) -> None:
         self.txt.setdefault(name.lower().rstrip("."), []).append(value)
 
+    def publish_mx(self, domain: str, preference: int, host: str) -> None:
+        """An MX record; ``host`` "." is a null MX (RFC 7505)."""
+        self.mx.setdefault(domain.lower().rstrip("."), []).append((preference, host))
+
+    def publish_a(self, host: str, address: str = "127.0.0.1") -> None:
+        self.a.setdefault(host.lower().rstrip("."), []).append(address)
+
     def answer(self, wire: bytes) -> bytes:
         query = dns.message.from_wire(wire)
         response = dns.message.make_response(query)
@@ -59,10 +73,18 @@ class LocalDns:
         question = query.question[0]
         name = question.name.to_text().rstrip(".").lower()
         self.queries.append(name)
+        self.typed_queries.append((name, dns.rdatatype.to_text(question.rdtype)))
         values = self.txt.get(name)
-        if values is None:
+        if values is None and name not in self.mx and name not in self.a:
             response.set_rcode(dns.rcode.NXDOMAIN)
-        elif question.rdtype == dns.rdatatype.TXT:
+        elif question.rdtype == dns.rdatatype.MX and name in self.mx:
+            mxs = [MX(dns.rdataclass.IN, dns.rdatatype.MX, pref, dns.name.from_text(host))
+                   for pref, host in self.mx[name]]
+            response.answer.append(dns.rrset.from_rdata_list(question.name, self.ttl, mxs))
+        elif question.rdtype == dns.rdatatype.A and name in self.a:
+            addresses = [A(dns.rdataclass.IN, dns.rdatatype.A, a) for a in self.a[name]]
+            response.answer.append(dns.rrset.from_rdata_list(question.name, self.ttl, addresses))
+        elif question.rdtype == dns.rdatatype.TXT and values is not None:
             rdatas = [TXT(dns.rdataclass.IN, dns.rdatatype.TXT,
                           [v.encode()[i:i + 255] for i in range(0, len(v.encode()), 255)])
                       for v in values]

@@ -1,6 +1,7 @@
 """Providers by name, loaded lazily; third parties add theirs through an entry point.
 
-A provider is a factory ``(settings, feedback) -> provider`` published in the
+A provider is a factory ``(settings, feedback) -> provider`` (an email provider:
+``(settings) -> provider``, chosen by ``EMAIL_PROVIDER``) published in the
 ``postgate.providers`` entry-point group, e.g. in the third party's pyproject::
 
     [project.entry-points."postgate.providers"]
@@ -20,6 +21,7 @@ from typing import Any
 GROUP = "postgate.providers"
 BUILTIN = {
     "smtp": "postgate.providers.smtp:SmtpPool",
+    "mx": "postgate.providers.mx:MxProvider",
     "smpp": "postgate.providers.smpp:SmppGateway",
     "smsapi": "postgate.providers.smsapi:SmsApiGateway",
 }

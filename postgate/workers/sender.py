@@ -23,8 +23,8 @@ from postgate.delivery.rendering import CampaignContent, CompiledCampaign
 from postgate.delivery.sending_state import may_send
 from postgate.delivery.states import BlockReason, Channel, Kind
 from postgate.metrics import BATCH_SECONDS, BLOCKED, DKIM_SIGN_SECONDS, MESSAGES
+from postgate.providers import registry
 from postgate.providers.base import EmailProvider, SendResult
-from postgate.providers.smtp import SmtpPool
 from postgate.sms.dispatch import SmsDispatch
 from postgate.workers.context import Context
 from postgate.workers.runner import Runner
@@ -74,7 +74,8 @@ class Sender(Runner):
     def __init__(self, ctx: Context, provider: EmailProvider | None = None) -> None:
         super().__init__(ctx)
         self.concurrency = ctx.settings.sender_prefetch
-        self.provider: EmailProvider = provider or SmtpPool(ctx.settings)
+        self.provider: EmailProvider = provider or registry.factory(
+            ctx.settings.email_provider)(ctx.settings)  # EMAIL_PROVIDER: smtp or mx
         self.campaigns: dict[int, CampaignInfo] = {}
         self.switch = SendingSwitch(ctx)
         self.slots = asyncio.Semaphore(ctx.settings.smtp_connections)

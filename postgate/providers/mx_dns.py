@@ -1,0 +1,138 @@
+"""Where a domain's mail goes: MX and address (A, then AAAA) look-ups with dnspython's
+async resolver (``DNS_RESOLVER`` as for TXT), cached for the answer's TTL within
+``MX_DNS_TTL_MIN_S`` and ``MX_DNS_TTL_MAX_S``. Concurrent look-ups of a name share a query.
+
+A domain without MX records is its own MX (RFC 5321 section 5.1). A domain that does not
+exist, or publishes a null MX (RFC 7505), cannot receive mail: that failure is permanent
+and cached like an answer. Timeouts and server failures are temporary and not cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import dns.asyncresolver
+import dns.exception
+import dns.name
+import dns.resolver
+
+from postgate.providers.base import Outcome, SendResult
+from postgate.providers.dns_txt import resolver as txt_resolver
+from postgate.providers.mx_policy import MxHost, cache_ttl, null_mx
+from postgate.settings import Settings
+
+T = TypeVar("T")
+MAX_ENTRIES = 50_000  # expired answers are dropped when the cache grows past this
+BAD_NAME = (dns.exception.SyntaxError, dns.name.NameTooLong, dns.name.IDNAException)
+
+
+class DnsFailure(Exception):
+    """No route to the domain: ``result`` is what the send reports."""
+
+    def __init__(self, result: SendResult) -> None:
+        super().__init__(result.detail)
+        self.result = result
+
+
+def permanent(code: int, detail: str) -> DnsFailure:
+    return DnsFailure(SendResult(Outcome.FAILED, code, detail))
+
+
+def temporary(detail: str) -> DnsFailure:
+    return DnsFailure(SendResult(Outcome.DEFERRED, None, detail))
+
+
+def async_resolver(settings: Settings) -> dns.asyncresolver.Resolver:
+    configured = txt_resolver(settings)  # the same servers, port and timeouts as TXT
+    res = dns.asyncresolver.Resolver(configure=False)
+    res.nameservers = list(configured.nameservers)
+    res.port = configured.port
+    res.lifetime, res.timeout = configured.lifetime, configured.timeout
+    return res
+
+
+class MxRoutes:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.resolver = async_resolver(settings)
+        self.cache: dict[tuple[str, str], tuple[float, object]] = {}
+        self.pending: dict[tuple[str, str], asyncio.Future[tuple[float, object]]] = {}
+        self.queries = 0
+
+    async def mx(self, domain: str) -> list[MxHost]:
+        """The domain's MX records, or the domain itself when it has none."""
+        return await self._cached(("MX", domain), lambda: self._mx(domain))
+
+    async def addresses(self, host: str) -> list[str]:
+        """The host's IPv4 addresses, then its IPv6 ones; [] when it has none."""
+        return await self._cached(("A", host), lambda: self._addresses(host))
+
+    async def _cached(self, key: tuple[str, str],
+                      query: Callable[[], Awaitable[tuple[float, T | DnsFailure]]]) -> T:
+        hit = self.cache.get(key)
+        if hit is None or hit[0] <= self.clock():
+            future = self.pending.get(key)
+            if future is None:
+                future = asyncio.ensure_future(self._fill(key, query))
+                self.pending[key] = future
+            hit = await asyncio.shield(future)
+        value = hit[1]
+        if isinstance(value, DnsFailure):
+            raise value
+        return value  # type: ignore[return-value]
+
+    async def _fill(self, key: tuple[str, str],
+                    query: Callable[[], Awaitable[tuple[float, object]]]) -> tuple[float, object]:
+        try:
+            self.queries += 1
+            ttl, value = await query()
+            s = self.settings
+            entry = (self.clock() + cache_ttl(ttl, s.mx_dns_ttl_min_s, s.mx_dns_ttl_max_s), value)
+            if ttl >= 0:  # a temporary failure (ttl -1) is answered but not kept
+                if len(self.cache) >= MAX_ENTRIES:
+                    now = self.clock()
+                    self.cache = {k: v for k, v in self.cache.items() if v[0] > now}
+                self.cache[key] = entry
+            return entry
+        finally:
+            self.pending.pop(key, None)
+
+    async def _mx(self, domain: str) -> tuple[float, list[MxHost] | DnsFailure]:
+        try:
+            answer = await self.resolver.resolve(domain, "MX")
+        except dns.resolver.NXDOMAIN:
+            return 0, permanent(550, f"5.1.2 no such domain: {domain} does not exist in DNS")
+        except dns.resolver.NoAnswer:
+            return 0, [MxHost(0, domain)]
+        except BAD_NAME as exc:
+            return 0, permanent(553, f"5.1.3 bad domain {domain!r}: {exc}")
+        except dns.exception.DNSException as exc:
+            return -1, temporary(f"MX look-up of {domain} failed: {exc}")
+        ttl = answer.rrset.ttl if answer.rrset is not None else 0
+        hosts = [MxHost(r.preference, r.exchange.to_text(omit_final_dot=True).lower()
+                        if r.exchange != dns.name.root else "") for r in answer]
+        if null_mx(hosts):
+            return ttl, permanent(556, f"5.1.10 {domain} accepts no mail (null MX, RFC 7505)")
+        return ttl, hosts
+
+    async def _addresses(self, host: str) -> tuple[float, list[str] | DnsFailure]:
+        found: list[str] = []
+        ttls: list[float] = []
+        for rdtype in ("A", "AAAA"):
+            try:
+                answer = await self.resolver.resolve(host, rdtype)
+            except dns.resolver.NXDOMAIN:
+                break
+            except (dns.resolver.NoAnswer, *BAD_NAME):
+                continue
+            except dns.exception.DNSException as exc:
+                if found:  # IPv4 is enough to go on with
+                    break
+                return -1, temporary(f"address look-up of {host} failed: {exc}")
+            ttls.append(answer.rrset.ttl if answer.rrset is not None else 0)
+            found += [r.address for r in answer]
+        return min(ttls, default=0), found
