@@ -1,7 +1,8 @@
 """End-to-end throughput of the campaign pipeline, against Postfix's C ``smtp-sink``.
 
     python bench/pipeline.py --recipients N [--connections 32] [--database-url URL]
-        [--broker-url URL] [--baseline-messages M] [--skip-baselines | --only-baselines]
+        [--broker-url URL [--planner-process]] [--baseline-messages M]
+        [--skip-baselines | --only-baselines]
 
 All on 127.0.0.1, into one ``smtp-sink``: (1) Postfix's ``smtp-source`` over reused
 sessions; (2) raw aiosmtplib on uvloop, persistent connections sending copies of one
@@ -9,7 +10,9 @@ rendered campaign message (in a child process, so the peak RSS below is the pipe
 alone); (3) the pipeline: a fresh database (SQLite in a temporary directory; for a
 PostgreSQL URL a ``bench_<pid>`` database beside the named one, dropped afterwards) with
 N consenting contacts, one ``campaign.v1`` message, then planner + sender + sweeper until
-the campaign is finished (a SQLite URL is used as given: name a new file). Baselines send
+the campaign is finished (a SQLite URL is used as given: name a new file). With
+``--planner-process`` and a Redis or RabbitMQ broker, planner and sweeper run in a
+process of their own, as deployed, and only the sender shares the measured event loop. Baselines send
 min(N, 50000) messages by default. Seeding is timed but not part of any rate. Besides
 wall-clock rates, CPU time per message is reported, which shifts less when other work
 shares the machine. The last line printed is one JSON object.
@@ -180,7 +183,8 @@ def seed(url: str, recipients: int) -> tuple[str, int]:
     return "acme", list_id
 
 
-async def run_until_finished(ctx: Context, timeout_s: float) -> bool:
+async def run_until_finished(ctx: Context, timeout_s: float,
+                             workers: tuple[str, ...] = ("planner", "sender", "sweeper")) -> bool:
     stop, finished = asyncio.Event(), False
     c = t.campaign.c
 
@@ -196,8 +200,17 @@ async def run_until_finished(ctx: Context, timeout_s: float) -> bool:
             finished = await asyncio.to_thread(state) == "finished"
         stop.set()
 
-    await run_workers(ctx, ["planner", "sender", "sweeper"], stop, extra=[watch()])
+    await run_workers(ctx, list(workers), stop, extra=[watch()])
     return finished
+
+
+def planner_process(settings: Settings) -> subprocess.Popen[bytes]:
+    """Planner and sweeper in a process of their own, as in production."""
+    env = os.environ | {"DATABASE_URL": settings.database_url, "BROKER_URL": settings.broker_url,
+                        "QUEUE_PREFIX": settings.queue_prefix, "CANARY_MIN_AUDIENCE": "0",
+                        "SMTP_PORT": str(settings.smtp_port)}
+    return subprocess.Popen([sys.executable, "-m", "postgate", "worker", "planner", "sweeper"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def pipeline(args: argparse.Namespace, port: int, workdir: Path) -> dict[str, Any]:
@@ -213,9 +226,16 @@ def pipeline(args: argparse.Namespace, port: int, workdir: Path) -> dict[str, An
         ctx = Context.from_settings(settings)
         broker = ctx.broker()
         install_loop(settings)
+        helper = planner_process(settings) if args.planner_process else None
+        workers = ("sender",) if helper else ("planner", "sender", "sweeper")
         published, cpu = utcnow(), cpu_s()
         broker.publish("campaigns", campaign_message(tenant, list_id) | {"campaign_id": CAMPAIGN})
-        finished = asyncio.run(run_until_finished(ctx, args.timeout))
+        try:
+            finished = asyncio.run(run_until_finished(ctx, args.timeout, workers))
+        finally:
+            if helper:
+                helper.terminate()
+                helper.wait(30)
         cpu = cpu_s() - cpu
         broker.close()
         c, d = t.campaign.c, t.delivery.c
@@ -264,6 +284,9 @@ def main() -> int:
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--database-url", default=None)
     p.add_argument("--broker-url", default="memory://")
+    p.add_argument("--planner-process", action="store_true",
+                   help="planner and sweeper in their own process (needs a redis/amqp broker); "
+                        "CPU and RSS are then the sender's alone")
     p.add_argument("--baseline-messages", type=int, default=None)
     p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the campaign")
     mode = p.add_mutually_exclusive_group()
