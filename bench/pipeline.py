@@ -12,8 +12,8 @@ PostgreSQL URL a ``bench_<pid>`` database beside the named one, dropped afterwar
 N consenting contacts, one ``campaign.v1`` message, then planner + sender + sweeper until
 the campaign is finished (a SQLite URL is used as given: name a new file). With
 ``--planner-process`` and a Redis or RabbitMQ broker, planner and sweeper run in a
-process of their own, as deployed, and only the sender shares the measured event loop. Baselines send
-min(N, 50000) messages by default. Seeding is timed but not part of any rate. Besides
+process of their own, as deployed, and only the sender shares the measured event loop.
+Baselines send min(N, 50000) messages by default. Seeding is timed but not part of any rate. Besides
 wall-clock rates, CPU time per message is reported, which shifts less when other work
 shares the machine. The last line printed is one JSON object.
 """
