@@ -173,7 +173,7 @@ class MxProvider:
     async def _transact(self, client: aiosmtplib.SMTP, dest: Destination, envelope_from: str,
                         recipient: str, data: bytes) -> SendResult:
         started = time.perf_counter()
-        result = await self.transaction._transact(client, envelope_from, recipient, data)
+        result = await self.transaction.transact(client, envelope_from, recipient, data)
         self._latency.observe(time.perf_counter() - started)
         if result.unknown:
             PROVIDER_ERRORS.labels("email", self.name, "connection_lost").inc()

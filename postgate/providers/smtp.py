@@ -94,7 +94,7 @@ class SmtpPool:
                         await asyncio.sleep(0.5)
                         continue
                 started = time.perf_counter()
-                result = await self._transact(client, envelope_from, recipient, data)
+                result = await self.transact(client, envelope_from, recipient, data)
                 self._latency.observe(time.perf_counter() - started)
                 if result.unknown:
                     PROVIDER_ERRORS.labels("email", self.name, "connection_lost").inc()
@@ -109,10 +109,11 @@ class SmtpPool:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(client.quit(), 2)
 
-    async def _transact(
+    async def transact(
         self, client: aiosmtplib.SMTP, envelope_from: str, recipient: str, data: bytes
     ) -> SendResult:
-        """One SMTP transaction; replies and failures mapped to an outcome.
+        """One SMTP transaction on an open ``client``; replies and failures mapped to an
+        outcome. The direct-to-MX provider runs its own connections through this too.
 
         Only a connection lost once DATA began leaves the outcome unknown.
         """
