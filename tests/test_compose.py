@@ -20,8 +20,8 @@ def compose() -> dict[str, Any]:
 
 def test_required_services_exist_with_healthchecks() -> None:
     services = compose()["services"]
-    for name in ("postgres", "redis", "api", "planner", "sender", "sweeper", "prometheus",
-                 "grafana"):
+    for name in ("postgres", "redis", "api", "planner", "sender", "sweeper", "feedback",
+                 "retention", "prometheus", "grafana"):
         assert name in services, name
         check = services[name].get("healthcheck", {})
         assert check.get("test") and not check.get("disable"), name
@@ -42,7 +42,7 @@ def test_every_postgate_command_parses_and_settings_load() -> None:
 
 def test_workers_wait_for_migrations_and_the_broker() -> None:
     services = compose()["services"]
-    for name in ("api", "planner", "sender", "sweeper"):
+    for name in ("api", "planner", "sender", "sweeper", "feedback", "retention"):
         deps = services[name]["depends_on"]
         assert deps["migrate"]["condition"] == "service_completed_successfully"
         assert deps["redis"]["condition"] == "service_healthy"
