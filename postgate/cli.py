@@ -185,11 +185,7 @@ def _domains(args: argparse.Namespace, settings: Settings) -> int:
     from postgate.delivery import domain_store
 
     engine = engine_for(settings.database_url)
-    with engine.connect() as conn:
-        tenant_id = conn.scalar(select(t.tenant.c.id).where(t.tenant.c.slug == args.tenant))
-    if tenant_id is None:
-        print(f"unknown tenant {args.tenant!r}", file=sys.stderr)
-        return 1
+    tenant_id = _tenant_of(engine, args.tenant)
     try:
         if args.action == "add":
             rows = [domain_store.add(engine, tenant_id, args.domain, settings.dkim_algorithm,

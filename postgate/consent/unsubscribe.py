@@ -9,7 +9,6 @@ insert-or-ignore on their unique keys.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,7 +19,6 @@ from postgate.delivery import tokens
 from postgate.dialect import insert_ignore
 
 log = logging.getLogger("postgate.unsubscribe")
-MAILTO_LOCAL = re.compile(r"^unsubscribe\+(\d{1,19}\.[0-9a-f]{32})$", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +68,3 @@ def apply(engine: Engine, secret: str, token: str, source: str,
     log.info("tenant=%s rcpt=%s unsubscribed (%s, delivery %s)", who.tenant_id, who.address,
              source, delivery_id)
     return who
-
-
-def token_from_mailto(address: str) -> str | None:
-    """The token in an ``unsubscribe+TOKEN@bounce-domain`` recipient, for the mail listener."""
-    local = address.strip().strip("<>").rsplit("@", 1)[0]
-    match = MAILTO_LOCAL.match(local)
-    return match.group(1).lower() if match else None

@@ -23,7 +23,6 @@ from postgate.delivery.bounce import DEAD_ADDRESS, ENHANCED, POLICY, classify_re
 
 OUR_MESSAGE_ID = re.compile(r"<(\d{1,19})\.(\d{1,19})@[^>\s]+>")
 VERP_ANYWHERE = re.compile(r"\bb\+\d{1,19}-[0-9a-f]{12}@[\w.-]+", re.IGNORECASE)
-UNSUB_LOCAL = re.compile(r"^unsubscribe\+(\d{1,19}\.[0-9a-f]{32})$", re.IGNORECASE)
 AUTO_SUBJECT = re.compile(
     r"out of (the )?office|automatic reply|auto[- ]?reply|autosvar|vacation|on leave|"
     r"abwesenheit|automatische antwort|r[ée]ponse automatique|absence|"
@@ -74,8 +73,8 @@ def parse(raw: bytes, secret: str, envelope_rcpts: tuple[str, ...] = ()) -> Feed
         [str(v) for h in ENVELOPE_HEADERS for v in (msg.get_all(h) or [])])]
     delivery_id = _verp(secret, targets)
     for address in targets:
-        match = UNSUB_LOCAL.match(address.rsplit("@", 1)[0].strip("<>"))
-        if match and (unsub := tokens.unsubscribe_decode(secret, match.group(1).lower())):
+        token = tokens.mailto_token(address)
+        if token and (unsub := tokens.unsubscribe_decode(secret, token)):
             return Feedback("unsubscribe", delivery_id=unsub,
                             recipients=_addresses(msg, "From"))
     try:

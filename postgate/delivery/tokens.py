@@ -11,6 +11,7 @@ import hmac
 import re
 
 VERP_LOCAL = re.compile(r"^b\+(\d+)-([0-9a-f]{12})$")
+MAILTO_LOCAL = re.compile(r"^unsubscribe\+(\d{1,19}\.[0-9a-f]{32})$", re.IGNORECASE)
 
 
 def _mac(secret: str, purpose: str, delivery_id: int, length: int) -> str:
@@ -44,3 +45,11 @@ def unsubscribe_decode(secret: str, token: str) -> int | None:
     delivery_id = int(head)
     expected = _mac(secret, "unsub", delivery_id, 32)
     return delivery_id if hmac.compare_digest(expected, mac) else None
+
+
+def mailto_token(address: str) -> str | None:
+    """The token in an ``unsubscribe+TOKEN@bounce-domain`` address (the List-Unsubscribe
+    mailto), not yet verified: pass it to :func:`unsubscribe_decode`."""
+    local = address.strip().strip("<>").rsplit("@", 1)[0]
+    match = MAILTO_LOCAL.match(local)
+    return match.group(1).lower() if match else None
