@@ -32,15 +32,28 @@
     if (closer) { closer.closest("dialog").close(); }
   });
 
+  // Once a form is submitted the page is leaving (every form posts and redirects): stop
+  // polling and abort a read in flight, which would otherwise race a logout into a 401.
+  var timer = null;
+  var inflight = null;
+  document.addEventListener("submit", function () {
+    window.clearInterval(timer);
+    if (inflight) { inflight.abort(); }
+  });
+
   function refresh() {
     if (document.querySelector("dialog[open]")) { return; }  // never under an open form
-    fetch("/operator/panels", { credentials: "same-origin", cache: "no-store" })
+    if (inflight) { return; }  // the previous read has not answered yet
+    inflight = new AbortController();
+    fetch("/operator/panels", { credentials: "same-origin", cache: "no-store",
+                                signal: inflight.signal })
       .then(function (reply) {
         if (reply.status === 401) { window.location.assign("/operator/login"); return null; }
         return reply.ok ? reply.text() : null;
       })
       .then(function (html) { if (html !== null) { panels.innerHTML = html; } })
-      .catch(function () { /* the next tick tries again */ });
+      .catch(function () { /* aborted, or the next tick tries again */ })
+      .finally(function () { inflight = null; });
   }
-  window.setInterval(refresh, every);
+  timer = window.setInterval(refresh, every);
 })();
