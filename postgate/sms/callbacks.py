@@ -65,7 +65,8 @@ def _idx(value: str) -> int | None:
 router = APIRouter()
 
 
-@router.api_route(REPORT_PATH, methods=["GET", "POST"], response_class=PlainTextResponse)
+@router.get(REPORT_PATH, response_class=PlainTextResponse, operation_id="smsapi_report_get")
+@router.post(REPORT_PATH, response_class=PlainTextResponse, operation_id="smsapi_report_post")
 async def smsapi_report(request: Request) -> str:
     params = await _params(request)
     _check_key(request, params)
@@ -79,7 +80,8 @@ async def smsapi_report(request: Request) -> str:
     return "OK"
 
 
-@router.api_route(INBOUND_PATH, methods=["GET", "POST"], response_class=PlainTextResponse)
+@router.get(INBOUND_PATH, response_class=PlainTextResponse, operation_id="smsapi_inbound_get")
+@router.post(INBOUND_PATH, response_class=PlainTextResponse, operation_id="smsapi_inbound_post")
 async def smsapi_inbound(request: Request) -> str:
     params = await _params(request)
     _check_key(request, params)
