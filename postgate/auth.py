@@ -16,6 +16,7 @@ from fastapi import Depends, HTTPException, Request
 from sqlalchemy import Engine, insert, select
 
 from postgate import tables as t
+from postgate import tenants
 from postgate.clock import utcnow
 
 KEY_PREFIX = "pg_"
@@ -41,7 +42,7 @@ def create_key(engine: Engine, role: str, name: str, tenant_slug: str | None = N
     with engine.begin() as conn:
         tenant_id = None
         if role == "tenant":
-            tenant_id = conn.scalar(select(t.tenant.c.id).where(t.tenant.c.slug == tenant_slug))
+            tenant_id = tenants.id_of(conn, tenant_slug or "")
             if tenant_id is None:
                 raise ValueError(f"unknown tenant {tenant_slug!r}")
         conn.execute(insert(t.api_key).values(tenant_id=tenant_id, role=role, name=name,

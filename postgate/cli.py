@@ -12,6 +12,7 @@ from pathlib import Path
 from sqlalchemy import Engine, func, select
 
 from postgate import tables as t
+from postgate import tenants
 from postgate.consent import commands as consent_commands
 from postgate.settings import Settings, get_settings
 
@@ -111,7 +112,7 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
 
 def _tenant_of(engine: Engine, slug: str) -> int:
     with engine.connect() as conn:
-        tenant_id = conn.scalar(select(t.tenant.c.id).where(t.tenant.c.slug == slug))
+        tenant_id = tenants.id_of(conn, slug)
     if tenant_id is None:
         raise SystemExit(f"unknown tenant {slug!r}")
     return int(tenant_id)

@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 
 from pydantic import ValidationError
-from sqlalchemy import select
 
-from postgate import tables as t
+from postgate import tenants
 from postgate.clock import utcnow
 from postgate.settings import Settings
 
@@ -31,7 +30,7 @@ def import_list(args: argparse.Namespace, settings: Settings) -> int:
         print("import refused: " + "; ".join(e["msg"] for e in exc.errors()), file=sys.stderr)
         return 2
     with engine.connect() as conn:
-        tenant_id = conn.scalar(select(t.tenant.c.id).where(t.tenant.c.slug == args.tenant))
+        tenant_id = tenants.id_of(conn, args.tenant)
     if tenant_id is None:
         print(f"import refused: unknown tenant {args.tenant!r}", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from postgate import tables as t
+from postgate import tenants
 from postgate.consent import audience
 from postgate.consent.gate import GateCampaign, gate
 from postgate.delivery.message import CampaignV1, MessageError, SmsOptions
@@ -24,7 +25,7 @@ def dry_run(engine: Engine, msg: CampaignV1, page_size: int, now: datetime,
     """Counts per decision; for SMS also parts, routes and the estimated cost."""
     lists = sorted(set(msg.audience))
     with engine.connect() as conn:
-        tenant_id = conn.scalar(select(t.tenant.c.id).where(t.tenant.c.slug == msg.tenant))
+        tenant_id = tenants.id_of(conn, msg.tenant)
         if tenant_id is None:
             raise MessageError(f"unknown tenant {msg.tenant!r}")
         owned = conn.scalar(select(func.count()).select_from(t.mailing_list).where(

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Engine, func, select
 
 from postgate import tables as t
+from postgate import tenants
 from postgate.auth import Operator
 from postgate.clock import utcnow
 from postgate.delivery import sending_blocks
@@ -47,7 +48,7 @@ class CancelRequest(BaseModel):
 
 def _tenant(engine: Engine, slug: str) -> int:
     with engine.connect() as conn:
-        tenant_id = conn.scalar(select(t.tenant.c.id).where(t.tenant.c.slug == slug))
+        tenant_id = tenants.id_of(conn, slug)
     if tenant_id is None:
         raise HTTPException(404, f"no tenant {slug!r}")
     return int(tenant_id)
