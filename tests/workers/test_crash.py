@@ -18,6 +18,7 @@ from postgate import tables as t
 from postgate.clock import utcnow
 from postgate.settings import Settings
 from tests.support import World
+from tests.workers.fleet import worker_env
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("BROKER_URL", "memory://").startswith("memory"),
@@ -50,12 +51,8 @@ def bulk_audience(world: World, count: int) -> None:
 
 
 def sender(settings: Settings) -> subprocess.Popen[bytes]:
-    env = os.environ | {
-        "DATABASE_URL": settings.database_url, "BROKER_URL": settings.broker_url,
-        "QUEUE_PREFIX": settings.queue_prefix, "SMTP_PORT": str(settings.smtp_port),
-        "SMTP_CONNECTIONS": "8", "BATCH_SIZE": str(BATCH), "SENDER_PREFETCH": str(PREFETCH),
-        "LEASE_S": "2", "POLL_INTERVAL_S": "0.02",
-    }
+    env = worker_env(settings, SMTP_CONNECTIONS="8", LEASE_S="2", BATCH_SIZE=str(BATCH),
+                     SENDER_PREFETCH=str(PREFETCH))
     return subprocess.Popen([sys.executable, "-m", "postgate", "worker", "sender"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

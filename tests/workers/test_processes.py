@@ -14,6 +14,7 @@ import pytest
 
 from postgate.settings import Settings
 from tests.support import World
+from tests.workers.fleet import worker_env
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("BROKER_URL", "memory://").startswith("memory"),
@@ -21,14 +22,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def spawn(settings: Settings, *names: str) -> subprocess.Popen[bytes]:
-    env = os.environ | {
-        "DATABASE_URL": settings.database_url, "BROKER_URL": settings.broker_url,
-        "QUEUE_PREFIX": settings.queue_prefix, "SMTP_PORT": str(settings.smtp_port),
-        "SMTP_CONNECTIONS": "4", "RETRY_BASE_S": "0.2", "SWEEP_INTERVAL_S": "0.2",
-        "POLL_INTERVAL_S": "0.02", "BATCH_SIZE": "25",
-    }
-    return subprocess.Popen([sys.executable, "-m", "postgate", "worker", *names], env=env,
+def spawn(settings: Settings, *names: str, **extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "postgate", "worker", *names],
+                            env=worker_env(settings, **({"BATCH_SIZE": "25"} | extra)),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
