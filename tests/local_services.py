@@ -1,9 +1,12 @@
-"""Throwaway Redis and PostgreSQL servers on free 127.0.0.1 ports, to restart at will.
+"""Throwaway Redis, PostgreSQL and RabbitMQ servers on free 127.0.0.1 ports, to restart at
+will.
 
 Restart tests and the soak script stop and start these, never the shared services other
 suites use. Redis runs without persistence, so a restart also empties every queue (the
 harshest case: messages in the broker are gone). PostgreSQL gets its own cluster in a
 temporary directory (initdb, trust auth); as root it runs as the ``postgres`` user.
+RabbitMQ runs as a node of its own (own name, ports, database directory, Erlang cookie and
+no plugins) beside any node the machine already has.
 """
 
 from __future__ import annotations
@@ -149,6 +152,67 @@ class LocalPostgres:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         admin.dispose()
         return self.url(name)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class LocalRabbit:
+    """A RabbitMQ node of its own; ``restart()`` drops every AMQP connection. Its durable
+    queues and persistent messages survive the restart, as on a real broker."""
+
+    SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+
+    def __init__(self) -> None:
+        self.port, self.dist_port = free_port(), free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="rabbit-"))
+        self.name = f"postgate{self.port}@localhost"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def available(self) -> bool:
+        return os.access(self.SERVER, os.X_OK)
+
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    def _env(self) -> dict[str, str]:
+        (self.dir / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{self.port}\n")
+        (self.dir / "enabled_plugins").write_text("[].\n")
+        return os.environ | {
+            "HOME": str(self.dir), "RABBITMQ_NODENAME": self.name,
+            "RABBITMQ_NODE_PORT": str(self.port), "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_CONFIG_FILE": str(self.dir / "rabbitmq.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.dir / "enabled_plugins"),
+            "RABBITMQ_MNESIA_BASE": str(self.dir / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.dir / "log"), "RABBITMQ_CONF_ENV_FILE": "/dev/null",
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+        }
+
+    def start(self) -> LocalRabbit:
+        with (self.dir / "server.out").open("ab") as out:
+            self.proc = subprocess.Popen([self.SERVER], env=self._env(), cwd=self.dir,
+                                         stdout=out, stderr=subprocess.STDOUT)
+        _wait_port(self.port, up=True, timeout=60)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()  # the node shuts down cleanly on SIGTERM
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        _wait_port(self.port, up=False)
+
+    def restart(self, down_s: float = 1.0) -> None:
+        self.stop()
+        time.sleep(down_s)
+        self.start()
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

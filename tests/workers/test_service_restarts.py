@@ -1,4 +1,4 @@
-"""Redis and PostgreSQL restarted under a campaign that is sending, with real worker
+"""Redis, PostgreSQL and RabbitMQ restarted under a campaign that is sending, with real worker
 processes (planner + sweeper, two senders): the workers reconnect, the campaign finishes,
 every recipient ends in exactly one terminal state, none is lost, and duplicate SMTP
 transactions stay within what the senders held in flight.
@@ -23,7 +23,7 @@ from postgate.db import migrate
 from postgate.providers.sink import SmtpSink
 from postgate.settings import Settings
 from postgate.workers.context import Context
-from tests.local_services import LocalPostgres, LocalRedis
+from tests.local_services import LocalPostgres, LocalRabbit, LocalRedis
 from tests.support import World
 from tests.workers.fleet import BATCH, PREFETCH, Fleet
 from tests.workers.switching import bulk_audience
@@ -49,6 +49,18 @@ def own_postgres() -> Iterator[LocalPostgres]:
     server = LocalPostgres()
     if not server.available:
         pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def own_rabbit() -> Iterator[LocalRabbit]:
+    server = LocalRabbit()
+    if not server.available:
+        pytest.skip("rabbitmq-server is not installed")
     try:
         server.start()
         yield server
@@ -119,3 +131,15 @@ def test_postgres_restart_mid_campaign_loses_nothing(settings: Settings, sink: S
     finally:
         ctx.engine.dispose()
     print(f"\npostgresql restarted mid-campaign: {outcome}")
+
+
+def test_rabbitmq_restart_mid_campaign_loses_nothing(settings: Settings, sink: SmtpSink,
+                                                     own_redis: LocalRedis,
+                                                     own_rabbit: LocalRabbit,
+                                                     tmp_path: Path) -> None:
+    """RabbitMQ is the broker (Redis only pub/sub): every AMQP connection drops at once."""
+    ours = settings.model_copy(update={"broker_url": own_rabbit.url(),
+                                       "redis_url": own_redis.url(1)})
+    world = World.create(Context.from_settings(ours), sink)
+    outcome = campaign_under(world, tmp_path, own_rabbit.restart)
+    print(f"\nrabbitmq restarted mid-campaign: {outcome}")
