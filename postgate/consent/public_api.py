@@ -91,10 +91,10 @@ def _limited(request: Request, key: str, limit: int) -> bool:
 async def form_post(public_id: str, request: Request) -> Response:
     settings: Settings = request.app.state.settings
     engine = request.app.state.engine
-    who = visitor(request)
+    caller = visitor(request)
     if len(public_id) > 64:
         raise HTTPException(404, "no such form")
-    if _limited(request, f"ip:{who.ip}", settings.signup_rate_per_ip):
+    if _limited(request, f"ip:{caller.ip}", settings.signup_rate_per_ip):
         raise HTTPException(429, "too many signups from this address; try later")
     fields, wants_json = await read_fields(request)
     form = await asyncio.to_thread(signup.find_form, engine, public_id)
@@ -105,36 +105,52 @@ async def form_post(public_id: str, request: Request) -> Response:
     if any(len(v) > MAX_FIELD for v in fields.values()):
         raise HTTPException(422, "a field is too long")
     try:
-        email = normalise_email(fields.get("email", ""))
-        phone = normalise_phone(fields["phone"]) if fields.get("phone", "").strip() else None
-        name = clean_name(fields.get("name", ""))
+        who = _applicant(form.channels, fields)
     except AddressError as exc:
         raise HTTPException(422, str(exc)) from None
-    pending = {"status": "pending", "message": form.success_message or "Check your mailbox."}
+    default = "Check your mailbox." if "email" in form.channels else "Check your phone."
+    pending = {"status": "pending", "message": form.success_message or default}
     if fields.get(HONEYPOT):  # bots fill every field; people never see this one
-        log.info("form=%s honeypot filled from %s; dropped", public_id, who.ip)
+        log.info("form=%s honeypot filled from %s; dropped", public_id, caller.ip)
         return _answer(wants_json, pending, 202)
-    if _limited(request, f"addr:{form.tenant_id}:{email}", 1):
-        return _answer(wants_json, pending, 202)
+    for address in (who.email, who.phone):
+        if address and _limited(request, f"addr:{form.tenant_id}:{address}", 1):
+            return _answer(wants_json, pending, 202)
     result = await asyncio.to_thread(
-        signup.submit, engine, form, email, phone, name, who, settings.public_url,
+        signup.submit, engine, form, who, caller, settings.public_url,
         settings.signup_token_ttl_s, utcnow())
     CONSENT_EVENTS.labels(form.tenant_slug, "signup").inc()
-    if result.mail is not None:
+    if result.batches:
         try:
-            await asyncio.to_thread(_publish, settings, result.mail)
+            await asyncio.to_thread(_publish, settings, result.batches)
         except Exception:
-            log.exception("form=%s rcpt=%s confirmation could not be queued", public_id, email)
+            log.exception("form=%s rcpt=%s confirmation could not be queued", public_id,
+                          who.email or who.phone)
             await asyncio.to_thread(signup.abandon, engine, result, utcnow())
             raise HTTPException(503, "temporarily unavailable; try again shortly") from None
-        CONSENT_EVENTS.labels(form.tenant_slug, "confirmation_sent").inc()
+        CONSENT_EVENTS.labels(form.tenant_slug, "confirmation_sent").inc(len(result.batches))
     return _answer(wants_json, pending, 202)
 
 
-def _publish(settings: Settings, batch: dict[str, Any]) -> None:
+def _applicant(channels: list[str], fields: dict[str, str]) -> signup.Applicant:
+    """The typed addresses, normalised: each channel of the form needs its own (an email
+    form an address, an SMS form a number); anything else typed is checked too."""
+    email_in, phone_in = fields.get("email", "").strip(), fields.get("phone", "").strip()
+    if "email" in channels or email_in:
+        email: str | None = normalise_email(email_in)
+    else:
+        email = None
+    if "sms" in channels and not phone_in:
+        raise AddressError("a phone number is required")
+    phone = normalise_phone(phone_in) if phone_in else None
+    return signup.Applicant(email, phone, clean_name(fields.get("name", "")))
+
+
+def _publish(settings: Settings, batches: list[dict[str, Any]]) -> None:
     broker = Broker(settings.broker_url, settings.queue_prefix)
     try:
-        broker.publish("send", batch)
+        for batch in batches:
+            broker.publish("send", batch)
     finally:
         broker.close()
 

@@ -1,10 +1,14 @@
-"""Double opt-in: a form post becomes a pending signup and a confirmation mail; a POST to
-the confirmation link becomes a confirmed consent record carrying the full proof.
+"""Double opt-in: a form post becomes a pending signup per channel of the form and a
+confirmation to that channel's address (an email, or an SMS to the typed number); a POST to
+the confirmation link becomes a confirmed consent record for that channel, carrying the full
+proof. Each channel is confirmed on its own address: a link sent by SMS proves the number,
+never the mailbox.
 
 The confirmation token (256 random bits) exists in plain text only in the send-queue
-message and in the mail; the database keeps its SHA-256. Confirmation mails are
-transactional deliveries of a one-off campaign (``signup-confirm:<form>:<token hash prefix>``)
-that the normal sender delivers; their per-delivery context carries the link.
+message and in the email or SMS; the database keeps its SHA-256. Confirmations are
+transactional deliveries of one-off campaigns
+(``signup-confirm:<form>:<channel>:<token hash prefix>``) that the normal sender delivers;
+their per-delivery context carries the link.
 """
 
 from __future__ import annotations
@@ -13,11 +17,11 @@ import hashlib
 import hmac
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, true, update
 from sqlalchemy.engine import Row
 
 from postgate import tables as t
@@ -38,6 +42,8 @@ CONFIRM_TEXT = (
     "To confirm, open this link and press the button:\n{{ confirm_url }}\n\n"
     "If this was not you, ignore this mail: nothing happens without your confirmation.\n"
 )
+# Short enough for one GSM-7 part with a typical link and tenant name; never the typed name.
+CONFIRM_SMS = "{{ tenant_name }}: confirm {{ topic }} texts at {{ confirm_url }} - not you? ignore."
 
 
 def hash_token(token: str) -> str:
@@ -56,11 +62,25 @@ class Visitor:
 
 @dataclass(frozen=True, slots=True)
 class Signup:
-    """What a submission produced: ``mail`` is the send batch to publish, if any."""
+    """What a submission produced: one send batch per confirmation to publish, and the
+    pending signups they confirm. ``status`` sums it up: sent when any confirmation goes
+    out, else already_sent (within 24 h) or suppressed."""
 
     status: str  # sent | already_sent | suppressed
-    mail: dict[str, Any] | None = None
-    pending_id: int | None = None
+    batches: list[dict[str, Any]] = field(default_factory=list)
+    pending_ids: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Applicant:
+    """What the visitor typed, already normalised: an address per channel they gave."""
+
+    email: str | None
+    phone: str | None
+    name: str
+
+    def address(self, channel: str) -> str | None:
+        return self.email if channel == "email" else self.phone
 
 
 def find_form(engine: Engine, public_id: str) -> Row[Any] | None:
@@ -75,77 +95,124 @@ def find_form(engine: Engine, public_id: str) -> Row[Any] | None:
         ).first()
 
 
-def _contact(conn: Connection, tenant_id: int, email: str, phone: str | None,
-             now: datetime) -> int:
+def _contacts(conn: Connection, tenant_id: int, who: Applicant,
+              channels: list[str], now: datetime) -> dict[str, int]:
+    """The contact each channel's consent will belong to. A form post never merges two
+    contacts and never attaches a typed number to an existing contact (nor a typed address
+    to an existing number): whoever confirms a channel proves only that channel's address.
+    A visitor new on both gets one contact holding both."""
     c = t.contact.c
-    found = conn.scalar(select(c.id).where(c.tenant_id == tenant_id, c.email == email))
-    if found is not None:
-        return int(found)
-    if phone and conn.scalar(select(c.id).where(c.tenant_id == tenant_id, c.phone == phone)):
-        phone = None  # the number belongs to another contact; never merge on a form post
-    return int(conn.execute(
-        insert(t.contact).values(tenant_id=tenant_id, email=email, phone=phone, name="",
-                                 attributes={}, created_at=now).returning(c.id)
-    ).scalar_one())
+
+    def find(column: Any, value: str | None) -> int | None:
+        found = value and conn.scalar(select(c.id).where(c.tenant_id == tenant_id,
+                                                         column == value))
+        return int(found) if found else None
+
+    def add(email: str | None, phone: str | None) -> int:
+        return int(conn.execute(
+            insert(t.contact).values(tenant_id=tenant_id, email=email, phone=phone, name="",
+                                     attributes={}, created_at=now).returning(c.id)
+        ).scalar_one())
+
+    by_email, by_phone = find(c.email, who.email), find(c.phone, who.phone)
+    if by_email is None and by_phone is None:
+        both = add(who.email, who.phone)
+        return {channel: both for channel in channels}
+    ids = {}
+    if "email" in channels:
+        ids["email"] = by_email if by_email is not None else add(who.email, None)
+    if "sms" in channels:
+        ids["sms"] = by_phone if by_phone is not None else add(None, who.phone)
+    return ids
 
 
-def submit(engine: Engine, form: Row[Any], email: str, phone: str | None, name: str,
-           visitor: Visitor, public_url: str, ttl_s: float, now: datetime) -> Signup:
-    """Record a pending signup and prepare its confirmation mail (at most one per 24 h)."""
+def _confirmation(conn: Connection, form: Row[Any], channel: str, address: str,
+                  contact_id: int, digest: str, now: datetime) -> tuple[int, int]:
+    """A one-off transactional campaign and its single delivery: (campaign, delivery)."""
+    email = channel == "email"
+    campaign_id = conn.execute(insert(t.campaign).values(
+        tenant_id=form.tenant_id,
+        external_id=f"{CONFIRM_PREFIX}{form.public_id}:{channel}:{digest[:24]}",
+        channel=channel, kind=Kind.TRANSACTIONAL.value, topic=form.topic, list_ids=[],
+        subject=CONFIRM_SUBJECT if email else "", text=CONFIRM_TEXT if email else CONFIRM_SMS,
+        html="", from_email=f"no-reply@{form.tenant_domain}" if email else "",
+        from_name=form.tenant_name, sms_policy=None if email else "transliterate",
+        state=CampaignState.SENDING.value, created_at=now, planned_at=now,
+    ).returning(t.campaign.c.id)).scalar_one()
+    delivery_id = conn.execute(insert(t.delivery).values(
+        tenant_id=form.tenant_id, campaign_id=campaign_id, contact_id=contact_id,
+        address=address, state=DeliveryState.QUEUED.value, created_at=now, updated_at=now,
+    ).returning(t.delivery.c.id)).scalar_one()
+    return int(campaign_id), int(delivery_id)
+
+
+def submit(engine: Engine, form: Row[Any], who: Applicant, visitor: Visitor,
+           public_url: str, ttl_s: float, now: datetime) -> Signup:
+    """Record a pending signup per channel of the form and prepare its confirmation (an
+    email, or an SMS to the typed number): at most one per address and channel per 24 h.
+    A mailbox that bounced hard or complained gets no confirmation (one that unsubscribed
+    may sign up again); a number that is suppressed for any reason, a STOP included, is
+    never texted because of a form post someone else could have made."""
     tenant_id = form.tenant_id
     p, s = t.pending_signup.c, t.suppression.c
+    channels = [ch for ch in form.channels if who.address(ch)]
+    batches: list[dict[str, Any]] = []
+    pending_ids: list[int] = []
+    statuses: set[str] = set()
     with engine.begin() as conn:
-        recent = conn.scalar(select(p.id).where(
-            p.tenant_id == tenant_id, p.address == email, p.channel == "email",
-            p.created_at > now - RESEND_AFTER).limit(1))
-        if recent is not None:
-            return Signup("already_sent")
-        hard = conn.scalar(select(s.reason).where(
-            s.tenant_id == tenant_id, s.channel == "email", s.address == email,
-            s.reason.in_(HARD_SUPPRESSIONS)))
-        if hard is not None:
-            return Signup("suppressed")
-        contact_id = _contact(conn, tenant_id, email, phone, now)
-        token = secrets.token_urlsafe(32)
-        digest = hash_token(token)
-        pending_id = conn.execute(insert(t.pending_signup).values(
-            tenant_id=tenant_id, form_id=form.id, contact_id=contact_id, channel="email",
-            address=email, name=name, token_hash=digest,
-            consent_text_hash=form.consent_text_hash,
-            consent_text_version=form.consent_text_version, signup_ip=visitor.ip[:64],
-            signup_user_agent=visitor.user_agent[:500], created_at=now,
-            expires_at=now + timedelta(seconds=ttl_s),
-        ).returning(p.id)).scalar_one()
-        campaign_id = conn.execute(insert(t.campaign).values(
-            tenant_id=tenant_id, external_id=f"{CONFIRM_PREFIX}{form.public_id}:{digest[:24]}",
-            channel="email", kind=Kind.TRANSACTIONAL.value, topic=form.topic, list_ids=[],
-            subject=CONFIRM_SUBJECT, text=CONFIRM_TEXT, html="",
-            from_email=f"no-reply@{form.tenant_domain}", from_name=form.tenant_name,
-            state=CampaignState.SENDING.value, created_at=now, planned_at=now,
-        ).returning(t.campaign.c.id)).scalar_one()
-        delivery_id = conn.execute(insert(t.delivery).values(
-            tenant_id=tenant_id, campaign_id=campaign_id, contact_id=contact_id, address=email,
-            state=DeliveryState.QUEUED.value, created_at=now, updated_at=now,
-        ).returning(t.delivery.c.id)).scalar_one()
-    context = {"confirm_url": f"{public_url.rstrip('/')}/c/{token}",
-               "tenant_name": form.tenant_name, "topic": form.topic}
-    log.info("tenant=%s form=%s rcpt=%s pending signup %s, confirmation delivery %s",
-             tenant_id, form.public_id, email, pending_id, delivery_id)
-    return Signup("sent", {"campaign_id": campaign_id, "ids": [delivery_id],
-                           "context": {str(delivery_id): context}}, pending_id)
+        todo = []
+        for channel in channels:
+            address = who.address(channel)
+            recent = conn.scalar(select(p.id).where(
+                p.tenant_id == tenant_id, p.address == address, p.channel == channel,
+                p.created_at > now - RESEND_AFTER).limit(1))
+            hard = conn.scalar(select(s.reason).where(
+                s.tenant_id == tenant_id, s.channel == channel, s.address == address,
+                s.reason.in_(HARD_SUPPRESSIONS) if channel == "email" else true()))
+            if recent is not None or hard is not None:
+                statuses.add("already_sent" if recent is not None else "suppressed")
+            else:
+                todo.append(channel)
+        contacts = _contacts(conn, tenant_id, who, todo, now) if todo else {}
+        for channel in todo:
+            address = str(who.address(channel))
+            token = secrets.token_urlsafe(32)
+            digest = hash_token(token)
+            pending_id = conn.execute(insert(t.pending_signup).values(
+                tenant_id=tenant_id, form_id=form.id, contact_id=contacts[channel],
+                channel=channel, address=address, name=who.name, token_hash=digest,
+                consent_text_hash=form.consent_text_hash,
+                consent_text_version=form.consent_text_version, signup_ip=visitor.ip[:64],
+                signup_user_agent=visitor.user_agent[:500], created_at=now,
+                expires_at=now + timedelta(seconds=ttl_s),
+            ).returning(p.id)).scalar_one()
+            campaign_id, delivery_id = _confirmation(conn, form, channel, address,
+                                                     contacts[channel], digest, now)
+            context = {"confirm_url": f"{public_url.rstrip('/')}/c/{token}",
+                       "tenant_name": form.tenant_name, "topic": form.topic}
+            batches.append({"campaign_id": campaign_id, "ids": [delivery_id],
+                            "context": {str(delivery_id): context}})
+            pending_ids.append(int(pending_id))
+            log.info("tenant=%s form=%s rcpt=%s pending %s signup %s, confirmation delivery "
+                     "%s", tenant_id, form.public_id, address, channel, pending_id,
+                     delivery_id)
+    if batches:
+        return Signup("sent", batches, pending_ids)
+    return Signup("already_sent" if "already_sent" in statuses else "suppressed")
 
 
 def abandon(engine: Engine, signup: Signup, now: datetime) -> None:
-    """Undo a signup whose confirmation could not be queued, so the person can retry."""
-    if signup.mail is None or signup.pending_id is None:
+    """Undo a signup whose confirmations could not be queued, so the person can retry."""
+    if not signup.batches:
         return
     d = t.delivery.c
+    ids = [i for batch in signup.batches for i in batch["ids"]]
     with engine.begin() as conn:
-        conn.execute(update(t.delivery).where(d.id.in_(signup.mail["ids"]),
-                                              d.state == DeliveryState.QUEUED)
+        conn.execute(update(t.delivery).where(d.id.in_(ids), d.state == DeliveryState.QUEUED)
                      .values(state=DeliveryState.CANCELLED, reason="queue_unavailable",
                              updated_at=now))
-        conn.execute(t.pending_signup.delete().where(t.pending_signup.c.id == signup.pending_id))
+        conn.execute(t.pending_signup.delete().where(
+            t.pending_signup.c.id.in_(signup.pending_ids)))
 
 
 def find_pending(conn: Connection, token: str, now: datetime) -> Row[Any] | None:

@@ -52,8 +52,10 @@ def _form_out(row: Any, public_url: str) -> dict[str, Any]:
 
 @router.post("/forms", status_code=201)
 def create_form(spec: FormSpec, user: TenantUser, request: Request) -> dict[str, Any]:
-    if spec.channels != ["email"]:
-        raise HTTPException(422, "forms confirm by email; channels must be [\"email\"]")
+    if not spec.channels or len(set(spec.channels)) != len(spec.channels) \
+            or not set(spec.channels) <= {"email", "sms"}:
+        raise HTTPException(422, 'channels must be one or both of "email" and "sms"; each '
+                                 "is confirmed on its own address (a mail, an SMS)")
     engine = request.app.state.engine
     with engine.begin() as conn:
         owner = conn.scalar(select(t.mailing_list.c.tenant_id)

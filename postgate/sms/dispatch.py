@@ -82,7 +82,10 @@ class SmsDispatch:
         for gateway in self.providers.values():
             await gateway.close()
 
-    async def dispose(self, campaign_id: int, claimed: list[email_store.Claimed]) -> None:
+    async def dispose(self, campaign_id: int, claimed: list[email_store.Claimed],
+                      context: dict[int, dict[str, str]] | None = None) -> None:
+        """Send a claimed batch; ``context`` adds per-delivery template values (a signup
+        confirmation's link, which travels in the batch message only)."""
         info = await self._campaign(campaign_id)
         engine, settings, now = self.ctx.engine, self.ctx.settings, utcnow()
         if info.paused and info.kind == Kind.PROMOTIONAL:
@@ -99,18 +102,21 @@ class SmsDispatch:
             await asyncio.to_thread(self._block, info.tenant_id, stopped)
             BLOCKED.labels(info.tenant, "sms", "suppressed").inc(len(stopped))
             claimed = [c for c in claimed if c.recipient.address not in suppressed]
-        outcomes = await asyncio.gather(*(self._one(info, c) for c in claimed))
+        extra = context or {}
+        outcomes = await asyncio.gather(
+            *(self._one(info, c, extra.get(c.recipient.delivery_id, {})) for c in claimed))
         await asyncio.to_thread(store.record, engine, settings, info.tenant_id,
                                 list(outcomes), utcnow())
         if any(o.error is SmsError.NO_CREDIT for o in outcomes):
             await self._pause(info, next(o for o in outcomes if o.error is SmsError.NO_CREDIT))
 
-    async def _one(self, info: SmsCampaign, claimed: email_store.Claimed) -> store.SmsOutcome:
+    async def _one(self, info: SmsCampaign, claimed: email_store.Claimed,
+                   extra: dict[str, str]) -> store.SmsOutcome:
         rcpt = claimed.recipient
         try:
             number = e164(rcpt.address)
-            text = info.template.render(name=rcpt.name, phone=number, contact={
-                "name": rcpt.name, "phone": number, **rcpt.attributes})
+            text = info.template.render(extra | {"name": rcpt.name, "phone": number, "contact": {
+                "name": rcpt.name, "phone": number, **rcpt.attributes}})
             if info.kind == Kind.PROMOTIONAL and self.ctx.settings.sms_opt_out_text:
                 text = f"{text.rstrip()}\n{self.ctx.settings.sms_opt_out_text}"
             sms = encode(text, info.policy, info.max_parts)

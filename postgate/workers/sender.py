@@ -149,7 +149,7 @@ class Sender(Runner):
             return
         if info.channel == Channel.SMS:
             self.sms = self.sms or SmsDispatch(self.ctx)
-            await self.sms.dispose(campaign_id, claimed)
+            await self.sms.dispose(campaign_id, claimed, context)
             BATCH_SECONDS.observe(time.perf_counter() - started)
             return
         date = formatdate(usegmt=True)

@@ -122,9 +122,9 @@ def test_bombing_one_address_sends_one_confirmation(world: World, api: str) -> N
     from postgate.consent import signup
 
     row = signup.find_form(world.ctx.engine, form["public_id"])
-    again = signup.submit(world.ctx.engine, row, address, None, "", signup.Visitor("::1", "t"),
-                          "http://x", 60, utcnow())
-    assert (again.status, again.mail) == ("already_sent", None)
+    again = signup.submit(world.ctx.engine, row, signup.Applicant(address, None, ""),
+                          signup.Visitor("::1", "t"), "http://x", 60, utcnow())
+    assert (again.status, again.batches) == ("already_sent", [])
 
 
 def test_hostile_inputs_are_refused_and_nothing_is_stored(world: World, api: str) -> None:
@@ -205,17 +205,16 @@ def test_a_confirmation_whose_link_was_lost_is_cancelled_not_sent(world: World, 
     _, form = make_form(world, api)
     address = f"lost@{world.tenant.domain}"
     row = signup.find_form(world.ctx.engine, form["public_id"])
-    made = signup.submit(world.ctx.engine, row, address, None, "", signup.Visitor("::1", "t"),
-                         "http://x", 60, utcnow())
-    assert made.mail is not None
+    made = signup.submit(world.ctx.engine, row, signup.Applicant(address, None, ""),
+                         signup.Visitor("::1", "t"), "http://x", 60, utcnow())
+    (mail,) = made.batches
     broker = world.ctx.broker()
-    broker.publish("send", {"campaign_id": made.mail["campaign_id"], "ids": made.mail["ids"]})
+    broker.publish("send", {"campaign_id": mail["campaign_id"], "ids": mail["ids"]})
     broker.close()
     d = t.delivery.c
     with world.ctx.engine.connect() as conn:
         def state() -> Any:
-            return conn.execute(select(d.state, d.reason).where(d.id == made.mail["ids"][0])
-                                ).one()
+            return conn.execute(select(d.state, d.reason).where(d.id == mail["ids"][0])).one()
         world.run(lambda: state()[0] != "queued", workers=("sender",))
         assert tuple(state()) == ("cancelled", "link_lost")
     assert world.sink.handler.to(address) == []
@@ -233,10 +232,11 @@ def test_expired_links_neither_show_nor_confirm(world: World, api: str) -> None:
 
     _, form = make_form(world, api)
     row = signup.find_form(world.ctx.engine, form["public_id"])
-    made = signup.submit(world.ctx.engine, row, f"slow@{world.tenant.domain}", None, "",
+    made = signup.submit(world.ctx.engine, row,
+                         signup.Applicant(f"slow@{world.tenant.domain}", None, ""),
                          signup.Visitor("::1", "t"), api, -1, utcnow())
-    assert made.mail is not None
-    (context,) = made.mail["context"].values()
+    (mail,) = made.batches
+    (context,) = mail["context"].values()
     url = context["confirm_url"]
     assert url.startswith(f"{api}/c/")
     assert httpx.get(url).status_code == 404

@@ -1,0 +1,166 @@
+"""SMS double opt-in over real sockets: a form post with a phone number -> a confirmation
+SMS through the real sender to the local SMSC (SMPP) or SMSAPI stand-in -> POST to its link
+-> an SMS consent with proof -> an SMS campaign reaches the number. Each channel is
+confirmed on its own address: a link sent by SMS never confirms the mailbox."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+from sqlmodel import Session
+
+from postgate import tables as t
+from postgate.consent import records
+from postgate.consent.signup import hash_token
+from postgate.providers.smsapi_sink import SmsApiSink
+from postgate.providers.smsc_sink import SmscSink
+from tests.consent.test_signup_forms import mails_to, make_form
+from tests.sms.world import rows, settled, sms_message
+from tests.support import World
+
+HU, PL = "+36209876543", "+48509876543"
+LINK = re.compile(r"/c/([A-Za-z0-9_-]{40,})")
+
+
+def sms_consents(world: World) -> list[Any]:
+    c, k = t.consent.c, t.contact.c
+    with world.ctx.engine.connect() as conn:
+        return list(conn.execute(
+            select(c.channel, c.status, c.source, k.email, k.phone, c.signup_ip,
+                   c.confirm_ip, c.consent_text_version, c.form_id)
+            .join(t.contact, k.id == c.contact_id).where(c.tenant_id == world.tenant_id)))
+
+
+def confirmation_sms(world: World, smsc: SmscSink, number: str) -> str:
+    world.run(lambda: len(smsc.state.to(number)) >= 1, workers=("sender",))
+    got = smsc.state.to(number)
+    assert len(got) == 1, [(s.text, s.udh) for s in got]
+    return str(got[0].text)
+
+
+def test_a_number_confirms_by_sms_and_then_gets_the_campaign(
+        world: World, api: str, smsc: SmscSink) -> None:
+    _, form = make_form(world, api, channels=["sms"], success_message="")
+    r = httpx.post(f"{api}/f/{form['public_id']}", data={"phone": "06 20 987 6543",
+                                                          "name": "Zoltán Evil"})
+    assert r.status_code == 202 and "Check your phone." in r.text
+    text = confirmation_sms(world, smsc, HU)
+    (sms,) = smsc.state.to(HU)
+    assert sms.encoding == "gsm0338" and sms.udh is None  # one plain part
+    assert sms.source == world.ctx.settings.sms_default_sender
+    assert "Zolt" not in text and "Evil" not in text  # the typed name is never sent
+    assert "STOP" not in text  # transactional: no opt-out line
+    match = LINK.search(text)
+    assert match, text
+    token = match.group(1)
+    p = t.pending_signup.c
+    with world.ctx.engine.connect() as conn:
+        pending = conn.execute(select(p.channel, p.address, p.token_hash).where(
+            p.tenant_id == world.tenant_id)).one()
+    assert tuple(pending) == ("sms", HU, hash_token(token))
+
+    assert httpx.get(f"{api}/c/{token}").status_code == 200  # a link preview: nothing
+    assert sms_consents(world) == []
+    assert httpx.post(f"{api}/c/{token}").status_code == 200
+    assert httpx.post(f"{api}/c/{token}").status_code == 404  # single use
+    (consent,) = sms_consents(world)
+    assert (consent.channel, consent.status, consent.source, consent.phone) == (
+        "sms", "confirmed", "signup_form", HU)
+    assert consent.signup_ip == consent.confirm_ip == "127.0.0.1"
+    assert consent.consent_text_version == "v3" and consent.form_id is not None
+
+    world.publish(sms_message(world, "Hello {{ name }}", "after-sms-doi"))
+    world.run(lambda: settled(world, "after-sms-doi", 1))
+    assert {a: r.state for a, r in rows(world, "after-sms-doi").items()} == {HU: "sent"}
+    assert [s.text for s in smsc.state.to(HU)][1] == "Hello Zoltán Evil\nLeiratkozas: valasz STOP"
+
+
+def test_each_channel_is_confirmed_on_its_own_address(
+        world: World, api: str, smsapi: SmsApiSink) -> None:
+    _, form = make_form(world, api, channels=["email", "sms"])
+    address = f"both@{world.tenant.domain}"
+    r = httpx.post(f"{api}/f/{form['public_id']}", json={"email": address, "phone": PL})
+    assert r.status_code == 202
+    world.run(lambda: len(smsapi.state.to(PL)) == 1 and len(mails_to(world, address)) == 1,
+              workers=("sender",))
+    (sent,) = smsapi.state.to(PL)  # +48 goes abroad, through the SMSAPI stand-in
+    match = LINK.search(sent.form["message"])
+    assert match, sent.form
+    assert httpx.post(f"{api}/c/{match.group(1)}").status_code == 200
+    assert [(c.channel, c.email, c.phone) for c in sms_consents(world)] == [
+        ("sms", address, PL)]  # the mailbox is not confirmed by the SMS link
+
+    world.publish(world.message("mail-after", topic="news"))
+    world.publish(sms_message(world, "Sms after", "sms-after"))
+    world.run(lambda: [r.state for r in rows(world, "sms-after").values()] == ["sent"]
+              and all(r.state != "queued" for r in world.deliveries("mail-after"))
+              and len(world.deliveries("mail-after")) == 1)
+    assert [(r.address, r.state, r.reason) for r in world.deliveries("mail-after")] == [
+        (address, "blocked", "no_consent")]
+    assert rows(world, "sms-after")[PL].state == "sent"
+
+
+def test_a_typed_number_never_joins_an_existing_contact(
+        world: World, api: str, smsc: SmscSink) -> None:
+    """Someone types a known subscriber's address and their own number: the SMS consent
+    belongs to a new contact with just that number, so nothing of the subscriber (name,
+    attributes) ever reaches the typed phone."""
+    known = world.contact("known")
+    _, form = make_form(world, api, channels=["sms"])
+    r = httpx.post(f"{api}/f/{form['public_id']}", data={"email": known.email, "phone": HU})
+    assert r.status_code == 202
+    match = LINK.search(confirmation_sms(world, smsc, HU))
+    assert match
+    assert httpx.post(f"{api}/c/{match.group(1)}").status_code == 200
+    k = t.contact.c
+    with world.ctx.engine.connect() as conn:
+        contacts = conn.execute(select(k.email, k.phone, k.name).where(
+            k.tenant_id == world.tenant_id).order_by(k.id)).all()
+    assert [tuple(c) for c in contacts] == [(known.email, None, "Known"), (None, HU, "")]
+
+
+def test_a_number_that_said_stop_is_not_texted_because_of_a_form_post(
+        world: World, api: str, smsc: SmscSink) -> None:
+    """Anyone can type a number into a form: one that replied STOP gets no confirmation
+    SMS (the answer does not tell the poster), and no other number is held back."""
+    with Session(world.ctx.engine) as s:
+        records.suppress(s, world.tenant_id, "sms", HU, "stop")
+        s.commit()
+    _, form = make_form(world, api, channels=["sms"])
+    for number in (HU, PL.replace("+48", "+36")):
+        r = httpx.post(f"{api}/f/{form['public_id']}", json={"phone": number})
+        assert (r.status_code, r.json()["status"]) == (202, "pending")
+    other = PL.replace("+48", "+36")
+    world.run(lambda: len(smsc.state.to(other)) == 1, workers=("sender",))
+    assert smsc.state.to(HU) == []
+    p = t.pending_signup.c
+    with world.ctx.engine.connect() as conn:
+        pending = conn.execute(select(p.address).where(p.tenant_id == world.tenant_id)).all()
+    assert [a for (a,) in pending] == [other]
+
+
+def test_sms_forms_refuse_posts_without_a_valid_number(world: World, api: str) -> None:
+    _, form = make_form(world, api, channels=["sms"])
+    url = f"{api}/f/{form['public_id']}"
+    for fields, why in (({"email": f"x@{world.tenant.domain}"}, "phone number is required"),
+                        ({"phone": "not a number"}, ""), ({"phone": "+3620\r\n1234567"}, ""),
+                        ({"phone": HU, "email": "not-an-address"}, "")):
+        r = httpx.post(url, data=fields)
+        assert r.status_code == 422, (fields, r.text)
+        assert why in r.text
+    with world.ctx.engine.connect() as conn:
+        assert conn.execute(select(t.pending_signup.c.id).where(
+            t.pending_signup.c.tenant_id == world.tenant_id)).first() is None
+
+
+def test_form_channels_are_email_sms_or_both(world: World, api: str) -> None:
+    for channels in ([], ["fax"], ["sms", "sms"]):
+        key, _ = make_form(world, api)
+        r = httpx.post(f"{api}/v1/forms", headers={"Authorization": f"Bearer {key}"}, json={
+            "name": "f", "topic": "news", "list_id": world.mlist.id, "channels": channels,
+            "consent_text": "yes", "consent_text_version": "1"})
+        assert r.status_code == 422, channels
+        assert "channels must be" in r.text
