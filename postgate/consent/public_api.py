@@ -48,7 +48,8 @@ def visitor(request: Request) -> signup.Visitor:
 
 async def read_body(request: Request) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
+    if declared is not None and (not (declared.isascii() and declared.isdigit())
+                                 or int(declared) > MAX_BODY):
         raise HTTPException(413, "request body too large")
     body = b""
     async for chunk in request.stream():

@@ -40,7 +40,7 @@ def unsubscribe_token(secret: str, delivery_id: int) -> str:
 
 def unsubscribe_decode(secret: str, token: str) -> int | None:
     head, _, mac = token.partition(".")
-    if not head.isdigit() or len(head) > 19:
+    if not (head.isascii() and head.isdigit()) or len(head) > 19:
         return None
     delivery_id = int(head)
     expected = _mac(secret, "unsub", delivery_id, 32)

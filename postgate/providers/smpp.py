@@ -69,8 +69,9 @@ def udh(reference: int, total: int, seq: int) -> bytes:
 def submits(message: SmsMessage) -> list[SubmitSm]:
     """One submit_sm per part, its octets encoded by :mod:`postgate.sms.encoding`."""
     sms, pdus = message.sms, []
-    sender = PhoneNumber(message.sender, TON.INTERNATIONAL, NPI.ISDN) if \
-        message.sender.isdigit() else PhoneNumber(message.sender, TON.ALPHANUMERIC, NPI.UNKNOWN)
+    numeric = message.sender.isascii() and message.sender.isdigit()
+    sender = PhoneNumber(message.sender, TON.INTERNATIONAL, NPI.ISDN) if numeric else \
+        PhoneNumber(message.sender, TON.ALPHANUMERIC, NPI.UNKNOWN)
     dest = PhoneNumber(message.to.lstrip("+"), TON.INTERNATIONAL, NPI.ISDN)
     for i, part in enumerate(sms.parts):
         octets = to_bytes(part, sms.encoding)

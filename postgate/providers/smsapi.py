@@ -66,7 +66,8 @@ def classify(http_status: int, body: str) -> SmsResult:
             return SmsResult.failure(SmsError.TEMPORARY, str(http_status), body[:200])
         return SmsResult.failure(SmsError.UNKNOWN, str(http_status), body[:200])
     if data.get("error"):
-        code = int(data["error"]) if str(data["error"]).isdigit() else -1
+        error = str(data["error"])
+        code = int(error) if error.isascii() and error.isdigit() else -1
         message = str(data.get("message", ""))
         if code == DUPLICATE_IDX:
             return SmsResult(Outcome.SENT, (), None, str(code), "already accepted (idx)")

@@ -18,7 +18,8 @@ def parse_routes(spec: str) -> dict[str, str]:
     for item in filter(None, (p.strip() for p in spec.split(","))):
         prefix, sep, provider = item.partition("=")
         prefix, provider = prefix.strip().lstrip("+"), provider.strip()
-        if not sep or not provider or not (prefix == "*" or prefix.isdigit()):
+        numeric = prefix.isascii() and prefix.isdigit()
+        if not sep or not provider or not (prefix == "*" or numeric):
             raise ValueError(f"bad route {item!r}: use <calling code>=<provider> or *=<provider>")
         routes[prefix] = provider
     if "*" not in routes:

@@ -110,3 +110,14 @@ def test_mailto_unsubscribe_address_applies_once(world: World) -> None:
     assert counts(world, dora) == (1, 1)
     assert tokens.mailto_token("someone@example.com") is None
     assert tokens.mailto_token("unsubscribe+1.abc@x") is None
+
+
+def test_tokens_with_unicode_digits_are_not_ours(world: World, api: str) -> None:
+    """'³' and '٣' are digits to str.isdigit but not to int(): a link made of them is
+    simply unknown, never a server error."""
+    secret = world.ctx.settings.secret_key
+    for head in ("³", "٣", "1²", "١٢٣"):
+        assert tokens.unsubscribe_decode(secret, f"{head}.{'0' * 32}") is None
+        for method in ("GET", "POST"):
+            r = httpx.request(method, f"{api}/u/{head}")
+            assert r.status_code == 404, (method, head, r.text)
