@@ -46,6 +46,12 @@ def lookup(engine: Engine, secret: str, token: str) -> Unsubscribed | None:
     return Unsubscribed(*row) if row else None
 
 
+def event_key(delivery_id: int) -> str:
+    """One unsubscribe event per delivery, whichever way it came (one-click, the page's
+    button, a mail to the List-Unsubscribe mailto)."""
+    return f"unsubscribe:{delivery_id}"
+
+
 def apply(engine: Engine, secret: str, token: str, source: str,
           now: datetime) -> Unsubscribed | None:
     """Suppress the address behind ``token`` for its tenant and record the event once."""
@@ -53,6 +59,8 @@ def apply(engine: Engine, secret: str, token: str, source: str,
     if who is None:
         return None
     delivery_id = tokens.unsubscribe_decode(secret, token)
+    if delivery_id is None:  # lookup() already checked it; this tells the type checker
+        return None
     with engine.begin() as conn:
         insert_ignore(conn, t.suppression, [{
             "tenant_id": who.tenant_id, "channel": who.channel, "address": who.address,
@@ -62,7 +70,7 @@ def apply(engine: Engine, secret: str, token: str, source: str,
         insert_ignore(conn, t.feedback_event, [{
             "tenant_id": who.tenant_id, "delivery_id": delivery_id, "channel": who.channel,
             "kind": "unsubscribe", "hard": None, "address": who.address, "status": "",
-            "source": source, "dedup_key": f"unsubscribe:{delivery_id}", "raw": "",
+            "source": source, "dedup_key": event_key(delivery_id), "raw": "",
             "created_at": now,
         }], ("dedup_key",))
     log.info("tenant=%s rcpt=%s unsubscribed (%s, delivery %s)", who.tenant_id, who.address,

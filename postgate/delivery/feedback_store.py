@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, select, update
 
 from postgate import tables as t
 from postgate.clock import aware
+from postgate.consent import unsubscribe
 from postgate.delivery import breaker
 from postgate.delivery.feedback_mail import Feedback
 from postgate.dialect import insert_ignore
@@ -56,7 +57,9 @@ def apply(engine: Engine, settings: Settings, fb: Feedback, raw: bytes, source: 
         delivery_id = delivery[0] if delivery else None
         slug = delivery[3] if delivery else "-"
         address = delivery[2] if delivery else (fb.recipients[0] if fb.recipients else "")
-        if key is None and delivery_id is not None and fb.kind != "unknown":
+        if key is None and delivery_id is not None and fb.kind == "unsubscribe":
+            key = unsubscribe.event_key(delivery_id)  # the same event as a one-click
+        elif key is None and delivery_id is not None and fb.kind != "unknown":
             key = f"mail:{fb.kind}:{delivery_id}:{fb.action or '-'}"
         elif key is None:
             key = f"mail:{fb.kind}:{hashlib.sha256(raw).hexdigest()}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 from sqlalchemy import func, select
 
 from postgate import tables as t
@@ -142,3 +143,18 @@ def test_a_delay_warning_is_stored_but_neither_scores_nor_suppresses(
     assert deliver(listener, delayed, verp)[0] == 250
     assert events(world) == [("delay", False, rows[0][0])]
     assert suppressed(world) == {}
+
+
+def test_a_mailto_and_a_one_click_unsubscribe_of_one_delivery_are_one_event(
+        world: World, listener: int, api: str, fixtures_dir: Path) -> None:
+    ((delivery_id, campaign_id, address),) = sent_campaign(world, 1)
+    ctx = world.ctx
+    token = tokens.unsubscribe_token(ctx.settings.secret_key, delivery_id)
+    unsub = mail(fixtures_dir, "mailto_unsubscribe.eml", ctx, delivery_id, campaign_id)
+    assert deliver(listener, unsub, f"unsubscribe+{token}@{ctx.settings.bounce_domain}")[0] \
+        == 250
+    r = httpx.post(f"{api}/u/{token}", content=b"List-Unsubscribe=One-Click",
+                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 200
+    assert events(world) == [("unsubscribe", None, delivery_id)]
+    assert suppressed(world) == {address: "unsubscribe"}
