@@ -3,6 +3,7 @@
 - ``GET  /operator``                         the page (a login redirect without a session)
 - ``GET  /operator/panels``                  the live part, polled by the page's script
 - ``GET|POST /operator/login``, ``POST /operator/logout``
+- ``POST /operator/tenants/{slug}/cancel-held``  cancel a tenant's held deliveries
 - ``POST /operator/tenants/{slug}/stop``     a sending block: scope, reason, confirmation
 - ``POST /operator/tenants/{slug}/resume``   clear a scope's blocks, with a reason
 
@@ -44,7 +45,8 @@ HEADERS = {
         "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
 }
 LOGIN_LIMIT, LOGIN_WINDOW_S = 20, 600.0
-NOTICES = {"stopped": "Sending stopped", "resumed": "Sending re-enabled"}
+NOTICES = {"stopped": "Sending stopped", "resumed": "Sending re-enabled",
+           "cancelled": "Held deliveries cancelled"}
 
 
 def _render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -186,6 +188,31 @@ def resume(request: Request, slug: str, scope: Annotated[str, Form()] = "",
            reason: Annotated[str, Form(max_length=2000)] = "",
            csrf: Annotated[str, Form()] = "") -> Response:
     return _change(request, slug, "resume", scope, reason, csrf, True)
+
+
+@router.post("/tenants/{slug}/cancel-held")
+def cancel_held(request: Request, slug: str,
+                reason: Annotated[str, Form(max_length=2000)] = "",
+                csrf: Annotated[str, Form()] = "",
+                confirm: Annotated[str, Form()] = "") -> Response:
+    """Cancel a stopped tenant's held deliveries for good (they are never sent)."""
+    checked = _checked(request, csrf)
+    if isinstance(checked, Response):
+        return checked
+    operator, token = checked
+    if confirm != "yes":
+        return _page(request, operator, token, 422,
+                     error="Tick the confirmation to cancel held deliveries.")
+    try:
+        body = kill_switch.CancelRequest(reason=reason.strip())
+        done = kill_switch.cancel_held(request, operator, slug, body)
+    except ValidationError:
+        return _page(request, operator, token, 422,
+                     error="A reason of at least 3 characters is required.")
+    except HTTPException as exc:
+        return _page(request, operator, token, exc.status_code, error=str(exc.detail))
+    return _to(f"{sessions.PATH}?" + urlencode({
+        "done": "cancelled", "tenant": slug, "scope": f"{done['cancelled']} deliveries"}))
 
 
 def install(app: FastAPI) -> None:

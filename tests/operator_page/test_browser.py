@@ -2,14 +2,17 @@
 against the real api, real workers and a real SMTP sink: log in with an operator key, see
 a tenant's rates against the thresholds and the breaker's verdict, stop a running
 campaign's tenant with the kill switch (reason and confirmation required), see the
-campaign stop (rows held, the sink receives nothing more), re-enable it and log out."""
+campaign stop (rows held, the sink receives nothing more), re-enable it and log out; and
+cancel a stopped tenant's held deliveries for good."""
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 from sqlalchemy import func, select
@@ -142,3 +145,63 @@ def test_operator_stops_a_running_campaign_from_the_page(
                 if a.endswith(world.tenant.domain)}) == 800
     assert problems == []
     print(f"\nscreenshot: {tmp_path / 'operator.png'}")
+
+
+def open_rows(world: World, external_id: str) -> int:
+    return sum(1 for r in world.deliveries(external_id) if r.state in ("queued", "sending"))
+
+
+def test_operator_cancels_a_stopped_tenants_held_deliveries(
+        world: World, api: str, page: Page) -> None:
+    handler: TimedHandler = world.sink.handler  # type: ignore[assignment]
+    bulk_audience(world, 400)
+    slug = world.tenant.slug
+    ops = create_key(world.ctx.engine, "operator", "erika")
+    world.publish(world.message("doomed"))
+    with workers_running(world):
+        page.goto(f"{api}/operator/login")
+        page.fill("#key", ops)
+        page.click("button[type=submit]")
+        campaign = page.locator("tr[data-campaign]", has_text="doomed")
+        expect(campaign.locator('[data-cell="sent"]')).not_to_have_text("0", timeout=20_000)
+        stopped = httpx.post(f"{api}/v1/operator/tenants/{slug}/sending-blocks",
+                             json={"scope": "bulk_email", "reason": "bought list"},
+                             headers={"Authorization": f"Bearer {ops}"})
+        assert stopped.status_code == 201
+        deadline = time.monotonic() + 30  # every row not yet sent ends up held
+        while open_rows(world, "doomed") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert open_rows(world, "doomed") == 0
+        waiting = held(world)
+        assert waiting > 0
+        row = page.locator(f'tr[data-tenant="{slug}"]')
+        expect(row.locator('[data-cell="state"]')).to_contain_text(
+            f"{waiting} deliveries held", timeout=10_000)
+
+        row.get_by_role("button", name="Cancel held…").click()
+        dialog = page.locator("#cancel-dialog")
+        expect(dialog.locator("h2")).to_have_text(f"Cancel held deliveries of {slug}")
+        expect(dialog).to_contain_text(f"{waiting} deliveries are held")
+        submit = dialog.get_by_role("button", name="Cancel held deliveries")
+        submit.click()  # no reason: refused
+        expect(dialog).to_be_visible()
+        dialog.locator("textarea[name=reason]").fill("the list was bought")
+        submit.click()  # not confirmed: refused
+        expect(dialog).to_be_visible()
+        dialog.get_by_label("I confirm").check()
+        submit.click()
+        expect(page.get_by_role("status")).to_contain_text(
+            f"Held deliveries cancelled: {slug}, {waiting} deliveries")
+        expect(row.get_by_role("button", name="Cancel held…")).to_have_count(0)
+        expect(page.locator("table.audit tbody tr").first).to_contain_text("held.cancel")
+        expect(page.locator("table.audit tbody tr").first).to_contain_text(
+            "the list was bought")
+        expect(campaign).to_have_count(0, timeout=30_000)  # finished: nothing left to send
+    assert world.campaign_state("doomed") == "finished"
+    states = Counter(r.state for r in world.deliveries("doomed"))
+    assert states == {"sent": 400 - waiting, "cancelled": waiting}
+    assert {r.reason for r in world.deliveries("doomed") if r.state == "cancelled"} == {
+        "operator_cancelled"}
+    mailed = [a for r in handler.received for a in r.recipients
+              if a.endswith(world.tenant.domain)]
+    assert len(mailed) == len(set(mailed)) == 400 - waiting

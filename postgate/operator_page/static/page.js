@@ -23,6 +23,7 @@
         .replace("{slug}", encodeURIComponent(tenant));
       fill(dialog, "tenant", tenant);
       fill(dialog, "scope", scope.replace("_", " "));
+      fill(dialog, "held", opener.getAttribute("data-held") || "");
       var scopeField = form.querySelector('input[type="hidden"][name="scope"]');
       if (scopeField) { scopeField.value = scope; }
       dialog.showModal();
