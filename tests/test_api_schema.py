@@ -1,8 +1,10 @@
 """Schemathesis against the live api's OpenAPI schema: no 5xx and no response that breaks
-the schema, whatever a client sends (bounded: a few examples per operation)."""
+the schema, whatever a client sends (bounded: a few examples per operation in the suite;
+``SCHEMA_EXAMPLES=500`` runs a deeper search by hand)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -17,6 +19,7 @@ from postgate.auth import create_key
 from postgate.settings import Settings
 from tests.support import World, serve_api
 
+EXAMPLES = int(os.environ.get("SCHEMA_EXAMPLES", "15"))
 CHECKS = [schemathesis.checks.not_a_server_error, response_schema_conformance,
           content_type_conformance]
 
@@ -37,7 +40,7 @@ def test_api_never_errors(live: tuple[str, dict[str, str]]) -> None:
         operation = result.ok()
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=15, deadline=None, database=None,
+        @settings(max_examples=EXAMPLES, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
         def call(case: schemathesis.Case) -> None:
             case.call_and_validate(base_url=base, headers=auth, checks=CHECKS)
