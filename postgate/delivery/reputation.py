@@ -53,6 +53,35 @@ def measure(conn: Connection, tenant_id: int, start: datetime, end: datetime) ->
     )
 
 
+def measure_all(conn: Connection, start: datetime, end: datetime) -> dict[int, breaker.Window]:
+    """Every tenant's window at once, counted as :func:`measure` counts one tenant's, in
+    four grouped queries (the operator page re-reads them every few seconds). Tenants
+    with nothing in the window are absent."""
+
+    def grouped(query: Any) -> dict[int, int]:
+        return {int(tenant_id): int(n) for tenant_id, n in conn.execute(query)
+                if tenant_id is not None}
+
+    delivered = grouped(select(d.tenant_id, func.count()).where(
+        d.state == S.SENT, d.sent_at >= start).group_by(d.tenant_id))
+    rejected = grouped(select(d.tenant_id, func.count()).where(
+        d.state == S.FAILED, d.reason == "smtp_rejected", d.updated_at >= start)
+        .group_by(d.tenant_id))
+
+    def events(*where: Any) -> dict[int, int]:
+        return grouped(select(e.tenant_id, func.count(func.distinct(
+            func.coalesce(e.delivery_id, e.id)))).where(e.created_at >= start, *where)
+            .group_by(e.tenant_id))
+
+    complaints = events(e.kind == "complaint")
+    hard = events(e.kind == "bounce", e.hard.is_(True))
+    return {tenant_id: breaker.Window(
+        start=start, end=end, sent=delivered.get(tenant_id, 0) + rejected.get(tenant_id, 0),
+        delivered=delivered.get(tenant_id, 0), complaints=complaints.get(tenant_id, 0),
+        hard_bounces=hard.get(tenant_id, 0))
+        for tenant_id in delivered.keys() | rejected.keys() | complaints.keys() | hard.keys()}
+
+
 def check(engine: Engine, settings: Settings, tenant_id: int,
           now: datetime) -> breaker.Trip | None:
     """Measure the tenant's window and trip the breaker when the policy says so."""

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, func, select
 
 from postgate import tables as t
 from postgate.clock import aware
-from postgate.delivery import progress, reputation
+from postgate.delivery import breaker, progress, reputation
 from postgate.delivery.states import DeliveryState as S
 from postgate.operator_page.standing import Standing, attention, judge
 from postgate.settings import Settings
@@ -81,9 +81,11 @@ def read(engine: Engine, settings: Settings, blocks: list[dict[str, Any]],
     with engine.connect() as conn:
         held: dict[int, int] = {tenant_id: int(n) for tenant_id, n in conn.execute(
             select(d.tenant_id, func.count()).where(d.state == S.HELD).group_by(d.tenant_id))}
+        windows = reputation.measure_all(conn, start, now)
+        quiet = breaker.Window(start, now, 0, 0, 0, 0)
         for row in conn.execute(select(tn.id, tn.slug, tn.name, tn.status, tn.status_reason,
                                        tn.closed_at).order_by(tn.slug)):
-            window = reputation.measure(conn, row.id, start, now)
+            window = windows.get(row.id, quiet)
             overview.tenants.append(TenantRow(
                 slug=row.slug, name=row.name, status=row.status, why=row.status_reason,
                 standing=judge(window, limits), blocks=by_tenant.get(row.slug, []),
