@@ -26,7 +26,7 @@ from postgate.delivery.states import DeliveryState
 from postgate.dialect import insert_ignore
 from postgate.providers.sms import DeliveryReport, InboundSms
 from postgate.sms.addressing import AddressError, e164
-from postgate.sms.opt_out import keyword
+from postgate.sms.opt_out import RESUME_KEYWORDS, keyword
 from postgate.sms.outcomes import FINAL_FAILURES, DlrStatus, overall
 
 log = logging.getLogger("postgate.sms.feedback")
@@ -127,9 +127,12 @@ def _failed(conn: Connection, delivery_id: int, verdict: DlrStatus, provider: st
 
 
 def inbound(conn: Connection, message: InboundSms, now: datetime) -> int | None:
-    """Handle a reply; a STOP suppresses the number. Returns the tenant it applied to."""
+    """Handle a reply: a STOP suppresses the number, a START from it lifts that STOP
+    (never a suppression for any other reason). Returns the tenant it applied to: the
+    one whose SMS last reached the number."""
     word = keyword(message.text)
-    if word is None:
+    resume = None if word else keyword(message.text, RESUME_KEYWORDS)
+    if word is None and resume is None:
         log.info("inbound sms from %s via %s is not an opt-out", message.sender, message.provider)
         return None
     try:
@@ -146,12 +149,20 @@ def inbound(conn: Connection, message: InboundSms, now: datetime) -> int | None:
     key = hashlib.sha256(f"{message.provider}|{message.message_id}|{message.sender}|"
                          f"{message.recipient}|{message.text}".encode()).hexdigest()[:40]
     insert_ignore(conn, t.feedback_event, [{
-        "tenant_id": tenant_id, "channel": "sms", "kind": "stop", "address": number,
-        "source": message.provider, "dedup_key": f"mo:{key}", "raw": message.raw[:2000],
-        "created_at": now}], ("dedup_key",))
+        "tenant_id": tenant_id, "channel": "sms", "kind": "stop" if word else "start",
+        "address": number, "source": message.provider, "dedup_key": f"mo:{key}",
+        "raw": message.raw[:2000], "created_at": now}], ("dedup_key",))
     if tenant_id is None:
-        log.warning("STOP from %s matches no tenant's SMS; recorded only", number)
+        log.warning("%s from %s matches no tenant's SMS; recorded only", word or resume, number)
         return None
+    s = t.suppression.c
+    if resume:
+        lifted = conn.execute(t.suppression.delete().where(
+            s.tenant_id == tenant_id, s.channel == "sms", s.address == number,
+            s.reason == "stop")).rowcount
+        log.info("tenant=%s recipient=%s opted back in by %s (%d STOP lifted)", tenant_id,
+                 number, resume, lifted)
+        return int(tenant_id)
     insert_ignore(conn, t.suppression, [{
         "tenant_id": tenant_id, "channel": "sms", "address": number, "reason": "stop",
         "detail": f"{word} via {message.provider}", "created_at": now}],

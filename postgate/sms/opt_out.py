@@ -1,9 +1,11 @@
-"""Which inbound SMS are opt-out requests. Pure: a text in, a keyword or None out.
+"""Which inbound SMS are opt-out (or opt-back-in) requests. Pure: a text in, a keyword
+or None out.
 
 A reply of at most three words counts when it starts with one of the keywords (any
 case, accents or not, punctuation ignored): STOP and its usual English companions,
 and the Hungarian LEIRATKOZÁS / LEIRATKOZOM. A longer sentence that merely contains
-"stop" does not count, as carriers' own STOP handling does.
+"stop" does not count, as carriers' own STOP handling does. START / UNSTOP and the
+Hungarian FELIRATKOZÁS / FELIRATKOZOM, sent from the number itself, take a STOP back.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ KEYWORDS = frozenset({
     "STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT",
     "LEIRATKOZAS", "LEIRATKOZOM", "LEIRATKOZNI", "TOROL", "TOROLJ",
 })
+RESUME_KEYWORDS = frozenset({"START", "UNSTOP", "FELIRATKOZAS", "FELIRATKOZOM"})
 _WORD = re.compile(r"[A-Z]+")
 
 
@@ -24,13 +27,14 @@ def fold(text: str) -> str:
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).upper()
 
 
-def keyword(text: str) -> str | None:
-    """The opt-out keyword ``text`` starts with, or None for any other reply."""
+def keyword(text: str, keywords: frozenset[str] = KEYWORDS) -> str | None:
+    """The opt-out keyword ``text`` starts with, or None for any other reply (pass
+    ``RESUME_KEYWORDS`` to ask for an opt-back-in instead)."""
     folded = fold(text).strip()
     words = _WORD.findall(folded)
     if not words or len(words) > 3:
         return None
     joined = "".join(words)
-    if joined in KEYWORDS:
+    if joined in keywords:
         return joined
-    return words[0] if words[0] in KEYWORDS else None
+    return words[0] if words[0] in keywords else None

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 
 from sqlalchemy import select, update
+from sqlmodel import Session
 
 from postgate import tables as t
+from postgate.consent import records
 from postgate.providers.smpp import SmppGateway
 from postgate.providers.smsapi_sink import SmsApiSink
 from postgate.providers.smsc_sink import SmscSink
@@ -178,3 +180,50 @@ def test_a_route_to_an_unknown_provider_keeps_the_row_for_later(world: World,
                        and rows(world, "pigeon")[HU1].state == "deferred"),
               workers=("planner", "sender"))
     assert smsc.state.submitted == []
+
+
+def test_start_from_the_number_takes_its_stop_back_and_nothing_else(
+        world: World, smsc: SmscSink) -> None:
+    phone_contact(world, "Anna", HU1)
+    phone_contact(world, "Bela", HU2)
+    world.publish(sms_message(world, "First", "first"))
+    world.run(lambda: settled(world, "first", 2))
+    with Session(world.ctx.engine) as s:  # Bela's number was erased on request
+        records.suppress(s, world.tenant_id, "sms", HU2, "erasure")
+        s.commit()
+
+    async def replies(*texts: tuple[str, str]) -> None:
+        gateway = SmppGateway(world.ctx.settings, DatabaseFeedback(world.ctx.engine))
+        await gateway.start()
+        await asyncio.wait_for(gateway.session.bound.wait(), 5)
+        before = len(smsc.state.deliver_acks)
+        for number, text in texts:
+            smsc.send_mo(number, text)
+        for _ in range(100):
+            if len(smsc.state.deliver_acks) >= before + len(texts):
+                break
+            await asyncio.sleep(0.05)
+        await gateway.close()
+
+    s = t.suppression.c
+
+    def suppressed() -> dict[str, str]:
+        with world.ctx.engine.connect() as conn:
+            return dict(conn.execute(select(s.address, s.reason).where(
+                s.tenant_id == world.tenant_id)).all())
+
+    asyncio.run(replies((HU1, "STOP")))
+    assert suppressed() == {HU1: "stop", HU2: "erasure"}
+    asyncio.run(replies((HU1, "feliratkozás"), (HU2, "START")))
+    assert suppressed() == {HU2: "erasure"}  # START lifts a STOP, never an erasure
+    fe = t.feedback_event.c
+    with world.ctx.engine.connect() as conn:
+        kinds = conn.execute(select(fe.address, fe.kind).where(
+            fe.tenant_id == world.tenant_id, fe.channel == "sms",
+            fe.kind.in_(["stop", "start"])).order_by(fe.id)).all()
+    assert [tuple(k) for k in kinds] == [(HU1, "stop"), (HU1, "start"), (HU2, "start")]
+    world.publish(sms_message(world, "Second", "second"))
+    world.run(lambda: settled(world, "second", 2))
+    got = rows(world, "second")
+    assert got[HU1].state == "sent"
+    assert (got[HU2].state, got[HU2].reason) == ("blocked", "suppressed")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from postgate.sms.addressing import AddressError, e164, sender_id
-from postgate.sms.opt_out import keyword
+from postgate.sms.opt_out import RESUME_KEYWORDS, keyword
 from postgate.sms.routing import parse_routes, route
 
 
@@ -62,3 +62,15 @@ def test_opt_out_keywords(text: str) -> None:
                                   "Nem kérek több üzenetet stop", "STOPPER"])
 def test_other_replies_are_not_opt_outs(text: str) -> None:
     assert keyword(text) is None
+
+
+@pytest.mark.parametrize("text", ["START", "start", "Unstop", "Feliratkozás", "feliratkozom!"])
+def test_opt_back_in_keywords_are_not_opt_outs(text: str) -> None:
+    assert keyword(text, RESUME_KEYWORDS) is not None
+    assert keyword(text) is None
+
+
+@pytest.mark.parametrize("text", ["STOP", "please start sending me the news again now",
+                                  "restart", "Köszönöm"])
+def test_other_replies_are_not_opt_back_ins(text: str) -> None:
+    assert keyword(text, RESUME_KEYWORDS) is None
