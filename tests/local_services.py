@@ -42,14 +42,47 @@ def _wait_port(port: int, up: bool, timeout: float = 20) -> None:
     raise TimeoutError(f"port {port} did not go {'up' if up else 'down'} in {timeout}s")
 
 
-class LocalRedis:
+class _ServerProcess:
+    """A server this module runs as a child process on ``port``: stop, restart, close."""
+
+    port: int
+    dir: str | Path
+    proc: subprocess.Popen[bytes] | None = None
+    stop_timeout_s = 10.0
+
+    def start(self) -> _ServerProcess:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=self.stop_timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        _wait_port(self.port, up=False)
+
+    def restart(self, down_s: float = 1.0) -> None:
+        self.stop()
+        time.sleep(down_s)
+        self.start()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class LocalRedis(_ServerProcess):
     """``redis-server`` on its own port, no persistence; ``restart()`` loses all data."""
 
     def __init__(self) -> None:
         self.binary = shutil.which("redis-server")
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="redis-")
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc = None
 
     @property
     def available(self) -> bool:
@@ -67,25 +100,6 @@ class LocalRedis:
         _wait_port(self.port, up=True)
         return self
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-        _wait_port(self.port, up=False)
-
-    def restart(self, down_s: float = 1.0) -> None:
-        self.stop()
-        time.sleep(down_s)
-        self.start()
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _pg_bin(name: str) -> str | None:
@@ -159,17 +173,18 @@ class LocalPostgres:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class LocalRabbit:
+class LocalRabbit(_ServerProcess):
     """A RabbitMQ node of its own; ``restart()`` drops every AMQP connection. Its durable
     queues and persistent messages survive the restart, as on a real broker."""
 
     SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+    stop_timeout_s = 60.0  # the node shuts down cleanly on SIGTERM
 
     def __init__(self) -> None:
         self.port, self.dist_port = free_port(), free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="rabbit-"))
         self.name = f"postgate{self.port}@localhost"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc = None
 
     @property
     def available(self) -> bool:
@@ -197,24 +212,3 @@ class LocalRabbit:
                                          stdout=out, stderr=subprocess.STDOUT)
         _wait_port(self.port, up=True, timeout=60)
         return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()  # the node shuts down cleanly on SIGTERM
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-        _wait_port(self.port, up=False)
-
-    def restart(self, down_s: float = 1.0) -> None:
-        self.stop()
-        time.sleep(down_s)
-        self.start()
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)

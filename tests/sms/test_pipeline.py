@@ -20,6 +20,33 @@ from tests.support import World, serve_api
 HU1, HU2, HU3, PL = "+36201234567", "+36301234567", "+36701234567", "+48501234567"
 
 
+def anna_and_bela_got_a_first_sms(world: World) -> None:
+    phone_contact(world, "Anna", HU1)
+    phone_contact(world, "Bela", HU2)
+    world.publish(sms_message(world, "First", "first"))
+    world.run(lambda: settled(world, "first", 2))
+
+
+def replies(world: World, smsc: SmscSink, *texts: tuple[str, str]) -> None:
+    """Numbers text the SMSC; a gateway bound to it takes the MO messages in (as the
+    sender's own gateway does) until the SMSC has every acknowledgement."""
+
+    async def run() -> None:
+        gateway = SmppGateway(world.ctx.settings, DatabaseFeedback(world.ctx.engine))
+        await gateway.start()
+        await asyncio.wait_for(gateway.session.bound.wait(), 5)
+        before = len(smsc.state.deliver_acks)
+        for number, text in texts:
+            smsc.send_mo(number, text)
+        for _ in range(100):
+            if len(smsc.state.deliver_acks) >= before + len(texts):
+                break
+            await asyncio.sleep(0.05)
+        await gateway.close()
+
+    asyncio.run(run())
+
+
 def test_numbers_route_encode_and_get_their_reports(world: World, smsc: SmscSink,
                                                     smsapi: SmsApiSink) -> None:
     api = serve_api(world.ctx.settings)
@@ -121,24 +148,9 @@ def test_an_undelivered_receipt_fails_the_row(world: World, smsc: SmscSink) -> N
 
 def test_a_stop_reply_suppresses_the_number_before_the_next_campaign(
         world: World, smsc: SmscSink) -> None:
-    phone_contact(world, "Anna", HU1)
-    phone_contact(world, "Bela", HU2)
-    world.publish(sms_message(world, "First", "first"))
-    world.run(lambda: settled(world, "first", 2))
+    anna_and_bela_got_a_first_sms(world)
 
-    async def reply() -> None:
-        gateway = SmppGateway(world.ctx.settings, DatabaseFeedback(world.ctx.engine))
-        await gateway.start()
-        await asyncio.wait_for(gateway.session.bound.wait(), 5)
-        smsc.send_mo(HU1, "  leiratkozás! ")
-        smsc.send_mo(HU2, "Köszi, jó volt")
-        for _ in range(100):
-            if len(smsc.state.deliver_acks) >= 2 + 2:
-                break
-            await asyncio.sleep(0.05)
-        await gateway.close()
-
-    asyncio.run(reply())
+    replies(world, smsc, (HU1, "  leiratkozás! "), (HU2, "Köszi, jó volt"))
     s, fe = t.suppression.c, t.feedback_event.c
     with world.ctx.engine.connect() as conn:
         suppressed = conn.execute(select(s.address, s.reason, s.channel).where(
@@ -184,26 +196,10 @@ def test_a_route_to_an_unknown_provider_keeps_the_row_for_later(world: World,
 
 def test_start_from_the_number_takes_its_stop_back_and_nothing_else(
         world: World, smsc: SmscSink) -> None:
-    phone_contact(world, "Anna", HU1)
-    phone_contact(world, "Bela", HU2)
-    world.publish(sms_message(world, "First", "first"))
-    world.run(lambda: settled(world, "first", 2))
+    anna_and_bela_got_a_first_sms(world)
     with Session(world.ctx.engine) as s:  # Bela's number was erased on request
         records.suppress(s, world.tenant_id, "sms", HU2, "erasure")
         s.commit()
-
-    async def replies(*texts: tuple[str, str]) -> None:
-        gateway = SmppGateway(world.ctx.settings, DatabaseFeedback(world.ctx.engine))
-        await gateway.start()
-        await asyncio.wait_for(gateway.session.bound.wait(), 5)
-        before = len(smsc.state.deliver_acks)
-        for number, text in texts:
-            smsc.send_mo(number, text)
-        for _ in range(100):
-            if len(smsc.state.deliver_acks) >= before + len(texts):
-                break
-            await asyncio.sleep(0.05)
-        await gateway.close()
 
     s = t.suppression.c
 
@@ -212,9 +208,9 @@ def test_start_from_the_number_takes_its_stop_back_and_nothing_else(
             return dict(conn.execute(select(s.address, s.reason).where(
                 s.tenant_id == world.tenant_id)).all())
 
-    asyncio.run(replies((HU1, "STOP")))
+    replies(world, smsc, (HU1, "STOP"))
     assert suppressed() == {HU1: "stop", HU2: "erasure"}
-    asyncio.run(replies((HU1, "feliratkozás"), (HU2, "START")))
+    replies(world, smsc, (HU1, "feliratkozás"), (HU2, "START"))
     assert suppressed() == {HU2: "erasure"}  # START lifts a STOP, never an erasure
     fe = t.feedback_event.c
     with world.ctx.engine.connect() as conn:
