@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.exception_handlers import http_exception_handler
@@ -27,6 +27,24 @@ from postgate.settings import Settings, get_settings
 from postgate.sms.callbacks import router as sms_callbacks
 
 
+class RefuseNulInUrl:
+    """No route can look up or store a NUL (PostgreSQL text refuses it): a URL whose path
+    or query carries one gets a 400 before any route sees it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            raw = bytes(scope.get("raw_path") or b"") + b"?" + bytes(scope.get("query_string")
+                                                                    or b"")
+            if b"%00" in raw or b"\x00" in raw or "\x00" in scope.get("path", ""):
+                reply = JSONResponse({"detail": "a URL may not contain NUL (%00)"}, 400)
+                await reply(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 async def _http_error(request: Request, exc: HTTPException) -> Response:
     """Our own 422s say why in words; shape them like FastAPI's validation errors so every
     422 the api sends matches the one schema it publishes for 422."""
@@ -40,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(title="postgate", version="0.1.0")
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_middleware(RefuseNulInUrl)
     engine = engine_for(settings.database_url)
     app.state.settings = settings
     app.state.engine = engine

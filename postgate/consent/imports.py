@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import Engine, insert, select
 
 from postgate import tables as t
+from postgate.api_params import Line, Text
 from postgate.clock import add_months, aware
 from postgate.consent.addresses import AddressError, clean_name, normalise_email, normalise_phone
 from postgate.dialect import insert_ignore
@@ -34,10 +35,10 @@ class ImportRefused(ValueError):
 
 class Provenance(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    source: str = Field(min_length=1, max_length=40)
-    topic: str = Field(min_length=1, max_length=100)
+    source: Line = Field(min_length=1, max_length=40)
+    topic: Line = Field(min_length=1, max_length=100)
     collected_at: datetime
-    evidence: str = Field(min_length=1, max_length=500)
+    evidence: Text = Field(min_length=1, max_length=500)
     purchase_date: datetime | None = None
     marketing_checkbox: bool | None = None
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import insert, select, update
 
 from postgate import tables as t
-from postgate.api_params import BigRowId, BodyId, RowId
+from postgate.api_params import BigRowId, BodyId, Line, RowId, Text
 from postgate.auth import TenantUser
 from postgate.clock import utcnow
 from postgate.consent import evidence, imports, public_api, signup
@@ -27,14 +27,14 @@ MAX_IMPORT_BYTES = 20 * 1024 * 1024
 
 class FormSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
-    topic: str = Field(min_length=1, max_length=100)
+    name: Line = Field(min_length=1, max_length=200)
+    topic: Line = Field(min_length=1, max_length=100)
     list_id: BodyId
     channels: list[str] = Field(default_factory=lambda: ["email"])
-    consent_text: str = Field(min_length=1, max_length=20_000)
-    consent_text_version: str = Field(min_length=1, max_length=50)
-    success_message: str = Field(default="", max_length=2000)
-    confirmed_message: str = Field(default="", max_length=2000)
+    consent_text: Text = Field(min_length=1, max_length=20_000)
+    consent_text_version: Line = Field(min_length=1, max_length=50)
+    success_message: Text = Field(default="", max_length=2000)
+    confirmed_message: Text = Field(default="", max_length=2000)
 
 
 class FormPatch(BaseModel):

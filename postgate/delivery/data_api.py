@@ -11,6 +11,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from postgate.api_params import Line
 from postgate.auth import TenantUser
 from postgate.consent.erasure import erase
 from postgate.delivery.export import export_tenant
@@ -20,7 +21,7 @@ router = APIRouter(prefix="/v1", tags=["data"])
 
 class ErasureRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    address: str = Field(min_length=3, max_length=320)
+    address: Line = Field(min_length=3, max_length=320)
 
 
 @router.post("/erasures")

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
+from postgate.api_params import Line
 from postgate.auth import TenantUser
 from postgate.clock import utcnow
 from postgate.delivery import domain_store
@@ -17,7 +18,7 @@ router = APIRouter(prefix="/v1/domains", tags=["sender domains"])
 
 
 class Claim(BaseModel):
-    domain: str = Field(min_length=1, max_length=253)
+    domain: Line = Field(min_length=1, max_length=253)
 
 
 @router.post("", status_code=201)

@@ -63,15 +63,17 @@ def apply(engine: Engine, settings: Settings, fb: Feedback, raw: bytes, source: 
             key = f"mail:{fb.kind}:{delivery_id}:{fb.action or '-'}"
         elif key is None:
             key = f"mail:{fb.kind}:{hashlib.sha256(raw).hexdigest()}"
+        key, address = _storable(key), _storable(address)
         channel = fb.extra.get("channel", "email")
         kind = "delay" if fb.action == "delayed" else fb.kind  # a warning, not a bounce
         applied = Applied(key, kind, tenant_id, delivery_id, address)
         applied.new = conn.scalar(select(e.id).where(e.dedup_key == key)) is None
         insert_ignore(conn, t.feedback_event, [{
             "tenant_id": tenant_id, "delivery_id": delivery_id, "channel": channel,
-            "kind": kind, "hard": fb.hard, "address": address[:320], "status": fb.status,
+            "kind": kind, "hard": fb.hard, "address": address[:320],
+            "status": _storable(fb.status)[:100],
             "source": source, "dedup_key": key,
-            "raw": raw[:RAW_LIMIT].decode("utf-8", "replace").replace("\x00", "\ufffd"),
+            "raw": _storable(raw[:RAW_LIMIT].decode("utf-8", "replace")),
             "created_at": now,
         }], ("dedup_key",))
         if tenant_id is not None and address:
@@ -82,6 +84,11 @@ def apply(engine: Engine, settings: Settings, fb: Feedback, raw: bytes, source: 
              kind, slug, delivery_id, address, fb.hard, fb.status, applied.new,
              applied.suppressed)
     return applied
+
+
+def _storable(text: str) -> str:
+    """What a garbled report says, kept as text a database can hold (no NUL)."""
+    return text.replace("\x00", "\ufffd")
 
 
 def _delivery(conn: Connection, fb: Feedback) -> tuple[int, int, str, str] | None:

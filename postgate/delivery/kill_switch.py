@@ -22,6 +22,7 @@ from sqlalchemy import Engine, func, select
 
 from postgate import tables as t
 from postgate import tenants
+from postgate.api_params import Text
 from postgate.auth import Operator
 from postgate.clock import utcnow
 from postgate.delivery import sending_blocks
@@ -38,11 +39,11 @@ b = t.sending_block.c
 
 class BlockRequest(BaseModel):
     scope: Scope
-    reason: str = Field(min_length=3, max_length=2000)
+    reason: Text = Field(min_length=3, max_length=2000)
 
 
 class CancelRequest(BaseModel):
-    reason: str = Field(min_length=3, max_length=2000)
+    reason: Text = Field(min_length=3, max_length=2000)
     campaign_id: int | None = None
 
 

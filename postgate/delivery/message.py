@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from postgate.api_params import Line, Text
 from postgate.delivery.states import Channel, Kind
 
 SCHEMA_VERSION = "campaign.v1"
@@ -32,15 +33,15 @@ class MessageError(ValueError):
 
 class Content(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    subject: str = Field(default="", max_length=998)
-    text: str = Field(default="", max_length=500_000)
-    html: str = Field(default="", max_length=500_000)
+    subject: Text = Field(default="", max_length=998)  # line breaks are folded when rendered
+    text: Text = Field(default="", max_length=500_000)
+    html: Text = Field(default="", max_length=500_000)
 
 
 class Sender(BaseModel):
     model_config = ConfigDict(extra="forbid")
     email: EmailStr
-    name: str = Field(default="", max_length=200)
+    name: Text = Field(default="", max_length=200)
 
 
 class SmsOptions(BaseModel):
@@ -65,11 +66,11 @@ class CampaignV1(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     version: Literal["campaign.v1"]
-    tenant: str = Field(min_length=1, max_length=100)
-    campaign_id: str = Field(min_length=1, max_length=200)
+    tenant: Line = Field(min_length=1, max_length=100)
+    campaign_id: Line = Field(min_length=1, max_length=200)
     channel: Channel
     kind: Kind
-    topic: str = Field(min_length=1, max_length=100)
+    topic: Line = Field(min_length=1, max_length=100)
     audience: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(min_length=1,
                                                                    max_length=1000)
     content: Content

@@ -217,7 +217,8 @@ def test_start_from_the_number_takes_its_stop_back_and_nothing_else(
         kinds = conn.execute(select(fe.address, fe.kind).where(
             fe.tenant_id == world.tenant_id, fe.channel == "sms",
             fe.kind.in_(["stop", "start"])).order_by(fe.id)).all()
-    assert [tuple(k) for k in kinds] == [(HU1, "stop"), (HU1, "start"), (HU2, "start")]
+    assert [kind for number, kind in kinds if number == HU1] == ["stop", "start"]
+    assert [kind for number, kind in kinds if number == HU2] == ["start"]
     world.publish(sms_message(world, "Second", "second"))
     world.run(lambda: settled(world, "second", 2))
     got = rows(world, "second")
