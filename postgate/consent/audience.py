@@ -15,7 +15,7 @@ from sqlalchemy import Connection, and_, select
 
 from postgate import tables as t
 from postgate.clock import add_months, aware
-from postgate.consent.erasure import address_hash
+from postgate.consent import erasure
 from postgate.consent.gate import FRESH_MONTHS, ConsentView, Recipient
 from postgate.delivery.states import Channel, DeliveryState, Kind
 
@@ -79,16 +79,7 @@ def _latest_consents(
 def _suppressions(
     conn: Connection, spec: AudienceSpec, addresses: Sequence[str]
 ) -> dict[str, str]:
-    """Suppression by address, including erased people's hashed entries."""
-    s = t.suppression.c
-    hashed = {address_hash(a): a for a in addresses}
-    rows = conn.execute(
-        select(s.address, s.reason).where(
-            s.tenant_id == spec.tenant_id, s.channel == spec.channel,
-            s.address.in_([*addresses, *hashed]),
-        )
-    ).all()
-    return {hashed.get(row[0], row[0]): row[1] for row in rows}
+    return erasure.suppressions(conn, spec.tenant_id, spec.channel, addresses)
 
 
 def _promo_sends(

@@ -9,9 +9,10 @@ imported again later, is still never mailed — and nobody can read it back.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, delete, insert, or_, select, update
+from sqlalchemy import Connection, Engine, delete, insert, or_, select, update
 
 from postgate import tables as t
 from postgate.clock import utcnow
@@ -22,6 +23,25 @@ HASH_PREFIX = "sha256:"
 
 def address_hash(address: str) -> str:
     return HASH_PREFIX + hashlib.sha256(address.strip().lower().encode()).hexdigest()
+
+
+def suppressions(conn: Connection, tenant_id: int, channel: str,
+                 addresses: Sequence[str]) -> dict[str, str]:
+    """The suppression reason of each address that has one, erased people's hashed
+    entries included: the one lookup every check of suppression goes through."""
+    if not addresses:
+        return {}
+    s = t.suppression.c
+    hashed = {address_hash(a): a for a in addresses}
+    rows = conn.execute(select(s.address, s.reason).where(
+        s.tenant_id == tenant_id, s.channel == channel,
+        s.address.in_(sorted({*addresses, *hashed})))).all()
+    found: dict[str, str] = {}
+    for address, reason in rows:  # an erasure wins over an older plain entry
+        key = hashed.get(address, address)
+        if key not in found or address in hashed:
+            found[key] = reason
+    return found
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, update
 
 from postgate import tables as t
+from postgate.consent import erasure
 from postgate.consent.gate import HARD_SUPPRESSIONS
 from postgate.delivery.states import BlockReason, DeliveryState, Kind
 
@@ -30,12 +31,9 @@ def late_suppressed(engine: Engine, tenant_id: int, channel: str, kind: str,
     """Block the claimed rows whose address was suppressed after planning; return their ids."""
     if not rows:
         return set()
-    s, d = t.suppression.c, t.delivery.c
+    d = t.delivery.c
     with engine.begin() as conn:
-        found = {a: r for a, r in conn.execute(
-            select(s.address, s.reason).where(
-                s.tenant_id == tenant_id, s.channel == channel,
-                s.address.in_(sorted({a for _, a in rows}))))}
+        found = erasure.suppressions(conn, tenant_id, channel, sorted({a for _, a in rows}))
         ids = suppressed_rows(found, kind, rows)
         if ids:
             conn.execute(update(t.delivery).where(d.id.in_(ids), d.state == DeliveryState.SENDING)

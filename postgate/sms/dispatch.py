@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from postgate import tables as t
 from postgate.clock import utcnow
+from postgate.consent import erasure
 from postgate.delivery import store as email_store
 from postgate.delivery.rendering import TEXT_ENV
 from postgate.delivery.states import Kind
@@ -162,10 +163,8 @@ class SmsDispatch:
                       outcome.provider, outcome.detail)
 
     def _suppressed(self, tenant_id: int, addresses: list[str]) -> set[str]:
-        s = t.suppression.c
         with self.ctx.engine.connect() as conn:
-            return set(conn.scalars(select(s.address).where(
-                s.tenant_id == tenant_id, s.channel == "sms", s.address.in_(addresses))))
+            return set(erasure.suppressions(conn, tenant_id, "sms", addresses))
 
     def _block(self, tenant_id: int, ids: list[int]) -> None:
         with self.ctx.engine.begin() as conn:
