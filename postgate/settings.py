@@ -118,6 +118,8 @@ class Settings(BaseSettings):
     signup_rate_per_ip: int = Field(default=20, ge=1)  # form posts per IP per window
     signup_rate_per_form: int = Field(default=1000, ge=1)  # form posts per form per window
     signup_rate_window_s: float = 600.0
+    signup_sms_per_day: int = Field(default=500, ge=0)  # confirmation SMS per tenant per 24 h
+    signup_sms_regions: str = "HU"  # where forms may text a confirmation (ISO codes, or *)
     reminder_after_days: int = Field(default=90, ge=1)  # provenance footer after this silence
     metrics_port: int = 0  # workers serve /metrics here when set
     # the operator web page (postgate/operator_page)

@@ -18,7 +18,7 @@ class AddressError(ValueError):
     pass
 
 
-def _has_tricks(value: str) -> bool:
+def has_tricks(value: str) -> bool:
     """Control characters, line breaks, bidi overrides, zero-width and other format chars."""
     return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Zl", "Zp") for ch in value)
 
@@ -29,7 +29,7 @@ def normalise_email(value: str) -> str:
         raise AddressError("email is empty")
     if len(value) > MAX_EMAIL:
         raise AddressError("email is too long")
-    if _has_tricks(value):
+    if has_tricks(value):
         raise AddressError("email contains control or invisible characters")
     try:
         result = validate_email(value, check_deliverability=False, allow_smtputf8=False)
@@ -40,7 +40,7 @@ def normalise_email(value: str) -> str:
 
 def normalise_phone(value: str, region: str = DEFAULT_REGION) -> str:
     value = value.strip()
-    if len(value) > 40 or _has_tricks(value):
+    if len(value) > 40 or has_tricks(value):
         raise AddressError("invalid phone number")
     try:
         number = phonenumbers.parse(value, region)
@@ -51,11 +51,16 @@ def normalise_phone(value: str, region: str = DEFAULT_REGION) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def region_of(e164: str) -> str | None:
+    """The ISO region of a normalised number ('+36201234567' -> 'HU')."""
+    return phonenumbers.region_code_for_number(phonenumbers.parse(e164, None))
+
+
 def clean_name(value: str) -> str:
     """A display name: NFC, one line, no invisible characters, bounded length."""
     value = unicodedata.normalize("NFC", value).strip()
     if len(value) > MAX_NAME:
         raise AddressError("name is too long")
-    if _has_tricks(value):
+    if has_tricks(value):
         raise AddressError("name contains line breaks, control or invisible characters")
     return value

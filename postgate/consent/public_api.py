@@ -18,7 +18,13 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from postgate.clock import utcnow
 from postgate.consent import signup, unsubscribe
-from postgate.consent.addresses import AddressError, clean_name, normalise_email, normalise_phone
+from postgate.consent.addresses import (
+    AddressError,
+    clean_name,
+    normalise_email,
+    normalise_phone,
+    region_of,
+)
 from postgate.consent.ratelimit import Limiter
 from postgate.metrics import CONSENT_EVENTS
 from postgate.settings import Settings
@@ -106,7 +112,7 @@ async def form_post(public_id: str, request: Request) -> Response:
     if any(len(v) > MAX_FIELD for v in fields.values()):
         raise HTTPException(422, "a field is too long")
     try:
-        who = _applicant(form.channels, fields)
+        who = _applicant(form.channels, fields, settings.signup_sms_regions)
     except AddressError as exc:
         raise HTTPException(422, str(exc)) from None
     default = "Check your mailbox." if "email" in form.channels else "Check your phone."
@@ -114,44 +120,48 @@ async def form_post(public_id: str, request: Request) -> Response:
     if fields.get(HONEYPOT):  # bots fill every field; people never see this one
         log.info("form=%s honeypot filled from %s; dropped", public_id, caller.ip)
         return _answer(wants_json, pending, 202)
-    for address in (who.email, who.phone):
-        if address and _limited(request, f"addr:{form.tenant_id}:{address}", 1):
-            return _answer(wants_json, pending, 202)
-    result = await asyncio.to_thread(
-        signup.submit, engine, form, who, caller, settings.public_url,
-        settings.signup_token_ttl_s, utcnow())
+    channels = [ch for ch in form.channels if not _limited(
+        request, f"addr:{form.tenant_id}:{ch}:{who.address(ch)}", 1)]  # one per 10 min
+    result = await asyncio.to_thread(signup.submit, engine, settings, form, who, channels,
+                                     caller, utcnow())
     CONSENT_EVENTS.labels(form.tenant_slug, "signup").inc()
-    if result.batches:
+    if result.status == "capped":
+        CONSENT_EVENTS.labels(form.tenant_slug, "confirmation_capped").inc()
+    for queued, batch in enumerate(result.batches):
         try:
-            await asyncio.to_thread(_publish, settings, result.batches)
+            await asyncio.to_thread(_publish, settings, batch)
         except Exception:
             log.exception("form=%s rcpt=%s confirmation could not be queued", public_id,
                           who.email or who.phone)
-            await asyncio.to_thread(signup.abandon, engine, result, utcnow())
+            await asyncio.to_thread(signup.abandon, engine, result, utcnow(), queued)
             raise HTTPException(503, "temporarily unavailable; try again shortly") from None
-        CONSENT_EVENTS.labels(form.tenant_slug, "confirmation_sent").inc(len(result.batches))
+        CONSENT_EVENTS.labels(form.tenant_slug, "confirmation_sent").inc()
     return _answer(wants_json, pending, 202)
 
 
-def _applicant(channels: list[str], fields: dict[str, str]) -> signup.Applicant:
-    """The typed addresses, normalised: each channel of the form needs its own (an email
-    form an address, an SMS form a number); anything else typed is checked too."""
+def _applicant(channels: list[str], fields: dict[str, str], regions: str) -> signup.Applicant:
+    """The typed addresses, normalised. Each channel of the form needs its own (an email
+    form an address, an SMS form a number in ``regions``); an address the form does not
+    confirm must still be valid, but is not kept."""
     email_in, phone_in = fields.get("email", "").strip(), fields.get("phone", "").strip()
-    if "email" in channels or email_in:
-        email: str | None = normalise_email(email_in)
-    else:
-        email = None
     if "sms" in channels and not phone_in:
         raise AddressError("a phone number is required")
+    email = normalise_email(email_in) if email_in or "email" in channels else None
     phone = normalise_phone(phone_in) if phone_in else None
-    return signup.Applicant(email, phone, clean_name(fields.get("name", "")))
+    if phone and "sms" in channels:
+        allowed = {r.strip().upper() for r in regions.split(",") if r.strip()}
+        if "*" not in allowed and region_of(phone) not in allowed:
+            raise AddressError("confirmation SMS go only to numbers of: "
+                               + ", ".join(sorted(allowed)))
+    return signup.Applicant(email if "email" in channels else None,
+                            phone if "sms" in channels else None,
+                            clean_name(fields.get("name", "")))
 
 
-def _publish(settings: Settings, batches: list[dict[str, Any]]) -> None:
+def _publish(settings: Settings, batch: dict[str, Any]) -> None:
     broker = Broker(settings.broker_url, settings.queue_prefix)
     try:
-        for batch in batches:
-            broker.publish("send", batch)
+        broker.publish("send", batch)
     finally:
         broker.close()
 

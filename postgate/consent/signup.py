@@ -21,14 +21,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, true, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.engine import Row
 
 from postgate import tables as t
 from postgate.clock import aware
+from postgate.consent import erasure
 from postgate.consent.gate import HARD_SUPPRESSIONS
 from postgate.delivery.states import CampaignState, DeliveryState, Kind
 from postgate.dialect import insert_ignore
+from postgate.settings import Settings
 
 log = logging.getLogger("postgate.signup")
 CONFIRM_PREFIX = "signup-confirm:"
@@ -66,7 +68,7 @@ class Signup:
     pending signups they confirm. ``status`` sums it up: sent when any confirmation goes
     out, else already_sent (within 24 h) or suppressed."""
 
-    status: str  # sent | already_sent | suppressed
+    status: str  # sent | already_sent | capped | suppressed
     batches: list[dict[str, Any]] = field(default_factory=list)
     pending_ids: list[int] = field(default_factory=list)
 
@@ -95,35 +97,21 @@ def find_form(engine: Engine, public_id: str) -> Row[Any] | None:
         ).first()
 
 
-def _contacts(conn: Connection, tenant_id: int, who: Applicant,
-              channels: list[str], now: datetime) -> dict[str, int]:
-    """The contact each channel's consent will belong to. A form post never merges two
-    contacts and never attaches a typed number to an existing contact (nor a typed address
-    to an existing number): whoever confirms a channel proves only that channel's address.
-    A visitor new on both gets one contact holding both."""
+def _contact(conn: Connection, tenant_id: int, channel: str, address: str,
+             now: datetime) -> tuple[int, bool]:
+    """The contact holding ``address`` in ``channel``'s column, or a new one holding just
+    that address: (id, created). A form post never merges contacts and never writes a
+    typed address next to anything it did not prove, so confirming one channel never lets
+    another address reach that contact's data (a new visitor on both channels gets two)."""
     c = t.contact.c
-
-    def find(column: Any, value: str | None) -> int | None:
-        found = value and conn.scalar(select(c.id).where(c.tenant_id == tenant_id,
-                                                         column == value))
-        return int(found) if found else None
-
-    def add(email: str | None, phone: str | None) -> int:
-        return int(conn.execute(
-            insert(t.contact).values(tenant_id=tenant_id, email=email, phone=phone, name="",
-                                     attributes={}, created_at=now).returning(c.id)
-        ).scalar_one())
-
-    by_email, by_phone = find(c.email, who.email), find(c.phone, who.phone)
-    if by_email is None and by_phone is None:
-        both = add(who.email, who.phone)
-        return {channel: both for channel in channels}
-    ids = {}
-    if "email" in channels:
-        ids["email"] = by_email if by_email is not None else add(who.email, None)
-    if "sms" in channels:
-        ids["sms"] = by_phone if by_phone is not None else add(None, who.phone)
-    return ids
+    column = c.email if channel == "email" else c.phone
+    found = conn.scalar(select(c.id).where(c.tenant_id == tenant_id, column == address))
+    if found is not None:
+        return int(found), False
+    return int(conn.execute(insert(t.contact).values(
+        tenant_id=tenant_id, email=address if channel == "email" else None,
+        phone=address if channel == "sms" else None, name="", attributes={}, created_at=now,
+    ).returning(c.id)).scalar_one()), True
 
 
 def _confirmation(conn: Connection, form: Row[Any], channel: str, address: str,
@@ -146,49 +134,43 @@ def _confirmation(conn: Connection, form: Row[Any], channel: str, address: str,
     return int(campaign_id), int(delivery_id)
 
 
-def submit(engine: Engine, form: Row[Any], who: Applicant, visitor: Visitor,
-           public_url: str, ttl_s: float, now: datetime) -> Signup:
-    """Record a pending signup per channel of the form and prepare its confirmation (an
-    email, or an SMS to the typed number): at most one per address and channel per 24 h.
-    A mailbox that bounced hard or complained gets no confirmation (one that unsubscribed
-    may sign up again); a number that is suppressed for any reason, a STOP included, is
-    never texted because of a form post someone else could have made."""
+def submit(engine: Engine, settings: Settings, form: Row[Any], who: Applicant,
+           channels: list[str], visitor: Visitor, now: datetime) -> Signup:
+    """Record a pending signup per channel in ``channels`` (the form's, less any the
+    caller rate-limited) and prepare its confirmation: an email, or an SMS to the typed
+    number. At most one per address and channel per 24 h, and at most
+    ``SIGNUP_SMS_PER_DAY`` confirmation SMS per tenant. A mailbox that bounced hard,
+    complained or was erased gets no confirmation (one that unsubscribed may sign up
+    again); a number that is suppressed for any reason, a STOP included, is never texted
+    because of a form post someone else could have made."""
     tenant_id = form.tenant_id
-    p, s = t.pending_signup.c, t.suppression.c
-    channels = [ch for ch in form.channels if who.address(ch)]
+    p = t.pending_signup.c
     batches: list[dict[str, Any]] = []
     pending_ids: list[int] = []
     statuses: set[str] = set()
     with engine.begin() as conn:
-        todo = []
         for channel in channels:
             address = who.address(channel)
-            recent = conn.scalar(select(p.id).where(
-                p.tenant_id == tenant_id, p.address == address, p.channel == channel,
-                p.created_at > now - RESEND_AFTER).limit(1))
-            hard = conn.scalar(select(s.reason).where(
-                s.tenant_id == tenant_id, s.channel == channel, s.address == address,
-                s.reason.in_(HARD_SUPPRESSIONS) if channel == "email" else true()))
-            if recent is not None or hard is not None:
-                statuses.add("already_sent" if recent is not None else "suppressed")
-            else:
-                todo.append(channel)
-        contacts = _contacts(conn, tenant_id, who, todo, now) if todo else {}
-        for channel in todo:
-            address = str(who.address(channel))
+            if not address:
+                continue
+            refused = _refused(conn, settings, tenant_id, channel, address, now)
+            if refused:
+                statuses.add(refused)
+                continue
+            contact_id, created = _contact(conn, tenant_id, channel, address, now)
             token = secrets.token_urlsafe(32)
             digest = hash_token(token)
             pending_id = conn.execute(insert(t.pending_signup).values(
-                tenant_id=tenant_id, form_id=form.id, contact_id=contacts[channel],
-                channel=channel, address=address, name=who.name, token_hash=digest,
-                consent_text_hash=form.consent_text_hash,
+                tenant_id=tenant_id, form_id=form.id, contact_id=contact_id,
+                channel=channel, address=address, name=who.name if created else "",
+                token_hash=digest, consent_text_hash=form.consent_text_hash,
                 consent_text_version=form.consent_text_version, signup_ip=visitor.ip[:64],
                 signup_user_agent=visitor.user_agent[:500], created_at=now,
-                expires_at=now + timedelta(seconds=ttl_s),
+                expires_at=now + timedelta(seconds=settings.signup_token_ttl_s),
             ).returning(p.id)).scalar_one()
             campaign_id, delivery_id = _confirmation(conn, form, channel, address,
-                                                     contacts[channel], digest, now)
-            context = {"confirm_url": f"{public_url.rstrip('/')}/c/{token}",
+                                                     contact_id, digest, now)
+            context = {"confirm_url": f"{settings.public_url.rstrip('/')}/c/{token}",
                        "tenant_name": form.tenant_name, "topic": form.topic}
             batches.append({"campaign_id": campaign_id, "ids": [delivery_id],
                             "context": {str(delivery_id): context}})
@@ -198,21 +180,46 @@ def submit(engine: Engine, form: Row[Any], who: Applicant, visitor: Visitor,
                      delivery_id)
     if batches:
         return Signup("sent", batches, pending_ids)
-    return Signup("already_sent" if "already_sent" in statuses else "suppressed")
+    for status in ("already_sent", "capped"):
+        if status in statuses:
+            return Signup(status)
+    return Signup("suppressed")
 
 
-def abandon(engine: Engine, signup: Signup, now: datetime) -> None:
-    """Undo a signup whose confirmations could not be queued, so the person can retry."""
-    if not signup.batches:
+def _refused(conn: Connection, settings: Settings, tenant_id: int, channel: str,
+             address: str, now: datetime) -> str | None:
+    """Why this address gets no confirmation now, or None when it may."""
+    p = t.pending_signup.c
+    if conn.scalar(select(p.id).where(
+            p.tenant_id == tenant_id, p.address == address, p.channel == channel,
+            p.created_at > now - RESEND_AFTER).limit(1)) is not None:
+        return "already_sent"
+    reason = erasure.suppressions(conn, tenant_id, channel, [address]).get(address)
+    if reason is not None and (channel == "sms" or reason in HARD_SUPPRESSIONS):
+        return "suppressed"
+    if channel == "sms" and (conn.scalar(select(func.count()).select_from(t.pending_signup)
+                                         .where(p.tenant_id == tenant_id, p.channel == "sms",
+                                                p.created_at > now - timedelta(days=1)))
+                             or 0) >= settings.signup_sms_per_day:
+        log.warning("tenant=%s rcpt=%s no confirmation SMS: %d sent in the last 24 h",
+                    tenant_id, address, settings.signup_sms_per_day)
+        return "capped"
+    return None
+
+
+def abandon(engine: Engine, signup: Signup, now: datetime, first: int = 0) -> None:
+    """Undo the confirmations from ``first`` on, which could not be queued, so the person
+    can retry them; the ones before it were queued and stay."""
+    batches, pending_ids = signup.batches[first:], signup.pending_ids[first:]
+    if not batches:
         return
     d = t.delivery.c
-    ids = [i for batch in signup.batches for i in batch["ids"]]
+    ids = [i for batch in batches for i in batch["ids"]]
     with engine.begin() as conn:
         conn.execute(update(t.delivery).where(d.id.in_(ids), d.state == DeliveryState.QUEUED)
                      .values(state=DeliveryState.CANCELLED, reason="queue_unavailable",
                              updated_at=now))
-        conn.execute(t.pending_signup.delete().where(
-            t.pending_signup.c.id.in_(signup.pending_ids)))
+        conn.execute(t.pending_signup.delete().where(t.pending_signup.c.id.in_(pending_ids)))
 
 
 def find_pending(conn: Connection, token: str, now: datetime) -> Row[Any] | None:

@@ -122,8 +122,9 @@ def test_bombing_one_address_sends_one_confirmation(world: World, api: str) -> N
     from postgate.consent import signup
 
     row = signup.find_form(world.ctx.engine, form["public_id"])
-    again = signup.submit(world.ctx.engine, row, signup.Applicant(address, None, ""),
-                          signup.Visitor("::1", "t"), "http://x", 60, utcnow())
+    again = signup.submit(world.ctx.engine, world.ctx.settings, row,
+                          signup.Applicant(address, None, ""), ["email"],
+                          signup.Visitor("::1", "t"), utcnow())
     assert (again.status, again.batches) == ("already_sent", [])
 
 
@@ -205,8 +206,9 @@ def test_a_confirmation_whose_link_was_lost_is_cancelled_not_sent(world: World, 
     _, form = make_form(world, api)
     address = f"lost@{world.tenant.domain}"
     row = signup.find_form(world.ctx.engine, form["public_id"])
-    made = signup.submit(world.ctx.engine, row, signup.Applicant(address, None, ""),
-                         signup.Visitor("::1", "t"), "http://x", 60, utcnow())
+    made = signup.submit(world.ctx.engine, world.ctx.settings, row,
+                         signup.Applicant(address, None, ""), ["email"],
+                         signup.Visitor("::1", "t"), utcnow())
     (mail,) = made.batches
     broker = world.ctx.broker()
     broker.publish("send", {"campaign_id": mail["campaign_id"], "ids": mail["ids"]})
@@ -232,9 +234,11 @@ def test_expired_links_neither_show_nor_confirm(world: World, api: str) -> None:
 
     _, form = make_form(world, api)
     row = signup.find_form(world.ctx.engine, form["public_id"])
-    made = signup.submit(world.ctx.engine, row,
-                         signup.Applicant(f"slow@{world.tenant.domain}", None, ""),
-                         signup.Visitor("::1", "t"), api, -1, utcnow())
+    expired = world.ctx.settings.model_copy(update={"public_url": api,
+                                                    "signup_token_ttl_s": -1})
+    made = signup.submit(world.ctx.engine, expired, row,
+                         signup.Applicant(f"slow@{world.tenant.domain}", None, ""), ["email"],
+                         signup.Visitor("::1", "t"), utcnow())
     (mail,) = made.batches
     (context,) = mail["context"].values()
     url = context["confirm_url"]

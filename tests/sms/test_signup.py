@@ -14,6 +14,7 @@ from sqlmodel import Session
 
 from postgate import tables as t
 from postgate.consent import records
+from postgate.consent.erasure import erase
 from postgate.consent.signup import hash_token
 from postgate.providers.smsapi_sink import SmsApiSink
 from postgate.providers.smsc_sink import SmscSink
@@ -21,7 +22,7 @@ from tests.consent.test_signup_forms import mails_to, make_form
 from tests.sms.world import rows, settled, sms_message
 from tests.support import World
 
-HU, PL = "+36209876543", "+48509876543"
+HU, HU2, PL = "+36209876543", "+36309876543", "+48509876543"
 LINK = re.compile(r"/c/([A-Za-z0-9_-]{40,})")
 
 
@@ -80,6 +81,7 @@ def test_a_number_confirms_by_sms_and_then_gets_the_campaign(
 
 def test_each_channel_is_confirmed_on_its_own_address(
         world: World, api: str, smsapi: SmsApiSink) -> None:
+    world.ctx.settings.signup_sms_regions = "HU,PL"
     _, form = make_form(world, api, channels=["email", "sms"])
     address = f"both@{world.tenant.domain}"
     r = httpx.post(f"{api}/f/{form['public_id']}", json={"email": address, "phone": PL})
@@ -91,35 +93,85 @@ def test_each_channel_is_confirmed_on_its_own_address(
     assert match, sent.form
     assert httpx.post(f"{api}/c/{match.group(1)}").status_code == 200
     assert [(c.channel, c.email, c.phone) for c in sms_consents(world)] == [
-        ("sms", address, PL)]  # the mailbox is not confirmed by the SMS link
+        ("sms", None, PL)]  # the mailbox is neither confirmed nor attached by the SMS link
 
     world.publish(world.message("mail-after", topic="news"))
     world.publish(sms_message(world, "Sms after", "sms-after"))
     world.run(lambda: [r.state for r in rows(world, "sms-after").values()] == ["sent"]
-              and all(r.state != "queued" for r in world.deliveries("mail-after"))
-              and len(world.deliveries("mail-after")) == 1)
-    assert [(r.address, r.state, r.reason) for r in world.deliveries("mail-after")] == [
-        (address, "blocked", "no_consent")]
-    assert rows(world, "sms-after")[PL].state == "sent"
+              and world.campaign_state("mail-after") == "finished")
+    assert [r.state for r in world.deliveries("mail-after")] == ["blocked"]  # no address
+    assert len(mails_to(world, address)) == 1  # the confirmation only
+
+    mail_link = LINK.search(mails_to(world, address)[0].get_content())
+    assert mail_link
+    assert httpx.post(f"{api}/c/{mail_link.group(1)}").status_code == 200
+    assert sorted((c.channel, c.email, c.phone) for c in sms_consents(world)) == [
+        ("email", address, None), ("sms", None, PL)]
+    world.publish(world.message("mail-later", topic="news"))
+    world.run(lambda: world.campaign_state("mail-later") == "finished")
+    assert {(r.address, r.state) for r in world.deliveries("mail-later")} == {
+        (address, "sent"), ("", "blocked")}
 
 
 def test_a_typed_number_never_joins_an_existing_contact(
         world: World, api: str, smsc: SmscSink) -> None:
     """Someone types a known subscriber's address and their own number: the SMS consent
     belongs to a new contact with just that number, so nothing of the subscriber (name,
-    attributes) ever reaches the typed phone."""
+    attributes) ever reaches the typed phone; and a name typed next to a number that is
+    already a contact never renames it."""
     known = world.contact("known")
+    with Session(world.ctx.engine) as s:
+        records.add_contact(s, world.tenant_id, phone=HU2, name="")
+        s.commit()
     _, form = make_form(world, api, channels=["sms"])
-    r = httpx.post(f"{api}/f/{form['public_id']}", data={"email": known.email, "phone": HU})
-    assert r.status_code == 202
-    match = LINK.search(confirmation_sms(world, smsc, HU))
-    assert match
-    assert httpx.post(f"{api}/c/{match.group(1)}").status_code == 200
+    for phone in (HU, HU2):
+        r = httpx.post(f"{api}/f/{form['public_id']}",
+                       data={"email": known.email, "phone": phone, "name": "Mallory"})
+        assert r.status_code == 202
+        match = LINK.search(confirmation_sms(world, smsc, phone))
+        assert match
+        assert httpx.post(f"{api}/c/{match.group(1)}").status_code == 200
     k = t.contact.c
     with world.ctx.engine.connect() as conn:
         contacts = conn.execute(select(k.email, k.phone, k.name).where(
             k.tenant_id == world.tenant_id).order_by(k.id)).all()
-    assert [tuple(c) for c in contacts] == [(known.email, None, "Known"), (None, HU, "")]
+    assert [tuple(c) for c in contacts] == [
+        (known.email, None, "Known"), (None, HU2, ""), (None, HU, "Mallory")]
+
+
+def test_an_erased_number_is_never_texted_again_from_a_form(
+        world: World, api: str, smsc: SmscSink) -> None:
+    with Session(world.ctx.engine) as s:
+        records.add_contact(s, world.tenant_id, phone=HU, name="Anna", lists=[world.mlist])
+        s.commit()
+    erase(world.ctx.engine, world.tenant_id, HU, actor="dpo")
+    _, form = make_form(world, api, channels=["sms"])
+    r = httpx.post(f"{api}/f/{form['public_id']}", json={"phone": HU})
+    assert (r.status_code, r.json()["status"]) == (202, "pending")  # says nothing more
+    k, p = t.contact.c, t.pending_signup.c
+    with world.ctx.engine.connect() as conn:
+        assert conn.execute(select(p.id).where(p.tenant_id == world.tenant_id)).first() is None
+        assert conn.execute(select(k.id).where(k.tenant_id == world.tenant_id,
+                                               k.phone == HU)).first() is None
+    world.run(lambda: True, workers=("sender",))
+    assert smsc.state.to(HU) == []
+
+
+def test_forms_text_only_allowed_regions_and_a_daily_number_per_tenant(
+        world: World, api: str, smsc: SmscSink) -> None:
+    world.ctx.settings.signup_sms_per_day = 1
+    _, form = make_form(world, api, channels=["sms"])
+    url = f"{api}/f/{form['public_id']}"
+    abroad = httpx.post(url, json={"phone": PL})  # platform default: HU only
+    assert abroad.status_code == 422 and "numbers of: HU" in abroad.text
+    assert httpx.post(url, json={"phone": HU}).status_code == 202
+    assert httpx.post(url, json={"phone": HU2}).status_code == 202  # over today's budget
+    world.run(lambda: len(smsc.state.to(HU)) == 1, workers=("sender",))
+    assert smsc.state.to(HU2) == [] and smsc.state.to(PL) == []
+    p = t.pending_signup.c
+    with world.ctx.engine.connect() as conn:
+        pending = conn.execute(select(p.address).where(p.tenant_id == world.tenant_id)).all()
+    assert [a for (a,) in pending] == [HU]
 
 
 def test_a_number_that_said_stop_is_not_texted_because_of_a_form_post(
@@ -130,10 +182,10 @@ def test_a_number_that_said_stop_is_not_texted_because_of_a_form_post(
         records.suppress(s, world.tenant_id, "sms", HU, "stop")
         s.commit()
     _, form = make_form(world, api, channels=["sms"])
-    for number in (HU, PL.replace("+48", "+36")):
+    for number in (HU, HU2):
         r = httpx.post(f"{api}/f/{form['public_id']}", json={"phone": number})
         assert (r.status_code, r.json()["status"]) == (202, "pending")
-    other = PL.replace("+48", "+36")
+    other = HU2
     world.run(lambda: len(smsc.state.to(other)) == 1, workers=("sender",))
     assert smsc.state.to(HU) == []
     p = t.pending_signup.c
