@@ -82,21 +82,29 @@ def test_a_webhook_event_with_nul_is_kept_readably_with_the_rest(world: World,
                                                                  api: str) -> None:
     world.ctx.settings.webhook_secrets = {"esp": SECRET}
     world.contact("w0")
+    world.contact("w1")
     world.publish(world.message("hooked"))
     world.run(world.finished("hooked"))
-    (row,) = world.deliveries("hooked")
+    first, second = world.deliveries("hooked")
     events = [{"id": "nul\u0000id", "type": "bounce", "recipient": "x\u0000@y",
                "status": "5.1.1\u0000"},
-              {"id": "ok", "type": "spamreport", "delivery_id": row.id}]
+              {"id": "hard", "type": "hard_bounce", "delivery_id": first.id,
+               "status": "5.1.1\u0000"},
+              {"id": "ok", "type": "spamreport", "delivery_id": second.id}]
     with httpx.Client(base_url=api, timeout=10) as http:
         reply = post(http, json.dumps({"events": events}).encode())
     assert reply.status_code == 200, reply.text
-    assert reply.json() == {"applied": 2, "duplicate": 0, "ignored": 0}
+    assert reply.json() == {"applied": 3, "duplicate": 0, "ignored": 0}
     e = t.feedback_event.c
     with world.ctx.engine.connect() as conn:
         stored = conn.execute(select(e.kind, e.address, e.status, e.dedup_key)
                               .where(e.dedup_key.like("webhook:esp:%"))
-                              .order_by(e.id.desc()).limit(2)).all()
-    garbled = next(s for s in stored if s.kind == "bounce")
+                              .order_by(e.id.desc()).limit(3)).all()
+        suppressed = {a: detail for a, detail in conn.execute(
+            select(t.suppression.c.address, t.suppression.c.detail)
+            .where(t.suppression.c.tenant_id == world.tenant_id))}
+    garbled = next(s for s in stored if s.dedup_key.startswith("webhook:esp:nul"))
     assert "\u0000" not in garbled.address + garbled.status + garbled.dedup_key
     assert garbled.dedup_key == "webhook:esp:nul\ufffdid"
+    assert suppressed[first.address] == "bounce 5.1.1\ufffd"  # the hard bounce took effect
+    assert second.address in suppressed  # and so did the complaint beside it

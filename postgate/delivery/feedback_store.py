@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, select, update
@@ -51,6 +51,8 @@ def soft_rule(settings: Settings) -> breaker.SoftBounceRule:
 def apply(engine: Engine, settings: Settings, fb: Feedback, raw: bytes, source: str,
           now: datetime, key: str | None = None) -> Applied:
     """Store ``fb`` once under ``key`` (default: per delivery and kind, else the raw hash)."""
+    fb = replace(fb, status=_storable(fb.status)[:100],
+                 recipients=tuple(_storable(r) for r in fb.recipients))
     with engine.begin() as conn:
         delivery = _delivery(conn, fb)
         tenant_id = delivery[1] if delivery else None
@@ -63,7 +65,7 @@ def apply(engine: Engine, settings: Settings, fb: Feedback, raw: bytes, source: 
             key = f"mail:{fb.kind}:{delivery_id}:{fb.action or '-'}"
         elif key is None:
             key = f"mail:{fb.kind}:{hashlib.sha256(raw).hexdigest()}"
-        key, address = _storable(key), _storable(address)
+        key = _storable(key)  # a webhook's own event id
         channel = fb.extra.get("channel", "email")
         kind = "delay" if fb.action == "delayed" else fb.kind  # a warning, not a bounce
         applied = Applied(key, kind, tenant_id, delivery_id, address)
@@ -71,7 +73,7 @@ def apply(engine: Engine, settings: Settings, fb: Feedback, raw: bytes, source: 
         insert_ignore(conn, t.feedback_event, [{
             "tenant_id": tenant_id, "delivery_id": delivery_id, "channel": channel,
             "kind": kind, "hard": fb.hard, "address": address[:320],
-            "status": _storable(fb.status)[:100],
+            "status": fb.status,
             "source": source, "dedup_key": key,
             "raw": _storable(raw[:RAW_LIMIT].decode("utf-8", "replace")),
             "created_at": now,

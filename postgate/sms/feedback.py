@@ -138,8 +138,8 @@ def inbound(conn: Connection, message: InboundSms, now: datetime) -> int | None:
     try:
         number = e164(message.sender if message.sender.startswith("+")
                       else "+" + message.sender)
-    except AddressError:
-        number = message.sender
+    except AddressError:  # kept as sent, minus what a database cannot hold
+        number = message.sender.replace("\x00", "\ufffd")[:64]
     c = t.campaign.c
     tenant_id = conn.scalar(
         select(d.tenant_id).join(t.campaign, c.id == d.campaign_id)
@@ -148,10 +148,16 @@ def inbound(conn: Connection, message: InboundSms, now: datetime) -> int | None:
         .order_by(d.updated_at.desc(), d.id.desc()).limit(1))
     key = hashlib.sha256(f"{message.provider}|{message.message_id}|{message.sender}|"
                          f"{message.recipient}|{message.text}".encode()).hexdigest()[:40]
+    fe = t.feedback_event.c
+    if conn.scalar(select(fe.id).where(fe.dedup_key == f"mo:{key}")) is not None:
+        log.info("inbound sms %s from %s seen before: nothing changes", message.message_id,
+                 number)  # a gateway retrying an old STOP must not undo a later START
+        return None
     insert_ignore(conn, t.feedback_event, [{
         "tenant_id": tenant_id, "channel": "sms", "kind": "stop" if word else "start",
         "address": number, "source": message.provider, "dedup_key": f"mo:{key}",
-        "raw": message.raw[:2000], "created_at": now}], ("dedup_key",))
+        "raw": message.raw[:2000].replace("\x00", "\ufffd"), "created_at": now}],
+        ("dedup_key",))
     if tenant_id is None:
         log.warning("%s from %s matches no tenant's SMS; recorded only", word or resume, number)
         return None

@@ -9,11 +9,13 @@ from sqlalchemy import select, update
 from sqlmodel import Session
 
 from postgate import tables as t
+from postgate.clock import utcnow
 from postgate.consent import records
 from postgate.providers.smpp import SmppGateway
+from postgate.providers.sms import InboundSms
 from postgate.providers.smsapi_sink import SmsApiSink
 from postgate.providers.smsc_sink import SmscSink
-from postgate.sms.feedback import DatabaseFeedback
+from postgate.sms.feedback import DatabaseFeedback, inbound
 from tests.sms.world import phone_contact, rows, settled, sms_message
 from tests.support import World, serve_api
 
@@ -197,8 +199,8 @@ def test_a_route_to_an_unknown_provider_keeps_the_row_for_later(world: World,
 def test_start_from_the_number_takes_its_stop_back_and_nothing_else(
         world: World, smsc: SmscSink) -> None:
     anna_and_bela_got_a_first_sms(world)
-    with Session(world.ctx.engine) as s:  # Bela's number was erased on request
-        records.suppress(s, world.tenant_id, "sms", HU2, "erasure")
+    with Session(world.ctx.engine) as s:  # Bela's number was rejected for good
+        records.suppress(s, world.tenant_id, "sms", HU2, "hard_bounce")
         s.commit()
 
     s = t.suppression.c
@@ -209,9 +211,9 @@ def test_start_from_the_number_takes_its_stop_back_and_nothing_else(
                 s.tenant_id == world.tenant_id)).all())
 
     replies(world, smsc, (HU1, "STOP"))
-    assert suppressed() == {HU1: "stop", HU2: "erasure"}
+    assert suppressed() == {HU1: "stop", HU2: "hard_bounce"}
     replies(world, smsc, (HU1, "feliratkozás"), (HU2, "START"))
-    assert suppressed() == {HU2: "erasure"}  # START lifts a STOP, never an erasure
+    assert suppressed() == {HU2: "hard_bounce"}  # START lifts a STOP, nothing else
     fe = t.feedback_event.c
     with world.ctx.engine.connect() as conn:
         kinds = conn.execute(select(fe.address, fe.kind).where(
@@ -224,3 +226,20 @@ def test_start_from_the_number_takes_its_stop_back_and_nothing_else(
     got = rows(world, "second")
     assert got[HU1].state == "sent"
     assert (got[HU2].state, got[HU2].reason) == ("blocked", "suppressed")
+
+
+def test_a_gateway_replaying_an_old_stop_does_not_undo_a_later_start(world: World) -> None:
+    anna_and_bela_got_a_first_sms(world)
+    stop = InboundSms("smpp", HU1, "1234", "STOP", message_id="mo-1", raw="STOP")
+    start = InboundSms("smpp", HU1, "1234", "START", message_id="mo-2", raw="START")
+    s = t.suppression.c
+
+    def stopped() -> bool:
+        with world.ctx.engine.connect() as conn:
+            return conn.execute(select(s.id).where(
+                s.tenant_id == world.tenant_id, s.address == HU1)).first() is not None
+
+    for message, expected in ((stop, True), (start, False), (stop, False), (start, False)):
+        with world.ctx.engine.begin() as conn:
+            inbound(conn, message, utcnow())
+        assert stopped() is expected, message
