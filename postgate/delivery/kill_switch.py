@@ -45,6 +45,7 @@ class BlockRequest(BaseModel):
 class CancelRequest(BaseModel):
     reason: Text = Field(min_length=3, max_length=2000)
     campaign_id: int | None = None
+    expected: int | None = Field(default=None, ge=0)  # cancel only if this many are held
 
 
 def _tenant(engine: Engine, slug: str) -> int:
@@ -141,8 +142,11 @@ def cancel_held(request: Request, operator: Operator, slug: str,
                 body: CancelRequest) -> dict[str, Any]:
     engine = request.app.state.engine
     tenant_id = _tenant(engine, slug)
-    count = sending_blocks.cancel_held(engine, tenant_id, operator.name, body.reason, utcnow(),
-                                       body.campaign_id)
+    try:
+        count = sending_blocks.cancel_held(engine, tenant_id, operator.name, body.reason,
+                                           utcnow(), body.campaign_id, body.expected)
+    except sending_blocks.HeldChanged as exc:
+        raise HTTPException(409, str(exc)) from None
     return {"tenant": slug, "cancelled": count}
 
 

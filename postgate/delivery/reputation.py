@@ -35,51 +35,43 @@ def thresholds(settings: Settings) -> breaker.Thresholds:
 
 
 def measure(conn: Connection, tenant_id: int, start: datetime, end: datetime) -> breaker.Window:
-    delivered = conn.scalar(select(func.count()).where(
-        d.tenant_id == tenant_id, d.state == S.SENT, d.sent_at >= start)) or 0
-    rejected = conn.scalar(select(func.count()).where(
-        d.tenant_id == tenant_id, d.state == S.FAILED, d.reason == "smtp_rejected",
-        d.updated_at >= start)) or 0
-
-    def events(*where: Any) -> int:
-        return int(conn.scalar(
-            select(func.count(func.distinct(func.coalesce(e.delivery_id, e.id))))
-            .where(e.tenant_id == tenant_id, e.created_at >= start, *where)) or 0)
-
-    return breaker.Window(
-        start=start, end=end, sent=int(delivered) + int(rejected), delivered=int(delivered),
-        complaints=events(e.kind == "complaint"),
-        hard_bounces=events(e.kind == "bounce", e.hard.is_(True)),
-    )
+    """One tenant's window: sent (accepted or rejected at send time), delivered, and the
+    deliveries complained about or hard-bounced (each counted once)."""
+    return _windows(conn, start, end, tenant_id).get(
+        tenant_id, breaker.Window(start, end, 0, 0, 0, 0))
 
 
 def measure_all(conn: Connection, start: datetime, end: datetime) -> dict[int, breaker.Window]:
-    """Every tenant's window at once, counted as :func:`measure` counts one tenant's, in
-    four grouped queries (the operator page re-reads them every few seconds). Tenants
-    with nothing in the window are absent."""
+    """Every tenant's window at once, in four grouped queries (the operator page re-reads
+    them every few seconds). Tenants with nothing in the window are absent."""
+    return _windows(conn, start, end)
 
-    def grouped(query: Any) -> dict[int, int]:
-        return {int(tenant_id): int(n) for tenant_id, n in conn.execute(query)
-                if tenant_id is not None}
+
+def _windows(conn: Connection, start: datetime, end: datetime,
+             tenant_id: int | None = None) -> dict[int, breaker.Window]:
+    def grouped(query: Any, column: Any) -> dict[int, int]:
+        if tenant_id is not None:
+            query = query.where(column == tenant_id)
+        return {int(tid): int(n) for tid, n in conn.execute(query.group_by(column))
+                if tid is not None}
 
     delivered = grouped(select(d.tenant_id, func.count()).where(
-        d.state == S.SENT, d.sent_at >= start).group_by(d.tenant_id))
+        d.state == S.SENT, d.sent_at >= start), d.tenant_id)
     rejected = grouped(select(d.tenant_id, func.count()).where(
-        d.state == S.FAILED, d.reason == "smtp_rejected", d.updated_at >= start)
-        .group_by(d.tenant_id))
+        d.state == S.FAILED, d.reason == "smtp_rejected", d.updated_at >= start), d.tenant_id)
 
     def events(*where: Any) -> dict[int, int]:
         return grouped(select(e.tenant_id, func.count(func.distinct(
-            func.coalesce(e.delivery_id, e.id)))).where(e.created_at >= start, *where)
-            .group_by(e.tenant_id))
+            func.coalesce(e.delivery_id, e.id)))).where(e.created_at >= start, *where),
+            e.tenant_id)
 
     complaints = events(e.kind == "complaint")
     hard = events(e.kind == "bounce", e.hard.is_(True))
-    return {tenant_id: breaker.Window(
-        start=start, end=end, sent=delivered.get(tenant_id, 0) + rejected.get(tenant_id, 0),
-        delivered=delivered.get(tenant_id, 0), complaints=complaints.get(tenant_id, 0),
-        hard_bounces=hard.get(tenant_id, 0))
-        for tenant_id in delivered.keys() | rejected.keys() | complaints.keys() | hard.keys()}
+    return {tid: breaker.Window(
+        start=start, end=end, sent=delivered.get(tid, 0) + rejected.get(tid, 0),
+        delivered=delivered.get(tid, 0), complaints=complaints.get(tid, 0),
+        hard_bounces=hard.get(tid, 0))
+        for tid in delivered.keys() | rejected.keys() | complaints.keys() | hard.keys()}
 
 
 def check(engine: Engine, settings: Settings, tenant_id: int,

@@ -13,7 +13,7 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from postgate import tables as t
 from postgate.delivery.breaker import ALL, BULK_EMAIL, BULK_SMS
@@ -115,12 +115,23 @@ def release_held(engine: Engine, tenant_id: int, now: datetime) -> list[tuple[in
     return [(r[0], r[1]) for r in rows]
 
 
+class HeldChanged(ValueError):
+    """The held deliveries are not the ones the operator saw; nothing was cancelled."""
+
+
 def cancel_held(engine: Engine, tenant_id: int, actor: str, reason: str, now: datetime,
-                campaign_id: int | None = None) -> int:
+                campaign_id: int | None = None, expected: int | None = None) -> int:
+    """Cancel the tenant's held deliveries (of one campaign, if given). With ``expected``,
+    only when exactly that many are held, so an operator cancels what they were shown."""
     with engine.begin() as conn:
         where = [d.tenant_id == tenant_id, d.state == S.HELD]
         if campaign_id is not None:
             where.append(d.campaign_id == campaign_id)
+        if expected is not None:
+            held = int(conn.scalar(select(func.count()).where(*where)) or 0)
+            if held != expected:
+                raise HeldChanged(f"{held} deliveries are held now, not {expected}; "
+                                  "look again and confirm")
         count = conn.execute(update(t.delivery).where(*where).values(
             state=S.CANCELLED, reason="operator_cancelled", updated_at=now)).rowcount
         audit(conn, tenant_id, actor, "held.cancel",

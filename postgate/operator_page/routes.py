@@ -47,6 +47,12 @@ HEADERS = {
 LOGIN_LIMIT, LOGIN_WINDOW_S = 20, 600.0
 NOTICES = {"stopped": "Sending stopped", "resumed": "Sending re-enabled",
            "cancelled": "Held deliveries cancelled"}
+DONE = {"stop": "stopped", "resume": "resumed", "cancel": "cancelled"}
+UNCONFIRMED = {"stop": "Tick the confirmation to stop sending.",
+               "cancel": "Tick the confirmation to cancel held deliveries."}
+INVALID = {"stop": "A scope and a reason of at least 3 characters are required.",
+           "resume": "A scope and a reason of at least 3 characters are required.",
+           "cancel": "A reason of at least 3 characters is required."}
 
 
 def _render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -153,66 +159,58 @@ def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
     return response
 
 
-def _change(request: Request, slug: str, action: str, scope: str, reason: str, csrf: str,
-            confirmed: bool) -> Response:
+def _change(request: Request, slug: str, action: str, csrf: str, confirmed: bool,
+            **fields: Any) -> Response:
+    """One kill switch form: the session and its CSRF token, the confirmation tick, then
+    the kill switch api's own handler, whose refusals come back as the page's error."""
     checked = _checked(request, csrf)
     if isinstance(checked, Response):
         return checked
     operator, token = checked
     if not confirmed:
-        return _page(request, operator, token, 422, error="Tick the confirmation to stop sending.")
+        return _page(request, operator, token, 422, error=UNCONFIRMED[action])
     try:
-        body = kill_switch.BlockRequest(scope=scope, reason=reason.strip())  # type: ignore[arg-type]
-        if action == "stop":
-            kill_switch.set_block(request, operator, slug, body)
+        if action == "cancel":
+            done = kill_switch.cancel_held(request, operator, slug,
+                                           kill_switch.CancelRequest(**fields))
+            scope = f"{done['cancelled']} deliveries"
         else:
-            kill_switch.clear_block(request, operator, slug, body)
+            body = kill_switch.BlockRequest(**fields)
+            scope = body.scope
+            change = kill_switch.set_block if action == "stop" else kill_switch.clear_block
+            change(request, operator, slug, body)
     except ValidationError:
-        return _page(request, operator, token, 422,
-                     error="A scope and a reason of at least 3 characters are required.")
+        return _page(request, operator, token, 422, error=INVALID[action])
     except HTTPException as exc:
         return _page(request, operator, token, exc.status_code, error=str(exc.detail))
-    done = "stopped" if action == "stop" else "resumed"
-    return _to(f"{sessions.PATH}?{urlencode({'done': done, 'tenant': slug, 'scope': scope})}")
+    return _to(f"{sessions.PATH}?" + urlencode(
+        {"done": DONE[action], "tenant": slug, "scope": scope}))
 
 
 @router.post("/tenants/{slug}/stop")
 def stop(request: Request, slug: str, scope: Annotated[str, Form()] = "",
          reason: Annotated[str, Form(max_length=2000)] = "", csrf: Annotated[str, Form()] = "",
          confirm: Annotated[str, Form()] = "") -> Response:
-    return _change(request, slug, "stop", scope, reason, csrf, confirm == "yes")
+    return _change(request, slug, "stop", csrf, confirm == "yes", scope=scope,
+                   reason=reason.strip())
 
 
 @router.post("/tenants/{slug}/resume")
 def resume(request: Request, slug: str, scope: Annotated[str, Form()] = "",
            reason: Annotated[str, Form(max_length=2000)] = "",
            csrf: Annotated[str, Form()] = "") -> Response:
-    return _change(request, slug, "resume", scope, reason, csrf, True)
+    return _change(request, slug, "resume", csrf, True, scope=scope, reason=reason.strip())
 
 
 @router.post("/tenants/{slug}/cancel-held")
 def cancel_held(request: Request, slug: str,
                 reason: Annotated[str, Form(max_length=2000)] = "",
-                csrf: Annotated[str, Form()] = "",
+                held: Annotated[int, Form(ge=0)] = 0, csrf: Annotated[str, Form()] = "",
                 confirm: Annotated[str, Form()] = "") -> Response:
-    """Cancel a stopped tenant's held deliveries for good (they are never sent)."""
-    checked = _checked(request, csrf)
-    if isinstance(checked, Response):
-        return checked
-    operator, token = checked
-    if confirm != "yes":
-        return _page(request, operator, token, 422,
-                     error="Tick the confirmation to cancel held deliveries.")
-    try:
-        body = kill_switch.CancelRequest(reason=reason.strip())
-        done = kill_switch.cancel_held(request, operator, slug, body)
-    except ValidationError:
-        return _page(request, operator, token, 422,
-                     error="A reason of at least 3 characters is required.")
-    except HTTPException as exc:
-        return _page(request, operator, token, exc.status_code, error=str(exc.detail))
-    return _to(f"{sessions.PATH}?" + urlencode({
-        "done": "cancelled", "tenant": slug, "scope": f"{done['cancelled']} deliveries"}))
+    """Cancel a stopped tenant's held deliveries for good (they are never sent): exactly
+    the ``held`` the operator was shown, else nothing and the page says why."""
+    return _change(request, slug, "cancel", csrf, confirm == "yes", reason=reason.strip(),
+                   expected=held)
 
 
 def install(app: FastAPI) -> None:

@@ -66,6 +66,8 @@ def seed_history(world: World, delivered: int, complaints: int, hard_bounces: in
         ids = list(conn.scalars(select(t.delivery.c.id).where(
             t.delivery.c.campaign_id == campaign_id).order_by(t.delivery.c.id)))
         kinds = ["complaint"] * complaints + ["bounce"] * hard_bounces
+        if not kinds:
+            return
         conn.execute(insert(t.feedback_event), [
             {"tenant_id": tid, "delivery_id": delivery_id, "channel": "email", "kind": kind,
              "hard": kind == "bounce", "status": "5.1.1" if kind == "bounce" else "",

@@ -14,6 +14,7 @@ from postgate import tables as t
 from postgate.auth import create_key, hash_key
 from postgate.clock import utcnow
 from postgate.operator_page import sessions
+from tests.operator_page.background import seed_history
 from tests.support import World
 
 
@@ -143,3 +144,35 @@ def test_kill_switch_forms_need_csrf_origin_reason_and_confirmation(world: World
             t.audit_log.c.tenant_id == world.tenant_id).order_by(t.audit_log.c.id)))
     assert status == "active"
     assert actions == ["sending_block.operator", "sending_block.clear"]
+
+
+def test_cancel_held_cancels_exactly_what_the_operator_was_shown(world: World,
+                                                                 api: str) -> None:
+    seed_history(world, delivered=5, complaints=0, hard_bounces=0)
+    d = t.delivery.c
+    with world.ctx.engine.begin() as conn:  # the tenant was stopped with these in hand
+        conn.execute(update(t.delivery).where(d.tenant_id == world.tenant_id)
+                     .values(state="held", reason="tenant_disabled"))
+    slug, engine = world.tenant.slug, world.ctx.engine
+    url = f"/operator/tenants/{slug}/cancel-held"
+    with httpx.Client(base_url=api, timeout=10) as http:
+        login(http, create_key(engine, "operator", "erin"))
+        page = http.get("/operator").text
+        assert f'data-tenant="{slug}" data-held="5"' in page
+        form = {"reason": "bought list", "confirm": "yes", "csrf": csrf_of(page)}
+        origin = {"Origin": api}
+        assert http.post(url, data={**form, "csrf": ""}, headers=origin).status_code == 403
+        assert http.post(url, data={**form, "held": "5", "confirm": ""},
+                         headers=origin).status_code == 422
+        stale = http.post(url, data={**form, "held": "4"}, headers=origin)
+        assert stale.status_code == 409 and "5 deliveries are held now, not 4" in stale.text
+        with engine.connect() as conn:
+            assert {r.state for r in conn.execute(select(d.state).where(
+                d.tenant_id == world.tenant_id))} == {"held"}
+        done = http.post(url, data={**form, "held": "5"}, headers=origin)
+        assert done.status_code == 303
+        assert "Held deliveries cancelled" in http.get(done.headers["location"]).text
+    with engine.connect() as conn:
+        states = conn.execute(select(d.state, d.reason).where(
+            d.tenant_id == world.tenant_id)).all()
+    assert {tuple(s) for s in states} == {("cancelled", "operator_cancelled")}

@@ -23,7 +23,10 @@
         .replace("{slug}", encodeURIComponent(tenant));
       fill(dialog, "tenant", tenant);
       fill(dialog, "scope", scope.replace("_", " "));
-      fill(dialog, "held", opener.getAttribute("data-held") || "");
+      var held = opener.getAttribute("data-held") || "";
+      fill(dialog, "held", held);
+      var heldField = form.querySelector('input[type="hidden"][name="held"]');
+      if (heldField) { heldField.value = held; }  // cancel exactly what the operator saw
       var scopeField = form.querySelector('input[type="hidden"][name="scope"]');
       if (scopeField) { scopeField.value = scope; }
       dialog.showModal();
