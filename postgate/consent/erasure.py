@@ -32,15 +32,19 @@ def suppressions(conn: Connection, tenant_id: int, channel: str,
     if not addresses:
         return {}
     s = t.suppression.c
-    hashed = {address_hash(a): a for a in addresses}
+    hashed: dict[str, list[str]] = {}
+    for address in addresses:  # 'Ann@x' and 'ann@x' share one erasure entry
+        hashed.setdefault(address_hash(address), []).append(address)
     rows = conn.execute(select(s.address, s.reason).where(
         s.tenant_id == tenant_id, s.channel == channel,
         s.address.in_(sorted({*addresses, *hashed})))).all()
     found: dict[str, str] = {}
-    for address, reason in rows:  # an erasure wins over an older plain entry
-        key = hashed.get(address, address)
-        if key not in found or address in hashed:
-            found[key] = reason
+    for stored, reason in rows:
+        if stored not in hashed:
+            found.setdefault(stored, reason)
+    for stored, reason in rows:  # an erasure wins over a plain entry
+        for address in hashed.get(stored, []):
+            found[address] = reason
     return found
 
 

@@ -120,12 +120,10 @@ async def form_post(public_id: str, request: Request) -> Response:
     if fields.get(HONEYPOT):  # bots fill every field; people never see this one
         log.info("form=%s honeypot filled from %s; dropped", public_id, caller.ip)
         return _answer(wants_json, pending, 202)
-    channels = [ch for ch in form.channels if not _limited(
-        request, f"addr:{form.tenant_id}:{ch}:{who.address(ch)}", 1)]  # one per 10 min
-    result = await asyncio.to_thread(signup.submit, engine, settings, form, who, channels,
-                                     caller, utcnow())
+    result = await asyncio.to_thread(signup.submit, engine, settings, form, who,
+                                     list(form.channels), caller, utcnow())
     CONSENT_EVENTS.labels(form.tenant_slug, "signup").inc()
-    if result.status == "capped":
+    if result.capped:
         CONSENT_EVENTS.labels(form.tenant_slug, "confirmation_capped").inc()
     for queued, batch in enumerate(result.batches):
         try:

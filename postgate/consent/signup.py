@@ -29,7 +29,7 @@ from postgate.clock import aware
 from postgate.consent import erasure
 from postgate.consent.gate import HARD_SUPPRESSIONS
 from postgate.delivery.states import CampaignState, DeliveryState, Kind
-from postgate.dialect import insert_ignore
+from postgate.dialect import insert_ignore, insert_ignoring
 from postgate.settings import Settings
 
 log = logging.getLogger("postgate.signup")
@@ -71,6 +71,7 @@ class Signup:
     status: str  # sent | already_sent | capped | suppressed
     batches: list[dict[str, Any]] = field(default_factory=list)
     pending_ids: list[int] = field(default_factory=list)
+    capped: bool = False  # the SMS confirmation was over the tenant's daily number
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,14 +105,19 @@ def _contact(conn: Connection, tenant_id: int, channel: str, address: str,
     typed address next to anything it did not prove, so confirming one channel never lets
     another address reach that contact's data (a new visitor on both channels gets two)."""
     c = t.contact.c
+    key = "email" if channel == "email" else "phone"
     column = c.email if channel == "email" else c.phone
     found = conn.scalar(select(c.id).where(c.tenant_id == tenant_id, column == address))
     if found is not None:
         return int(found), False
-    return int(conn.execute(insert(t.contact).values(
-        tenant_id=tenant_id, email=address if channel == "email" else None,
-        phone=address if channel == "sms" else None, name="", attributes={}, created_at=now,
-    ).returning(c.id)).scalar_one()), True
+    row: dict[str, Any] = {"tenant_id": tenant_id, "email": None, "phone": None, "name": "",
+           "attributes": {}, "created_at": now} | {key: address}
+    created = conn.scalar(insert_ignoring(conn, t.contact, ("tenant_id", key))
+                          .values(**row).returning(c.id))  # None: added meanwhile, and wins
+    if created is not None:
+        return int(created), True
+    made = conn.execute(select(c.id).where(c.tenant_id == tenant_id, column == address)).one()
+    return int(made.id), False
 
 
 def _confirmation(conn: Connection, form: Row[Any], channel: str, address: str,
@@ -178,12 +184,24 @@ def submit(engine: Engine, settings: Settings, form: Row[Any], who: Applicant,
             log.info("tenant=%s form=%s rcpt=%s pending %s signup %s, confirmation delivery "
                      "%s", tenant_id, form.public_id, address, channel, pending_id,
                      delivery_id)
+    capped = "capped" in statuses
     if batches:
-        return Signup("sent", batches, pending_ids)
+        return Signup("sent", batches, pending_ids, capped)
     for status in ("already_sent", "capped"):
         if status in statuses:
-            return Signup(status)
+            return Signup(status, capped=capped)
     return Signup("suppressed")
+
+
+def _sms_today(conn: Connection, tenant_id: int, now: datetime) -> int:
+    """Confirmation SMS of the tenant in the last 24 h; on PostgreSQL the tenant row stays
+    locked until the signup commits, so concurrent posts cannot all slip under the cap."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(t.tenant.c.id).where(t.tenant.c.id == tenant_id).with_for_update())
+    p = t.pending_signup.c
+    return int(conn.scalar(select(func.count()).where(
+        p.tenant_id == tenant_id, p.channel == "sms",
+        p.created_at > now - timedelta(days=1))) or 0)
 
 
 def _refused(conn: Connection, settings: Settings, tenant_id: int, channel: str,
@@ -197,10 +215,7 @@ def _refused(conn: Connection, settings: Settings, tenant_id: int, channel: str,
     reason = erasure.suppressions(conn, tenant_id, channel, [address]).get(address)
     if reason is not None and (channel == "sms" or reason in HARD_SUPPRESSIONS):
         return "suppressed"
-    if channel == "sms" and (conn.scalar(select(func.count()).select_from(t.pending_signup)
-                                         .where(p.tenant_id == tenant_id, p.channel == "sms",
-                                                p.created_at > now - timedelta(days=1)))
-                             or 0) >= settings.signup_sms_per_day:
+    if channel == "sms" and _sms_today(conn, tenant_id, now) >= settings.signup_sms_per_day:
         log.warning("tenant=%s rcpt=%s no confirmation SMS: %d sent in the last 24 h",
                     tenant_id, address, settings.signup_sms_per_day)
         return "capped"

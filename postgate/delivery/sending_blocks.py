@@ -13,7 +13,7 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 
 from postgate import tables as t
 from postgate.delivery.breaker import ALL, BULK_EMAIL, BULK_SMS
@@ -127,13 +127,11 @@ def cancel_held(engine: Engine, tenant_id: int, actor: str, reason: str, now: da
         where = [d.tenant_id == tenant_id, d.state == S.HELD]
         if campaign_id is not None:
             where.append(d.campaign_id == campaign_id)
-        if expected is not None:
-            held = int(conn.scalar(select(func.count()).where(*where)) or 0)
-            if held != expected:
-                raise HeldChanged(f"{held} deliveries are held now, not {expected}; "
-                                  "look again and confirm")
         count = conn.execute(update(t.delivery).where(*where).values(
             state=S.CANCELLED, reason="operator_cancelled", updated_at=now)).rowcount
+        if expected is not None and count != expected:  # raising rolls the update back
+            raise HeldChanged(f"{count} deliveries are held now, not {expected}; "
+                              "look again and confirm")
         audit(conn, tenant_id, actor, "held.cancel",
               {"cancelled": count, "campaign": campaign_id, "reason": reason}, now)
     return int(count or 0)

@@ -39,11 +39,14 @@ def notify_url(public_url: str, secret: str) -> str:
 
 
 async def _params(request: Request) -> dict[str, str]:
+    """Query and form fields; a NUL (which no database text holds) becomes U+FFFD, so a
+    garbled report simply matches nothing."""
     params = dict(request.query_params)
     if request.method == "POST":
         form = await request.form()
         params.update({k: str(v) for k, v in form.items()})
-    return params
+    return {k.replace("\x00", "\ufffd"): v.replace("\x00", "\ufffd")
+            for k, v in params.items()}
 
 
 def _check_key(request: Request, params: Mapping[str, str]) -> None:

@@ -149,10 +149,13 @@ def inbound(conn: Connection, message: InboundSms, now: datetime) -> int | None:
     key = hashlib.sha256(f"{message.provider}|{message.message_id}|{message.sender}|"
                          f"{message.recipient}|{message.text}".encode()).hexdigest()[:40]
     fe = t.feedback_event.c
-    if conn.scalar(select(fe.id).where(fe.dedup_key == f"mo:{key}")) is not None:
+    if message.message_id and conn.scalar(
+            select(fe.id).where(fe.dedup_key == f"mo:{key}")) is not None:
         log.info("inbound sms %s from %s seen before: nothing changes", message.message_id,
                  number)  # a gateway retrying an old STOP must not undo a later START
         return None
+    if not message.message_id:  # SMPP MO carries no id: every STOP/START counts anew
+        key = hashlib.sha256(f"{key}|{now.isoformat()}".encode()).hexdigest()[:40]
     insert_ignore(conn, t.feedback_event, [{
         "tenant_id": tenant_id, "channel": "sms", "kind": "stop" if word else "start",
         "address": number, "source": message.provider, "dedup_key": f"mo:{key}",

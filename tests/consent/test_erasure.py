@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from postgate import tables as t
-from postgate.consent.erasure import address_hash, erase
+from postgate.clock import utcnow
+from postgate.consent.erasure import address_hash, erase, suppressions
 from tests.support import World
 
 
@@ -45,3 +46,17 @@ def test_erased_person_is_gone_and_never_mailed_again(world: World) -> None:
     assert rows[address] == ("blocked", "suppressed")
     assert rows[f"bela@{world.tenant.domain}"] == ("sent", None)
     assert len(world.sink.handler.to(address)) == 1  # only the mail from before the erasure
+
+
+def test_every_spelling_of_an_erased_address_counts_as_erased(world: World) -> None:
+    world.contact("gone")
+    address = f"gone@{world.tenant.domain}"
+    erase(world.ctx.engine, world.tenant_id, address, actor="dpo")
+    with world.ctx.engine.begin() as conn:
+        conn.execute(insert(t.suppression).values(  # an older plain entry of one spelling
+            tenant_id=world.tenant_id, channel="email", address=address.upper(),
+            reason="unsubscribe", detail="", created_at=utcnow()))
+        spellings = [address, address.upper(), f" {address.title()} ", "other@example.com"]
+        found = suppressions(conn, world.tenant_id, "email", spellings)
+    assert found == {address: "erasure", address.upper(): "erasure",
+                     f" {address.title()} ": "erasure"}

@@ -221,6 +221,9 @@ def test_start_from_the_number_takes_its_stop_back_and_nothing_else(
             fe.kind.in_(["stop", "start"])).order_by(fe.id)).all()
     assert [kind for number, kind in kinds if number == HU1] == ["stop", "start"]
     assert [kind for number, kind in kinds if number == HU2] == ["start"]
+    replies(world, smsc, (HU1, "STOP"))  # the same words again (SMPP MO carry no id)
+    assert suppressed() == {HU1: "stop", HU2: "hard_bounce"}
+    replies(world, smsc, (HU1, "START"))
     world.publish(sms_message(world, "Second", "second"))
     world.run(lambda: settled(world, "second", 2))
     got = rows(world, "second")
