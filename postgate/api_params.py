@@ -4,6 +4,7 @@ other control characters)."""
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Annotated
 
 from fastapi import Path, Query
@@ -19,14 +20,25 @@ Limit = Annotated[int, Query(ge=1, le=500)]
 
 
 def _text(value: str) -> str:
-    if any((ch < " " and ch not in "\t\n\r") or ch == "\x7f" for ch in value):
-        raise ValueError("control characters (NUL and the like) are not allowed")
+    if any((ch < " " and ch not in "\t\n\r") or ch == "\x7f"
+           or "\ud800" <= ch <= "\udfff" for ch in value):
+        raise ValueError("control characters (NUL and the like) and lone surrogates are "
+                         "not allowed")
     return value
 
 
+JOINERS = "\u200c\u200d"  # ZWNJ (Persian, Indic scripts) and ZWJ (emoji sequences)
+
+
 def _line(value: str) -> str:
-    if any(ch < " " or ch == "\x7f" or ch in "\u2028\u2029" for ch in value):
-        raise ValueError("control characters and line breaks are not allowed")
+    """One line of visible text: no control characters (C0, C1), line breaks, lone
+    surrogates, private use or invisible format characters (bidi overrides, zero-width
+    spaces), except the two joiners scripts and emoji need."""
+    for ch in value:
+        kind = unicodedata.category(ch)
+        if kind in ("Cc", "Cs", "Co", "Zl", "Zp") or (kind == "Cf" and ch not in JOINERS):
+            raise ValueError("control characters, line breaks and invisible characters "
+                             "are not allowed")
     return value
 
 

@@ -40,6 +40,8 @@ def test_nul_in_urls_is_refused_before_any_route(world: World, api: str) -> None
 
 
 def test_nul_in_bodies_is_a_clear_422(world: World, api: str) -> None:
+    """NUL, other controls, bidi overrides and lone surrogates (valid JSON escapes, not
+    UTF-8): each a 422 that quotes the input as ASCII JSON, never a 500."""
     tenant, ops = keys(world)
     slug = world.tenant.slug
     with httpx.Client(base_url=api, timeout=10) as http:
@@ -53,10 +55,15 @@ def test_nul_in_bodies_is_a_clear_422(world: World, api: str) -> None:
                  tenant),
                 (f"/v1/operator/tenants/{slug}/sending-blocks",
                  {"scope": "bulk_email", "reason": "why\u0000"}, ops),
-                (f"/v1/operator/tenants/{slug}/held/cancel", {"reason": "why\u0000"}, ops)):
-            reply = http.post(url, json=body, headers=headers)
+                (f"/v1/operator/tenants/{slug}/held/cancel", {"reason": "why\u0000"}, ops),
+                ("/v1/erasures", {"address": "a\ud800@x.example"}, tenant),
+                ("/v1/domains", {"domain": "acme\u202e.example"}, tenant),
+                (f"/v1/operator/tenants/{slug}/held/cancel", {"reason": "lone \udfff"}, ops)):
+            reply = http.post(url, content=json.dumps(body),  # escapes lone surrogates
+                              headers=headers | {"Content-Type": "application/json"})
             assert reply.status_code == 422, (url, reply.text)
-            assert "control characters" in reply.text
+            said = " ".join(e["msg"] for e in reply.json()["detail"])
+            assert "control characters" in said or "unicode string" in said, said
     with world.ctx.engine.connect() as conn:
         assert conn.execute(select(t.sending_block.c.id).where(
             t.sending_block.c.tenant_id == world.tenant_id)).first() is None

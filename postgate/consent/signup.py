@@ -155,6 +155,7 @@ def submit(engine: Engine, settings: Settings, form: Row[Any], who: Applicant,
     pending_ids: list[int] = []
     statuses: set[str] = set()
     with engine.begin() as conn:
+        _one_at_a_time(conn, tenant_id)
         for channel in channels:
             address = who.address(channel)
             if not address:
@@ -193,11 +194,18 @@ def submit(engine: Engine, settings: Settings, form: Row[Any], who: Applicant,
     return Signup("suppressed")
 
 
-def _sms_today(conn: Connection, tenant_id: int, now: datetime) -> int:
-    """Confirmation SMS of the tenant in the last 24 h; on PostgreSQL the tenant row stays
-    locked until the signup commits, so concurrent posts cannot all slip under the cap."""
+def _one_at_a_time(conn: Connection, tenant_id: int) -> None:
+    """On PostgreSQL, hold the tenant row until the signup commits, so two posts at once
+    cannot both pass the 24 h check or both slip under the SMS cap. FOR NO KEY UPDATE:
+    the foreign-key checks of other inserts for the tenant are not held up (SQLite
+    serialises writers anyway)."""
     if conn.dialect.name == "postgresql":
-        conn.execute(select(t.tenant.c.id).where(t.tenant.c.id == tenant_id).with_for_update())
+        conn.execute(select(t.tenant.c.id).where(t.tenant.c.id == tenant_id)
+                     .with_for_update(key_share=True))
+
+
+def _sms_today(conn: Connection, tenant_id: int, now: datetime) -> int:
+    """Confirmation SMS of the tenant in the last 24 h."""
     p = t.pending_signup.c
     return int(conn.scalar(select(func.count()).where(
         p.tenant_id == tenant_id, p.channel == "sms",

@@ -14,6 +14,7 @@ the tenant's blocks within the second.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request
@@ -46,6 +47,7 @@ class CancelRequest(BaseModel):
     reason: Text = Field(min_length=3, max_length=2000)
     campaign_id: int | None = None
     expected: int | None = Field(default=None, ge=0)  # cancel only if this many are held
+    held_before: datetime | None = None  # ... counting only rows held by then
 
 
 def _tenant(engine: Engine, slug: str) -> int:
@@ -144,7 +146,8 @@ def cancel_held(request: Request, operator: Operator, slug: str,
     tenant_id = _tenant(engine, slug)
     try:
         count = sending_blocks.cancel_held(engine, tenant_id, operator.name, body.reason,
-                                           utcnow(), body.campaign_id, body.expected)
+                                           utcnow(), body.campaign_id, body.expected,
+                                           body.held_before)
     except sending_blocks.HeldChanged as exc:
         raise HTTPException(409, str(exc)) from None
     return {"tenant": slug, "cancelled": count}

@@ -120,13 +120,17 @@ class HeldChanged(ValueError):
 
 
 def cancel_held(engine: Engine, tenant_id: int, actor: str, reason: str, now: datetime,
-                campaign_id: int | None = None, expected: int | None = None) -> int:
-    """Cancel the tenant's held deliveries (of one campaign, if given). With ``expected``,
-    only when exactly that many are held, so an operator cancels what they were shown."""
+                campaign_id: int | None = None, expected: int | None = None,
+                held_before: datetime | None = None) -> int:
+    """Cancel the tenant's held deliveries (of one campaign, if given). An operator
+    cancels what they were shown: with ``held_before`` only rows held by then, and with
+    ``expected`` only if exactly that many are (else nothing, and :class:`HeldChanged`)."""
     with engine.begin() as conn:
         where = [d.tenant_id == tenant_id, d.state == S.HELD]
         if campaign_id is not None:
             where.append(d.campaign_id == campaign_id)
+        if held_before is not None:
+            where.append(d.updated_at <= held_before)
         count = conn.execute(update(t.delivery).where(*where).values(
             state=S.CANCELLED, reason="operator_cancelled", updated_at=now)).rowcount
         if expected is not None and count != expected:  # raising rolls the update back

@@ -205,12 +205,14 @@ def resume(request: Request, slug: str, scope: Annotated[str, Form()] = "",
 @router.post("/tenants/{slug}/cancel-held")
 def cancel_held(request: Request, slug: str,
                 reason: Annotated[str, Form(max_length=2000)] = "",
-                held: Annotated[int, Form(ge=0)] = 0, csrf: Annotated[str, Form()] = "",
+                held: Annotated[int, Form(ge=0)] = 0, held_at: Annotated[str, Form()] = "",
+                csrf: Annotated[str, Form()] = "",
                 confirm: Annotated[str, Form()] = "") -> Response:
     """Cancel a stopped tenant's held deliveries for good (they are never sent): exactly
-    the ``held`` the operator was shown, else nothing and the page says why."""
+    the ``held`` the operator was shown at ``held_at``, else nothing and the page says
+    why."""
     return _change(request, slug, "cancel", csrf, confirm == "yes", reason=reason.strip(),
-                   expected=held)
+                   expected=held, held_before=held_at or None)
 
 
 def install(app: FastAPI) -> None:

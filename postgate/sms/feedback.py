@@ -16,7 +16,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, and_, bindparam, or_, select, update
 
@@ -29,6 +29,7 @@ from postgate.sms.addressing import AddressError, e164
 from postgate.sms.opt_out import RESUME_KEYWORDS, keyword
 from postgate.sms.outcomes import FINAL_FAILURES, DlrStatus, overall
 
+START_REPLAY_WINDOW = timedelta(minutes=10)
 log = logging.getLogger("postgate.sms.feedback")
 p, d = t.sms_part.c, t.delivery.c
 
@@ -126,6 +127,30 @@ def _failed(conn: Connection, delivery_id: int, verdict: DlrStatus, provider: st
     return int(count)
 
 
+def _mo_key(conn: Connection, message: InboundSms, resume: bool,
+            now: datetime) -> str | None:
+    """The event's dedup key, or None when this reply was handled before. A gateway's
+    message id makes a retry recognisable. Without one (SMPP MO carry none) a STOP always
+    applies, suppressing being the safe side, while a START repeated word for word within
+    about ``START_REPLAY_WINDOW`` is taken for a resent one, so it cannot undo a later STOP."""
+    content = hashlib.sha256(f"{message.provider}|{message.message_id}|{message.sender}|"
+                             f"{message.recipient}|{message.text}".encode()).hexdigest()[:40]
+    fe = t.feedback_event.c
+
+    def seen(*keys: str) -> bool:
+        return conn.scalar(select(fe.id).where(fe.dedup_key.in_(keys)).limit(1)) is not None
+
+    if message.message_id:
+        return None if seen(f"mo:{content}") else f"mo:{content}"
+    if not resume:
+        return f"mo:{content}:{now.timestamp():.6f}"
+    window = int(START_REPLAY_WINDOW.total_seconds())
+    bucket = int(now.timestamp()) // window
+    if seen(f"mo:{content}:w{bucket}", f"mo:{content}:w{bucket - 1}"):
+        return None
+    return f"mo:{content}:w{bucket}"
+
+
 def inbound(conn: Connection, message: InboundSms, now: datetime) -> int | None:
     """Handle a reply: a STOP suppresses the number, a START from it lifts that STOP
     (never a suppression for any other reason). Returns the tenant it applied to: the
@@ -146,19 +171,14 @@ def inbound(conn: Connection, message: InboundSms, now: datetime) -> int | None:
         .where(d.address == number, c.channel == "sms",
                and_(d.state.in_([DeliveryState.SENT, DeliveryState.FAILED])))
         .order_by(d.updated_at.desc(), d.id.desc()).limit(1))
-    key = hashlib.sha256(f"{message.provider}|{message.message_id}|{message.sender}|"
-                         f"{message.recipient}|{message.text}".encode()).hexdigest()[:40]
-    fe = t.feedback_event.c
-    if message.message_id and conn.scalar(
-            select(fe.id).where(fe.dedup_key == f"mo:{key}")) is not None:
-        log.info("inbound sms %s from %s seen before: nothing changes", message.message_id,
-                 number)  # a gateway retrying an old STOP must not undo a later START
+    key = _mo_key(conn, message, bool(resume), now)
+    if key is None:
+        log.info("inbound sms %r from %s seen before: nothing changes", message.message_id,
+                 number)  # a gateway retrying an old STOP or START must not undo a later one
         return None
-    if not message.message_id:  # SMPP MO carries no id: every STOP/START counts anew
-        key = hashlib.sha256(f"{key}|{now.isoformat()}".encode()).hexdigest()[:40]
     insert_ignore(conn, t.feedback_event, [{
         "tenant_id": tenant_id, "channel": "sms", "kind": "stop" if word else "start",
-        "address": number, "source": message.provider, "dedup_key": f"mo:{key}",
+        "address": number, "source": message.provider, "dedup_key": key,
         "raw": message.raw[:2000].replace("\x00", "\ufffd"), "created_at": now}],
         ("dedup_key",))
     if tenant_id is None:

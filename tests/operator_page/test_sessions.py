@@ -148,31 +148,44 @@ def test_kill_switch_forms_need_csrf_origin_reason_and_confirmation(world: World
 
 def test_cancel_held_cancels_exactly_what_the_operator_was_shown(world: World,
                                                                  api: str) -> None:
-    seed_history(world, delivered=5, complaints=0, hard_bounces=0)
+    seed_history(world, delivered=6, complaints=0, hard_bounces=0)
     d = t.delivery.c
-    with world.ctx.engine.begin() as conn:  # the tenant was stopped with these in hand
-        conn.execute(update(t.delivery).where(d.tenant_id == world.tenant_id)
-                     .values(state="held", reason="tenant_disabled"))
+    with world.ctx.engine.begin() as conn:  # the tenant was stopped with five in hand
+        ids = list(conn.scalars(select(d.id).where(d.tenant_id == world.tenant_id)
+                                .order_by(d.id)))
+        conn.execute(update(t.delivery).where(d.id.in_(ids[:5])).values(
+            state="held", reason="tenant_disabled", updated_at=utcnow() - timedelta(minutes=1)))
     slug, engine = world.tenant.slug, world.ctx.engine
     url = f"/operator/tenants/{slug}/cancel-held"
     with httpx.Client(base_url=api, timeout=10) as http:
         login(http, create_key(engine, "operator", "erin"))
         page = http.get("/operator").text
         assert f'data-tenant="{slug}" data-held="5"' in page
-        form = {"reason": "bought list", "confirm": "yes", "csrf": csrf_of(page)}
+        shown = re.search(r'data-held-at="([^"]+)"', page)
+        assert shown
+        form = {"reason": "bought list", "confirm": "yes", "csrf": csrf_of(page),
+                "held": "5", "held_at": shown.group(1)}
         origin = {"Origin": api}
         assert http.post(url, data={**form, "csrf": ""}, headers=origin).status_code == 403
-        assert http.post(url, data={**form, "held": "5", "confirm": ""},
-                         headers=origin).status_code == 422
+        assert http.post(url, data={**form, "confirm": ""}, headers=origin).status_code == 422
         stale = http.post(url, data={**form, "held": "4"}, headers=origin)
         assert stale.status_code == 409 and "5 deliveries are held now, not 4" in stale.text
+        with engine.begin() as conn:  # meanwhile one is released and another one held
+            conn.execute(update(t.delivery).where(d.id == ids[0]).values(state="queued"))
+            conn.execute(update(t.delivery).where(d.id == ids[5]).values(
+                state="held", reason="tenant_disabled", updated_at=utcnow()))
+        swapped = http.post(url, data=form, headers=origin)  # still five, not the same five
+        assert swapped.status_code == 409 and "4 deliveries are held now" in swapped.text
         with engine.connect() as conn:
-            assert {r.state for r in conn.execute(select(d.state).where(
-                d.tenant_id == world.tenant_id))} == {"held"}
-        done = http.post(url, data={**form, "held": "5"}, headers=origin)
+            assert conn.execute(select(d.id).where(
+                d.tenant_id == world.tenant_id, d.state == "cancelled")).first() is None
+        page = http.get("/operator").text  # look again
+        shown = re.search(r'data-held-at="([^"]+)"', page)
+        assert shown
+        done = http.post(url, data={**form, "held_at": shown.group(1)}, headers=origin)
         assert done.status_code == 303
         assert "Held deliveries cancelled" in http.get(done.headers["location"]).text
     with engine.connect() as conn:
-        states = conn.execute(select(d.state, d.reason).where(
-            d.tenant_id == world.tenant_id)).all()
-    assert {tuple(s) for s in states} == {("cancelled", "operator_cancelled")}
+        states = dict(conn.execute(select(d.id, d.state).where(
+            d.tenant_id == world.tenant_id)).all())
+    assert states == {ids[0]: "queued"} | {i: "cancelled" for i in ids[1:]}

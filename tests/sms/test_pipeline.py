@@ -246,3 +246,10 @@ def test_a_gateway_replaying_an_old_stop_does_not_undo_a_later_start(world: Worl
         with world.ctx.engine.begin() as conn:
             inbound(conn, message, utcnow())
         assert stopped() is expected, message
+    # SMPP MO carry no id: a STOP always applies; the same START again soon is a resend
+    bare_stop, bare_start = (InboundSms("smpp", HU1, "1234", w, raw=w) for w in ("STOP", "Start"))
+    for message, expected in ((bare_start, False), (bare_stop, True), (bare_start, True),
+                              (bare_stop, True)):
+        with world.ctx.engine.begin() as conn:
+            inbound(conn, message, utcnow())
+        assert stopped() is expected, message

@@ -27,6 +27,8 @@
       fill(dialog, "held", held);
       var heldField = form.querySelector('input[type="hidden"][name="held"]');
       if (heldField) { heldField.value = held; }  // cancel exactly what the operator saw
+      var heldAt = form.querySelector('input[type="hidden"][name="held_at"]');
+      if (heldAt) { heldAt.value = opener.getAttribute("data-held-at") || ""; }
       var scopeField = form.querySelector('input[type="hidden"][name="scope"]');
       if (scopeField) { scopeField.value = scope; }
       dialog.showModal();
