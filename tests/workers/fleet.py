@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +28,16 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
         "RETRY_BASE_S": "0.2", "RETRY_MAX_S": "1", "CANARY_MIN_AUDIENCE": "0",
         "SECRET_KEY": settings.secret_key, **extra,
     }
+
+
+def wait_until(until: Callable[[], bool], timeout: float, every: float = 0.2) -> bool:
+    """Poll ``until()`` (the workers run in other processes) until it holds or time is up."""
+    deadline = time.monotonic() + timeout
+    while not until():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(every)
+    return True
 
 
 @dataclass

@@ -6,10 +6,10 @@ recipient gets exactly one mail. Needs a cross-process broker and Redis pub/sub.
 from __future__ import annotations
 
 import os
-import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,8 +17,8 @@ import pytest
 from postgate.auth import create_key
 from postgate.providers.sink import SmtpSink
 from tests.support import World
+from tests.workers.fleet import Fleet, wait_until
 from tests.workers.switching import TimedHandler, bulk_audience
-from tests.workers.test_processes import spawn
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("BROKER_URL", "memory://").startswith("memory")
@@ -35,20 +35,18 @@ def sink() -> Iterator[SmtpSink]:
 
 
 def test_flip_reaches_every_sender_process_within_a_second(
-        world: World, api: str) -> None:
+        world: World, api: str, tmp_path: Path) -> None:
     handler: TimedHandler = world.sink.handler  # type: ignore[assignment]
     bulk_audience(world, N)
-    settings = world.ctx.settings
     ops = {"Authorization": f"Bearer {create_key(world.ctx.engine, 'operator', 'ops')}"}
     url = f"/v1/operator/tenants/{world.tenant.slug}/sending-blocks"
-    procs = [spawn(settings, "planner", "sweeper"), spawn(settings, "sender"),
-             spawn(settings, "sender")]
+    fleet = Fleet(world.ctx.settings, tmp_path)
+    for names in (("planner", "sweeper"), ("sender",), ("sender",)):
+        fleet.spawn(*names, BATCH_SIZE="25")
     domain = world.tenant.domain
     try:
         world.publish(world.message("huge"))
-        deadline = time.monotonic() + 120
-        while len(handler.starts_for(domain)) < 1500 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: len(handler.starts_for(domain)) >= 1500, 120, every=0.01)
         with httpx.Client(base_url=api, timeout=10) as http:
             flipped = time.time()
             reply = http.post(url, json={"scope": "bulk_email", "reason": "complaint storm"},
@@ -62,14 +60,10 @@ def test_flip_reaches_every_sender_process_within_a_second(
             cleared = http.post(f"{url}/clear", json={"scope": "bulk_email",
                                                       "reason": "investigated"}, headers=ops)
             assert cleared.status_code == 200
-        while world.campaign_state("huge") != "finished" and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert world.campaign_state("huge") == "finished"
+        assert wait_until(world.finished("huge"), 120)
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        codes = [proc.wait(timeout=60) for proc in procs]
-    assert codes == [0, 0, 0], [p.stderr.read()[-2000:] for p in procs if p.stderr]
+        codes = fleet.stop()
+    assert set(codes.values()) == {0}, {k: fleet.tail(k) for k, v in codes.items() if v}
     print(f"\nkill switch across 2 sender processes (Redis pub/sub): sent {len(starts)} before "
           f"the flip took hold, last transaction start {late * 1000:.0f} ms after the flip, "
           f"{held['held']} held then resumed")

@@ -9,7 +9,6 @@ queues, so batches in the broker are gone and the sweeper must republish them.""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -25,7 +24,7 @@ from postgate.settings import Settings
 from postgate.workers.context import Context
 from tests.local_services import LocalPostgres, LocalRabbit, LocalRedis
 from tests.support import World
-from tests.workers.fleet import BATCH, PREFETCH, Fleet
+from tests.workers.fleet import BATCH, PREFETCH, Fleet, wait_until
 from tests.workers.switching import bulk_audience
 
 N = 3000
@@ -79,14 +78,10 @@ def campaign_under(world: World, tmp_path: Path, fault: Callable[[], None]) -> d
         fleet.spawn("sender")
     try:
         world.publish(world.message("restart"))
-        deadline = time.monotonic() + 90
-        while len(handler.received) < N // 4 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: len(handler.received) >= N // 4, 90, every=0.01)
         mid_send = world.campaign_state("restart") == "sending" and len(handler.received) < N
         fault()
-        deadline = time.monotonic() + 120
-        while world.campaign_state("restart") != "finished" and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_until(world.finished("restart"), 120)
         died = fleet.dead()
     finally:
         codes = fleet.stop()
