@@ -19,9 +19,13 @@ from postgate.consent.gate import HARD_SUPPRESSIONS
 from postgate.delivery.states import BlockReason, DeliveryState, Kind
 
 
-def suppressed_rows(found: dict[str, str], kind: str, rows: Sequence[tuple[int, str]]) -> list[int]:
-    """Pure: which (delivery id, address) rows the suppressions ``found`` stop for ``kind``."""
-    stops = (lambda r: r in HARD_SUPPRESSIONS) if kind == Kind.TRANSACTIONAL else bool
+def suppressed_rows(found: dict[str, str], kind: str, rows: Sequence[tuple[int, str]],
+                    channel: str = "email") -> list[int]:
+    """Pure: which (delivery id, address) rows the suppressions ``found`` stop for ``kind``.
+    Transactional mail still reaches an unsubscribed mailbox; an SMS never reaches a
+    number that said STOP, whatever it carries."""
+    hard_only = kind == Kind.TRANSACTIONAL and channel == "email"
+    stops = (lambda r: r in HARD_SUPPRESSIONS) if hard_only else bool
     return [delivery_id for delivery_id, address in rows
             if address in found and stops(found[address])]
 
@@ -34,7 +38,7 @@ def late_suppressed(engine: Engine, tenant_id: int, channel: str, kind: str,
     d = t.delivery.c
     with engine.begin() as conn:
         found = erasure.suppressions(conn, tenant_id, channel, sorted({a for _, a in rows}))
-        ids = suppressed_rows(found, kind, rows)
+        ids = suppressed_rows(found, kind, rows, channel)
         if ids:
             conn.execute(update(t.delivery).where(d.id.in_(ids), d.state == DeliveryState.SENDING)
                          .values(state=DeliveryState.BLOCKED, reason=BlockReason.SUPPRESSED.value,

@@ -1,10 +1,11 @@
 """The SMS leg of the sender: claimed rows -> text -> route -> gateway -> recorded outcome.
 
-Per batch: rows whose number was suppressed since planning (a STOP that just came in)
-are blocked; the rest are rendered in the Jinja sandbox, get the opt-out line when
-promotional, are encoded under the campaign's policy and parts limit, routed by
-calling code (the tenant's routes over the platform's) and handed to the gateways,
-which start lazily on first use. A gateway out of credit pauses the tenant's bulk SMS.
+Per batch (the sender has already blocked rows whose number was suppressed since
+planning, a STOP that just came in included, for every kind of SMS): the rows are
+rendered in the Jinja sandbox, get the opt-out line when promotional, are encoded under
+the campaign's policy and parts limit, routed by calling code (the tenant's routes over
+the platform's) and handed to the gateways, which start lazily on first use. A gateway
+out of credit pauses the tenant's bulk SMS.
 """
 
 from __future__ import annotations
@@ -21,11 +22,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from postgate import tables as t
 from postgate.clock import utcnow
-from postgate.consent import erasure
 from postgate.delivery import store as email_store
 from postgate.delivery.rendering import TEXT_ENV
 from postgate.delivery.states import Kind
-from postgate.metrics import BLOCKED, MESSAGES
+from postgate.metrics import MESSAGES
 from postgate.providers import registry
 from postgate.providers.base import Outcome
 from postgate.providers.sms import SmsMessage, SmsProvider, SmsResult
@@ -95,14 +95,6 @@ class SmsDispatch:
             log.warning("tenant=%s campaign=%s sms paused: held %d", info.tenant,
                         campaign_id, len(ids))
             return
-        suppressed = await asyncio.to_thread(self._suppressed, info.tenant_id,
-                                             [c.recipient.address for c in claimed])
-        if suppressed:
-            stopped = [c.recipient.delivery_id for c in claimed
-                       if c.recipient.address in suppressed]
-            await asyncio.to_thread(self._block, info.tenant_id, stopped)
-            BLOCKED.labels(info.tenant, "sms", "suppressed").inc(len(stopped))
-            claimed = [c for c in claimed if c.recipient.address not in suppressed]
         extra = context or {}
         outcomes = await asyncio.gather(
             *(self._one(info, c, extra.get(c.recipient.delivery_id, {})) for c in claimed))
@@ -161,14 +153,6 @@ class SmsDispatch:
         if fresh:
             log.error("tenant=%s bulk SMS paused: %s has no credit (%s)", info.tenant,
                       outcome.provider, outcome.detail)
-
-    def _suppressed(self, tenant_id: int, addresses: list[str]) -> set[str]:
-        with self.ctx.engine.connect() as conn:
-            return set(erasure.suppressions(conn, tenant_id, "sms", addresses))
-
-    def _block(self, tenant_id: int, ids: list[int]) -> None:
-        with self.ctx.engine.begin() as conn:
-            store.block(conn, tenant_id, ids, "suppressed", utcnow())
 
     async def _campaign(self, campaign_id: int) -> SmsCampaign:
         info = self.campaigns.get(campaign_id)

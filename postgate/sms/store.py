@@ -94,11 +94,6 @@ def record(engine: Engine, settings: Settings, tenant_id: int,
             "created_at": now} for o in dead], ("tenant_id", "channel", "address"))
 
 
-def block(conn: Any, tenant_id: int, ids: Sequence[int], reason: str, now: datetime) -> None:
-    conn.execute(update(t.delivery).where(d.id.in_(list(ids)), d.state == S.SENDING).values(
-        state=S.BLOCKED, reason=reason, lease_until=None, updated_at=now))
-
-
 def pause_tenant_sms(engine: Engine, tenant_id: int, provider: str, detail: str,
                      now: datetime) -> bool:
     """Stop the tenant's bulk SMS until an operator clears it (e.g. no credit left).

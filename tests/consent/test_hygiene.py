@@ -39,11 +39,14 @@ REASONS = st.sampled_from(["unsubscribe", "complaint", "hard_bounce", "stop", "m
 
 
 @given(st.dictionaries(st.sampled_from(["a@x", "b@x", "c@x", "d@x"]), REASONS),
-       st.sampled_from(["promotional", "transactional"]))
-def test_late_suppression_blocks_what_the_gate_would(found: dict[str, str], kind: str) -> None:
+       st.sampled_from(["promotional", "transactional"]), st.sampled_from(["email", "sms"]))
+def test_late_suppression_blocks_what_the_gate_would(found: dict[str, str], kind: str,
+                                                     channel: str) -> None:
+    """As the gate for mail; an SMS of any kind never goes to a suppressed number."""
     rows = [(1, "a@x"), (2, "b@x"), (3, "c@x"), (4, "d@x")]
-    blocked = set(suppressed_rows(found, kind, rows))
+    blocked = set(suppressed_rows(found, kind, rows, channel))
     for delivery_id, address in rows:
         reason = found.get(address)
-        expected = reason is not None and (kind == "promotional" or reason in HARD_SUPPRESSIONS)
+        expected = reason is not None and (kind == "promotional" or channel == "sms"
+                                           or reason in HARD_SUPPRESSIONS)
         assert (delivery_id in blocked) == expected

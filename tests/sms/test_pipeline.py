@@ -253,3 +253,18 @@ def test_a_gateway_replaying_an_old_stop_does_not_undo_a_later_start(world: Worl
         with world.ctx.engine.begin() as conn:
             inbound(conn, message, utcnow())
         assert stopped() is expected, message
+
+
+def test_a_transactional_sms_never_reaches_a_number_that_said_stop(
+        world: World, smsc: SmscSink) -> None:
+    """The gate lets transactional messages past an unsubscribe; for SMS the sender's late
+    check still stops a STOP, whatever the message carries."""
+    anna_and_bela_got_a_first_sms(world)
+    replies(world, smsc, (HU1, "STOP"))
+    world.publish(sms_message(world, "Your parcel is on its way", "parcel",
+                              kind="transactional"))
+    world.run(lambda: settled(world, "parcel", 2))
+    got = rows(world, "parcel")
+    assert (got[HU1].state, got[HU1].reason) == ("blocked", "suppressed")
+    assert got[HU2].state == "sent"
+    assert [p.text for p in smsc.state.to(HU1)] == ["First\nLeiratkozas: valasz STOP"]
