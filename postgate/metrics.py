@@ -72,6 +72,12 @@ FEEDBACK = Counter(
     "delay, auto_reply, unknown).",
     ["tenant", "channel", "kind"],
 )
+FEEDBACK_UNVERIFIED = Counter(
+    "postgate_feedback_unverified_total",
+    "Feedback kept but not acted upon: no valid signed reference (forged, garbled, too old) "
+    "or a bounce naming another recipient, by source, kind and reason.",
+    ["source", "kind", "reason"],
+)
 BREAKER_TRIPS = Counter(
     "postgate_breaker_trips_total",
     "Tenants switched off by the circuit breaker, by reason and resulting state.",

@@ -17,6 +17,7 @@ from postgate import tables as t
 from postgate.clock import utcnow
 from postgate.consent import records
 from postgate.consent.models import Contact, MailingList
+from postgate.delivery import tokens
 from postgate.delivery.models import Tenant
 from postgate.providers.sink import SmtpSink
 from postgate.settings import Settings
@@ -142,12 +143,16 @@ def serve_api(settings: Settings) -> Iterator[str]:
     import uvicorn
 
     from postgate.api import create_app
+    from postgate.cli import proxy_options
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    proxy_headers, allowed = proxy_options(settings)  # as `postgate api` runs it
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
+                                           log_level="warning", lifespan="on",
+                                           proxy_headers=proxy_headers,
+                                           forwarded_allow_ips=allowed))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -163,3 +168,22 @@ def serve_api(settings: Settings) -> Iterator[str]:
 
 def ago(days: float) -> datetime:
     return utcnow() - timedelta(days=days)
+
+
+def ref_for(engine: Any, delivery_id: int) -> tokens.Ref:
+    """The reference postgate signs into the mail of ``delivery_id``."""
+    d = t.delivery.c
+    with engine.connect() as conn:
+        campaign_id, tenant_id = conn.execute(
+            select(d.campaign_id, d.tenant_id).where(d.id == delivery_id)).one()
+    return tokens.Ref(delivery_id, campaign_id, tenant_id)
+
+
+def verp_for(ctx: Context, delivery_id: int) -> str:
+    """The signed return path postgate gives the mail of ``delivery_id``."""
+    return tokens.verp_address(ctx.settings.secret_key, ref_for(ctx.engine, delivery_id),
+                               ctx.settings.bounce_domain)
+
+
+def unsubscribe_token_for(ctx: Context, delivery_id: int) -> str:
+    return tokens.unsubscribe_token(ctx.settings.secret_key, ref_for(ctx.engine, delivery_id))

@@ -195,7 +195,7 @@ def confirm_post(token: str, request: Request) -> Response:
 @router.get("/u/{token}")
 def unsubscribe_page(token: str, request: Request) -> Response:
     settings: Settings = request.app.state.settings
-    who = unsubscribe.lookup(request.app.state.engine, settings.secret_key, token)
+    who = unsubscribe.lookup(request.app.state.engine, settings.keys, token)
     if who is None:
         return page("Link not valid", "<p>This unsubscribe link is not valid.</p>", 404)
     return page("Unsubscribe",
@@ -213,7 +213,7 @@ async def unsubscribe_post(token: str, request: Request) -> Response:
     # the signed token is the authority either way, the body only tells where it came from.
     source = "one_click" if b"One-Click" in body else "link"
     who = await asyncio.to_thread(unsubscribe.apply, request.app.state.engine,
-                                  settings.secret_key, token, source, utcnow())
+                                  settings.keys, token, source, utcnow())
     if who is None:
         return page("Link not valid", "<p>This unsubscribe link is not valid.</p>", 404)
     CONSENT_EVENTS.labels(who.tenant_slug, "unsubscribed").inc()

@@ -1,6 +1,7 @@
 """Unsubscribing through the signed link every promotional mail carries.
 
-The token names a delivery; the delivery names the tenant, the channel and the address,
+The token names a delivery (with its campaign and tenant under one MAC, see
+``delivery.tokens``); the delivery names the tenant, the channel and the address,
 so the suppression is exactly "this tenant must not mail this address on this channel".
 Applying it twice is harmless: the suppression and the feedback event are both
 insert-or-ignore on their unique keys.
@@ -12,10 +13,11 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from postgate import tables as t
-from postgate.delivery import tokens
+from postgate.clock import utcnow
+from postgate.delivery import references, tokens
 from postgate.dialect import insert_ignore
 
 log = logging.getLogger("postgate.unsubscribe")
@@ -30,20 +32,22 @@ class Unsubscribed:
     address: str
 
 
-def lookup(engine: Engine, secret: str, token: str) -> Unsubscribed | None:
+def lookup(engine: Engine, keys: tokens.Keys, token: str) -> Unsubscribed | None:
     """Who a (validly signed) unsubscribe token stands for."""
-    delivery_id = tokens.unsubscribe_decode(secret, token)
-    if delivery_id is None:
-        return None
-    d, c = t.delivery.c, t.campaign.c
-    with engine.connect() as conn:
-        row = conn.execute(
-            select(d.tenant_id, t.tenant.c.name, t.tenant.c.slug, c.channel, d.address)
-            .join(t.campaign, c.id == d.campaign_id)
-            .join(t.tenant, t.tenant.c.id == d.tenant_id)
-            .where(d.id == delivery_id)
-        ).first()
-    return Unsubscribed(*row) if row else None
+    return _resolve(engine, keys, token)[1]
+
+
+def _resolve(engine: Engine, keys: tokens.Keys,
+             token: str) -> tuple[int | None, Unsubscribed | None]:
+    ref = tokens.unsubscribe_decode(keys, token)
+    if ref is None:
+        return None, None
+    with engine.connect() as conn:  # legacy tokens were always MAC'd: no time limit
+        target, _ = references.resolve(conn, ref, utcnow(), None)
+    if target is None:
+        return None, None
+    return target.delivery_id, Unsubscribed(target.tenant_id, target.tenant_name, target.slug,
+                                            target.channel, target.address)
 
 
 def event_key(delivery_id: int) -> str:
@@ -52,14 +56,11 @@ def event_key(delivery_id: int) -> str:
     return f"unsubscribe:{delivery_id}"
 
 
-def apply(engine: Engine, secret: str, token: str, source: str,
+def apply(engine: Engine, keys: tokens.Keys, token: str, source: str,
           now: datetime) -> Unsubscribed | None:
     """Suppress the address behind ``token`` for its tenant and record the event once."""
-    who = lookup(engine, secret, token)
-    if who is None:
-        return None
-    delivery_id = tokens.unsubscribe_decode(secret, token)
-    if delivery_id is None:  # lookup() already checked it; this tells the type checker
+    delivery_id, who = _resolve(engine, keys, token)
+    if who is None or delivery_id is None:
         return None
     with engine.begin() as conn:
         insert_ignore(conn, t.suppression, [{

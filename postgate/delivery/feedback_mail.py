@@ -4,8 +4,11 @@ In order: a mailto unsubscribe (``unsubscribe+<token>@``), an RFC 5965 ARF compl
 an RFC 3464 DSN (``message/delivery-status``, RFC 3463 codes), an RFC 3834 auto-reply
 (out of office is not a bounce), then flufl.bounce's detectors for the many
 non-standard bounce formats. Whatever is left is ``unknown`` and kept for inspection.
-The delivery it refers to comes from the signed VERP return path when there is one,
-else from our Message-ID ``<delivery_id.campaign_id@domain>`` in the quoted original.
+The delivery it refers to comes from a signed reference (``delivery.tokens``): the VERP
+return path the report was sent to or quotes, else our signed Message-ID in the quoted
+original; old-format references decode as *legacy*. Whether a reference is accepted is
+the store's decision (``feedback_store``), not the parser's: a reference proves only
+which of our mails the report is about, never more.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import email
 import re
 from dataclasses import dataclass, field
+from email import policy as email_policy
 from email.message import Message
 from email.utils import getaddresses
 
@@ -21,17 +25,17 @@ from flufl.bounce import all_failures
 from postgate.delivery import tokens
 from postgate.delivery.bounce import DEAD_ADDRESS, ENHANCED, POLICY, classify_reply
 
-OUR_MESSAGE_ID = re.compile(r"<(\d{1,19})\.(\d{1,19})@[^>\s]+>")
-VERP_ANYWHERE = re.compile(r"\bb\+\d{1,19}-[0-9a-f]{12}@[\w.-]+", re.IGNORECASE)
+VERP_ANYWHERE = re.compile(r"\bb\+[0-9.]{1,60}-[0-9a-z]{12,26}@[\w.-]+", re.IGNORECASE)
 AUTO_SUBJECT = re.compile(
     r"out of (the )?office|automatic reply|auto[- ]?reply|autosvar|vacation|on leave|"
     r"abwesenheit|automatische antwort|r[ée]ponse automatique|absence|"
     r"h[áa]zon k[íi]v[üu]l|automatikus v[áa]lasz|szabads[áa]g",
     re.IGNORECASE,
 )
+RAW_POLICY = email_policy.compat32.clone(linesep="\r\n", max_line_length=0)
 BOUNCE_FROM = re.compile(r"mailer-daemon|postmaster|mail delivery", re.IGNORECASE)
 ENVELOPE_HEADERS = ("X-Original-To", "Delivered-To", "Envelope-To", "X-Envelope-To", "To")
-MAX_ROW_ID = 2**63 - 1  # BIGINT: a larger id in a reply must not reach a query
+MAX_ROW_ID = tokens.MAX_ROW_ID
 
 
 def row_id(text: str) -> int | None:
@@ -42,62 +46,59 @@ def row_id(text: str) -> int | None:
     return int(text)
 
 
-def message_ref(text: str) -> tuple[int, int] | None:
-    """(delivery, campaign) from our Message-ID ``<delivery.campaign@domain>`` in ``text``."""
-    for m in OUR_MESSAGE_ID.finditer(text):
-        delivery, campaign = row_id(m.group(1)), row_id(m.group(2))
-        if delivery is not None and campaign is not None:
-            return delivery, campaign
-    return None
-
-
 @dataclass(frozen=True, slots=True)
 class Feedback:
     kind: str  # bounce | complaint | auto_reply | unsubscribe | unknown
     hard: bool | None = None
     recipients: tuple[str, ...] = ()
     status: str = ""
-    delivery_id: int | None = None  # from a signed VERP return path or unsubscribe token
-    message_ref: tuple[int, int] | None = None  # (delivery, campaign) from our Message-ID
+    ref: tokens.Ref | None = None  # from a VERP return path, unsubscribe token or Message-ID
+    delivery_id: int | None = None  # named by an authenticated provider (webhooks)
     action: str = ""  # DSN action: failed | delayed
     detail: str = ""
     extra: dict[str, str] = field(default_factory=dict)
 
 
-def parse(raw: bytes, secret: str, envelope_rcpts: tuple[str, ...] = ()) -> Feedback:
+def parse(raw: bytes, keys: tokens.Keys, envelope_rcpts: tuple[str, ...] = ()) -> Feedback:
     try:
         msg = email.message_from_bytes(raw)
     except Exception as exc:  # the stdlib parser is lenient; this is a last resort
         return Feedback("unknown", detail=f"unparseable: {exc!r}")
     targets = list(envelope_rcpts) + [a for _, a in getaddresses(
         [str(v) for h in ENVELOPE_HEADERS for v in (msg.get_all(h) or [])])]
-    delivery_id = _verp(secret, targets)
+    envelope_ref = _verp(keys, targets)
     for address in targets:
         token = tokens.mailto_token(address)
-        if token and (unsub := tokens.unsubscribe_decode(secret, token)):
-            return Feedback("unsubscribe", delivery_id=unsub,
-                            recipients=_addresses(msg, "From"))
+        if token and (unsub := tokens.unsubscribe_decode(keys, token)):
+            return Feedback("unsubscribe", ref=unsub, recipients=_addresses(msg, "From"))
     try:
-        return _classify(msg, raw, secret, delivery_id)
+        return _classify(msg, raw, keys, envelope_ref)
     except Exception as exc:  # a malformed MIME tree must not lose the mail
-        return Feedback("unknown", delivery_id=delivery_id, detail=f"unparseable: {exc!r}")
+        return Feedback("unknown", ref=envelope_ref, detail=f"unparseable: {exc!r}")
 
 
-def _classify(msg: Message, raw: bytes, secret: str, delivery_id: int | None) -> Feedback:
+def best_ref(*refs: tokens.Ref | None) -> tokens.Ref | None:
+    """The strongest of the references found: current format, then legacy signed, then a
+    legacy Message-ID (which carries no MAC)."""
+    found = [r for r in refs if r is not None]
+    return min(found, key=lambda r: (r.legacy, not r.signed)) if found else None
+
+
+def _classify(msg: Message, raw: bytes, keys: tokens.Keys,
+              envelope_ref: tokens.Ref | None) -> Feedback:
     report = (msg.get_param("report-type") or "") if msg.get_content_type() == \
         "multipart/report" else ""
-    quoted_verp = _verp(secret, VERP_ANYWHERE.findall(raw.decode("latin-1")))
-    delivery_id = delivery_id or quoted_verp
-    ref = _message_ref(msg)
+    quoted_verp = _verp(keys, VERP_ANYWHERE.findall(raw.decode("latin-1")))
+    ref = best_ref(envelope_ref, quoted_verp, _message_ref(msg, keys))
     if str(report).lower() == "feedback-report" or _part(msg, "message/feedback-report"):
-        return _arf(msg, delivery_id, ref)
+        return _arf(msg, ref)
     status_part = _part(msg, "message/delivery-status")
     if status_part is not None:
-        dsn = _dsn(status_part, delivery_id, ref)
+        dsn = _dsn(status_part, ref)
         if dsn is not None:
             return dsn
     if _auto_reply(msg):
-        return Feedback("auto_reply", delivery_id=delivery_id, recipients=_addresses(msg, "From"))
+        return Feedback("auto_reply", ref=ref, recipients=_addresses(msg, "From"))
     temporary, permanent = all_failures(msg)
     if permanent or temporary:
         text = _text(msg)
@@ -106,14 +107,13 @@ def _classify(msg: Message, raw: bytes, secret: str, delivery_id: int | None) ->
         hard = bool(permanent) and not POLICY.search(text) and bool(
             (status and classify_reply(550, status).hard) or DEAD_ADDRESS.search(text)
             or re.search(r"no mailbox here|not our customer|no such|unknown", text, re.I))
-        return Feedback("bounce", hard=hard, recipients=tuple(failed), status=status,
-                        delivery_id=delivery_id, message_ref=ref,
+        return Feedback("bounce", hard=hard, recipients=tuple(failed), status=status, ref=ref,
                         action="failed" if permanent else "delayed")
-    return Feedback("unknown", delivery_id=delivery_id, message_ref=ref,
+    return Feedback("unknown", ref=ref,
                     detail="no DSN, ARF report, auto-reply or known bounce format")
 
 
-def _dsn(part: Message, delivery_id: int | None, ref: tuple[int, int] | None) -> Feedback | None:
+def _dsn(part: Message, ref: tokens.Ref | None) -> Feedback | None:
     """RFC 3464: per-recipient field groups after the per-message group."""
     groups = [g for g in part.get_payload() if isinstance(g, Message)] if part.is_multipart() \
         else [email.message_from_string(str(part.get_payload()))]
@@ -138,8 +138,7 @@ def _dsn(part: Message, delivery_id: int | None, ref: tuple[int, int] | None) ->
         code = int(status[0]) * 100 + 50 if status else 550
         hard = classify_reply(code, f"{status} {diagnostic}").hard
     return Feedback("bounce", hard=hard, recipients=tuple(failed or delayed), status=status,
-                    delivery_id=delivery_id, message_ref=ref,
-                    action="failed" if failed else "delayed", detail=diagnostic[:500])
+                    ref=ref, action="failed" if failed else "delayed", detail=diagnostic[:500])
 
 
 def _dsn_recipient(group: Message) -> str:
@@ -154,7 +153,7 @@ def _dsn_recipient(group: Message) -> str:
     return fallback
 
 
-def _arf(msg: Message, delivery_id: int | None, ref: tuple[int, int] | None) -> Feedback:
+def _arf(msg: Message, ref: tokens.Ref | None) -> Feedback:
     report = _part(msg, "message/feedback-report")
     fields: Message = Message()
     if report is not None:
@@ -169,8 +168,7 @@ def _arf(msg: Message, delivery_id: int | None, ref: tuple[int, int] | None) -> 
     if not recipients and original is not None:
         headers = _original_headers(original)
         recipients = [a for _, a in getaddresses([str(v) for v in headers.get_all("To") or []])]
-    return Feedback("complaint", recipients=tuple(recipients), delivery_id=delivery_id,
-                    message_ref=ref, extra={
+    return Feedback("complaint", recipients=tuple(recipients), ref=ref, extra={
                         "feedback_type": str(fields.get("Feedback-Type", "abuse")).strip(),
                         "user_agent": str(fields.get("User-Agent", "")).strip()})
 
@@ -202,25 +200,37 @@ def _original_headers(part: Message) -> Message:
     return email.message_from_bytes(text if isinstance(text, bytes) else str(text).encode())
 
 
-def _message_ref(msg: Message) -> tuple[int, int] | None:
+def _message_ref(msg: Message, keys: tokens.Keys) -> tokens.Ref | None:
     """Our Message-ID in the quoted original (message/rfc822, headers or body text)."""
+    found: list[tokens.Ref | None] = []
     for part in msg.walk():
         if part is msg:
             continue
         for name in ("Message-ID", "Message-Id"):
-            if (value := part.get(name)) and (ref := message_ref(str(value))):
-                return ref
+            if value := part.get(name):
+                found.append(tokens.message_id_decode(keys, str(value)))
     text = _text(msg)
     for m in re.finditer(r"Message-I[dD]:\s*(<[^>]+>)", text):
-        if OUR_MESSAGE_ID.fullmatch(m.group(1)) and (ref := message_ref(m.group(1))):
-            return ref
-    return None
+        found.append(tokens.message_id_decode(keys, m.group(1)))
+    return best_ref(*found)
 
 
-def _verp(secret: str, addresses: list[str]) -> int | None:
-    for address in addresses:
-        if (found := tokens.verp_decode(secret, address.strip())) is not None:
-            return found
+def _verp(keys: tokens.Keys, addresses: list[str]) -> tokens.Ref | None:
+    return best_ref(*(tokens.verp_decode(keys, a.strip()) for a in addresses))
+
+
+def quoted_original(raw: bytes) -> bytes | None:
+    """The quoted original mail (a ``message/rfc822`` part) as bytes, for DKIM checks."""
+    try:
+        msg = email.message_from_bytes(raw)
+        part = _part(msg, "message/rfc822")
+        if part is None:
+            return None
+        inner = part.get_payload()
+        if isinstance(inner, list) and inner and isinstance(inner[0], Message):
+            return inner[0].as_bytes(policy=RAW_POLICY)
+    except Exception:  # a garbled report simply has no checkable original
+        return None
     return None
 
 

@@ -6,6 +6,15 @@ effects are idempotent too: suppressions are insert-or-ignore, ``complained_at``
 set only once and soft-bounce scoring is recomputed from the stored events, so a
 duplicate or a late, out-of-order copy changes nothing. Mail we cannot read is kept
 whole as an ``unknown`` event for an operator to inspect.
+
+Only a reference we can trust (``delivery.references``) lets an event act: a report with
+no valid MAC, a legacy reference past its window, a reference whose delivery belongs to
+another campaign or tenant, or a bounce that names a recipient other than the one the
+delivery went to is stored as ``unverified`` with no tenant: it never suppresses anyone,
+never counts toward the breaker, and is counted in
+``postgate_feedback_unverified_total{reason}`` for the operator's alert. Where the
+report quotes the original mail and it carries our DKIM signature, the signature is
+verified against the tenant's stored key and the result kept on the event.
 """
 
 from __future__ import annotations
@@ -20,10 +29,11 @@ from sqlalchemy import Connection, Engine, select, update
 from postgate import tables as t
 from postgate.clock import aware
 from postgate.consent import unsubscribe
-from postgate.delivery import breaker
+from postgate.delivery import breaker, dkim_check
 from postgate.delivery.feedback_mail import Feedback
+from postgate.delivery.references import Target, Verification, by_delivery, resolve
 from postgate.dialect import insert_ignore
-from postgate.metrics import FEEDBACK
+from postgate.metrics import FEEDBACK, FEEDBACK_UNVERIFIED
 from postgate.settings import Settings
 
 log = logging.getLogger("postgate.feedback")
@@ -41,6 +51,8 @@ class Applied:
     address: str = ""
     new: bool = False
     suppressed: list[str] = field(default_factory=list)
+    verification: str = ""
+    dkim: str = ""
 
 
 def soft_rule(settings: Settings) -> breaker.SoftBounceRule:
@@ -54,11 +66,12 @@ def apply(engine: Engine, settings: Settings, fb: Feedback, raw: bytes, source: 
     fb = replace(fb, status=_storable(fb.status)[:100],
                  recipients=tuple(_storable(r) for r in fb.recipients))
     with engine.begin() as conn:
-        delivery = _delivery(conn, fb)
-        tenant_id = delivery[1] if delivery else None
-        delivery_id = delivery[0] if delivery else None
-        slug = delivery[3] if delivery else "-"
-        address = delivery[2] if delivery else (fb.recipients[0] if fb.recipients else "")
+        delivery, verification = _target(conn, settings, fb, now)
+        tenant_id = delivery.tenant_id if delivery else None
+        delivery_id = delivery.delivery_id if delivery else None
+        slug = delivery.slug if delivery else "-"
+        address = delivery.address if delivery else (fb.recipients[0] if fb.recipients else "")
+        dkim = dkim_check.quoted(conn, delivery.tenant_id, raw) if delivery else ""
         if key is None and delivery_id is not None and fb.kind == "unsubscribe":
             key = unsubscribe.event_key(delivery_id)  # the same event as a one-click
         elif key is None and delivery_id is not None and fb.kind != "unknown":
@@ -68,13 +81,15 @@ def apply(engine: Engine, settings: Settings, fb: Feedback, raw: bytes, source: 
         key = _storable(key)  # a webhook's own event id
         channel = fb.extra.get("channel", "email")
         kind = "delay" if fb.action == "delayed" else fb.kind  # a warning, not a bounce
-        applied = Applied(key, kind, tenant_id, delivery_id, address)
+        applied = Applied(key, kind, tenant_id, delivery_id, address, verification=verification,
+                          dkim=dkim)
         applied.new = conn.scalar(select(e.id).where(e.dedup_key == key)) is None
         insert_ignore(conn, t.feedback_event, [{
             "tenant_id": tenant_id, "delivery_id": delivery_id, "channel": channel,
             "kind": kind, "hard": fb.hard, "address": address[:320],
             "status": fb.status,
             "source": source, "dedup_key": key,
+            "verification": verification.partition(":")[0], "dkim": dkim,
             "raw": _storable(raw[:RAW_LIMIT].decode("utf-8", "replace")),
             "created_at": now,
         }], ("dedup_key",))
@@ -82,9 +97,11 @@ def apply(engine: Engine, settings: Settings, fb: Feedback, raw: bytes, source: 
             _effects(conn, settings, fb, applied, channel, now)
     label = ("bounce_hard" if fb.hard else "bounce_soft") if kind == "bounce" else kind
     FEEDBACK.labels(slug, channel, label).inc(int(applied.new))
-    log.info("feedback %s tenant=%s delivery=%s rcpt=%s hard=%s status=%s new=%s suppressed=%s",
-             kind, slug, delivery_id, address, fb.hard, fb.status, applied.new,
-             applied.suppressed)
+    if delivery is None and applied.new:
+        FEEDBACK_UNVERIFIED.labels(source, kind, verification.partition(":")[2]).inc()
+    log.info("feedback %s tenant=%s delivery=%s rcpt=%s hard=%s status=%s new=%s suppressed=%s "
+             "verification=%s dkim=%s", kind, slug, delivery_id, address, fb.hard, fb.status,
+             applied.new, applied.suppressed, verification, dkim or "-")
     return applied
 
 
@@ -93,17 +110,26 @@ def _storable(text: str) -> str:
     return text.replace("\x00", "\ufffd")
 
 
-def _delivery(conn: Connection, fb: Feedback) -> tuple[int, int, str, str] | None:
-    """The delivery a signed VERP/unsubscribe token names, else one our Message-ID names."""
-    query = select(d.id, d.tenant_id, d.address, t.tenant.c.slug).join(
-        t.tenant, t.tenant.c.id == d.tenant_id)
-    row = None
-    if fb.delivery_id is not None:
-        row = conn.execute(query.where(d.id == fb.delivery_id)).first()
-    if row is None and fb.message_ref is not None:
-        row = conn.execute(query.where(d.id == fb.message_ref[0],
-                                       d.campaign_id == fb.message_ref[1])).first()
-    return (row[0], row[1], row[2], row[3]) if row is not None else None
+def _target(conn: Connection, settings: Settings, fb: Feedback,
+            now: datetime) -> tuple[Target | None, str]:
+    """The delivery this feedback may act on and how that was established; else None and
+    ``unverified:<why>``."""
+    if fb.delivery_id is not None:  # named by an authenticated provider
+        target = by_delivery(conn, fb.delivery_id)
+        found: tuple[Target | None, str] = (target, Verification.PROVIDER) if target else (
+            None, "unknown_delivery")
+    elif fb.ref is None:
+        found = None, "no_reference"
+    else:
+        found = resolve(conn, fb.ref, now, settings.legacy_refs_days,
+                        trusted=fb.extra.get("trusted") == "provider")
+    target, how = found
+    if target is not None and fb.kind == "bounce" and fb.recipients and \
+            target.address.casefold() not in {r.casefold() for r in fb.recipients}:
+        target, how = None, "recipient_mismatch"  # a DSN acts on its own recipient only
+    if target is None:
+        return None, f"{Verification.UNVERIFIED}:{how}"
+    return target, str(how)
 
 
 def _effects(conn: Connection, settings: Settings, fb: Feedback, applied: Applied,

@@ -48,6 +48,10 @@ class Campaign(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
     planned_at: datetime | None = Field(default=None, sa_type=Timestamp)
     finished_at: datetime | None = Field(default=None, sa_type=Timestamp)
+    # a live planner pushes this forward; past it, the sweeper re-plans (a planner died)
+    plan_lease_until: datetime | None = Field(default=None, sa_type=Timestamp)
+    # the format of the references its mail carries (delivery.references): 1 legacy, 2 MAC'd
+    ref_format: int = 2
 
 
 class Delivery(SQLModel, table=True):
@@ -101,6 +105,10 @@ class FeedbackEvent(SQLModel, table=True):
     address: str = ""
     status: str = ""  # RFC 3463 code when there is one
     source: str = ""  # smtp_reply | dsn | arf | webhook | dlr | form
+    # how its delivery was established: signed | legacy | provider | unverified (never acted
+    # upon, no tenant) | "" (our own observation: an SMTP reply, a form, an SMS report)
+    verification: str = ""
+    dkim: str = ""  # our DKIM signature on the quoted original: pass | fail | "" (none)
     dedup_key: str
     raw: str = Field(default="", sa_type=Text)
     created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)

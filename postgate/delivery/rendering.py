@@ -113,6 +113,7 @@ class CampaignContent:
     from_email: str
     from_name: str
     headers: tuple[tuple[str, str], ...] = ()  # the tenant's own, checked by headers.validate
+    tenant_id: int = 0  # signed into every reference (return path, Message-ID, unsubscribe)
 
 
 class _Part:
@@ -146,11 +147,17 @@ class CompiledCampaign:
         self.text = _Part(TEXT_ENV, content.text) if content.text.strip() else None
         self.html = _Part(HTML_ENV, content.html) if content.html.strip() else None
 
+    def ref(self, delivery_id: int) -> tokens.Ref:
+        return tokens.Ref(delivery_id, self.content.campaign_id, self.content.tenant_id)
+
     def envelope_from(self, delivery_id: int) -> str:
-        return tokens.verp_address(self.secret, delivery_id, self.bounce_domain)
+        return tokens.verp_address(self.secret, self.ref(delivery_id), self.bounce_domain)
+
+    def message_id(self, delivery_id: int) -> str:
+        return tokens.message_id(self.secret, self.ref(delivery_id), self.content.domain)
 
     def unsubscribe_urls(self, delivery_id: int) -> tuple[str, str]:
-        token = tokens.unsubscribe_token(self.secret, delivery_id)
+        token = tokens.unsubscribe_token(self.secret, self.ref(delivery_id))
         return (f"{self.public_url}/u/{token}", f"unsubscribe+{token}@{self.bounce_domain}")
 
     def render(self, rcpt: RecipientData, date: str,
@@ -169,7 +176,7 @@ class CompiledCampaign:
             f"To: {_address(rcpt.name, rcpt.address)}\r\n".encode(),
             self.subject_header
             or _encode_header("Subject", self.subject_template.render(context)),
-            f"Date: {date}\r\nMessage-ID: <{rcpt.delivery_id}.{c.campaign_id}@{c.domain}>\r\n"
+            f"Date: {date}\r\nMessage-ID: {self.message_id(rcpt.delivery_id)}\r\n"
             "MIME-Version: 1.0\r\n".encode(),
             self.extra_headers,
         ]

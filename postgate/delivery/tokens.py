@@ -1,50 +1,160 @@
-"""Signed references carried in mail: VERP return paths and unsubscribe tokens.
+"""Signed references carried in mail: VERP return paths, Message-IDs, unsubscribe tokens.
 
-Both embed a delivery id and a truncated HMAC-SHA256 so that a forged bounce or a
-guessed unsubscribe link cannot act on someone else's delivery.
+Every reference that comes back to us names a delivery *and* the campaign and tenant it
+belongs to, with a truncated HMAC-SHA256 over all three under ``SECRET_KEY``:
+
+- return path ``b+<delivery>.<campaign>.<tenant>-<mac>@BOUNCE_DOMAIN``
+- Message-ID ``<<delivery>.<campaign>.<tenant>.<mac>@tenant-domain>``
+- unsubscribe token ``<delivery>.<campaign>.<tenant>.<mac>`` (``/u/TOKEN`` and the
+  ``unsubscribe+TOKEN@BOUNCE_DOMAIN`` mailto)
+
+A MAC is 26 base32 characters (130 bits), lowercase so that an MTA that folds case
+keeps it valid, and a different purpose string per reference kind, so one kind can
+never stand for another. A stranger who can guess ids still cannot compute one; the
+store then checks that the delivery row really belongs to that campaign and tenant, so
+a reused id (SQLite can reuse the ids of deleted rows) never matches an old reference.
+
+Keys rotate: ``keys[0]`` (``SECRET_KEY``) signs, and every key in ``keys``
+(``SECRET_KEYS_PREVIOUS`` too) verifies.
+
+References issued before this format (``b+<delivery>-<hex12>``, ``<delivery.campaign@…>``,
+``<delivery>.<hex32>``) decode as *legacy*: the store accepts them only for campaigns
+created before the format changed and only for a bounded window (see
+``feedback_store``); a legacy Message-ID carries no MAC at all.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-VERP_LOCAL = re.compile(r"^b\+(\d+)-([0-9a-f]{12})$")
-MAILTO_LOCAL = re.compile(r"^unsubscribe\+(\d{1,19}\.[0-9a-f]{32})$", re.IGNORECASE)
+Keys = str | Sequence[str]
+MAC_CHARS = 26
+_ID = r"[0-9]{1,19}"  # ASCII digits only: int() refuses others
+VERP_LOCAL = re.compile(rf"^b\+({_ID})\.({_ID})\.({_ID})-([a-z2-7]{{{MAC_CHARS}}})$")
+LEGACY_VERP_LOCAL = re.compile(rf"^b\+({_ID})-([0-9a-f]{{12}})$")
+TOKEN = re.compile(rf"^({_ID})\.({_ID})\.({_ID})\.([a-z2-7]{{{MAC_CHARS}}})$")
+LEGACY_TOKEN = re.compile(rf"^({_ID})\.([0-9a-f]{{32}})$")
+MESSAGE_ID = re.compile(rf"<({_ID})\.({_ID})\.({_ID})\.([a-z2-7]{{{MAC_CHARS}}})@[^>\s]+>",
+                        re.IGNORECASE)
+LEGACY_MESSAGE_ID = re.compile(rf"<({_ID})\.({_ID})@[^>\s]+>")
+MAILTO_LOCAL = re.compile(
+    rf"^unsubscribe\+((?:{_ID}\.){{3}}[a-z2-7]{{{MAC_CHARS}}}|{_ID}\.[0-9a-f]{{32}})$",
+    re.IGNORECASE)
+MAX_ROW_ID = 2**63 - 1  # BIGINT: a larger id in a reply must not reach a query
 
 
-def _mac(secret: str, purpose: str, delivery_id: int, length: int) -> str:
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """Which delivery a reference stands for. ``campaign_id``/``tenant_id`` are None only
+    for legacy references, which did not carry them."""
+
+    delivery_id: int
+    campaign_id: int | None
+    tenant_id: int | None
+    legacy: bool = False  # an old-format reference (see the module docstring)
+    signed: bool = True  # False: a legacy Message-ID, which never carried a MAC
+
+
+def _keys(keys: Keys) -> tuple[str, ...]:
+    return (keys,) if isinstance(keys, str) else tuple(keys)
+
+
+def _mac(key: str, purpose: str, delivery_id: int, campaign_id: int, tenant_id: int) -> str:
+    msg = f"{purpose}:{tenant_id}:{campaign_id}:{delivery_id}".encode()
+    digest = hmac.new(key.encode(), msg, hashlib.sha256).digest()
+    return base64.b32encode(digest).decode().lower()[:MAC_CHARS]
+
+
+def _legacy_mac(key: str, purpose: str, delivery_id: int, length: int) -> str:
     msg = f"{purpose}:{delivery_id}".encode()
-    return hmac.new(secret.encode(), msg, hashlib.sha256).hexdigest()[:length]
+    return hmac.new(key.encode(), msg, hashlib.sha256).hexdigest()[:length]
 
 
-def verp_address(secret: str, delivery_id: int, domain: str) -> str:
-    return f"b+{delivery_id}-{_mac(secret, 'verp', delivery_id, 12)}@{domain}"
+def _ids(*texts: str) -> tuple[int, ...] | None:
+    values = tuple(int(x) for x in texts)
+    return values if all(v <= MAX_ROW_ID for v in values) else None
 
 
-def verp_decode(secret: str, address: str) -> int | None:
-    """The delivery id a VERP return path stands for, or None when it is not ours."""
-    local = address.rsplit("@", 1)[0].strip("<>").lower()
-    match = VERP_LOCAL.match(local)
-    if not match:
+def _signed(keys: Keys, purpose: str, parts: tuple[str, ...], mac: str) -> Ref | None:
+    ids = _ids(*parts)
+    if ids is None:
         return None
-    delivery_id = int(match.group(1))
-    expected = _mac(secret, "verp", delivery_id, 12)
-    return delivery_id if hmac.compare_digest(expected, match.group(2)) else None
+    delivery_id, campaign_id, tenant_id = ids
+    for key in _keys(keys):
+        expected = _mac(key, purpose, delivery_id, campaign_id, tenant_id)
+        if hmac.compare_digest(expected.encode(), mac.lower().encode()):
+            return Ref(delivery_id, campaign_id, tenant_id)
+    return None
 
 
-def unsubscribe_token(secret: str, delivery_id: int) -> str:
-    return f"{delivery_id}.{_mac(secret, 'unsub', delivery_id, 32)}"
-
-
-def unsubscribe_decode(secret: str, token: str) -> int | None:
-    head, _, mac = token.partition(".")
-    if not (head.isascii() and head.isdigit()) or len(head) > 19:
+def _legacy(keys: Keys, purpose: str, head: str, mac: str) -> Ref | None:
+    ids = _ids(head)
+    if ids is None:
         return None
-    delivery_id = int(head)
-    expected = _mac(secret, "unsub", delivery_id, 32)
-    return delivery_id if hmac.compare_digest(expected, mac) else None
+    for key in _keys(keys):
+        if hmac.compare_digest(_legacy_mac(key, purpose, ids[0], len(mac)).encode(),
+                               mac.lower().encode()):
+            return Ref(ids[0], None, None, legacy=True)
+    return None
+
+
+def _triple(ref: Ref) -> tuple[int, int, int]:
+    if ref.campaign_id is None or ref.tenant_id is None:
+        raise ValueError("a new reference needs the delivery, campaign and tenant")
+    return ref.delivery_id, ref.campaign_id, ref.tenant_id
+
+
+def verp_address(keys: Keys, ref: Ref, domain: str) -> str:
+    d, c, t = _triple(ref)
+    return f"b+{d}.{c}.{t}-{_mac(_keys(keys)[0], 'verp', d, c, t)}@{domain}"
+
+
+def verp_decode(keys: Keys, address: str) -> Ref | None:
+    """The delivery a VERP return path stands for, or None when it is not ours."""
+    local = address.strip().strip("<>").rsplit("@", 1)[0].lower()
+    if match := VERP_LOCAL.match(local):
+        return _signed(keys, "verp", match.groups()[:3], match.group(4))
+    if match := LEGACY_VERP_LOCAL.match(local):
+        return _legacy(keys, "verp", match.group(1), match.group(2))
+    return None
+
+
+def message_id(keys: Keys, ref: Ref, domain: str) -> str:
+    d, c, t = _triple(ref)
+    return f"<{d}.{c}.{t}.{_mac(_keys(keys)[0], 'msgid', d, c, t)}@{domain}>"
+
+
+def message_id_decode(keys: Keys, text: str) -> Ref | None:
+    """The delivery our Message-ID anywhere in ``text`` stands for: a signed one first,
+    else a legacy ``<delivery.campaign@domain>`` (``signed=False``); None otherwise."""
+    for match in MESSAGE_ID.finditer(text):
+        if ref := _signed(keys, "msgid", match.groups()[:3], match.group(4)):
+            return ref
+    for match in LEGACY_MESSAGE_ID.finditer(text):
+        if ids := _ids(match.group(1), match.group(2)):
+            return Ref(ids[0], ids[1], None, legacy=True, signed=False)
+    return None
+
+
+def unsubscribe_token(keys: Keys, ref: Ref) -> str:
+    d, c, t = _triple(ref)
+    return f"{d}.{c}.{t}.{_mac(_keys(keys)[0], 'unsub', d, c, t)}"
+
+
+def unsubscribe_decode(keys: Keys, token: str) -> Ref | None:
+    token = token.strip()
+    if not token.isascii():
+        return None
+    if match := TOKEN.match(token.lower()):
+        return _signed(keys, "unsub", match.groups()[:3], match.group(4))
+    if match := LEGACY_TOKEN.match(token.lower()):
+        return _legacy(keys, "unsub", match.group(1), match.group(2))
+    return None
 
 
 def mailto_token(address: str) -> str | None:

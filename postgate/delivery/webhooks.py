@@ -5,9 +5,10 @@ secret from ``WEBHOOK_SECRETS`` (a JSON object, provider -> secret):
 ``X-Postgate-Timestamp: <unix seconds>`` and
 ``X-Postgate-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">``, compared in
 constant time and refused when older than five minutes (no replays). Each event names
-our Message-ID (``<delivery.campaign@domain>``, which providers echo) or a
-``delivery_id``, a ``type`` and the provider's event ``id``. Types map onto the one
-feedback vocabulary; anything else becomes ``unknown`` and is kept, never refused.
+our Message-ID (the signed ``<delivery.campaign.tenant.mac@domain>`` we sent, which
+providers echo; the provider's signature makes it trusted) or a ``delivery_id``, a
+``type`` and the provider's event ``id``. Types map onto the one feedback vocabulary;
+anything else becomes ``unknown`` and is kept, never refused.
 Events go through the same exactly-once store as mailed feedback.
 """
 
@@ -24,8 +25,8 @@ from fastapi import APIRouter, HTTPException, Request
 from sqlalchemy import Engine
 
 from postgate.clock import utcnow
-from postgate.delivery import feedback_store, reputation, sending_blocks
-from postgate.delivery.feedback_mail import Feedback, message_ref, row_id
+from postgate.delivery import feedback_store, reputation, sending_blocks, tokens
+from postgate.delivery.feedback_mail import Feedback, row_id
 from postgate.settings import Settings
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
@@ -59,13 +60,13 @@ def verify(secret: str, timestamp: str, sent: str, body: bytes, now: float) -> b
                                sent.encode("utf-8", "replace"))
 
 
-def normalise(event: dict[str, Any]) -> Feedback | None:
+def normalise(event: dict[str, Any], keys: tokens.Keys = ()) -> Feedback | None:
     """One provider event as feedback; None for events that carry no signal (delivered)."""
     kind_name = str(event.get("type") or event.get("event") or event.get("stat") or "").lower()
     if kind_name in IGNORED:
         return None
     kind, hard = TYPES.get(kind_name, ("unknown", None))
-    ref = message_ref(str(event.get("message_id", "")))
+    ref = tokens.message_id_decode(keys, str(event.get("message_id", "")))
     raw_id = event.get("delivery_id")
     delivery_id = row_id(str(raw_id)) if isinstance(raw_id, int | str) and \
         not isinstance(raw_id, bool) else None
@@ -73,9 +74,9 @@ def normalise(event: dict[str, Any]) -> Feedback | None:
     status = str(event.get("status") or "")
     channel = "sms" if kind_name in ("undeliv", "rejectd", "expired") else "email"
     return Feedback(kind, hard=hard, recipients=(recipient,) if recipient else (),
-                    status=status, delivery_id=delivery_id, message_ref=ref,
+                    status=status, delivery_id=delivery_id, ref=ref,
                     action="failed" if kind == "bounce" else "",
-                    extra={"provider_type": kind_name, "channel": channel})
+                    extra={"provider_type": kind_name, "channel": channel, "trusted": "provider"})
 
 
 @router.post("/{provider}")
@@ -102,7 +103,7 @@ def apply_events(engine: Engine, settings: Settings, provider: str,
                  events: list[Any]) -> dict[str, int]:
     counts = {"applied": 0, "duplicate": 0, "ignored": 0}
     for event in events:
-        fb = normalise(event) if isinstance(event, dict) else Feedback("unknown")
+        fb = normalise(event, settings.keys) if isinstance(event, dict) else Feedback("unknown")
         if fb is None:
             counts["ignored"] += 1
             continue

@@ -51,7 +51,7 @@ class FeedbackHandler:
 
     def process(self, raw: bytes, rcpts: tuple[str, ...]) -> feedback_store.Applied:
         engine, settings, now = self.ctx.engine, self.ctx.settings, utcnow()
-        fb = parse(raw, settings.secret_key, rcpts)
+        fb = parse(raw, settings.keys, rcpts)
         try:
             applied = feedback_store.apply(engine, settings, fb, raw,
                                            SOURCES.get(fb.kind, "mail"), now)

@@ -244,7 +244,7 @@ class Sender(Runner):
         s = self.ctx.settings
         compiled = CompiledCampaign(
             CampaignContent(campaign_id, slug, domain, kind, subject, text, html,
-                            from_email, from_name, tuple((headers or {}).items())),
+                            from_email, from_name, tuple((headers or {}).items()), tenant_id),
             s.secret_key, s.public_url, s.bounce_domain,
         )
         return CampaignInfo(tenant_id, slug, channel, kind, compiled, status, time.monotonic(),

@@ -82,10 +82,11 @@ def test_unsubscribe_between_planning_and_sending_still_wins(world: World, api: 
 
 def test_forged_or_unknown_tokens_are_refused(world: World, api: str) -> None:
     secret = world.ctx.settings.secret_key
-    forged = tokens.unsubscribe_token("another-secret", 1)
+    forged = tokens.unsubscribe_token("another-secret", tokens.Ref(1, 1, world.tenant_id))
     assert httpx.post(f"{api}/u/{forged}", data={"List-Unsubscribe": "One-Click"}
                       ).status_code == 404
-    assert httpx.get(f"{api}/u/{tokens.unsubscribe_token(secret, 10**12)}").status_code == 404
+    unknown = tokens.Ref(10**12, 1, world.tenant_id)
+    assert httpx.get(f"{api}/u/{tokens.unsubscribe_token(secret, unknown)}").status_code == 404
     assert httpx.get(f"{api}/u/garbage").status_code == 404
 
 

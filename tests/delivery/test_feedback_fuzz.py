@@ -87,7 +87,9 @@ def assert_parses(raw: bytes, rcpts: tuple[str, ...] = ()) -> None:
     assert feedback.kind in KINDS
     assert feedback.hard in (True, False, None)
     assert all(isinstance(a, str) for a in feedback.recipients)
-    assert feedback.message_ref is None or max(feedback.message_ref) <= MAX_ROW_ID
+    ref = feedback.ref
+    assert ref is None or max(i or 0 for i in (ref.delivery_id, ref.campaign_id,
+                                               ref.tenant_id)) <= MAX_ROW_ID
     assert took < QUICK_S, f"{took:.2f}s for {len(raw)} bytes"
 
 

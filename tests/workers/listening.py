@@ -4,6 +4,7 @@ deliveries, and an aiosmtplib client to deliver them."""
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -11,13 +12,20 @@ from pathlib import Path
 
 import aiosmtplib
 import pytest
+from sqlalchemy import select
 
+from postgate import tables as t
 from postgate.delivery import tokens
+from postgate.delivery.feedback_mail import parse
 from postgate.workers.context import Context
 from postgate.workers.feedback import FeedbackListener
+from tests.support import ref_for
 
 FIXTURE_SECRET = "fixture-secret"
 FIXTURE_DOMAIN = "bounces.example.net"
+LEGACY_VERP = re.compile(r"b\+42\d\d-[0-9a-f]{12}@" + re.escape(FIXTURE_DOMAIN))
+LEGACY_MESSAGE_ID = re.compile(r"<42\d\d\.77@acme\.example>")
+LEGACY_MAILTO = re.compile(r"unsubscribe\+4245\.[0-9a-f]{32}@" + re.escape(FIXTURE_DOMAIN))
 
 
 def free_port() -> int:
@@ -47,19 +55,27 @@ def listener(ctx: Context) -> Iterator[int]:
     loop.close()
 
 
-def mail(fixtures_dir: Path, name: str, ctx: Context, delivery_id: int, campaign_id: int) -> bytes:
-    """A fixture with its VERP/unsubscribe tokens and Message-ID re-signed for a real delivery."""
+def mail(fixtures_dir: Path, name: str, ctx: Context, delivery_id: int,
+         campaign_id: int | None = None) -> bytes:
+    """A fixture made genuine for a real delivery: its (legacy-format, fixture-signed)
+    return path, unsubscribe token and Message-ID replaced by the references postgate
+    signs into that delivery's mail, and a bounce's failed recipient by its address."""
     raw = (fixtures_dir / "feedback" / name).read_bytes().decode()
     s = ctx.settings
-    for fixture_id in (4242, 4243, 4244):
-        raw = raw.replace(tokens.verp_address(FIXTURE_SECRET, fixture_id, FIXTURE_DOMAIN),
-                          tokens.verp_address(s.secret_key, delivery_id, s.bounce_domain))
-        raw = raw.replace(f"<{fixture_id}.77@acme.example>", f"<{delivery_id}.{campaign_id}@x>")
-    raw = raw.replace(f"unsubscribe+{tokens.unsubscribe_token(FIXTURE_SECRET, 4245)}@"
-                      f"{FIXTURE_DOMAIN}",
-                      f"unsubscribe+{tokens.unsubscribe_token(s.secret_key, delivery_id)}@"
-                      f"{s.bounce_domain}")
-    return raw.encode()
+    ref = ref_for(ctx.engine, delivery_id)
+    assert campaign_id is None or campaign_id == ref.campaign_id
+    fixture = parse(raw.encode(), FIXTURE_SECRET)
+    if fixture.kind == "bounce":
+        with ctx.engine.connect() as conn:
+            address = conn.scalar(select(t.delivery.c.address).where(
+                t.delivery.c.id == delivery_id))
+        for recipient in fixture.recipients:
+            raw = raw.replace(recipient, str(address))
+    raw = LEGACY_VERP.sub(tokens.verp_address(s.secret_key, ref, s.bounce_domain), raw)
+    raw = LEGACY_MESSAGE_ID.sub(tokens.message_id(s.secret_key, ref, "acme.example"), raw)
+    return LEGACY_MAILTO.sub(
+        f"unsubscribe+{tokens.unsubscribe_token(s.secret_key, ref)}@{s.bounce_domain}", raw
+    ).encode()
 
 
 def deliver(port: int, raw: bytes, rcpt: str) -> tuple[int, str]:

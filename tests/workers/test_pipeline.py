@@ -15,7 +15,7 @@ from postgate import tables as t
 from postgate.clock import utcnow
 from postgate.consent import records
 from postgate.delivery import tokens
-from tests.support import World
+from tests.support import World, unsubscribe_token_for
 
 
 def sent_to(world: World, local: str) -> list[email.message.EmailMessage]:
@@ -57,7 +57,9 @@ def test_consented_recipients_get_correct_mail_and_the_rest_are_blocked(world: W
     assert anna["To"] == f"Anna <anna@{world.tenant.domain}>"
     assert anna["From"] == f"News Desk <news@{world.tenant.domain}>"
     campaign_id = _campaign_id(world, "welcome")
-    assert anna["Message-ID"] == f"<{rows['anna'].id}.{campaign_id}@{world.tenant.domain}>"
+    ref = tokens.Ref(rows["anna"].id, campaign_id, world.tenant_id)
+    assert anna["Message-ID"] == tokens.message_id(world.ctx.settings.secret_key, ref,
+                                                   world.tenant.domain)
     assert anna["Date"] is not None and anna["MIME-Version"] == "1.0"
     assert anna.get_content_type() == "multipart/alternative"
     text, html = anna.iter_parts()  # type: ignore[misc]
@@ -65,10 +67,10 @@ def test_consented_recipients_get_correct_mail_and_the_rest_are_blocked(world: W
     assert "<p>Hi Anna!</p>" in html.get_content()
     assert anna["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     unsub = anna["List-Unsubscribe"]
-    token = tokens.unsubscribe_token(world.ctx.settings.secret_key, rows["anna"].id)
+    token = unsubscribe_token_for(world.ctx, rows["anna"].id)
     assert f"/u/{token}>" in unsub and "<mailto:unsubscribe+" in unsub
     envelope = world.sink.handler.to(f"anna@{world.tenant.domain}")[0].envelope_from
-    assert tokens.verp_decode(world.ctx.settings.secret_key, envelope) == rows["anna"].id
+    assert tokens.verp_decode(world.ctx.settings.secret_key, envelope) == ref
 
     sample = REGISTRY.get_sample_value(
         "postgate_messages_total",
