@@ -7,10 +7,12 @@ PostgreSQL, Redis or RabbitMQ by URL alone.
 
 from __future__ import annotations
 
+import secrets
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -46,7 +48,17 @@ class Settings(BaseSettings):
     mx_backoff_max_s: float = 1800.0  # doubling on each repeat up to this; a success resets
 
     # identity of this platform
-    secret_key: str = "change-me-in-production"
+    # SECRET_KEY signs unsubscribe links, VERP addresses, SMS callback URLs and operator
+    # CSRF tokens. There is no default: the api and the workers refuse to start without
+    # one of at least MIN_SECRET_CHARS characters (`postgate secret new` prints one).
+    secret_key: str = ""
+    # SECRET_KEY_FILE: a file holding the key (`postgate secret new --write PATH`); read
+    # only when SECRET_KEY is empty.
+    secret_key_file: str = ""
+    # SECRET_KEYS_PREVIOUS (a JSON list): keys retired by a rotation that still verify
+    # tokens signed before it, for as long as links made with them may come back.
+    # New tokens are always signed with SECRET_KEY.
+    secret_keys_previous: list[str] = Field(default_factory=list)
     public_url: str = "http://127.0.0.1:8000"
     bounce_domain: str = "bounces.postgate.invalid"
     helo_name: str = "postgate.invalid"
@@ -61,7 +73,22 @@ class Settings(BaseSettings):
     retry_base_s: float = 60.0
     retry_max_s: float = 3600.0
     retry_deadline_s: float = 3 * 24 * 3600.0
-    lease_s: float = 300.0
+    # a sender renews its rows' lease every LEASE_S / 3 while it holds them, so a dead
+    # sender's rows are retried about LEASE_S after it died, a live one's never
+    lease_s: float = Field(default=30.0, gt=0)
+    # a planner renews its campaign's planning lease as it goes; the sweeper re-plans a
+    # campaign left in planning once its lease has run out (a planner died)
+    plan_lease_s: float = Field(default=30.0, gt=0)
+    # the sender writes outcomes as they come, in flushes of this many or after this long,
+    # so a killed sender re-sends only what was in flight or not yet flushed
+    outcome_flush_count: int = Field(default=16, ge=1)
+    outcome_flush_s: float = Field(default=0.05, gt=0)
+    # how long broker messages taken but never acked (the worker died) stay invisible
+    # before they are handed out again (the Redis transport; AMQP does it on disconnect)
+    broker_visibility_timeout_s: float = Field(default=60.0, gt=0)
+    # feedback naming deliveries by the pre-MAC reference formats is accepted only for
+    # campaigns created before that change and at most this many days old
+    legacy_refs_days: float = Field(default=7.0, ge=0.0)
     requeue_queued_after_s: float = 900.0  # a queued row this old is republished anyway
     orphan_after_s: float = 15.0  # ... or this old when the send queue is empty
     sweep_interval_s: float = 1.0
@@ -125,6 +152,53 @@ class Settings(BaseSettings):
     # the operator web page (postgate/operator_page)
     operator_session_ttl_s: float = Field(default=8 * 3600.0, gt=0)  # a login lasts this long
     operator_refresh_s: float = Field(default=3.0, gt=0)  # the page re-reads its panels
+    # proxies whose X-Forwarded-For / X-Forwarded-Proto the api believes (uvicorn's
+    # comma-separated IPs or networks, or "*"); empty: trust none, ignore those headers
+    forwarded_allow_ips: str = ""
+
+    _secret_problem: str = PrivateAttr(default="")
+
+    @model_validator(mode="after")
+    def _read_secret_file(self) -> Settings:
+        if self.secret_key or not self.secret_key_file:
+            return self
+        try:
+            self.secret_key = Path(self.secret_key_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            self._secret_problem = (f"SECRET_KEY_FILE {self.secret_key_file!r} cannot be "
+                                    f"read ({exc.__class__.__name__}: {exc})")
+        return self
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """SECRET_KEY first (it signs), then SECRET_KEYS_PREVIOUS (they still verify)."""
+        return (self.secret_key, *(k for k in self.secret_keys_previous
+                                   if k and k != self.secret_key))
+
+    def require_secret(self) -> str:
+        """The secret key, or :class:`MissingSecret` when it is unset or too short to be
+        one: the api and the workers call this before they start."""
+        if self._secret_problem:
+            raise MissingSecret(self._secret_problem)
+        if len(self.secret_key) < MIN_SECRET_CHARS:
+            where = f" (nor in SECRET_KEY_FILE {self.secret_key_file!r})" \
+                if self.secret_key_file else ""
+            raise MissingSecret(
+                f"SECRET_KEY is not set{where} (or shorter than {MIN_SECRET_CHARS} "
+                "characters): generate one with 'postgate secret new' and put it in the "
+                "environment")
+        return self.secret_key
+
+
+MIN_SECRET_CHARS = 32
+
+
+class MissingSecret(RuntimeError):
+    """No usable SECRET_KEY: the message is one line naming the setting."""
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(48)
 
 
 @lru_cache(maxsize=1)

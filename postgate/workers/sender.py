@@ -27,6 +27,7 @@ from postgate.providers import registry
 from postgate.providers.base import EmailProvider, SendResult
 from postgate.sms.dispatch import SmsDispatch
 from postgate.workers.context import Context
+from postgate.workers.outcomes import Outcomes
 from postgate.workers.runner import Runner
 from postgate.workers.sending_switch import SendingSwitch
 
@@ -153,18 +154,24 @@ class Sender(Runner):
             BATCH_SECONDS.observe(time.perf_counter() - started)
             return
         date = formatdate(usegmt=True)
-        done: list[tuple[store.Claimed, SendResult]] = []
+
+        async def write(done: list[tuple[store.Claimed, SendResult]]) -> None:
+            await asyncio.to_thread(store.record, engine, settings, info.tenant_id, done,
+                                    utcnow())
+
+        outcomes = Outcomes(write, settings.outcome_flush_count, settings.outcome_flush_s)
         todo = claimed
-        for _ in range(2):
-            results = await asyncio.gather(
-                *(self._send(info, c, date, extra.get(c.recipient.delivery_id)) for c in todo))
-            done += [(c, r) for c, r in zip(todo, results, strict=True) if r is not None]
-            todo = [c for c, r in zip(todo, results, strict=True) if r is None]
-            if not todo or await self._still_blocked(info):
-                break
-        if todo:
-            await self._hold(info, todo)
-        await asyncio.to_thread(store.record, engine, settings, info.tenant_id, done, utcnow())
+        try:
+            for _ in range(2):
+                results = await asyncio.gather(*(self._send(
+                    info, c, date, extra.get(c.recipient.delivery_id), outcomes) for c in todo))
+                todo = [c for c, r in zip(todo, results, strict=True) if r is None]
+                if not todo or await self._still_blocked(info):
+                    break
+            if todo:
+                await self._hold(info, todo)
+        finally:
+            await outcomes.close()  # what was sent is recorded even when the batch fails
         BATCH_SECONDS.observe(time.perf_counter() - started)
 
     async def _late_checks(
@@ -195,8 +202,10 @@ class Sender(Runner):
         return claimed, context
 
     async def _send(self, info: CampaignInfo, claimed: store.Claimed, date: str,
-                    extra: dict[str, str] | None = None) -> SendResult | None:
-        """Send one message; None when the tenant was switched off before its turn came."""
+                    extra: dict[str, str] | None,
+                    outcomes: Outcomes[tuple[store.Claimed, SendResult]]) -> SendResult | None:
+        """Send one message and hand its outcome on at once; None when the tenant was
+        switched off before its turn came."""
         rcpt = claimed.recipient
         data = info.compiled.render(rcpt, date, extra)
         if info.dkim is not None:
@@ -208,6 +217,7 @@ class Sender(Runner):
                 return None
             result = await self.provider.send(info.compiled.envelope_from(rcpt.delivery_id),
                                               rcpt.address, data)
+        outcomes.add((claimed, result))
         MESSAGES.labels(info.tenant_slug, info.channel, self.provider.name,
                         result.outcome.value).inc()
         if result.outcome.value != "sent":
