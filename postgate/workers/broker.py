@@ -2,7 +2,9 @@
 
 The broker URL picks the transport (``memory://`` in-process, ``redis://``, ``amqp://``).
 Consumers use ``basic_get`` so that every kombu call stays on the caller's thread
-and the asyncio loop never blocks waiting for a message. The connection opens on first
+and the asyncio loop never blocks waiting for a message; :meth:`Broker.restore_unacked`
+makes up for the consuming loop that is not there, so a dead worker's message comes back
+after ``BROKER_VISIBILITY_TIMEOUT_S``. The connection opens on first
 use, so creating a Broker while the server is down does not raise (the first call does,
 and callers back off and retry), and closing one never raises: a broker restart must not
 take a worker down with it.
@@ -21,9 +23,10 @@ QUEUES = ("campaigns", "send", "dead")
 
 
 class Broker:
-    def __init__(self, url: str, prefix: str) -> None:
+    def __init__(self, url: str, prefix: str, visibility_timeout_s: float = 60.0) -> None:
         self.prefix = prefix
-        self.connection = Connection(url, transport_options={"visibility_timeout": 600})
+        self.connection = Connection(url, transport_options={
+            "visibility_timeout": visibility_timeout_s})
         self.exchange = Exchange(prefix, type="direct", durable=True)
         self.queues = {
             name: Queue(f"{prefix}.{name}", self.exchange, routing_key=f"{prefix}.{name}",
@@ -63,6 +66,17 @@ class Broker:
         """One message or None, without waiting. The caller must ack or reject it."""
         message: Message | None = self.queues[name](self._open()).get(no_ack=False)
         return message
+
+    def restore_unacked(self) -> None:
+        """Hand back messages that were taken but never acked for longer than the
+        visibility timeout: their worker died. kombu's Redis transport does this only from
+        a consuming loop (``drain_events``), which ``basic_get`` never runs, so every
+        runner calls this now and then (a mutex in Redis keeps it to one at a time). AMQP
+        returns a dead consumer's messages when its connection drops, and the in-process
+        transport dies with its process: for them this does nothing."""
+        qos = getattr(self._open(), "qos", None)
+        if qos is not None and hasattr(qos, "restore_visible"):
+            qos.restore_visible(num=1000, interval=1)
 
     def depth(self, name: str) -> int:
         _, count, _ = self.queues[name](self._open()).queue_declare()

@@ -6,8 +6,9 @@ import asyncio
 import logging
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, and_, or_, select, update
 
 from postgate import tables as t
 from postgate.clock import utcnow
@@ -38,6 +39,32 @@ def publish_batches(broker: Broker, campaign_id: int, ids: list[int], size: int)
         broker.publish("send", {"campaign_id": campaign_id, "ids": ids[start : start + size]})
 
 
+def take_lease(engine: Engine, settings: Settings, campaign_id: int) -> bool:
+    """Become the one planner of a campaign in ``planning``: true unless another planner's
+    lease is still running. The lease is renewed with every page; a planner that dies
+    leaves it to run out, and the sweeper then plans the campaign again."""
+    c, now = t.campaign.c, utcnow()
+    with engine.begin() as conn:
+        return bool(conn.execute(
+            update(t.campaign)
+            .where(c.id == campaign_id, c.state == CampaignState.PLANNING,
+                   or_(c.plan_lease_until.is_(None), c.plan_lease_until < now))
+            .values(plan_lease_until=now + timedelta(seconds=settings.plan_lease_s))
+        ).rowcount)
+
+
+def abandoned(engine: Engine, settings: Settings, now: datetime) -> list[int]:
+    """Campaigns left in ``planning`` by a planner that died: its lease ran out, or it
+    died before it took one."""
+    c = t.campaign.c
+    before = now - timedelta(seconds=settings.plan_lease_s)
+    with engine.connect() as conn:
+        return list(conn.scalars(select(c.id).where(
+            c.state == CampaignState.PLANNING,
+            or_(c.plan_lease_until < now,
+                and_(c.plan_lease_until.is_(None), c.created_at < before))).order_by(c.id)))
+
+
 def plan_campaign(
     engine: Engine, broker: Broker, settings: Settings, campaign_id: int
 ) -> PlanReport:
@@ -55,8 +82,8 @@ def plan_campaign(
         ).one()
     tenant_id, channel, topic, kind, list_ids, state, slug = row
     report = PlanReport(campaign_id, blocked=Counter())
-    if state != CampaignState.PLANNING:
-        return report
+    if state != CampaignState.PLANNING or not take_lease(engine, settings, campaign_id):
+        return report  # not to plan, or a live planner is at it
     spec = audience.AudienceSpec(tenant_id, channel, topic, tuple(list_ids))
     policy = GateCampaign(tenant_id=tenant_id, kind=kind)
     canary_left = canary.first_slice(engine, settings, tenant_id, kind, list_ids)
@@ -64,6 +91,8 @@ def plan_campaign(
     while True:
         now = utcnow()
         with engine.begin() as conn:
+            conn.execute(update(t.campaign).where(c.id == campaign_id).values(
+                plan_lease_until=now + timedelta(seconds=settings.plan_lease_s)))
             recipients = audience.page(conn, spec, after, settings.page_size, now)
             if not recipients:
                 break
@@ -99,7 +128,8 @@ def plan_campaign(
         report.queued += len(queued)
         PLANNED.labels(slug, channel).inc(len(rows))
     with engine.begin() as conn:  # a campaign paused meanwhile stays paused
-        conn.execute(update(t.campaign).where(c.id == campaign_id).values(planned_at=utcnow()))
+        conn.execute(update(t.campaign).where(c.id == campaign_id).values(
+            planned_at=utcnow(), plan_lease_until=None))
         conn.execute(
             update(t.campaign)
             .where(c.id == campaign_id, c.state == CampaignState.PLANNING)

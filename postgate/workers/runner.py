@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -46,6 +47,7 @@ class Runner:
         self.ctx = ctx
         self.broker: Broker = ctx.broker()
         self._inflight: set[asyncio.Task[None]] = set()
+        self._restore_at = 0.0  # when to hand back a dead worker's messages next
 
     async def dispose(self, body: bytes) -> None:
         raise NotImplementedError
@@ -81,6 +83,10 @@ class Runner:
 
     async def _get(self) -> Message | None:
         try:
+            if time.monotonic() >= self._restore_at:
+                self._restore_at = time.monotonic() + max(
+                    1.0, self.ctx.settings.broker_visibility_timeout_s / 4)
+                self.broker.restore_unacked()
             return self.broker.get(self.queue)
         except Exception as exc:  # broker down: back off, reconnect on next call
             log.warning("queue %s unavailable: %s", self.queue, exc)

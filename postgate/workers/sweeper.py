@@ -1,6 +1,7 @@
 """The sweeper: the clock-driven half of the pipeline.
 
-Every ``sweep_interval_s`` it plans scheduled campaigns that fell due, republishes
+Every ``sweep_interval_s`` it plans scheduled campaigns that fell due and campaigns a
+dead planner left in ``planning`` (its lease ran out), republishes
 deferred rows whose retry time came, recovers rows whose sending lease expired (a
 sender died mid-batch), republishes queued rows whose batch message was lost (a sender
 died between taking the message and claiming its rows)
@@ -28,7 +29,7 @@ from postgate.delivery.states import DeliveryState as S
 from postgate.settings import Settings
 from postgate.workers.broker import Broker
 from postgate.workers.context import Context
-from postgate.workers.planner import plan_campaign, publish_batches
+from postgate.workers.planner import abandoned, plan_campaign, publish_batches
 
 log = logging.getLogger("postgate.sweeper")
 d, c = t.delivery.c, t.campaign.c
@@ -69,6 +70,12 @@ def sweep_once(engine: Engine, broker: Broker, settings: Settings, now: datetime
     for campaign_id in due:
         plan_campaign(engine, broker, settings, campaign_id)
     done["planned"] = len(due)
+    replanned = abandoned(engine, settings, now)
+    for campaign_id in replanned:  # a planner died mid-way: rows written stay (exactly once)
+        log.warning("campaign %s was left in planning by a planner that died; planning it",
+                    campaign_id)
+        plan_campaign(engine, broker, settings, campaign_id)
+    done["replanned"] = len(replanned)
 
     # Queued rows whose batch message is gone (a sender died between taking the message
     # and claiming its rows): soon when the send queue is empty, else after a long wait.
