@@ -75,7 +75,7 @@ def test_every_metric_a_panel_or_rule_uses_is_exported(world: World) -> None:
 def test_the_required_alerts_exist() -> None:
     rules = {rule["alert"]: rule for rule in alert_rules()}
     for name in ("PostgateComplaintRateNearThreshold", "PostgateTenantAutoDisabled",
-                 "PostgateQueueLag", "PostgateProviderDown"):
+                 "PostgateQueueLag", "PostgateProviderDown", "PostgateUnverifiedFeedbackBurst"):
         assert name in rules
         assert rules[name]["labels"]["severity"] in ("info", "warning", "critical")
         assert rules[name]["annotations"]["summary"]

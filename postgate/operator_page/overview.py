@@ -10,7 +10,7 @@ blocks (the ones the kill switch and the breaker write); progress from
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, func, select
@@ -18,6 +18,7 @@ from sqlalchemy import Engine, func, select
 from postgate import tables as t
 from postgate.clock import aware
 from postgate.delivery import breaker, progress, reputation
+from postgate.delivery.references import Verification
 from postgate.delivery.states import DeliveryState as S
 from postgate.operator_page.standing import Standing, attention, judge
 from postgate.settings import Settings
@@ -57,6 +58,7 @@ class Overview:
     tenants: list[TenantRow] = field(default_factory=list)
     campaigns: list[CampaignRow] = field(default_factory=list)
     audit: list[dict[str, Any]] = field(default_factory=list)
+    unverified: list[dict[str, Any]] = field(default_factory=list)  # last 24 h, by source
 
 
 def _audit_row(row: Any) -> dict[str, Any]:
@@ -104,4 +106,13 @@ def read(engine: Engine, settings: Settings, blocks: list[dict[str, Any]],
             select(a.id, a.created_at, a.actor, a.action, a.detail, tn.slug)
             .outerjoin(t.tenant, tn.id == a.tenant_id)
             .order_by(a.id.desc()).limit(MAX_AUDIT)))
+        e = t.feedback_event.c
+        overview.unverified.extend(
+            {"source": r.source, "kind": r.kind, "count": int(r.n), "latest": aware(r.latest)}
+            for r in conn.execute(
+                select(e.source, e.kind, func.count().label("n"),
+                       func.max(e.created_at).label("latest"))
+                .where(e.verification == Verification.UNVERIFIED,
+                       e.created_at >= now - timedelta(days=1))
+                .group_by(e.source, e.kind).order_by(func.count().desc())))
     return overview

@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from postgate import tables as t
 from postgate.clock import utcnow
 from postgate.delivery import domain_store, reputation, tokens
+from postgate.operator_page import overview
 from tests.support import World, ref_for, verp_for
 from tests.workers.listening import deliver, listener
 from tests.workers.test_feedback_listener import sent_campaign, suppressed
@@ -99,6 +100,9 @@ def test_guessed_message_ids_change_nothing(world: World, listener: int) -> None
         assert conn.scalar(select(d.id).where(d.tenant_id == world.tenant_id,
                                               d.complained_at.is_not(None))) is None
     assert unverified_count("arf", "complaint") == forged_before + 2
+    shown = {(r["source"], r["kind"]): r["count"] for r in overview.read(
+        world.ctx.engine, world.ctx.settings, [], utcnow()).unverified}
+    assert shown[("arf", "complaint")] >= 2 and shown[("dsn", "bounce")] >= 1  # the operator's
 
 
 def test_forged_complaints_never_reach_the_breaker(world: World, listener: int) -> None:
