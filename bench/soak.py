@@ -55,14 +55,16 @@ from postgate.auth import create_key
 from postgate.clock import aware, utcnow
 from postgate.db import migrate
 from postgate.providers.sink import SinkHandler, SmtpSink
-from postgate.settings import Settings
+from postgate.settings import Settings, new_secret
 from postgate.workers.context import Context
 from tests.local_services import LocalPostgres, LocalRedis, free_port
 from tests.support import World, serve_api
 from tests.workers.fleet import BATCH, PREFETCH, Fleet
 from tests.workers.switching import bulk_audience
 
-OUR_ID = re.compile(rb"^Message-ID: <(\d+)\.(\d+)@([^>]+)>", re.MULTILINE | re.IGNORECASE)
+# our signed Message-ID <delivery.campaign.tenant.mac@domain> (postgate.delivery.tokens)
+OUR_ID = re.compile(rb"^Message-ID: (<(\d+)\.(\d+)\.\d+\.[a-z2-7]+@([^>]+)>)",
+                    re.MULTILINE | re.IGNORECASE)
 BOUNCE_DOMAIN = "bounces.soak.test"
 TERMINAL = ("sent", "failed", "blocked", "cancelled")
 
@@ -74,7 +76,8 @@ class SoakHandler(SinkHandler):
         super().__init__()
         self.latency_s = latency_s  # a real server takes a moment to queue a mail
         self.copies: Counter[int] = Counter()
-        self.delivered: list[tuple[int, int, str, str]] = []  # delivery, campaign, rcpt, domain
+        # delivery, campaign, rcpt, domain, Message-ID
+        self.delivered: list[tuple[int, int, str, str, str]] = []
         self.last_start: dict[str, float] = {}
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
@@ -89,16 +92,17 @@ class SoakHandler(SinkHandler):
             await asyncio.sleep(self.latency_s)
         data = envelope.original_content or envelope.content
         if m := OUR_ID.search(data):
-            delivery, campaign = int(m.group(1)), int(m.group(2))
+            delivery, campaign = int(m.group(2)), int(m.group(3))
             with self.lock:
                 self.copies[delivery] += 1
                 if self.copies[delivery] == 1:
                     self.delivered.append((delivery, campaign, envelope.rcpt_tos[0],
-                                           m.group(3).decode()))
+                                           m.group(4).decode(), m.group(1).decode()))
         return "250 2.0.0 OK queued"
 
 
-def arf(delivery: int, campaign: int, rcpt: str, domain: str) -> bytes:
+def arf(delivery: int, campaign: int, rcpt: str, domain: str, message_id: str) -> bytes:
+    """A complaint quoting the mail as the sink received it (its signed Message-ID)."""
     return (
         f"From: fbl@isp.example\r\nTo: fbl@{BOUNCE_DOMAIN}\r\nSubject: complaint\r\n"
         "MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=feedback-report;"
@@ -107,7 +111,7 @@ def arf(delivery: int, campaign: int, rcpt: str, domain: str) -> bytes:
         f"User-Agent: soak\r\nVersion: 1\r\nOriginal-Rcpt-To: <{rcpt}>\r\n\r\n"
         "--ARF\r\nContent-Type: message/rfc822\r\n\r\n"
         f"From: news@{domain}\r\nTo: <{rcpt}>\r\nSubject: hi\r\n"
-        f"Message-ID: <{delivery}.{campaign}@{domain}>\r\n\r\nHi!\r\n--ARF--\r\n"
+        f"Message-ID: {message_id}\r\n\r\nHi!\r\n--ARF--\r\n"
     ).encode()
 
 
@@ -130,7 +134,7 @@ class Soak:
             database_url=database_url, broker_url=self.redis.url(0),
             redis_url=self.redis.url(1), queue_prefix=f"soak{uuid.uuid4().hex[:8]}",
             smtp_port=self.sink.port, smtp_timeout_s=10, bounce_domain=BOUNCE_DOMAIN,
-            secret_key="soak-secret", use_uvloop=False)
+            secret_key=new_secret(), use_uvloop=False)
         self.ctx = Context.from_settings(self.settings)
         self.fleet = Fleet(self.settings, work)
         self.published: dict[str, tuple[World, float]] = {}  # campaign id -> tenant, last try

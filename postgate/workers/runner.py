@@ -22,6 +22,7 @@ from kombu.message import Message
 from sqlalchemy import insert
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from postgate import dead_letters
 from postgate import tables as t
 from postgate.delivery.message import MessageError
 from postgate.metrics import DEAD_LETTERS, JOBS
@@ -31,7 +32,6 @@ from postgate.workers.context import Context
 log = logging.getLogger("postgate.runner")
 
 TRANSIENT = (OperationalError, ConnectionError, TimeoutError)
-PREVIEW_BYTES = 65_536
 
 
 def _body(message: Message) -> bytes:
@@ -131,7 +131,7 @@ class Runner:
         _settle(message.ack)
 
     def _record_dead_letter(self, body: bytes, error: str) -> None:
-        preview = body[:PREVIEW_BYTES].decode("utf-8", errors="replace")
+        preview = dead_letters.preview(body)  # any bytes: text, else base64
         try:
             with self.ctx.engine.begin() as conn:
                 conn.execute(
