@@ -46,7 +46,7 @@ from postgate.db import engine_for, migrate, normalise_url
 from postgate.delivery.rendering import CampaignContent, CompiledCampaign, RecipientData
 from postgate.demo.run import campaign_message
 from postgate.demo.seed import TOPIC
-from postgate.settings import Settings
+from postgate.settings import Settings, new_secret
 from postgate.workers.context import Context
 from postgate.workers.main import install_loop, run_workers
 
@@ -208,7 +208,7 @@ def planner_process(settings: Settings) -> subprocess.Popen[bytes]:
     """Planner and sweeper in a process of their own, as in production."""
     env = os.environ | {"DATABASE_URL": settings.database_url, "BROKER_URL": settings.broker_url,
                         "QUEUE_PREFIX": settings.queue_prefix, "CANARY_MIN_AUDIENCE": "0",
-                        "SMTP_PORT": str(settings.smtp_port)}
+                        "SMTP_PORT": str(settings.smtp_port), "SECRET_KEY": settings.secret_key}
     return subprocess.Popen([sys.executable, "-m", "postgate", "worker", "planner", "sweeper"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -218,6 +218,7 @@ def pipeline(args: argparse.Namespace, port: int, workdir: Path) -> dict[str, An
         settings = Settings(database_url=url, broker_url=args.broker_url, use_uvloop=True,
                             queue_prefix=f"bench{os.getpid()}", smtp_port=port,
                             smtp_connections=args.connections,
+                            secret_key=new_secret(),
                             canary_min_audience=0)  # measure the whole send, no canary pause
         started = time.perf_counter()
         migrate(url)

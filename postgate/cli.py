@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from sqlalchemy import Engine, func, select
 from postgate import tables as t
 from postgate import tenants
 from postgate.consent import commands as consent_commands
-from postgate.settings import Settings, get_settings
+from postgate.settings import MissingSecret, Settings, get_settings, new_secret
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -39,11 +40,43 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def proxy_options(settings: Settings) -> tuple[bool, str]:
+    """uvicorn's ``proxy_headers`` and ``forwarded_allow_ips``: X-Forwarded-For/-Proto are
+    believed only from the proxies FORWARDED_ALLOW_IPS names, and with none named they are
+    not read at all (uvicorn's own default trusts 127.0.0.1, so a same-host proxy would
+    pass on whatever address a client wrote there)."""
+    allowed = settings.forwarded_allow_ips.strip()
+    return bool(allowed), allowed
+
+
 def _api(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    settings.require_secret()
+    proxy_headers, allowed = proxy_options(settings)
     uvicorn.run("postgate.api:create_app", factory=True, host=args.host, port=args.port,
-                log_level="info")
+                log_level="info", proxy_headers=proxy_headers, forwarded_allow_ips=allowed)
+    return 0
+
+
+def _secret(args: argparse.Namespace, settings: Settings) -> int:
+    key = new_secret()
+    if not args.write:
+        print(key)
+        return 0
+    try:
+        fd = os.open(args.write, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        print(f"{args.write} exists; not overwriting a secret key", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"cannot create {args.write}: {exc.strerror}", file=sys.stderr)
+        return 1
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        os.fchmod(out.fileno(), 0o600)
+        out.write(key + "\n")
+    print(f"wrote a new secret key to {args.write} (mode 0600); "
+          f"set SECRET_KEY_FILE={args.write}")
     return 0
 
 
@@ -60,6 +93,7 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
 
 def _dead_letters(args: argparse.Namespace, settings: Settings) -> int:
     from postgate.db import engine_for
+    from postgate.dead_letters import shown
 
     dl = t.dead_letter.c
     with engine_for(settings.database_url).connect() as conn:
@@ -68,9 +102,11 @@ def _dead_letters(args: argparse.Namespace, settings: Settings) -> int:
             .order_by(dl.id.desc()).limit(args.limit)
         ).all()
     for row in rows:
+        # a body that was not clean UTF-8 is stored as base64: shown escaped, and said so
+        encoding, body = shown(row.body)
         print(json.dumps({"id": row.id, "at": row.created_at.isoformat(), "queue": row.queue,
                           "error": row.error, "bytes": row.body_bytes,
-                          "body": row.body[:200]}, ensure_ascii=False))
+                          "encoding": encoding, "body": body}, ensure_ascii=False))
     return 0
 
 
@@ -303,6 +339,13 @@ def parser() -> argparse.ArgumentParser:
     domains.set_defaults(fn=_domains)
     schema = sub.add_parser("schema", help="print the campaign.v1 JSON schema")
     schema.set_defaults(fn=_schema)
+    secret = sub.add_parser("secret", help="the SECRET_KEY")
+    secret_sub = secret.add_subparsers(dest="action", required=True)
+    secret_new = secret_sub.add_parser("new", help="print a fresh random key")
+    secret_new.add_argument("--write", metavar="PATH",
+                            help="write it to a new file (mode 0600) for SECRET_KEY_FILE "
+                                 "instead; an existing file is never overwritten")
+    secret_new.set_defaults(fn=_secret)
     return p
 
 
@@ -312,4 +355,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose or args.command == "worker" else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    return int(args.fn(args, get_settings()))
+    try:
+        return int(args.fn(args, get_settings()))
+    except MissingSecret as exc:  # the api and the workers refuse to start without one
+        print(exc, file=sys.stderr)
+        return 2

@@ -4,6 +4,7 @@ broker (in-process or the one named by BROKER_URL) and a real aiosmtpd server.""
 from __future__ import annotations
 
 import os
+import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,13 @@ from postgate.providers.sink import SmtpSink
 from postgate.settings import Settings
 from postgate.workers.context import Context
 from tests.support import World, serve_api
+
+# postgate has no default SECRET_KEY and the api and workers refuse to start without one:
+# the suite makes its own, in the environment, so every Settings() it builds and every
+# process it starts (they inherit os.environ) has it. CI sets none.
+if len(os.environ.get("SECRET_KEY", "")) < 32:
+    os.environ["SECRET_KEY"] = secrets.token_urlsafe(48)
+os.environ.pop("SECRET_KEY_FILE", None)
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from postgate.db import migrate
 from postgate.delivery.states import CampaignState
 from postgate.demo.seed import TOPIC, seed
 from postgate.providers.sink import SmtpSink
-from postgate.settings import Settings
+from postgate.settings import Settings, new_secret
 from postgate.workers.context import Context
 from postgate.workers.main import install_loop, run_workers
 
@@ -58,6 +58,7 @@ def run_demo(workdir: Path | None = None, say: Callable[[str], None] = print) ->
         database_url=f"sqlite:///{directory / 'postgate.db'}", broker_url="memory://",
         queue_prefix=f"demo{time.time_ns()}", smtp_port=sink.port, smtp_connections=4,
         retry_base_s=1, sweep_interval_s=0.2,
+        secret_key=new_secret(),  # a throwaway key: the demo's links die with its database
     )
     try:
         migrate(settings.database_url)

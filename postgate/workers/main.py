@@ -45,6 +45,7 @@ async def run_workers(ctx: Context, names: list[str], stop: asyncio.Event,
 
 
 def serve(settings: Settings, names: list[str]) -> None:
+    settings.require_secret()  # MissingSecret: no worker runs on a guessable key
     install_loop(settings)
     if settings.metrics_port:
         from prometheus_client import start_http_server

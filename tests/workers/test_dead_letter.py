@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from postgate import tables as t
+from postgate.dead_letters import preview
 from tests.support import World
 
 
@@ -69,3 +70,25 @@ def test_bad_send_batch_is_dead_lettered(world: World) -> None:
     broker.close()
     world.run(lambda: len(dead_letters(world)) == 1, workers=("sender",), timeout=10)
     assert "bad send batch" in dead_letters(world)[0][0]
+
+
+def test_a_body_with_nul_bytes_is_recorded_as_base64(world: World) -> None:
+    """PostgreSQL's text cannot hold NUL: such a body is kept as base64, and the row is
+    written (before, the dead letter reached the queue but not the table)."""
+    body = (b'{"version": "campaign.v1", "tenant": "' + world.tenant.slug.encode()
+            + b'"\x00\x00, "x": "\xff\x1b"}')
+    world.publish(body)
+    stored = preview(body)
+    assert stored.startswith("base64:")
+    dl = t.dead_letter.c
+
+    def recorded() -> list[tuple[str, str, int]]:
+        with world.ctx.engine.connect() as conn:
+            return [(r.error, r.queue, r.body_bytes) for r in conn.execute(
+                select(dl.error, dl.queue, dl.body_bytes).where(dl.body == stored))]
+
+    world.run(lambda: bool(recorded()), workers=("planner",), timeout=15)
+    [(error, queue, size)] = recorded()
+    assert "not JSON" in error and queue == "campaigns" and size == len(body)
+    dead = world.ctx.broker().get("dead")
+    assert dead is not None and "not JSON" in dead.headers["error"]
