@@ -206,11 +206,15 @@ def _classify(args: argparse.Namespace, settings: Settings) -> int:
     from postgate.delivery.feedback_mail import parse
 
     for name in args.files:
-        fb = parse(Path(name).read_bytes(), settings.secret_key)
+        fb = parse(Path(name).read_bytes(), settings.keys)
+        ref = fb.ref
         print(json.dumps({
             "file": name, "kind": fb.kind, "hard": fb.hard, "recipients": list(fb.recipients),
-            "status": fb.status, "action": fb.action, "delivery": fb.delivery_id,
-            "message_ref": list(fb.message_ref) if fb.message_ref else None,
+            "status": fb.status, "action": fb.action,
+            "delivery": ref.delivery_id if ref else None,
+            "reference": None if ref is None else {
+                "delivery": ref.delivery_id, "campaign": ref.campaign_id, "tenant": ref.tenant_id,
+                "format": "legacy" if ref.legacy else "signed", "mac": ref.signed},
             "detail": fb.detail, **fb.extra,
         }, ensure_ascii=False))
     return 0
