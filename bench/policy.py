@@ -59,9 +59,10 @@ def main() -> None:
     }
     for algorithm in dkim_signing.ALGORITHMS:
         private, _ = dkim_signing.generate(algorithm)
-        key = dkim_signing.DkimKey("acme.example", "s1", algorithm, private.encode())
-        result[f"dkim_{algorithm}_ms"] = round(
-            per_call_ms(lambda k=key: dkim_signing.sign(rendered, k), runs), 3)
+        signer = dkim_signing.Signer(
+            dkim_signing.DkimKey("acme.example", "s1", algorithm, private.encode()))
+        result[f"dkim_{algorithm}_ms"] = round(  # the key parsed once, as the sender does
+            per_call_ms(lambda s=signer: s.sign(rendered), runs), 3)
     print(json.dumps(result))
 
 

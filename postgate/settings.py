@@ -81,8 +81,8 @@ class Settings(BaseSettings):
     plan_lease_s: float = Field(default=30.0, gt=0)
     # the sender writes outcomes as they come, in flushes of this many or after this long,
     # so a killed sender re-sends only what was in flight or not yet flushed
-    outcome_flush_count: int = Field(default=16, ge=1)
-    outcome_flush_s: float = Field(default=0.05, gt=0)
+    outcome_flush_count: int = Field(default=32, ge=1)
+    outcome_flush_s: float = Field(default=0.1, gt=0)
     # how long broker messages taken but never acked (the worker died) stay invisible
     # before they are handed out again (the Redis transport; AMQP does it on disconnect)
     broker_visibility_timeout_s: float = Field(default=60.0, gt=0)
@@ -137,6 +137,7 @@ class Settings(BaseSettings):
     dns_resolver: str = ""  # "host:port" for TXT look-ups; empty: the system resolver
     dns_timeout_s: float = 5.0
     dkim_algorithm: Literal["rsa-sha256", "ed25519-sha256"] = "rsa-sha256"
+    dkim_threads: int = Field(default=0, ge=0)  # signing threads per sender; 0: one per core
 
     use_uvloop: bool = True
 
