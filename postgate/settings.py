@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     smtp_connections: int = Field(default=16, ge=1, le=512)
     smtp_timeout_s: float = 30.0
     smtp_validate_certs: bool = True
+    smtp_pipelining: bool = True  # postgate's own pipelining client for plain sessions
     email_provider: str = "smtp"  # "smtp" (the smarthost above) or "mx" (direct to MX)
 
     # direct-to-MX delivery (postgate/providers/mx.py); DNS_RESOLVER below is used too

@@ -29,7 +29,15 @@ class SinkHandler:
     rcpt_replies: dict[str, deque[str | None]] = field(default_factory=lambda: defaultdict(deque))
     drop_after_data: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     transactions: int = 0
+    pipelining: bool = True  # offer PIPELINING (RFC 2920), as Postfix and most MTAs do
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
+                          responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:  # aiosmtpd reads commands in turn, so it handles a pipeline
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     def script(self, address: str, *replies: str | None) -> None:
         """Answer RCPT TO ``address`` with these replies in turn (None = accept)."""

@@ -1,4 +1,8 @@
-"""SMTP smarthost delivery over a pool of persistent aiosmtplib connections.
+"""SMTP smarthost delivery over a pool of persistent connections.
+
+A plain smarthost session (no TLS, no AUTH) uses postgate's own client with PIPELINING
+(``providers.smtp_pipeline``, ``SMTP_PIPELINING``); TLS, STARTTLS and AUTH sessions, and
+the direct-to-MX provider, use aiosmtplib.
 
 ``connections`` long-lived sessions each take jobs from one asyncio queue, so a
 campaign reuses a few TCP/TLS sessions instead of opening one per message. Replies
@@ -17,6 +21,7 @@ import aiosmtplib
 
 from postgate.metrics import PROVIDER_ERRORS, SEND_SECONDS
 from postgate.providers.base import Outcome, SendResult
+from postgate.providers.smtp_pipeline import PipelinedSmtp
 from postgate.settings import Settings
 
 log = logging.getLogger("postgate.smtp")
@@ -30,6 +35,9 @@ def _from_code(code: int, detail: str) -> SendResult:
     if 400 <= code < 500:
         return SendResult(Outcome.DEFERRED, code, detail)
     return SendResult(Outcome.FAILED, code, detail)
+
+
+_UNSAFE = SendResult(Outcome.FAILED, None, "address not usable in an SMTP command")
 
 
 def _safe(address: str) -> bool:
@@ -64,8 +72,10 @@ class SmtpPool:
         self.jobs.put_nowait((envelope_from, recipient, data, future))
         return await future
 
-    def _client(self) -> aiosmtplib.SMTP:
+    def _client(self) -> aiosmtplib.SMTP | PipelinedSmtp:
         s = self.settings
+        if s.smtp_tls == "none" and not s.smtp_user and s.smtp_pipelining:
+            return PipelinedSmtp(s.smtp_host, s.smtp_port, s.helo_name, s.smtp_timeout_s)
         return aiosmtplib.SMTP(
             hostname=s.smtp_host,
             port=s.smtp_port,
@@ -79,7 +89,7 @@ class SmtpPool:
         )
 
     async def _work(self) -> None:
-        client: aiosmtplib.SMTP | None = None
+        client: aiosmtplib.SMTP | PipelinedSmtp | None = None
         try:
             while (job := await self.jobs.get()) is not None:
                 envelope_from, recipient, data, future = job
@@ -87,14 +97,18 @@ class SmtpPool:
                     client = self._client()
                     try:
                         await client.connect()
-                    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:  # SmtpLost too
                         client = None
                         PROVIDER_ERRORS.labels("email", self.name, "connect").inc()
                         future.set_result(SendResult(Outcome.DEFERRED, None, f"connect: {exc}"))
                         await asyncio.sleep(0.5)
                         continue
                 started = time.perf_counter()
-                result = await self.transact(client, envelope_from, recipient, data)
+                if isinstance(client, PipelinedSmtp):
+                    result = await client.transact(envelope_from, recipient, data) \
+                        if _safe(envelope_from) and _safe(recipient) else _UNSAFE
+                else:
+                    result = await self.transact(client, envelope_from, recipient, data)
                 self._latency.observe(time.perf_counter() - started)
                 if result.unknown:
                     PROVIDER_ERRORS.labels("email", self.name, "connection_lost").inc()
@@ -118,7 +132,7 @@ class SmtpPool:
         Only a connection lost once DATA began leaves the outcome unknown.
         """
         if not _safe(envelope_from) or not _safe(recipient):
-            return SendResult(Outcome.FAILED, None, "address not usable in an SMTP command")
+            return _UNSAFE
         in_data = [False]
         try:
             if envelope_from.isascii() and recipient.isascii():
