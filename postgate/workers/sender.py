@@ -35,6 +35,7 @@ from postgate.workers.sending_switch import SendingSwitch
 
 log = logging.getLogger("postgate.sender")
 STATE_TTL_S = 1.0
+SIGN_CHUNK = 32  # messages rendered and signed per hand-off to a signing thread
 
 
 @dataclass
@@ -50,10 +51,14 @@ class CampaignInfo:
     dkim: Signer | None = None  # the key parsed once per campaign
 
 
-def _sign(signer: Signer, data: bytes) -> bytes:
-    started = time.perf_counter()
-    signed = signer.sign(data)
-    DKIM_SIGN_SECONDS.labels(signer.algorithm).observe(time.perf_counter() - started)
+def _sign(signer: Signer, datas: list[bytes]) -> list[bytes]:
+    """Sign a chunk of messages (in a signing thread)."""
+    seconds = DKIM_SIGN_SECONDS.labels(signer.algorithm)
+    signed = []
+    for data in datas:
+        started = time.perf_counter()
+        signed.append(signer.sign(data))
+        seconds.observe(time.perf_counter() - started)
     return signed
 
 
@@ -175,8 +180,7 @@ class Sender(Runner):
         todo = claimed
         try:
             for _ in range(2):
-                results = await asyncio.gather(*(self._send(
-                    info, c, date, extra.get(c.recipient.delivery_id), outcomes) for c in todo))
+                results = await self._send_all(info, todo, date, extra, outcomes)
                 todo = [c for c, r in zip(todo, results, strict=True) if r is None]
                 if not todo or await self._still_blocked(info):
                     break
@@ -213,16 +217,32 @@ class Sender(Runner):
                 context.setdefault(delivery_id, {})["provenance_reminder"] = text
         return claimed, context
 
-    async def _send(self, info: CampaignInfo, claimed: store.Claimed, date: str,
-                    extra: dict[str, str] | None,
+    async def _send_all(self, info: CampaignInfo, todo: list[store.Claimed], date: str,
+                        extra: dict[int, dict[str, str]],
+                        outcomes: Outcomes[tuple[store.Claimed, SendResult]],
+                        ) -> list[SendResult | None]:
+        """Render and sign in chunks of SIGN_CHUNK (one hand-off to a signing thread per
+        chunk, the chunks on every core at once) and send each chunk as soon as it is
+        signed; a result is None where the tenant was switched off before its turn."""
+        loop = asyncio.get_running_loop()
+
+        async def chunk(part: list[store.Claimed]) -> list[SendResult | None]:
+            datas = [info.compiled.render(c.recipient, date, extra.get(c.recipient.delivery_id))
+                     for c in part]
+            if info.dkim is not None:  # off the event loop; OpenSSL drops the GIL
+                datas = await loop.run_in_executor(self.signing, _sign, info.dkim, datas)
+            return list(await asyncio.gather(*(self._send(info, c, data, outcomes)
+                                               for c, data in zip(part, datas, strict=True))))
+
+        parts = await asyncio.gather(*(chunk(todo[i:i + SIGN_CHUNK])
+                                       for i in range(0, len(todo), SIGN_CHUNK)))
+        return [result for part in parts for result in part]
+
+    async def _send(self, info: CampaignInfo, claimed: store.Claimed, data: bytes,
                     outcomes: Outcomes[tuple[store.Claimed, SendResult]]) -> SendResult | None:
-        """Send one message and hand its outcome on at once; None when the tenant was
-        switched off before its turn came."""
+        """Send one rendered message and hand its outcome on at once; None when the tenant
+        was switched off before its turn came."""
         rcpt = claimed.recipient
-        data = info.compiled.render(rcpt, date, extra)
-        if info.dkim is not None:  # off the event loop, on every core (OpenSSL drops the GIL)
-            data = await asyncio.get_running_loop().run_in_executor(
-                self.signing, _sign, info.dkim, data)
         async with self.slots:  # a free connection: the kill switch is checked right here
             if not self._allowed(info):
                 return None
