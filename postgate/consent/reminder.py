@@ -3,12 +3,14 @@ tenant for a while (``REMINDER_AFTER_DAYS``, 90 by default) gets a short footer 
 where and when they signed up, so a mail never arrives out of nowhere.
 
 ``needs_reminder`` and ``reminder_text`` are pure; ``for_deliveries`` loads what they
-need for one claimed batch with two queries.
+need for one claimed batch with two queries (the sender already holds the campaign and
+the contact ids it claimed).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, func, select
@@ -42,27 +44,35 @@ def reminder_text(source: str, form_name: str | None, given_at: datetime,
     return f"You receive this because you {how} on {day} ({tenant_name})."
 
 
-def for_deliveries(engine: Engine, campaign_id: int, delivery_ids: Sequence[int],
+@dataclass(frozen=True, slots=True)
+class Audience:
+    """What the sender already knows of the campaign a batch belongs to."""
+
+    tenant_id: int
+    channel: str
+    topic: str
+    tenant_name: str
+    campaign_id: int
+
+
+def for_deliveries(engine: Engine, audience: Audience, rows: Sequence[tuple[int, int]],
                    now: datetime, after_days: int) -> dict[int, str]:
-    """Reminder footers for the deliveries (of one campaign) whose recipient needs one."""
-    d, cp, cs, f = t.delivery.c, t.campaign.c, t.consent.c, t.signup_form.c
+    """Reminder footers for the (delivery, contact) rows of one campaign whose recipient
+    needs one: two queries, the last mail per contact and the consent records."""
+    d, cs, f = t.delivery.c, t.consent.c, t.signup_form.c
+    contacts = sorted({contact_id for _, contact_id in rows})
     with engine.connect() as conn:
-        camp = conn.execute(select(cp.tenant_id, cp.channel, cp.topic, t.tenant.c.name)
-                            .join(t.tenant, t.tenant.c.id == cp.tenant_id)
-                            .where(cp.id == campaign_id)).one()
-        rows = conn.execute(select(d.id, d.contact_id).where(d.id.in_(list(delivery_ids)))).all()
-        contacts = sorted({r[1] for r in rows})
         last = dict(conn.execute(
             select(d.contact_id, func.max(d.sent_at)).where(
-                d.tenant_id == camp.tenant_id, d.contact_id.in_(contacts),
-                d.state == DeliveryState.SENT, d.campaign_id != campaign_id)
+                d.tenant_id == audience.tenant_id, d.contact_id.in_(contacts),
+                d.state == DeliveryState.SENT, d.campaign_id != audience.campaign_id)
             .group_by(d.contact_id)).all())
         consents: dict[int, tuple[str, str | None, datetime]] = {}
         for contact_id, source, form_name, consented, confirmed in conn.execute(
             select(cs.contact_id, cs.source, f.name, cs.consented_at, cs.confirmed_at)
             .outerjoin(t.signup_form, f.id == cs.form_id)
-            .where(cs.tenant_id == camp.tenant_id, cs.channel == camp.channel,
-                   cs.topic == camp.topic, cs.contact_id.in_(contacts))
+            .where(cs.tenant_id == audience.tenant_id, cs.channel == audience.channel,
+                   cs.topic == audience.topic, cs.contact_id.in_(contacts))
             .order_by(cs.contact_id, cs.created_at, cs.id)
         ):  # oldest first: the latest record per contact wins
             consents[contact_id] = (source, form_name, confirmed or consented)
@@ -73,5 +83,5 @@ def for_deliveries(engine: Engine, campaign_id: int, delivery_ids: Sequence[int]
             continue
         source, form_name, given = consent
         if needs_reminder(last.get(contact_id), given, now, after_days):
-            out[delivery_id] = reminder_text(source, form_name, given, camp.name)
+            out[delivery_id] = reminder_text(source, form_name, given, audience.tenant_name)
     return out

@@ -34,6 +34,7 @@ class Claimed:
     attempts: int
     created_at: datetime
     outcome_unknown: bool = False  # an earlier attempt may have been accepted already
+    contact_id: int = 0
 
 
 def claim(engine: Engine, ids: Sequence[int], now: datetime, lease_s: float) -> list[Claimed]:
@@ -71,7 +72,7 @@ def claim(engine: Engine, ids: Sequence[int], now: datetime, lease_s: float) -> 
         name, attributes = contacts.get(contact_id, ("", {}))
         claimed.append(Claimed(
             RecipientData(delivery_id, address, name or "", attributes or {}),
-            attempts, created_at, reason == UNKNOWN,
+            attempts, created_at, reason == UNKNOWN, contact_id,
         ))
     return claimed
 

@@ -49,6 +49,8 @@ class CampaignInfo:
     checked_at: float
     needs_context: bool = False  # signup confirmations: the link travels in the batch only
     dkim: Signer | None = None  # the key parsed once per campaign
+    topic: str = ""
+    tenant_name: str = ""
 
 
 def _sign(signer: Signer, datas: list[bytes]) -> list[bytes]:
@@ -62,7 +64,9 @@ def _sign(signer: Signer, datas: list[bytes]) -> list[bytes]:
     return signed
 
 
-def parse_batch(body: bytes) -> tuple[int, list[int]]:
+def parse_batch(body: bytes) -> tuple[int, list[int], dict[int, dict[str, str]]]:
+    """(campaign, delivery ids, per-delivery template values such as a confirmation link)
+    from one send batch, decoded once."""
     try:
         data = json.loads(body)
         campaign_id = int(data["campaign_id"])
@@ -71,16 +75,12 @@ def parse_batch(body: bytes) -> tuple[int, list[int]]:
         raise MessageError(f"bad send batch: {exc!r}") from None
     if not ids:
         raise MessageError("bad send batch: no ids")
-    return campaign_id, ids
-
-
-def parse_context(body: bytes) -> dict[int, dict[str, str]]:
-    """Per-delivery template values a batch may carry (a confirmation link, say)."""
     try:
-        raw = json.loads(body).get("context") or {}
-        return {int(k): {str(n): str(v) for n, v in vals.items()} for k, vals in raw.items()}
+        raw = data.get("context") or {}
+        context = {int(k): {str(n): str(v) for n, v in vals.items()} for k, vals in raw.items()}
     except (ValueError, TypeError, AttributeError) as exc:
         raise MessageError(f"bad send batch context: {exc!r}") from None
+    return campaign_id, ids, context
 
 
 class Sender(Runner):
@@ -130,8 +130,7 @@ class Sender(Runner):
 
     async def dispose(self, body: bytes) -> None:
         started = time.perf_counter()
-        campaign_id, ids = parse_batch(body)
-        context = parse_context(body)
+        campaign_id, ids, context = parse_batch(body)
         info = await self._campaign(campaign_id)
         now = utcnow()
         engine, settings = self.ctx.engine, self.ctx.settings
@@ -210,8 +209,10 @@ class Sender(Runner):
         claimed = [c for c in claimed if c.recipient.delivery_id not in stopped]
         if info.kind == Kind.PROMOTIONAL and claimed:
             footers = await asyncio.to_thread(
-                reminder.for_deliveries, engine, info.compiled.content.campaign_id,
-                [c.recipient.delivery_id for c in claimed], now,
+                reminder.for_deliveries, engine, reminder.Audience(
+                    info.tenant_id, info.channel, info.topic, info.tenant_name,
+                    info.compiled.content.campaign_id),
+                [(c.recipient.delivery_id, c.contact_id) for c in claimed], now,
                 self.ctx.settings.reminder_after_days)
             for delivery_id, text in footers.items():
                 context.setdefault(delivery_id, {})["provenance_reminder"] = text
@@ -270,7 +271,8 @@ class Sender(Runner):
         with self.ctx.engine.connect() as conn:
             row = conn.execute(
                 select(c.tenant_id, tn.slug, tn.domain, tn.status, c.channel, c.kind, c.subject,
-                       c.text, c.html, c.from_email, c.from_name, c.external_id, c.headers)
+                       c.text, c.html, c.from_email, c.from_name, c.external_id, c.headers,
+                       c.topic, tn.name)
                 .join(t.tenant, tn.id == c.tenant_id)
                 .where(c.id == campaign_id)
             ).first()
@@ -278,7 +280,7 @@ class Sender(Runner):
                 raise MessageError(f"send batch for unknown campaign {campaign_id}")
             key = domain_store.signing_key(conn, row.tenant_id, row.from_email)
         (tenant_id, slug, domain, status, channel, kind, subject, text, html,
-         from_email, from_name, external_id, headers) = row
+         from_email, from_name, external_id, headers, topic, tenant_name) = row
         if cached is not None:
             cached.tenant_status, cached.checked_at = status, time.monotonic()
             return cached
@@ -290,4 +292,4 @@ class Sender(Runner):
         )
         return CampaignInfo(tenant_id, slug, channel, kind, compiled, status, time.monotonic(),
                             external_id.startswith(CONFIRM_PREFIX),
-                            Signer(key) if key is not None else None)
+                            Signer(key) if key is not None else None, topic, tenant_name)
