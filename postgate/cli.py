@@ -230,7 +230,7 @@ def _domains(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.action == "add":
             rows = [domain_store.add(engine, tenant_id, args.domain, settings.dkim_algorithm,
-                                     utcnow())]
+                                     utcnow(), dual=settings.dkim_dual)]
         elif args.action == "verify":
             rows = [domain_store.verify(engine, settings, tenant_id, args.domain, utcnow())[0]]
         else:

@@ -138,6 +138,7 @@ class Settings(BaseSettings):
     dns_resolver: str = ""  # "host:port" for TXT look-ups; empty: the system resolver
     dns_timeout_s: float = 5.0
     dkim_algorithm: Literal["rsa-sha256", "ed25519-sha256"] = "rsa-sha256"
+    dkim_dual: bool = False  # new domains get a second key of the other algorithm (RFC 8463)
     dkim_threads: int = Field(default=0, ge=0)  # signing threads per sender; 0: one per core
 
     use_uvloop: bool = True

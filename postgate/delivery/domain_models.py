@@ -29,4 +29,9 @@ class SenderDomain(SQLModel, table=True):
     dkim_algorithm: str  # rsa-sha256 | ed25519-sha256
     dkim_private_key: str = Field(sa_type=Text)
     dkim_public_key: str = Field(sa_type=Text)
+    # a second key of the other algorithm (DKIM_DUAL: ed25519 + rsa, RFC 8463); "" if none
+    dkim2_selector: str = ""
+    dkim2_algorithm: str = ""
+    dkim2_private_key: str = Field(default="", sa_type=Text)
+    dkim2_public_key: str = Field(default="", sa_type=Text)
     created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)

@@ -27,7 +27,8 @@ def claim(body: Claim, tenant: TenantUser, request: Request) -> dict[str, Any]:
     assert tenant.tenant_id is not None
     try:
         row = domain_store.add(request.app.state.engine, tenant.tenant_id, body.domain,
-                               settings.dkim_algorithm, utcnow())
+                               settings.dkim_algorithm, utcnow(),
+                               dual=settings.dkim_dual)
     except DomainError as exc:
         raise HTTPException(422, str(exc)) from None
     return domain_store.describe(row)

@@ -9,7 +9,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 
 from postgate import tables as t
 from postgate.delivery import sender_domains as sd
-from postgate.delivery.dkim_signing import DkimKey, generate
+from postgate.delivery.dkim_signing import ALGORITHMS, DkimKey, generate
 from postgate.providers.dns_txt import DnsError, txt_records
 from postgate.settings import Settings
 
@@ -17,8 +17,11 @@ sdc = t.sender_domain.c
 
 
 def describe(row: Any) -> dict[str, Any]:
-    """What a tenant sees: the state, and the two DNS records to publish."""
+    """What a tenant sees: the state, and the DNS records to publish (the ownership token
+    and each DKIM key)."""
     m = row._mapping
+    second = [{"type": "TXT", "name": sd.dkim_name(m["dkim2_selector"], m["domain"]),
+               "value": m["dkim2_public_key"]}] if m["dkim2_selector"] else []
     return {
         "domain": m["domain"],
         "verified": m["verified_at"] is not None,
@@ -28,8 +31,11 @@ def describe(row: Any) -> dict[str, Any]:
             {"type": "TXT", "name": sd.txt_name(m["domain"]), "value": sd.txt_value(m["token"])},
             {"type": "TXT", "name": sd.dkim_name(m["dkim_selector"], m["domain"]),
              "value": m["dkim_public_key"]},
+            *second,
         ],
         "dkim": {"selector": m["dkim_selector"], "algorithm": m["dkim_algorithm"]},
+        **({"dkim2": {"selector": m["dkim2_selector"], "algorithm": m["dkim2_algorithm"]}}
+           if second else {}),
     }
 
 
@@ -39,18 +45,28 @@ def _row(conn: Connection, tenant_id: int, domain: str) -> Any:
     ).first()
 
 
-def add(engine: Engine, tenant_id: int, domain: str, algorithm: str, now: datetime) -> Any:
-    """Claim ``domain`` for the tenant (again: the same claim), with a fresh DKIM key."""
+def add(engine: Engine, tenant_id: int, domain: str, algorithm: str, now: datetime,
+        dual: bool = False) -> Any:
+    """Claim ``domain`` for the tenant (again: the same claim), with a fresh DKIM key, and
+    with ``dual`` a second one of the other algorithm (RFC 8463 dual signing)."""
     name = sd.normalise(domain)
     with engine.begin() as conn:
         row = _row(conn, tenant_id, name)
         if row is not None:
             return row
         private, public = generate(algorithm)
+        selector = sd.new_selector(now)
+        second: dict[str, str] = {}
+        if dual:
+            other = next(a for a in ALGORITHMS if a != algorithm)
+            private2, public2 = generate(other)
+            second = {"dkim2_selector": f"{selector}{other.split('-')[0][:2]}",
+                      "dkim2_algorithm": other, "dkim2_private_key": private2,
+                      "dkim2_public_key": public2}
         conn.execute(insert(t.sender_domain).values(
             tenant_id=tenant_id, domain=name, token=sd.new_token(), last_error="",
-            dkim_selector=sd.new_selector(now), dkim_algorithm=algorithm,
-            dkim_private_key=private, dkim_public_key=public, created_at=now))
+            dkim_selector=selector, dkim_algorithm=algorithm,
+            dkim_private_key=private, dkim_public_key=public, created_at=now, **second))
         return _row(conn, tenant_id, name)
 
 
@@ -75,8 +91,9 @@ def verify(engine: Engine, settings: Settings, tenant_id: int, domain: str,
     records = txt_records(sd.txt_name(name), settings)
     found = sd.token_published(records, m["token"])
     try:
-        dkim_ok = sd.dkim_published(
-            txt_records(sd.dkim_name(m["dkim_selector"], name), settings), m["dkim_public_key"])
+        dkim_ok = all(sd.dkim_published(txt_records(sd.dkim_name(sel, name), settings), key)
+                      for sel, key in ((m["dkim_selector"], m["dkim_public_key"]),
+                                       (m["dkim2_selector"], m["dkim2_public_key"])) if sel)
     except DnsError:
         dkim_ok = False
     values: dict[str, Any] = {"checked_at": now}
@@ -95,13 +112,19 @@ def verified(conn: Connection, tenant_id: int) -> list[str]:
         sdc.tenant_id == tenant_id, sdc.verified_at.is_not(None))))
 
 
-def signing_key(conn: Connection, tenant_id: int, from_email: str) -> DkimKey | None:
-    """The DKIM key of the verified domain that covers ``from_email``, if there is one."""
+def signing_keys(conn: Connection, tenant_id: int, from_email: str) -> list[DkimKey]:
+    """The DKIM keys (one, or two when dual) of the verified domain that covers
+    ``from_email``; none when no verified domain does."""
     rows = {r.domain: r for r in conn.execute(select(
-        sdc.domain, sdc.dkim_selector, sdc.dkim_algorithm, sdc.dkim_private_key).where(
+        sdc.domain, sdc.dkim_selector, sdc.dkim_algorithm, sdc.dkim_private_key,
+        sdc.dkim2_selector, sdc.dkim2_algorithm, sdc.dkim2_private_key).where(
         sdc.tenant_id == tenant_id, sdc.verified_at.is_not(None)))}
     domain = sd.covering(from_email.rpartition("@")[2], rows)
     if domain is None:
-        return None
+        return []
     r = rows[domain]
-    return DkimKey(r.domain, r.dkim_selector, r.dkim_algorithm, r.dkim_private_key.encode())
+    keys = [DkimKey(r.domain, r.dkim_selector, r.dkim_algorithm, r.dkim_private_key.encode())]
+    if r.dkim2_selector:
+        keys.append(DkimKey(r.domain, r.dkim2_selector, r.dkim2_algorithm,
+                            r.dkim2_private_key.encode()))
+    return keys

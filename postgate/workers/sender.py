@@ -48,19 +48,22 @@ class CampaignInfo:
     tenant_status: str
     checked_at: float
     needs_context: bool = False  # signup confirmations: the link travels in the batch only
-    dkim: Signer | None = None  # the key parsed once per campaign
+    dkim: tuple[Signer, ...] = ()  # the keys (two when dual-signing), parsed once per campaign
     topic: str = ""
     tenant_name: str = ""
 
 
-def _sign(signer: Signer, datas: list[bytes]) -> list[bytes]:
-    """Sign a chunk of messages (in a signing thread)."""
-    seconds = DKIM_SIGN_SECONDS.labels(signer.algorithm)
+def _sign(signers: tuple[Signer, ...], datas: list[bytes]) -> list[bytes]:
+    """Sign a chunk of messages (in a signing thread), with every key the domain has."""
+    seconds = [DKIM_SIGN_SECONDS.labels(signer.algorithm) for signer in signers]
     signed = []
     for data in datas:
-        started = time.perf_counter()
-        signed.append(signer.sign(data))
-        seconds.observe(time.perf_counter() - started)
+        headers = []
+        for signer, observe in zip(signers, seconds, strict=True):
+            started = time.perf_counter()
+            headers.append(signer.signature(data))
+            observe.observe(time.perf_counter() - started)
+        signed.append(b"".join(headers) + data)
     return signed
 
 
@@ -230,7 +233,7 @@ class Sender(Runner):
         async def chunk(part: list[store.Claimed]) -> list[SendResult | None]:
             datas = [info.compiled.render(c.recipient, date, extra.get(c.recipient.delivery_id))
                      for c in part]
-            if info.dkim is not None:  # off the event loop; OpenSSL drops the GIL
+            if info.dkim:  # off the event loop; OpenSSL drops the GIL
                 datas = await loop.run_in_executor(self.signing, _sign, info.dkim, datas)
             return list(await asyncio.gather(*(self._send(info, c, data, outcomes)
                                                for c, data in zip(part, datas, strict=True))))
@@ -278,7 +281,7 @@ class Sender(Runner):
             ).first()
             if row is None:
                 raise MessageError(f"send batch for unknown campaign {campaign_id}")
-            key = domain_store.signing_key(conn, row.tenant_id, row.from_email)
+            keys = domain_store.signing_keys(conn, row.tenant_id, row.from_email)
         (tenant_id, slug, domain, status, channel, kind, subject, text, html,
          from_email, from_name, external_id, headers, topic, tenant_name) = row
         if cached is not None:
@@ -292,4 +295,4 @@ class Sender(Runner):
         )
         return CampaignInfo(tenant_id, slug, channel, kind, compiled, status, time.monotonic(),
                             external_id.startswith(CONFIRM_PREFIX),
-                            Signer(key) if key is not None else None, topic, tenant_name)
+                            tuple(Signer(key) for key in keys), topic, tenant_name)

@@ -149,3 +149,32 @@ def test_the_sender_loop_keeps_ticking_while_it_signs(world: World) -> None:
     # signer (2,000 x 13 ms) could never pass it
     print(f"max loop gap while signing: {max(gaps) * 1000:.0f} ms")
     assert max(gaps) < 0.5, max(gaps)
+
+
+def test_dual_signing_with_ed25519_and_rsa(world: World) -> None:
+    """DKIM_DUAL: a domain claimed with both keys gets both signatures (RFC 8463), each
+    verifying against its own published record."""
+    engine, now = world.ctx.engine, utcnow()
+    row = domain_store.add(engine, world.tenant_id, world.tenant.domain, "rsa-sha256", now,
+                           dual=True)
+    shown = domain_store.describe(row)
+    _token, rsa_record, ed_record = shown["dns"]
+    assert shown["dkim2"]["algorithm"] == "ed25519-sha256"
+    assert "k=rsa" in rsa_record["value"] and "k=ed25519" in ed_record["value"]
+    with engine.begin() as conn:
+        conn.execute(update(t.sender_domain).where(
+            t.sender_domain.c.tenant_id == world.tenant_id).values(verified_at=now))
+    world.contact("dual")
+    world.publish(world.message("dual"))
+    world.run(world.finished("dual"))
+    (mail,) = world.sink.handler.to(f"dual@{world.tenant.domain}")
+    records = {r["name"] + ".": r["value"].encode() for r in (rsa_record, ed_record)}
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        return records.get(name.decode(), b"")
+
+    checker = dkim.DKIM(mail.data)
+    assert mail.data.count(b"DKIM-Signature:") == 2
+    assert checker.verify(idx=0, dnsfunc=dns) and checker.verify(idx=1, dnsfunc=dns)
+    algorithms = set(re.findall(rb"a=([a-z0-9-]+);", mail.data.split(b"\r\n\r\n")[0]))
+    assert algorithms == {b"rsa-sha256", b"ed25519-sha256"}
