@@ -13,8 +13,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import update
 
+from postgate import tables as t
 from postgate.auth import create_key
+from postgate.clock import utcnow
+from postgate.delivery import domain_store
 from postgate.providers.sink import SmtpSink
 from tests.support import World
 from tests.workers.fleet import Fleet, wait_until
@@ -34,10 +38,20 @@ def sink() -> Iterator[SmtpSink]:
         yield server
 
 
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "rsa-signed"])
 def test_flip_reaches_every_sender_process_within_a_second(
-        world: World, api: str, tmp_path: Path) -> None:
+        world: World, api: str, tmp_path: Path, signed: bool) -> None:
+    """With ``signed`` the tenant's mail is DKIM-signed with RSA-2048, as production
+    sends: signatures in flight on the signing threads must not delay the stop."""
     handler: TimedHandler = world.sink.handler  # type: ignore[assignment]
     bulk_audience(world, N)
+    if signed:
+        now = utcnow()
+        domain_store.add(world.ctx.engine, world.tenant_id, world.tenant.domain, "rsa-sha256",
+                         now)
+        with world.ctx.engine.begin() as conn:
+            conn.execute(update(t.sender_domain).where(
+                t.sender_domain.c.tenant_id == world.tenant_id).values(verified_at=now))
     ops = {"Authorization": f"Bearer {create_key(world.ctx.engine, 'operator', 'ops')}"}
     url = f"/v1/operator/tenants/{world.tenant.slug}/sending-blocks"
     fleet = Fleet(world.ctx.settings, tmp_path)
@@ -71,3 +85,4 @@ def test_flip_reaches_every_sender_process_within_a_second(
     assert Counter(r.state for r in world.deliveries("huge")) == {"sent": N}
     received = Counter(a for r in handler.received for a in r.recipients)
     assert len(received) == N and set(received.values()) == {1}
+    assert all(r.data.startswith(b"DKIM-Signature:") == signed for r in handler.received)
