@@ -121,8 +121,9 @@ def _target(conn: Connection, settings: Settings, fb: Feedback,
     elif fb.ref is None:
         found = None, "no_reference"
     else:
-        found = resolve(conn, fb.ref, now, settings.legacy_refs_days,
-                        trusted=fb.extra.get("trusted") == "provider")
+        # an unsubscribe is honoured whenever it comes (its legacy tokens were always MAC'd)
+        window = None if fb.kind == "unsubscribe" else settings.legacy_refs_days
+        found = resolve(conn, fb.ref, now, window, trusted=fb.extra.get("trusted") == "provider")
     target, how = found
     if target is not None and fb.kind == "bounce" and fb.recipients and \
             target.address.casefold() not in {r.casefold() for r in fb.recipients}:

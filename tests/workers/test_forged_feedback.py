@@ -216,3 +216,23 @@ def test_legacy_references_resolve_only_inside_their_window(world: World, listen
         verdicts = dict(conn.execute(select(e.address, e.verification).where(
             e.address.in_((a, b)))).all())
     assert verdicts == {a: "legacy", b: "unverified"}
+
+
+def test_an_old_format_mailto_unsubscribe_is_honoured_for_good(world: World,
+                                                               listener: int) -> None:
+    """Unsubscribing must work however old the mail: a legacy mailto token (always MAC'd)
+    of a pre-change campaign suppresses even past LEGACY_REFS_DAYS."""
+    import hashlib
+    import hmac
+
+    ((delivery_id, campaign_id, address),) = sent_campaign(world, 1)
+    c = t.campaign.c
+    with world.ctx.engine.begin() as conn:
+        conn.execute(update(t.campaign).where(c.id == campaign_id).values(
+            ref_format=1, created_at=utcnow() - timedelta(days=400)))
+    mac = hmac.new(world.ctx.settings.secret_key.encode(), f"unsub:{delivery_id}".encode(),
+                   hashlib.sha256).hexdigest()[:32]
+    rcpt = f"unsubscribe+{delivery_id}.{mac}@{world.ctx.settings.bounce_domain}"
+    mail = f"From: {address}\r\nTo: {rcpt}\r\nSubject: unsubscribe\r\n\r\n".encode()
+    assert deliver(listener, mail, rcpt)[0] == 250
+    assert suppressed(world) == {address: "unsubscribe"}
