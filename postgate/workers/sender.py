@@ -270,8 +270,14 @@ class Sender(Runner):
         return loaded
 
     def _load(self, campaign_id: int, cached: CampaignInfo | None) -> CampaignInfo:
+        """The campaign, compiled and with its signing keys parsed, once; a cached one has
+        only its tenant's status refreshed."""
         c, tn = t.campaign.c, t.tenant.c
         with self.ctx.engine.connect() as conn:
+            if cached is not None:
+                status = conn.scalar(select(tn.status).where(tn.id == cached.tenant_id))
+                cached.tenant_status, cached.checked_at = str(status), time.monotonic()
+                return cached
             row = conn.execute(
                 select(c.tenant_id, tn.slug, tn.domain, tn.status, c.channel, c.kind, c.subject,
                        c.text, c.html, c.from_email, c.from_name, c.external_id, c.headers,
@@ -284,9 +290,6 @@ class Sender(Runner):
             keys = domain_store.signing_keys(conn, row.tenant_id, row.from_email)
         (tenant_id, slug, domain, status, channel, kind, subject, text, html,
          from_email, from_name, external_id, headers, topic, tenant_name) = row
-        if cached is not None:
-            cached.tenant_status, cached.checked_at = status, time.monotonic()
-            return cached
         s = self.ctx.settings
         compiled = CompiledCampaign(
             CampaignContent(campaign_id, slug, domain, kind, subject, text, html,
