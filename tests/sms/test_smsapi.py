@@ -143,8 +143,15 @@ def test_callbacks_need_the_key_and_answer_ok(world: World, smsapi: SmsApiSink,
                       data=report)
     assert (good.status_code, good.text) == (200, "OK")
     assert rows(world, "cb")[PL1].dlr_status == "delivered"
+    settings = world.ctx.settings  # rotated: reports of SMS sent before carry the old key
+    old = settings.secret_key
+    settings.secret_key, settings.secret_keys_previous = "r" * 40, [old]
     again = httpx.post(f"{api_url}/v1/sms/smsapi/report?k={key}",
                        data=report | {"status": "405"})  # a late, contradicting duplicate
+    settings.secret_keys_previous = []
+    retired = httpx.post(f"{api_url}/v1/sms/smsapi/report?k={key}", data=report)
+    settings.secret_key = old
+    assert retired.status_code == 403  # once the old key is retired for good
     assert again.text == "OK" and rows(world, "cb")[PL1].state == "sent"
     stop = httpx.post(f"{api_url}/v1/sms/smsapi/inbound?k={key}",
                       data={"sms_from": PL1.lstrip("+"), "sms_to": "Acme", "sms_text": "STOP",
