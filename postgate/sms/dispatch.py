@@ -36,6 +36,7 @@ from postgate.sms.feedback import DatabaseFeedback
 from postgate.sms.outcomes import Action, SmsError, decide
 from postgate.sms.routing import parse_routes, route
 from postgate.workers.context import Context
+from postgate.workers.outcomes import Outcomes
 
 log = logging.getLogger("postgate.sms.dispatch")
 SEGMENTS = Counter("postgate_sms_segments_total", "SMS parts handed to a gateway.",
@@ -96,10 +97,23 @@ class SmsDispatch:
                         campaign_id, len(ids))
             return
         extra = context or {}
-        outcomes = await asyncio.gather(
-            *(self._one(info, c, extra.get(c.recipient.delivery_id, {})) for c in claimed))
-        await asyncio.to_thread(store.record, engine, settings, info.tenant_id,
-                                list(outcomes), utcnow())
+
+        async def write(done: list[store.SmsOutcome]) -> None:
+            await asyncio.to_thread(store.record, engine, settings, info.tenant_id, done,
+                                    utcnow())
+
+        recorder = Outcomes(write, settings.outcome_flush_count, settings.outcome_flush_s)
+
+        async def one(claimed_row: email_store.Claimed) -> store.SmsOutcome:
+            outcome = await self._one(info, claimed_row,
+                                      extra.get(claimed_row.recipient.delivery_id, {}))
+            recorder.add(outcome)  # recorded as it comes: a crash re-sends only what flew
+            return outcome
+
+        try:
+            outcomes = await asyncio.gather(*(one(c) for c in claimed))
+        finally:
+            await recorder.close()
         if any(o.error is SmsError.NO_CREDIT for o in outcomes):
             await self._pause(info, next(o for o in outcomes if o.error is SmsError.NO_CREDIT))
 
