@@ -5,7 +5,9 @@ answers; a flush writes what has gathered once ``count`` outcomes are waiting or
 ``interval`` seconds after the first of them, whichever comes first, one flush at a time.
 So a sender killed mid-batch leaves unrecorded only the sends in flight and the last
 unflushed few: those rows are still ``sending`` and are retried when their lease runs
-out; everything already flushed stays ``sent`` and is never sent again.
+out; everything already flushed stays ``sent`` and is never sent again. A flush that
+fails (the database is away) keeps its outcomes, and closing the batch tries them again
+for a few seconds before giving up.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+RETRIES = (0.5, 1.0, 2.0, 4.0)  # seconds between tries to write what a flush could not
 
 
 class Outcomes(Generic[T]):
@@ -26,6 +29,8 @@ class Outcomes(Generic[T]):
         self.lock = asyncio.Lock()
         self.timer: asyncio.TimerHandle | None = None
         self.written = 0
+        self.unwritten: list[T] = []
+        self.error: Exception | None = None
 
     def add(self, outcome: T) -> None:
         self.pending.append(outcome)
@@ -45,13 +50,25 @@ class Outcomes(Generic[T]):
 
     async def _write(self, items: list[T]) -> None:
         async with self.lock:  # in order, one at a time
-            await self.write(items)
+            try:
+                await self.write(items)
+            except Exception as exc:  # the database is away: keep them for close()
+                self.unwritten.extend(items)
+                self.error = exc
+                return
             self.written += len(items)
 
-    async def close(self) -> None:
-        """Write what is left and wait for every flush; the first failure is raised."""
+    async def close(self, retries: tuple[float, ...] = RETRIES) -> None:
+        """Write what is left; outcomes a flush could not write are tried again after
+        each of ``retries`` seconds, and if they still cannot be written the last error is
+        raised (their rows stay ``sending`` and are retried when their lease runs out)."""
         self._flush()
-        results = await asyncio.gather(*self.flushes, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        await asyncio.gather(*self.flushes)
+        for delay in retries:
+            if not self.unwritten:
+                return
+            await asyncio.sleep(delay)
+            items, self.unwritten = self.unwritten, []
+            await self._write(items)
+        if self.unwritten and self.error is not None:
+            raise self.error

@@ -58,9 +58,25 @@ class Runner:
     async def teardown(self) -> None:
         """Close connections after the last job."""
 
+    async def _set_up(self, stop: asyncio.Event) -> bool:
+        """``setup``, retried while the database or a service is down (a worker started
+        during an outage waits for it instead of exiting); False if stopped meanwhile."""
+        while True:
+            try:
+                await self.setup()
+                return True
+            except TRANSIENT as exc:
+                log.warning("%s worker cannot start yet, retrying: %s", self.queue, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+            if stop.is_set():
+                self.broker.close()
+                return False
+
     async def run(self, stop: asyncio.Event) -> None:
         """Take jobs until ``stop`` is set, then finish the ones in flight (graceful drain)."""
-        await self.setup()
+        if not await self._set_up(stop):
+            return
         idle = self.ctx.settings.poll_interval_s
         try:
             while not stop.is_set():

@@ -153,8 +153,11 @@ class Sender(Runner):
         lease = self.ctx.settings.lease_s
         while True:
             await asyncio.sleep(lease / 3)
-            await asyncio.to_thread(store.renew, self.ctx.engine, ids,
-                                    utcnow() + timedelta(seconds=lease))
+            try:
+                await asyncio.to_thread(store.renew, self.ctx.engine, ids,
+                                        utcnow() + timedelta(seconds=lease))
+            except Exception as exc:  # the database is away: try again at the next beat
+                log.warning("could not renew the lease of %d rows: %s", len(ids), exc)
 
     async def _deliver(self, info: CampaignInfo, claimed: list[store.Claimed],
                        context: dict[int, dict[str, str]], now: datetime,

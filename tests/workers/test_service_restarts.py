@@ -9,6 +9,7 @@ queues, so batches in the broker are gone and the sweeper must republish them.""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -138,3 +139,33 @@ def test_rabbitmq_restart_mid_campaign_loses_nothing(settings: Settings, sink: S
     world = World.create(Context.from_settings(ours), sink)
     outcome = campaign_under(world, tmp_path, own_rabbit.restart)
     print(f"\nrabbitmq restarted mid-campaign: {outcome}")
+
+
+def test_workers_started_while_postgres_is_down_wait_for_it(settings: Settings, sink: SmtpSink,
+                                                            own_redis: LocalRedis,
+                                                            own_postgres: LocalPostgres,
+                                                            tmp_path: Path) -> None:
+    """A sender (and a planner) started during a database outage waits for it instead of
+    exiting, then sends as usual."""
+    url = own_postgres.create_database(f"down_{uuid.uuid4().hex[:8]}")
+    migrate(url)
+    ours = settings.model_copy(update={"database_url": url, "broker_url": own_redis.url(0),
+                                       "redis_url": own_redis.url(1)})
+    ctx = Context.from_settings(ours)
+    world = World.create(ctx, sink)
+    bulk_audience(world, 200)
+    fleet = Fleet(ours, tmp_path)
+    try:
+        own_postgres.stop()
+        fleet.spawn("sender")
+        fleet.spawn("planner", "sweeper")
+        time.sleep(4)
+        assert fleet.dead() == {}, fleet.dead()  # alive, waiting
+        own_postgres.start()
+        world.publish(world.message("late"))
+        assert wait_until(world.finished("late"), 90), fleet.dead()
+    finally:
+        codes = fleet.stop()
+        ctx.engine.dispose()
+    assert set(codes.values()) == {0}, {k: fleet.tail(k) for k, v in codes.items() if v}
+    assert len(world.sink.handler.received) >= 200
