@@ -8,7 +8,6 @@ import asyncio
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -17,6 +16,7 @@ from aiosmtpd.controller import Controller
 from postgate.providers.base import Outcome
 from postgate.providers.sink import SinkHandler, SmtpSink
 from postgate.providers.smtp_pipeline import PipelinedSmtp, payload
+from tests.local_services import _wait_port as wait_port
 
 MESSAGE = (b"From: a@acme.example\r\nTo: b@x.example\r\nSubject: hi\r\n\r\n"
            b".a line that starts with a dot\r\nand a bare\nLF\r\n..two dots\r\n")
@@ -215,11 +215,7 @@ def postfix_sink() -> Iterator[int]:
     proc = subprocess.Popen([binary, "-u", "root", f"127.0.0.1:{port}", "100"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(100):
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.05)
+        wait_port(port, up=True)
         yield port
     finally:
         proc.terminate()

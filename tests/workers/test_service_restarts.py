@@ -68,6 +68,16 @@ def own_rabbit() -> Iterator[LocalRabbit]:
         server.close()
 
 
+def own_world(settings: Settings, sink: SmtpSink, redis: LocalRedis,
+              postgres: LocalPostgres) -> World:
+    """A tenant in a fresh database of our own PostgreSQL, with our own Redis."""
+    url = postgres.create_database(f"restart_{uuid.uuid4().hex[:8]}")
+    migrate(url)
+    ours = settings.model_copy(update={"database_url": url, "broker_url": redis.url(0),
+                                       "redis_url": redis.url(1)})
+    return World.create(Context.from_settings(ours), sink)
+
+
 def campaign_under(world: World, tmp_path: Path, fault: Callable[[], None]) -> dict[str, int]:
     """Send an N-recipient campaign through real worker processes; call ``fault`` once a
     quarter of it is out; return what happened."""
@@ -116,12 +126,8 @@ def test_postgres_restart_mid_campaign_loses_nothing(settings: Settings, sink: S
                                                      own_redis: LocalRedis,
                                                      own_postgres: LocalPostgres,
                                                      tmp_path: Path) -> None:
-    url = own_postgres.create_database(f"restart_{uuid.uuid4().hex[:8]}")
-    migrate(url)
-    ours = settings.model_copy(update={"database_url": url, "broker_url": own_redis.url(0),
-                                       "redis_url": own_redis.url(1)})
-    ctx = Context.from_settings(ours)
-    world = World.create(ctx, sink)
+    world = own_world(settings, sink, own_redis, own_postgres)
+    ctx = world.ctx
     try:
         outcome = campaign_under(world, tmp_path, own_postgres.restart)
     finally:
@@ -147,14 +153,10 @@ def test_workers_started_while_postgres_is_down_wait_for_it(settings: Settings, 
                                                             tmp_path: Path) -> None:
     """A sender (and a planner) started during a database outage waits for it instead of
     exiting, then sends as usual."""
-    url = own_postgres.create_database(f"down_{uuid.uuid4().hex[:8]}")
-    migrate(url)
-    ours = settings.model_copy(update={"database_url": url, "broker_url": own_redis.url(0),
-                                       "redis_url": own_redis.url(1)})
-    ctx = Context.from_settings(ours)
-    world = World.create(ctx, sink)
+    world = own_world(settings, sink, own_redis, own_postgres)
+    ctx = world.ctx
     bulk_audience(world, 200)
-    fleet = Fleet(ours, tmp_path)
+    fleet = Fleet(ctx.settings, tmp_path)
     try:
         own_postgres.stop()
         fleet.spawn("sender")
