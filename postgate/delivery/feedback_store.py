@@ -125,7 +125,8 @@ def _target(conn: Connection, settings: Settings, fb: Feedback,
         window = None if fb.kind == "unsubscribe" else settings.legacy_refs_days
         found = resolve(conn, fb.ref, now, window, trusted=fb.extra.get("trusted") == "provider")
     target, how = found
-    if target is not None and fb.kind == "bounce" and fb.recipients and \
+    if target is not None and how != Verification.PROVIDER and fb.kind == "bounce" and \
+            fb.recipients and \
             target.address.casefold() not in {r.casefold() for r in fb.recipients}:
         target, how = None, "recipient_mismatch"  # a DSN acts on its own recipient only
     if target is None:

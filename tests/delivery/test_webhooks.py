@@ -36,7 +36,7 @@ def test_signed_events_are_applied_once(world: World, api: str) -> None:
         campaign_id = conn.scalar(select(campaign.campaign_id).where(campaign.id == rows[0].id))
     events = [
         {"id": "ev1", "type": "hard_bounce", "message_id": f"<{rows[0].id}.{campaign_id}@x>",
-         "recipient": rows[0].address, "status": "5.1.1"},
+         "recipient": rows[0].address.upper(), "status": "5.1.1"},  # the provider's spelling
         {"id": "ev2", "type": "spamreport", "delivery_id": rows[1].id},
         {"id": "ev3", "type": "delivered", "delivery_id": rows[2].id},
         {"id": "ev4", "type": "brand_new_status", "delivery_id": rows[2].id},
