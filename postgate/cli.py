@@ -10,11 +10,13 @@ import os
 import sys
 from pathlib import Path
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, make_url, select
+from sqlalchemy.exc import DBAPIError
 
 from postgate import tables as t
 from postgate import tenants
 from postgate.consent import commands as consent_commands
+from postgate.db import normalise_url
 from postgate.settings import MissingSecret, Settings, get_settings, new_secret
 
 
@@ -359,8 +361,44 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose or args.command == "worker" else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    settings = get_settings()
+    if args.command not in NO_DATABASE_NEEDED and (missing := _missing_database(settings)):
+        print(missing, file=sys.stderr)  # never create an empty SQLite file by accident
+        return 2
     try:
-        return int(args.fn(args, get_settings()))
+        return int(args.fn(args, settings))
     except MissingSecret as exc:  # the api and the workers refuse to start without one
         print(exc, file=sys.stderr)
         return 2
+    except ValueError as exc:  # a mistake in what was asked (an unknown tenant, say)
+        if args.command in ("worker", "api"):
+            raise  # a long-running process: its traceback is worth more
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except DBAPIError as exc:
+        print(_database_problem(exc, settings), file=sys.stderr)
+        return 2
+
+
+# commands that need no database, or make it
+NO_DATABASE_NEEDED = {"db", "demo", "schema", "secret", "feedback", "sms", "publish"}
+
+
+def _missing_database(settings: Settings) -> str:
+    """A one-line reason when DATABASE_URL names a SQLite file that does not exist."""
+    url = make_url(normalise_url(settings.database_url))
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return ""
+    if Path(url.database).exists():
+        return ""
+    return (f"error: no database at {url.database!r} (DATABASE_URL): create it with "
+            "'postgate db upgrade', or point DATABASE_URL at your database")
+
+
+def _database_problem(exc: DBAPIError, settings: Settings) -> str:
+    text = str(exc.orig).splitlines()[0] if exc.orig is not None else str(exc)
+    where = make_url(normalise_url(settings.database_url)).render_as_string(hide_password=True)
+    if "no such table" in text or ("does not exist" in text and "relation" in text):
+        return (f"error: the database at {where} has no postgate schema yet ({text}): run "
+                "'postgate db upgrade'")
+    return f"error: database problem at {where}: {text}"
