@@ -89,7 +89,17 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
     broker = Broker(settings.broker_url, settings.queue_prefix)
     broker.publish("campaigns", body)
     broker.close()
-    print(f"published {len(body)} bytes to {settings.queue_prefix}.campaigns")
+    try:  # say what to follow; the planner validates (a bad message is dead-lettered)
+        message = json.loads(body)
+        tenant, campaign = str(message["tenant"]), str(message["campaign_id"])
+    except (ValueError, TypeError, KeyError):
+        print(f"published {len(body)} bytes to {settings.queue_prefix}.campaigns (not a "
+              "campaign.v1 object: the planner will dead-letter it; see 'postgate "
+              "dead-letters')")
+        return 0
+    print(f"published campaign {campaign!r} of tenant {tenant!r} ({len(body)} bytes) to "
+          f"{settings.queue_prefix}.campaigns; follow it with: postgate campaign status "
+          f"{campaign} --tenant {tenant} --follow")
     return 0
 
 
@@ -115,20 +125,31 @@ def _dead_letters(args: argparse.Namespace, settings: Settings) -> int:
 def _status(args: argparse.Namespace, settings: Settings) -> int:
     from postgate.db import engine_for
 
-    if args.follow:
-        from postgate.progress_bar import follow
-
-        return follow(engine_for(settings.database_url), args.id, args.interval)
     d, c = t.delivery.c, t.campaign.c
-    with engine_for(settings.database_url).connect() as conn:
-        campaign = conn.execute(
-            select(c.id, c.external_id, c.state).where(c.id == args.id)
-        ).first()
+    engine = engine_for(settings.database_url)
+    with engine.connect() as conn:
+        if args.tenant:  # the tenant's own campaign id
+            tenant_id = tenants.id_of(conn, args.tenant)
+            if tenant_id is None:
+                raise ValueError(f"unknown tenant {args.tenant!r}")
+            where = (c.tenant_id == tenant_id) & (c.external_id == args.id)
+        elif args.id.isascii() and args.id.isdigit():
+            where = c.id == int(args.id)
+        else:
+            raise ValueError(f"{args.id!r} is not an internal campaign id: give the tenant "
+                             "too for its own id (--tenant SLUG)")
+        campaign = conn.execute(select(c.id, c.external_id, c.state).where(where)).first()
         if campaign is None:
-            print(f"no campaign {args.id}", file=sys.stderr)
+            print(f"no campaign {args.id}" + (f" of tenant {args.tenant!r}" if args.tenant
+                                               else ""),
+                  file=sys.stdout if args.follow else sys.stderr)  # as the live bar says it
             return 1
+        if args.follow:
+            from postgate.progress_bar import follow
+
+            return follow(engine, campaign.id, args.interval)
         counts = conn.execute(
-            select(d.state, d.reason, func.count()).where(d.campaign_id == args.id)
+            select(d.state, d.reason, func.count()).where(d.campaign_id == campaign.id)
             .group_by(d.state, d.reason)
         ).all()
     print(json.dumps({
@@ -294,7 +315,9 @@ def parser() -> argparse.ArgumentParser:
     camp = sub.add_parser("campaign", help="campaign commands")
     camp_sub = camp.add_subparsers(dest="action", required=True)
     status = camp_sub.add_parser("status", help="deliveries of a campaign by state")
-    status.add_argument("id", type=int)
+    status.add_argument("id", help="the internal campaign id, or with --tenant the tenant's "
+                                   "own campaign_id")
+    status.add_argument("--tenant", help="the tenant's slug: ID is then its own campaign_id")
     status.add_argument("--follow", action="store_true",
                         help="show a live progress bar until the campaign is finished")
     status.add_argument("--interval", type=float, default=0.5, help="seconds between reads")

@@ -60,6 +60,12 @@ def test_status_of_a_finished_campaign(world: World) -> None:
                            timeout=60, check=True)
     line = json.loads(plain.stdout)
     assert line["state"] == "finished" and line["external_id"] == "done"
+    own = subprocess.run(cli(world, "done", "--tenant", world.tenant.slug), env=env,
+                         capture_output=True, text=True, timeout=60, check=True)
+    assert json.loads(own.stdout) == line  # the tenant's own campaign id works the same
+    bare = subprocess.run(cli(world, "done"), env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert bare.returncode == 2 and "--tenant SLUG" in bare.stderr
     assert sorted((d["state"], d["reason"], d["count"]) for d in line["deliveries"]) == [
         ("blocked", "no_consent", 1), ("sent", None, 3)]
     followed = subprocess.run(cli(world, str(cid), "--follow"), env=env, capture_output=True,
