@@ -169,10 +169,6 @@ class Signer:
         return self.signature(message) + message
 
 
-def signature(message: bytes, key: DkimKey) -> bytes:
-    return Signer(key).signature(message)
-
-
 def sign(message: bytes, key: DkimKey | Signer) -> bytes:
     """``message`` with its DKIM-Signature header prepended (a :class:`Signer` parses the
     key once; pass one when signing many messages)."""

@@ -21,6 +21,15 @@ class SendResult:
     unknown: bool = False  # the connection dropped: the message may have been accepted
 
 
+def reply_outcome(code: int, detail: str) -> SendResult:
+    """An SMTP reply as an outcome: 2xx sent, 4xx deferred (retry), 5xx failed."""
+    if 200 <= code < 300:
+        return SendResult(Outcome.SENT, code, detail)
+    if 400 <= code < 500:
+        return SendResult(Outcome.DEFERRED, code, detail)
+    return SendResult(Outcome.FAILED, code, detail)
+
+
 class EmailProvider(Protocol):
     name: str
 

@@ -20,21 +20,13 @@ import time
 import aiosmtplib
 
 from postgate.metrics import PROVIDER_ERRORS, SEND_SECONDS
-from postgate.providers.base import Outcome, SendResult
+from postgate.providers.base import Outcome, SendResult, reply_outcome
 from postgate.providers.smtp_pipeline import PipelinedSmtp
 from postgate.settings import Settings
 
 log = logging.getLogger("postgate.smtp")
 
 _Job = tuple[str, str, bytes, "asyncio.Future[SendResult]"]
-
-
-def _from_code(code: int, detail: str) -> SendResult:
-    if 200 <= code < 300:
-        return SendResult(Outcome.SENT, code, detail)
-    if 400 <= code < 500:
-        return SendResult(Outcome.DEFERRED, code, detail)
-    return SendResult(Outcome.FAILED, code, detail)
 
 
 _UNSAFE = SendResult(Outcome.FAILED, None, "address not usable in an SMTP command")
@@ -140,17 +132,17 @@ class SmtpPool:
             in_data[0] = True  # SMTPUTF8: aiosmtplib's full path, all stages in one call
             response, _ = await client.sendmail(envelope_from, [recipient], data)
             reply = response.get(recipient)
-            return _from_code(reply[0], reply[1]) if reply else SendResult(Outcome.SENT, 250)
+            return reply_outcome(reply[0], reply[1]) if reply else SendResult(Outcome.SENT, 250)
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError,
                 TimeoutError, OSError) as exc:
             return SendResult(Outcome.DEFERRED, None, f"connection lost: {exc}",
                               unknown=in_data[0])
         except aiosmtplib.SMTPRecipientsRefused as exc:
             await self._reset(client)
-            return _from_code(exc.recipients[0].code, exc.recipients[0].message)
+            return reply_outcome(exc.recipients[0].code, exc.recipients[0].message)
         except aiosmtplib.SMTPResponseException as exc:
             await self._reset(client)
-            return _from_code(exc.code, exc.message)
+            return reply_outcome(exc.code, exc.message)
         except aiosmtplib.SMTPException as exc:
             return SendResult(Outcome.DEFERRED, None, f"smtp error: {exc}", unknown=in_data[0])
 
@@ -165,7 +157,7 @@ class SmtpPool:
             reply = await client.execute_command(b"RCPT", b"TO:<%s>" % recipient.encode())
         if reply.code not in (250, 251):
             await self._reset(client)
-            return _from_code(reply.code, reply.message)
+            return reply_outcome(reply.code, reply.message)
         in_data[0] = True
         await client.data(data)
         return SendResult(Outcome.SENT, 250, "")

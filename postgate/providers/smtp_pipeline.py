@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 from collections import deque
 
-from postgate.providers.base import Outcome, SendResult
+from postgate.providers.base import Outcome, SendResult, reply_outcome
 
 Reply = tuple[int, str]
 
@@ -200,10 +200,6 @@ class PipelinedSmtp:
 
 
 def _outcome(code: int, text: str) -> SendResult:
-    if 200 <= code < 300:
-        return SendResult(Outcome.SENT, code, text)
-    if 400 <= code < 500:
-        return SendResult(Outcome.DEFERRED, code, text)
-    if code == 0:
+    if code == 0:  # no reply code we could read: try again later
         return SendResult(Outcome.DEFERRED, None, f"garbled reply: {text[:200]}")
-    return SendResult(Outcome.FAILED, code, text)
+    return reply_outcome(code, text)

@@ -28,7 +28,6 @@ class Outcomes(Generic[T]):
         self.flushes: list[asyncio.Task[None]] = []
         self.lock = asyncio.Lock()
         self.timer: asyncio.TimerHandle | None = None
-        self.written = 0
         self.unwritten: list[T] = []
         self.error: Exception | None = None
 
@@ -56,7 +55,6 @@ class Outcomes(Generic[T]):
                 self.unwritten.extend(items)
                 self.error = exc
                 return
-            self.written += len(items)
 
     async def close(self, retries: tuple[float, ...] = RETRIES) -> None:
         """Write what is left; outcomes a flush could not write are tried again after
