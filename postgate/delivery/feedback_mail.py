@@ -54,6 +54,7 @@ class Feedback:
     status: str = ""
     ref: tokens.Ref | None = None  # from a VERP return path, unsubscribe token or Message-ID
     delivery_id: int | None = None  # named by an authenticated provider (webhooks)
+    provider_signed: bool = False  # came in a signed provider webhook: its references hold
     action: str = ""  # DSN action: failed | delayed
     detail: str = ""
     extra: dict[str, str] = field(default_factory=dict)

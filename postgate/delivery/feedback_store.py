@@ -51,8 +51,6 @@ class Applied:
     address: str = ""
     new: bool = False
     suppressed: list[str] = field(default_factory=list)
-    verification: str = ""
-    dkim: str = ""
 
 
 def soft_rule(settings: Settings) -> breaker.SoftBounceRule:
@@ -81,8 +79,7 @@ def apply(engine: Engine, settings: Settings, fb: Feedback, raw: bytes, source: 
         key = _storable(key)  # a webhook's own event id
         channel = fb.extra.get("channel", "email")
         kind = "delay" if fb.action == "delayed" else fb.kind  # a warning, not a bounce
-        applied = Applied(key, kind, tenant_id, delivery_id, address, verification=verification,
-                          dkim=dkim)
+        applied = Applied(key, kind, tenant_id, delivery_id, address)
         applied.new = conn.scalar(select(e.id).where(e.dedup_key == key)) is None
         insert_ignore(conn, t.feedback_event, [{
             "tenant_id": tenant_id, "delivery_id": delivery_id, "channel": channel,
@@ -123,7 +120,7 @@ def _target(conn: Connection, settings: Settings, fb: Feedback,
     else:
         # an unsubscribe is honoured whenever it comes (its legacy tokens were always MAC'd)
         window = None if fb.kind == "unsubscribe" else settings.legacy_refs_days
-        found = resolve(conn, fb.ref, now, window, trusted=fb.extra.get("trusted") == "provider")
+        found = resolve(conn, fb.ref, now, window, trusted=fb.provider_signed)
     target, how = found
     if target is not None and how != Verification.PROVIDER and fb.kind == "bounce" and \
             fb.recipients and \

@@ -76,7 +76,8 @@ def normalise(event: dict[str, Any], keys: tokens.Keys = ()) -> Feedback | None:
     return Feedback(kind, hard=hard, recipients=(recipient,) if recipient else (),
                     status=status, delivery_id=delivery_id, ref=ref,
                     action="failed" if kind == "bounce" else "",
-                    extra={"provider_type": kind_name, "channel": channel, "trusted": "provider"})
+                    provider_signed=True,
+                    extra={"provider_type": kind_name, "channel": channel})
 
 
 @router.post("/{provider}")
