@@ -93,7 +93,7 @@ class PubSub:
                     log.warning("ignored a malformed notice on %s", channel)
         finally:
             with contextlib.suppress(Exception):
-                await pubsub.aclose()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
                 await client.aclose()
 
     def close(self) -> None:

@@ -60,7 +60,8 @@ def dry_run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def add_commands(sub: argparse._SubParsersAction, campaign_sub: argparse._SubParsersAction) -> None:
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser],
+                 campaign_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     imp = sub.add_parser("import", help="import a CSV list with its provenance")
     imp.add_argument("--tenant", required=True)
     imp.add_argument("--list", type=int, required=True)

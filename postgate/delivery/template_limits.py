@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import Template, nodes, pass_context
+from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
-from jinja2.sandbox import SandboxedEnvironment, SecurityError
+from jinja2.sandbox import SandboxedEnvironment
 
 from postgate.delivery.message import MessageError
 

@@ -9,6 +9,7 @@ from sqlmodel import Session
 
 from postgate.clock import utcnow
 from postgate.consent import records
+from postgate.consent.models import Contact
 from postgate.delivery.models import Campaign, Delivery
 
 TOPIC = "newsletter"
@@ -24,10 +25,10 @@ def seed(engine: Engine) -> tuple[str, int]:
         acme_id = acme.id
         members = records.create_list(s, acme.id, "Newsletter subscribers")
 
-        def contact(email: str, name: str) -> records.Contact:
+        def contact(email: str, name: str) -> Contact:
             return records.add_contact(s, acme_id, email=email, name=name, lists=[members])
 
-        def consent(c: records.Contact, source: str, status: str, days: int, **kw: object) -> None:
+        def consent(c: Contact, source: str, status: str, days: int, **kw: object) -> None:
             when = now - timedelta(days=days)
             records.add_consent(s, c, "email", TOPIC, source, status, when, **kw)
 

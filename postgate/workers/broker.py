@@ -16,7 +16,8 @@ import contextlib
 import json
 from typing import Any
 
-from kombu import Connection, Exchange, Queue
+from kombu.connection import Connection
+from kombu.entity import Exchange, Queue
 from kombu.message import Message
 
 QUEUES = ("campaigns", "send", "dead")
