@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline import sink_count, smtp_sink
 
-from postgate.providers.base import EmailProvider, Outcome
+from postgate.core.outcome import Outcome
+from postgate.providers.base import EmailProvider
 from postgate.providers.mx import MxProvider
 from postgate.providers.smtp import SmtpPool
 from postgate.settings import Settings

@@ -41,16 +41,17 @@ from typing import Any
 
 from sqlalchemy import create_engine, func, insert, make_url, select, text, update
 
-from postgate import tables as t
-from postgate.clock import aware, utcnow
-from postgate.db import engine_for, migrate, normalise_url
-from postgate.delivery import dkim_signing, domain_store
-from postgate.delivery.dkim_signing import DkimKey
-from postgate.delivery.rendering import CampaignContent, CompiledCampaign, RecipientData
+from postgate.core import dkim_signing
+from postgate.core.clock import aware, utcnow
+from postgate.core.dkim_signing import DkimKey
+from postgate.core.rendering import CampaignContent, CompiledCampaign, RecipientData
 from postgate.demo.run import campaign_message
 from postgate.demo.seed import TOPIC
+from postgate.runtime.context import Context
 from postgate.settings import Settings, new_secret
-from postgate.workers.context import Context
+from postgate.store import tables as t
+from postgate.store.db import engine_for, migrate, normalise_url
+from postgate.tenants import domains as domain_store
 from postgate.workers.main import install_loop, run_workers
 
 SINK = "/usr/sbin/smtp-sink"

@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable
 from email.utils import formatdate
 
-from postgate.delivery import dkim_signing, lexicon
-from postgate.delivery.content_review import review
-from postgate.delivery.message import CampaignV1
-from postgate.delivery.rendering import CampaignContent, CompiledCampaign, RecipientData
+from postgate.campaigns.content_review import review
+from postgate.core import dkim_signing, lexicon
+from postgate.core.message import CampaignV1
+from postgate.core.rendering import CampaignContent, CompiledCampaign, RecipientData
 
 PARAGRAPH = ("Kedves {{ name }}! Tavaszi akciónk minden kerti bútorra és grillre érvényes, "
              "ingyenes szállítással. Dear customer, our spring sale covers garden furniture "

@@ -34,18 +34,18 @@ from sqlalchemy import func, insert, select
 sys.path.insert(0, str(Path(__file__).parent))
 from pipeline import fresh_database
 
-from postgate import tables as t
-from postgate.clock import aware, utcnow
-from postgate.db import engine_for, migrate
+from postgate.core.clock import aware, utcnow
+from postgate.core.sms.encoding import encode
+from postgate.feedback.sms import DatabaseFeedback
 from postgate.providers.smpp import SmppGateway
 from postgate.providers.sms import SmsMessage
 from postgate.providers.smsapi import SmsApiGateway
-from postgate.providers.smsapi_sink import SmsApiSink, SmsApiState
-from postgate.providers.smsc_sink import SmscSink
+from postgate.runtime.context import Context
 from postgate.settings import Settings
-from postgate.sms.encoding import encode
-from postgate.sms.feedback import DatabaseFeedback
-from postgate.workers.context import Context
+from postgate.sinks.smsapi import SmsApiSink, SmsApiState
+from postgate.sinks.smsc import SmscSink
+from postgate.store import tables as t
+from postgate.store.db import engine_for, migrate
 from postgate.workers.main import install_loop, run_workers
 
 PREFIX = {"smpp": ("+3620", 1_000_000), "smsapi": ("+48501", 100_000)}  # valid mobiles

@@ -90,19 +90,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 from sqlalchemy import Connection, func, select, update
 
-from postgate import tables as t
-from postgate.auth import create_key
-from postgate.clock import aware, utcnow
-from postgate.db import migrate
-from postgate.providers.sink import SinkHandler, SmtpSink
+from postgate.core.clock import aware, utcnow
+from postgate.http.auth import create_key
+from postgate.runtime.context import Context
 from postgate.settings import Settings, new_secret
-from postgate.workers.context import Context
+from postgate.sinks.smtp import SinkHandler, SmtpSink
+from postgate.store import tables as t
+from postgate.store.db import migrate
 from tests.local_services import LocalPostgres, LocalRabbit, LocalRedis, free_port
 from tests.support import World, serve_api
 from tests.workers.fleet import BATCH, PREFETCH, Fleet
 from tests.workers.switching import bulk_audience
 
-# our signed Message-ID <delivery.campaign.tenant.mac@domain> (postgate.delivery.tokens)
+# our signed Message-ID <delivery.campaign.tenant.mac@domain> (postgate.core.tokens)
 OUR_ID = re.compile(rb"^Message-ID: (<(\d+)\.(\d+)\.\d+\.[a-z2-7]+@([^>]+)>)",
                     re.MULTILINE | re.IGNORECASE)
 BOUNCE_DOMAIN = "bounces.soak.test"

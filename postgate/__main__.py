@@ -1,3 +1,3 @@
-from postgate.cli import main
+from postgate.cli.main import main
 
 raise SystemExit(main())

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import Engine
 
-from postgate.delivery import progress
+from postgate.campaigns import progress
 
 RATE_WINDOW_S = 5.0  # the sent rate is measured over the last seconds
 COUNTS = ("[green]sent {task.fields[sent]}[/] · blocked {task.fields[blocked]} · "

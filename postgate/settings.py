@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore")
 
-    database_url: str = "sqlite:///postgate.db"
+    database_url: str = "sqlite:///postgate.store.db"
     broker_url: str = "memory://"
     redis_url: str = ""  # empty: in-process pub/sub (embedded mode)
     queue_prefix: str = "postgate"
@@ -134,7 +134,7 @@ class Settings(BaseSettings):
     smpp_enquire_link_s: float = 30.0
     sms_price_per_part: dict[str, float] = Field(default_factory=dict)  # provider -> price
     # content policy and sending domains
-    lexicon_dir: str = ""  # empty: the lexicons shipped in postgate/delivery/lexicons
+    lexicon_dir: str = ""  # empty: the lexicons shipped in postgate/core/lexicons
     dns_resolver: str = ""  # "host:port" for TXT look-ups; empty: the system resolver
     dns_timeout_s: float = 5.0
     dkim_algorithm: Literal["rsa-sha256", "ed25519-sha256"] = "rsa-sha256"

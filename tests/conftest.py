@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from postgate.db import migrate, normalise_url
-from postgate.providers.sink import SmtpSink
+from postgate.runtime.context import Context
 from postgate.settings import Settings
-from postgate.workers.context import Context
+from postgate.sinks.smtp import SmtpSink
+from postgate.store.db import migrate, normalise_url
 from tests.support import World, serve_api
 
 # postgate has no default SECRET_KEY and the api and workers refuse to start without one:
@@ -43,7 +43,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = admin_url.set(database=name).render_as_string(hide_password=False)
     migrate(url)
     yield url
-    from postgate.db import engine_for
+    from postgate.store.db import engine_for
 
     engine_for(url).dispose()
     with admin.connect() as conn:

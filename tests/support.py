@@ -13,15 +13,15 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from postgate import tables as t
-from postgate.clock import utcnow
 from postgate.consent import records
-from postgate.consent.models import Contact, MailingList
-from postgate.delivery import tokens
-from postgate.delivery.models import Tenant
-from postgate.providers.sink import SmtpSink
+from postgate.core import tokens
+from postgate.core.clock import utcnow
+from postgate.runtime.context import Context
 from postgate.settings import Settings
-from postgate.workers.context import Context
+from postgate.sinks.smtp import SmtpSink
+from postgate.store import tables as t
+from postgate.store.models.consent import Contact, MailingList
+from postgate.store.models.tenants import Tenant
 from postgate.workers.main import run_workers
 
 
@@ -142,8 +142,8 @@ def serve_api(settings: Settings) -> Iterator[str]:
 
     import uvicorn
 
-    from postgate.api import create_app
-    from postgate.cli import proxy_options
+    from postgate.cli.main import proxy_options
+    from postgate.http.app import create_app
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -15,7 +15,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
 )
 
-from postgate.auth import create_key
+from postgate.http.auth import create_key
 from postgate.settings import Settings
 from tests.support import World, serve_api
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from postgate.cli import parser
+from postgate.cli.main import parser
 from postgate.settings import Settings
 
 ROOT = Path(__file__).parent.parent

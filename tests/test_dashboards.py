@@ -11,8 +11,8 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-import postgate.metrics  # noqa: F401  (registers the process metrics)
-from postgate.delivery.pipeline_gauges import PipelineGauges
+import postgate.observability.metrics  # noqa: F401  (registers the process metrics)
+from postgate.campaigns.gauges import PipelineGauges
 from tests.support import World
 
 ROOT = Path(__file__).parent.parent

@@ -12,8 +12,8 @@ import sys
 import pytest
 from sqlalchemy import insert
 
-from postgate import tables as t
-from postgate.dead_letters import PREVIEW_BYTES, preview, raw, shown
+from postgate.runtime.dead_letters import PREVIEW_BYTES, preview, raw, shown
+from postgate.store import tables as t
 from tests.support import World
 
 

@@ -12,8 +12,8 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import insert
 
-from postgate import tables as t
-from postgate.clock import utcnow
+from postgate.core.clock import utcnow
+from postgate.store import tables as t
 from tests.support import World
 
 
@@ -42,7 +42,7 @@ def test_api_serves_tenant_states_blocks_and_backlog(world: World, api: str) -> 
 
 
 WORKER = """
-from postgate.metrics import MESSAGES
+from postgate.observability.metrics import MESSAGES
 MESSAGES.labels("acme", "email", "smtp", "sent").inc({n})
 """
 
@@ -54,7 +54,7 @@ def test_multiprocess_values_are_summed_across_processes(tmp_path: Path) -> None
                        timeout=60)
     assert len(list(tmp_path.glob("counter_*.db"))) == 2
     out = subprocess.run(
-        [sys.executable, "-c", "import sys; from postgate.metrics_export import exposition; "
+        [sys.executable, "-c", "import sys; from postgate.observability.export import exposition; "
          "sys.stdout.write(exposition().decode())"],
         env=env, check=True, timeout=60, capture_output=True, text=True).stdout
     key = ("postgate_messages_total", (("channel", "email"), ("outcome", "sent"),

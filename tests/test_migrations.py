@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from postgate.db import engine_for
-from postgate.models import metadata
+from postgate.store.db import engine_for
+from postgate.store.schema import metadata
 
 
 def test_migrated_schema_matches_the_models(database_url: str) -> None:

@@ -9,8 +9,8 @@ import json
 import httpx
 from sqlalchemy import select
 
-from postgate import tables as t
-from postgate.auth import create_key
+from postgate.http.auth import create_key
+from postgate.store import tables as t
 from tests.consent.test_signup_forms import make_form
 from tests.delivery.test_webhooks import SECRET, post
 from tests.support import World

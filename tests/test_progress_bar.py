@@ -16,8 +16,8 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
-from postgate import tables as t
-from postgate.providers.sink import SmtpSink
+from postgate.sinks.smtp import SmtpSink
+from postgate.store import tables as t
 from tests.operator_page.background import workers_running
 from tests.support import World
 from tests.workers.switching import TimedHandler, bulk_audience

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from postgate.api import create_app
+from postgate.http.app import create_app
 from postgate.settings import MIN_SECRET_CHARS, MissingSecret, Settings
 from postgate.workers.main import serve
 from tests.workers.fleet import Fleet, wait_until

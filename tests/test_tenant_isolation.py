@@ -6,8 +6,8 @@ from __future__ import annotations
 import httpx
 from sqlalchemy import select
 
-from postgate import tables as t
-from postgate.auth import create_key
+from postgate.http.auth import create_key
+from postgate.store import tables as t
 from tests.support import World
 
 

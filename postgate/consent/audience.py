@@ -13,11 +13,11 @@ from datetime import datetime
 
 from sqlalchemy import Connection, and_, select
 
-from postgate import tables as t
-from postgate.clock import add_months, aware
-from postgate.consent import erasure
-from postgate.consent.gate import FRESH_MONTHS, ConsentView, Recipient
-from postgate.delivery.states import Channel, DeliveryState, Kind
+from postgate.core.clock import add_months, aware
+from postgate.core.gate import FRESH_MONTHS, ConsentView, Recipient
+from postgate.core.states import Channel, DeliveryState, Kind
+from postgate.store import tables as t
+from postgate.tenants import erasure
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,15 +9,15 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from postgate import tables as t
-from postgate import tenants
 from postgate.consent import audience
-from postgate.consent.gate import GateCampaign, gate
-from postgate.delivery.message import CampaignV1, MessageError, SmsOptions
-from postgate.delivery.states import Channel
+from postgate.core.gate import GateCampaign, gate
+from postgate.core.message import CampaignV1, MessageError, SmsOptions
+from postgate.core.sms.routing import parse_routes
+from postgate.core.states import Channel
 from postgate.settings import Settings
 from postgate.sms.estimate import estimate
-from postgate.sms.routing import parse_routes
+from postgate.store import tables as t
+from postgate.tenants import slugs as tenants
 
 
 def dry_run(engine: Engine, msg: CampaignV1, page_size: int, now: datetime,

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Engine, or_, select
 
-from postgate import tables as t
+from postgate.store import tables as t
 
 
 def _plain(value: Any) -> Any:

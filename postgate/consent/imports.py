@@ -17,11 +17,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import Engine, insert, select
 
-from postgate import tables as t
-from postgate.api_params import Line, Text
-from postgate.clock import add_months, aware
-from postgate.consent.addresses import AddressError, clean_name, normalise_email, normalise_phone
-from postgate.dialect import insert_ignore
+from postgate.core.addresses import AddressError, clean_name, normalise_email, normalise_phone
+from postgate.core.clock import add_months, aware
+from postgate.core.params import Line, Text
+from postgate.store import tables as t
+from postgate.store.dialect import insert_ignore
 
 FORBIDDEN = frozenset({"purchased", "rented", "other_company"})
 HYGIENE_MONTHS = 6

@@ -7,9 +7,9 @@ from datetime import datetime
 
 from sqlmodel import Session, select
 
-from postgate.clock import utcnow
-from postgate.consent.models import Consent, Contact, ListMember, MailingList, Suppression
-from postgate.delivery.models import Tenant
+from postgate.core.clock import utcnow
+from postgate.store.models.consent import Consent, Contact, ListMember, MailingList, Suppression
+from postgate.store.models.tenants import Tenant
 
 
 def create_tenant(session: Session, slug: str, name: str, domain: str) -> Tenant:

@@ -15,9 +15,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, func, select
 
-from postgate import tables as t
-from postgate.clock import aware
-from postgate.delivery.states import DeliveryState
+from postgate.core.clock import aware
+from postgate.core.states import DeliveryState
+from postgate.store import tables as t
 
 SOURCES = {
     "written_consent": "gave written consent",

@@ -13,10 +13,10 @@ from datetime import datetime
 
 from sqlalchemy import Engine, update
 
-from postgate import tables as t
-from postgate.consent import erasure
-from postgate.consent.gate import HARD_SUPPRESSIONS
-from postgate.delivery.states import BlockReason, DeliveryState, Kind
+from postgate.core.gate import HARD_SUPPRESSIONS
+from postgate.core.states import BlockReason, DeliveryState, Kind
+from postgate.store import tables as t
+from postgate.tenants import erasure
 
 
 def suppressed_rows(found: dict[str, str], kind: str, rows: Sequence[tuple[int, str]],

@@ -24,13 +24,13 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.engine import Row
 
-from postgate import tables as t
-from postgate.clock import aware
-from postgate.consent import erasure
-from postgate.consent.gate import HARD_SUPPRESSIONS
-from postgate.delivery.states import CampaignState, DeliveryState, Kind
-from postgate.dialect import insert_ignore, insert_ignoring
+from postgate.core.clock import aware
+from postgate.core.gate import HARD_SUPPRESSIONS
+from postgate.core.states import CampaignState, DeliveryState, Kind
 from postgate.settings import Settings
+from postgate.store import tables as t
+from postgate.store.dialect import insert_ignore, insert_ignoring
+from postgate.tenants import erasure
 
 log = logging.getLogger("postgate.signup")
 CONFIRM_PREFIX = "signup-confirm:"

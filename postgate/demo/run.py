@@ -13,13 +13,13 @@ from typing import Any
 
 from sqlalchemy import select
 
-from postgate import tables as t
-from postgate.db import migrate
-from postgate.delivery.states import CampaignState
+from postgate.core.states import CampaignState
 from postgate.demo.seed import TOPIC, seed
-from postgate.providers.sink import SmtpSink
+from postgate.runtime.context import Context
 from postgate.settings import Settings, new_secret
-from postgate.workers.context import Context
+from postgate.sinks.smtp import SmtpSink
+from postgate.store import tables as t
+from postgate.store.db import migrate
 from postgate.workers.main import install_loop, run_workers
 
 
@@ -55,7 +55,7 @@ def run_demo(workdir: Path | None = None, say: Callable[[str], None] = print) ->
     sink = SmtpSink().start()
     sink.handler.script("nobody@example.com", "550 5.1.1 <nobody@example.com>: user unknown")
     settings = Settings(
-        database_url=f"sqlite:///{directory / 'postgate.db'}", broker_url="memory://",
+        database_url=f"sqlite:///{directory / 'postgate.store.db'}", broker_url="memory://",
         queue_prefix=f"demo{time.time_ns()}", smtp_port=sink.port, smtp_connections=4,
         retry_base_s=1, sweep_interval_s=0.2,
         secret_key=new_secret(),  # a throwaway key: the demo's links die with its database
@@ -145,5 +145,5 @@ def _print(report: dict[str, Any], out: Callable[[str], None], directory: Path) 
         out(f"campaign '{name}' rejected by the content policy ({found})")
     for queue, error in report["dead_letters"]:
         out(f"dead letter from '{queue}': {error}")
-    out(f"\ndatabase kept at {directory / 'postgate.db'}")
+    out(f"\ndatabase kept at {directory / 'postgate.store.db'}")
     out(json.dumps({k: report[k] for k in ("sent", "failed", "blocked")}))

@@ -7,10 +7,10 @@ from datetime import timedelta
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from postgate.clock import utcnow
 from postgate.consent import records
-from postgate.consent.models import Contact
-from postgate.delivery.models import Campaign, Delivery
+from postgate.core.clock import utcnow
+from postgate.store.models.campaigns import Campaign, Delivery
+from postgate.store.models.consent import Contact
 
 TOPIC = "newsletter"
 

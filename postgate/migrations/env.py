@@ -1,11 +1,11 @@
-"""Alembic environment: the URL comes from the caller's config (see postgate.db.migrate)."""
+"""Alembic environment: the URL comes from the caller's config (see postgate.store.db.migrate)."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import create_engine
 
-from postgate.models import metadata
+from postgate.store.schema import metadata
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url") or ""

@@ -1,10 +1,10 @@
 """What the operator page shows, read from the database in one pass.
 
-Rates come from :func:`postgate.delivery.reputation.measure` (the breaker's own counts)
+Rates come from :func:`postgate.tenants.reputation.measure` (the breaker's own counts)
 over the rolling window the breaker uses; tenants that are stopped or over a threshold
 come first, then those near one, then by volume. States come from the active sending
 blocks (the ones the kill switch and the breaker write); progress from
-:mod:`postgate.delivery.progress`.
+:mod:`postgate.campaigns.progress`.
 """
 
 from __future__ import annotations
@@ -15,13 +15,15 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from postgate import tables as t
-from postgate.clock import aware
-from postgate.delivery import breaker, progress, reputation
-from postgate.delivery.references import Verification
-from postgate.delivery.states import DeliveryState as S
+from postgate.campaigns import progress
+from postgate.core import breaker
+from postgate.core.clock import aware
+from postgate.core.states import DeliveryState as S
+from postgate.feedback.references import Verification
 from postgate.operator_page.standing import Standing, attention, judge
 from postgate.settings import Settings
+from postgate.store import tables as t
+from postgate.tenants import reputation
 
 MAX_CAMPAIGNS, MAX_AUDIT = 50, 40
 tn, c, d, a = t.tenant.c, t.campaign.c, t.delivery.c, t.audit_log.c

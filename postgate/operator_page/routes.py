@@ -8,7 +8,7 @@
 - ``POST /operator/tenants/{slug}/resume``   clear a scope's blocks, with a reason
 
 Stopping and resuming go through the kill switch's own handlers
-(:mod:`postgate.delivery.kill_switch`), so they commit, audit, announce on pub/sub and
+(:mod:`postgate.http.kill_switch`), so they commit, audit, announce on pub/sub and
 requeue held rows exactly as the api does.
 """
 
@@ -25,10 +25,10 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
-from postgate.auth import Principal
-from postgate.clock import utcnow
-from postgate.consent.ratelimit import Limiter, limiter_for
-from postgate.delivery import kill_switch
+from postgate.core.clock import utcnow
+from postgate.http import kill_switch
+from postgate.http.auth import Principal
+from postgate.http.ratelimit import Limiter, limiter_for
 from postgate.operator_page import overview, sessions
 
 HERE = Path(__file__).parent

@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 from fastapi import Request
 from sqlalchemy import Engine, insert, select, update
 
-from postgate import tables as t
-from postgate.auth import KEY_PREFIX, Principal, hash_key
+from postgate.http.auth import KEY_PREFIX, Principal, hash_key
+from postgate.store import tables as t
 
 COOKIE = "postgate_operator"
 PATH = "/operator"

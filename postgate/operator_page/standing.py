@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from postgate.delivery.breaker import Thresholds, Window
+from postgate.core.breaker import Thresholds, Window
 
 NEAR = 0.8
 

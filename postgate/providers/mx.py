@@ -26,8 +26,8 @@ from typing import NamedTuple
 
 import aiosmtplib
 
-from postgate.metrics import PROVIDER_ERRORS, SEND_SECONDS
-from postgate.providers.base import Outcome, SendResult
+from postgate.core.outcome import Outcome, SendResult
+from postgate.observability.metrics import PROVIDER_ERRORS, SEND_SECONDS
 from postgate.providers.mx_dns import DnsFailure, MxRoutes
 from postgate.providers.mx_policy import Backoff, held_back, is_throttle, order_hosts, throttled
 from postgate.providers.smtp import SmtpPool

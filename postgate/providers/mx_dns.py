@@ -19,7 +19,7 @@ import dns.exception
 import dns.name
 import dns.resolver
 
-from postgate.providers.base import Outcome, SendResult
+from postgate.core.outcome import Outcome, SendResult
 from postgate.providers.dns_txt import resolver as txt_resolver
 from postgate.providers.mx_policy import MxHost, cache_ttl, null_mx
 from postgate.settings import Settings

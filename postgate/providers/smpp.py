@@ -25,7 +25,9 @@ from aiosmpplib import (
     SubmitSmResp,
 )
 
-from postgate.providers.base import Outcome
+from postgate.core.outcome import Outcome
+from postgate.core.sms.encoding import Encoding, to_bytes
+from postgate.core.sms.outcomes import DlrStatus, SmsError
 from postgate.providers.smpp_session import NotBound, SessionConfig, SmppSession
 from postgate.providers.sms import (
     DeliveryReport,
@@ -37,8 +39,6 @@ from postgate.providers.sms import (
     SmsResult,
 )
 from postgate.settings import Settings
-from postgate.sms.encoding import Encoding, to_bytes
-from postgate.sms.outcomes import DlrStatus, SmsError
 
 log = logging.getLogger("postgate.smpp")
 S = SmppCommandStatus
@@ -67,7 +67,7 @@ def udh(reference: int, total: int, seq: int) -> bytes:
 
 
 def submits(message: SmsMessage) -> list[SubmitSm]:
-    """One submit_sm per part, its octets encoded by :mod:`postgate.sms.encoding`."""
+    """One submit_sm per part, its octets encoded by :mod:`postgate.core.sms.encoding`."""
     sms, pdus = message.sms, []
     numeric = message.sender.isascii() and message.sender.isdigit()
     sender = PhoneNumber(message.sender, TON.INTERNATIONAL, NPI.ISDN) if numeric else \

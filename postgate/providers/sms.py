@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from postgate.metrics import SEND_SECONDS
-from postgate.providers.base import Outcome
+from postgate.core.outcome import Outcome
+from postgate.core.sms.encoding import EncodedSms
+from postgate.core.sms.outcomes import Action, DlrStatus, SmsError, decide
+from postgate.observability.metrics import SEND_SECONDS
 from postgate.providers.rate import RateLimiter
-from postgate.sms.encoding import EncodedSms
-from postgate.sms.outcomes import Action, DlrStatus, SmsError, decide
 
 log = logging.getLogger("postgate.sms")
 

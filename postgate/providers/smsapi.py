@@ -7,11 +7,13 @@ idx, so a retry after a lost answer can never send twice (``retry_unknown``).
 
 Errors can come with HTTP 200: the body's ``error`` code decides, mapped here to the
 normalised :class:`SmsError` kinds; the base class decides what each kind means.
-Delivery reports arrive as callbacks on ``notify_url`` (see :mod:`postgate.sms.callbacks`).
+Delivery reports arrive as callbacks on ``notify_url`` (see :mod:`postgate.http.sms_callbacks`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -19,7 +21,8 @@ from typing import Any
 
 import aiohttp
 
-from postgate.providers.base import Outcome
+from postgate.core.outcome import Outcome
+from postgate.core.sms.outcomes import DlrStatus, SmsError
 from postgate.providers.sms import (
     DeliveryReport,
     FeedbackSink,
@@ -29,13 +32,18 @@ from postgate.providers.sms import (
     SmsResult,
 )
 from postgate.settings import Settings
-from postgate.sms.outcomes import DlrStatus, SmsError
+
+REPORT_PATH = "/v1/sms/smsapi/report"  # served by postgate.http.sms_callbacks
+INBOUND_PATH = "/v1/sms/smsapi/inbound"
+
+
+def callback_key(secret: str) -> str:
+    """The key in our callback URLs, derived from SECRET_KEY: nobody else can post reports."""
+    return hmac.new(secret.encode(), b"smsapi-callback", hashlib.sha256).hexdigest()[:32]
 
 
 def notify_url(public_url: str, secret: str) -> str:
-    from postgate.sms.callbacks import notify_url as url
-
-    return url(public_url, secret)
+    return f"{public_url.rstrip('/')}{REPORT_PATH}?k={callback_key(secret)}"
 
 ERRORS: dict[int, SmsError] = {
     8: SmsError.REJECTED, 11: SmsError.REJECTED, 12: SmsError.REJECTED,

@@ -19,8 +19,8 @@ import time
 
 import aiosmtplib
 
-from postgate.metrics import PROVIDER_ERRORS, SEND_SECONDS
-from postgate.providers.base import Outcome, SendResult, reply_outcome
+from postgate.core.outcome import Outcome, SendResult, reply_outcome
+from postgate.observability.metrics import PROVIDER_ERRORS, SEND_SECONDS
 from postgate.providers.smtp_pipeline import PipelinedSmtp
 from postgate.settings import Settings
 

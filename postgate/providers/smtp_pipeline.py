@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 from collections import deque
 
-from postgate.providers.base import Outcome, SendResult, reply_outcome
+from postgate.core.outcome import Outcome, SendResult, reply_outcome
 
 Reply = tuple[int, str]
 

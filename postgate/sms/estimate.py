@@ -12,10 +12,10 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from postgate.delivery.rendering import TEXT_ENV
-from postgate.delivery.states import Kind
-from postgate.sms.encoding import Policy, SmsTooLong, encode
-from postgate.sms.routing import route
+from postgate.core.rendering import TEXT_ENV
+from postgate.core.sms.encoding import Policy, SmsTooLong, encode
+from postgate.core.sms.routing import route
+from postgate.core.states import Kind
 
 
 def estimate(text: str, kind: str, opt_out: str, policy: str, max_parts: int,

@@ -13,15 +13,15 @@ from typing import Any
 
 from sqlalchemy import Engine, bindparam, insert, select, update
 
-from postgate import tables as t
-from postgate.delivery.retry import next_attempt
-from postgate.delivery.states import DeliveryState as S
-from postgate.delivery.store import Claimed
-from postgate.dialect import insert_ignore
-from postgate.providers.base import Outcome
+from postgate.campaigns.deliveries import Claimed
+from postgate.core.outcome import Outcome
+from postgate.core.retry import next_attempt
+from postgate.core.sms.outcomes import SmsError
+from postgate.core.states import DeliveryState as S
+from postgate.feedback.sms import record_parts
 from postgate.settings import Settings
-from postgate.sms.feedback import record_parts
-from postgate.sms.outcomes import SmsError
+from postgate.store import tables as t
+from postgate.store.dialect import insert_ignore
 
 d = t.delivery.c
 

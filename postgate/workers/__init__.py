@@ -1,1 +1,3 @@
-"""Queue runtime: the planner, the sender and the sweeper, on one base runner."""
+"""Workers: the planner, the sender, the sweeper, the feedback listener and retention, each a
+thin loop over the runtime and the domain packages.
+"""

@@ -19,10 +19,12 @@ from typing import Any
 from aiosmtpd.smtp import SMTP
 from sqlalchemy.exc import DBAPIError
 
-from postgate.clock import utcnow
-from postgate.delivery import feedback_store, reputation, sending_blocks
-from postgate.delivery.feedback_mail import Feedback, parse
-from postgate.workers.context import Context
+from postgate.core.clock import utcnow
+from postgate.feedback import apply as feedback_store
+from postgate.feedback.mail import Feedback, parse
+from postgate.runtime.announce import announce
+from postgate.runtime.context import Context
+from postgate.tenants import reputation
 
 log = logging.getLogger("postgate.feedback")
 SOURCES = {"bounce": "dsn", "complaint": "arf", "unsubscribe": "mailto"}
@@ -64,7 +66,7 @@ class FeedbackHandler:
         if applied.new and applied.tenant_id is not None and fb.kind in ("bounce", "complaint"):
             trip = reputation.check(engine, settings, applied.tenant_id, now)
             if trip is not None:
-                sending_blocks.announce(settings, applied.tenant_id)
+                announce(settings, applied.tenant_id)
         return applied
 
 

@@ -8,8 +8,9 @@ import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from postgate.observability.export import registry
+from postgate.runtime.context import Context
 from postgate.settings import Settings
-from postgate.workers.context import Context
 from postgate.workers.feedback import FeedbackListener
 from postgate.workers.planner import Planner
 from postgate.workers.retention import Retention
@@ -49,8 +50,6 @@ def serve(settings: Settings, names: list[str]) -> None:
     install_loop(settings)
     if settings.metrics_port:
         from prometheus_client import start_http_server
-
-        from postgate.metrics_export import registry
 
         start_http_server(settings.metrics_port, registry=registry())
 

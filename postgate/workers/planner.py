@@ -10,19 +10,20 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, and_, or_, select, update
 
-from postgate import tables as t
-from postgate.clock import utcnow
+from postgate.campaigns import canary
+from postgate.campaigns.accept import accept
 from postgate.consent import audience
-from postgate.consent.gate import GateCampaign, gate
-from postgate.delivery import canary
-from postgate.delivery.campaigns import accept
-from postgate.delivery.message import parse_campaign
-from postgate.delivery.states import CampaignState, DeliveryState
-from postgate.dialect import insert_ignore
-from postgate.metrics import BLOCKED, PLANNED
+from postgate.core.clock import utcnow
+from postgate.core.gate import GateCampaign, gate
+from postgate.core.message import parse_campaign
+from postgate.core.states import CampaignState, DeliveryState
+from postgate.observability.metrics import BLOCKED, PLANNED
+from postgate.runtime.broker import Broker
+from postgate.runtime.publish import publish_batches
+from postgate.runtime.runner import Runner
 from postgate.settings import Settings
-from postgate.workers.broker import Broker
-from postgate.workers.runner import Runner
+from postgate.store import tables as t
+from postgate.store.dialect import insert_ignore
 
 log = logging.getLogger("postgate.planner")
 
@@ -32,11 +33,6 @@ class PlanReport:
     campaign_id: int
     queued: int = 0
     blocked: Counter[str] | None = None
-
-
-def publish_batches(broker: Broker, campaign_id: int, ids: list[int], size: int) -> None:
-    for start in range(0, len(ids), size):
-        broker.publish("send", {"campaign_id": campaign_id, "ids": ids[start : start + size]})
 
 
 def take_lease(engine: Engine, settings: Settings, campaign_id: int) -> bool:

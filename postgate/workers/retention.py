@@ -14,10 +14,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, delete, insert, select, update
 
-from postgate import tables as t
-from postgate.clock import utcnow
-from postgate.models import metadata
-from postgate.workers.context import Context
+from postgate.core.clock import utcnow
+from postgate.runtime.context import Context
+from postgate.store import tables as t
+from postgate.store.schema import metadata
 
 log = logging.getLogger("postgate.retention")
 CLOSED_TENANT_DAYS = 90

@@ -14,24 +14,26 @@ from email.utils import formatdate
 
 from sqlalchemy import select
 
-from postgate import tables as t
-from postgate.clock import utcnow
+from postgate.campaigns import deliveries as store
 from postgate.consent import reminder, send_checks
 from postgate.consent.signup import CONFIRM_PREFIX
-from postgate.delivery import domain_store, store
-from postgate.delivery.dkim_signing import Signer
-from postgate.delivery.message import MessageError
-from postgate.delivery.rendering import CampaignContent, CompiledCampaign
-from postgate.delivery.sending_state import may_send
-from postgate.delivery.states import BlockReason, Channel, Kind
-from postgate.metrics import BATCH_SECONDS, BLOCKED, DKIM_SIGN_SECONDS, MESSAGES
+from postgate.core.clock import utcnow
+from postgate.core.dkim_signing import Signer
+from postgate.core.message import MessageError
+from postgate.core.outcome import SendResult
+from postgate.core.rendering import CampaignContent, CompiledCampaign
+from postgate.core.sending_policy import may_send
+from postgate.core.states import BlockReason, Channel, Kind
+from postgate.observability.metrics import BATCH_SECONDS, BLOCKED, DKIM_SIGN_SECONDS, MESSAGES
 from postgate.providers import registry
-from postgate.providers.base import EmailProvider, SendResult
-from postgate.sms.dispatch import SmsDispatch
-from postgate.workers.context import Context
+from postgate.providers.base import EmailProvider
+from postgate.runtime.context import Context
+from postgate.runtime.runner import Runner
+from postgate.store import tables as t
+from postgate.tenants import domains as domain_store
 from postgate.workers.outcomes import Outcomes
-from postgate.workers.runner import Runner
 from postgate.workers.sending_switch import SendingSwitch
+from postgate.workers.sms_dispatch import SmsDispatch
 
 log = logging.getLogger("postgate.sender")
 STATE_TTL_S = 1.0

@@ -15,10 +15,11 @@ import logging
 import time
 from typing import Any
 
-from postgate.delivery import sending_blocks
-from postgate.delivery.sending_state import allows
-from postgate.pubsub import PubSub
-from postgate.workers.context import Context
+from postgate.core.sending_policy import allows
+from postgate.runtime.announce import STATE_CHANNEL
+from postgate.runtime.context import Context
+from postgate.runtime.pubsub import PubSub
+from postgate.tenants import sending as sending_blocks
 
 log = logging.getLogger("postgate.switch")
 
@@ -40,7 +41,7 @@ class SendingSwitch:
         self.scopes = await asyncio.to_thread(sending_blocks.all_active, self.ctx.engine)
         ready = asyncio.Event()
         self._tasks = [
-            asyncio.create_task(self.pubsub.listen(sending_blocks.STATE_CHANNEL, self._notice,
+            asyncio.create_task(self.pubsub.listen(STATE_CHANNEL, self._notice,
                                                    self._stop, ready)),
             asyncio.create_task(self._refresh()),
         ]

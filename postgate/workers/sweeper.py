@@ -19,17 +19,19 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, and_, exists, select, update
 
-from postgate import tables as t
-from postgate.clock import utcnow
-from postgate.delivery import canary
-from postgate.delivery.reputation import BreakerWatch
-from postgate.delivery.sending_blocks import announce, release_held
-from postgate.delivery.states import SENDABLE_CAMPAIGN, CampaignState
-from postgate.delivery.states import DeliveryState as S
+from postgate.campaigns import canary
+from postgate.core.clock import utcnow
+from postgate.core.states import SENDABLE_CAMPAIGN, CampaignState
+from postgate.core.states import DeliveryState as S
+from postgate.runtime.announce import announce
+from postgate.runtime.broker import Broker
+from postgate.runtime.context import Context
+from postgate.runtime.publish import publish_batches, publisher
 from postgate.settings import Settings
-from postgate.workers.broker import Broker
-from postgate.workers.context import Context
-from postgate.workers.planner import abandoned, plan_campaign, publish_batches
+from postgate.store import tables as t
+from postgate.tenants.reputation import BreakerWatch
+from postgate.tenants.sending import release_held
+from postgate.workers.planner import abandoned, plan_campaign
 
 log = logging.getLogger("postgate.sweeper")
 d, c = t.delivery.c, t.campaign.c
@@ -108,7 +110,8 @@ def sweep_once(engine: Engine, broker: Broker, settings: Settings, now: datetime
                    d.campaign_id.in_(select(c.id).where(c.state == CampaignState.CANCELLED)))
             .values(state=S.CANCELLED, reason="campaign_cancelled", updated_at=now)
         ).rowcount
-    done["canary"] = len(canary.review(engine, broker, settings, now))
+    publish = publisher(broker, settings.batch_size)
+    done["canary"] = len(canary.review(engine, publish, settings, now))
     done["released"] = _republish(broker, settings, _release_late_holds(engine, now))
 
     with engine.begin() as conn:

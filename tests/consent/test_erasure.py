@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import insert, select
 
-from postgate import tables as t
-from postgate.clock import utcnow
-from postgate.consent.erasure import address_hash, erase, suppressions
+from postgate.core.clock import utcnow
+from postgate.store import tables as t
+from postgate.tenants.erasure import address_hash, erase, suppressions
 from tests.support import World
 
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from postgate.clock import add_months
-from postgate.consent.gate import ConsentView, GateCampaign, Recipient, decide, is_fresh
-from postgate.delivery.states import BlockReason as R
+from postgate.core.clock import add_months
+from postgate.core.gate import ConsentView, GateCampaign, Recipient, decide, is_fresh
+from postgate.core.states import BlockReason as R
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 PROMO = GateCampaign(tenant_id=1, kind="promotional")

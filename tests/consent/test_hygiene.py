@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from postgate.clock import add_months
-from postgate.consent.gate import HARD_SUPPRESSIONS
 from postgate.consent.imports import Provenance, check_rows
 from postgate.consent.send_checks import suppressed_rows
+from postgate.core.clock import add_months
+from postgate.core.gate import HARD_SUPPRESSIONS
 
 NOW = datetime(2026, 8, 31, 12, 0, tzinfo=UTC)
 DECL = Provenance.model_validate({"source": "event", "topic": "news", "collected_at": NOW,

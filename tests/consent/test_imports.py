@@ -14,10 +14,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from postgate import tables as t
-from postgate.auth import create_key
-from postgate.clock import utcnow
 from postgate.consent.imports import Provenance, check_rows
+from postgate.core.clock import utcnow
+from postgate.http.auth import create_key
+from postgate.store import tables as t
 from tests.support import World
 
 

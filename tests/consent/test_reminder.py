@@ -8,9 +8,9 @@ from datetime import timedelta
 
 from sqlalchemy import insert
 
-from postgate import tables as t
-from postgate.clock import utcnow
 from postgate.consent.reminder import needs_reminder, reminder_text
+from postgate.core.clock import utcnow
+from postgate.store import tables as t
 from tests.support import World, ago
 
 

@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-from postgate import tables as t
-from postgate.auth import create_key
 from postgate.consent.signup import hash_text, hash_token
+from postgate.http.auth import create_key
+from postgate.store import tables as t
 from tests.support import World, serve_api
 
 CONSENT_TEXT = "I want the Acme newsletter about news. I can unsubscribe at any time."
@@ -118,8 +118,8 @@ def test_bombing_one_address_sends_one_confirmation(world: World, api: str) -> N
     assert len(world.sink.handler.to(address)) == 1
     assert count(world, t.pending_signup, t.pending_signup.c.tenant_id == world.tenant_id) == 1
     # past the rate limiter (another api process, a restart), the database still says no
-    from postgate.clock import utcnow
     from postgate.consent import signup
+    from postgate.core.clock import utcnow
 
     row = signup.find_form(world.ctx.engine, form["public_id"])
     again = signup.submit(world.ctx.engine, world.ctx.settings, row,
@@ -200,8 +200,8 @@ def test_forms_keep_working_while_bulk_sending_is_disabled(world: World, api: st
 def test_a_confirmation_whose_link_was_lost_is_cancelled_not_sent(world: World, api: str) -> None:
     """The sweeper may republish a confirmation row without its context (the link lived
     only in the lost queue message): the sender cancels it instead of mailing no link."""
-    from postgate.clock import utcnow
     from postgate.consent import signup
+    from postgate.core.clock import utcnow
 
     _, form = make_form(world, api)
     address = f"lost@{world.tenant.domain}"
@@ -229,8 +229,8 @@ def test_a_confirmation_whose_link_was_lost_is_cancelled_not_sent(world: World, 
 
 
 def test_expired_links_neither_show_nor_confirm(world: World, api: str) -> None:
-    from postgate.clock import utcnow
     from postgate.consent import signup
+    from postgate.core.clock import utcnow
 
     _, form = make_form(world, api)
     row = signup.find_form(world.ctx.engine, form["public_id"])

@@ -9,8 +9,8 @@ import re
 import httpx
 from sqlalchemy import func, select
 
-from postgate import tables as t
-from postgate.delivery import tokens
+from postgate.core import tokens
+from postgate.store import tables as t
 from tests.support import World
 
 
@@ -91,8 +91,8 @@ def test_forged_or_unknown_tokens_are_refused(world: World, api: str) -> None:
 
 
 def test_mailto_unsubscribe_address_applies_once(world: World) -> None:
-    from postgate.clock import utcnow
-    from postgate.consent import unsubscribe
+    from postgate.core.clock import utcnow
+    from postgate.feedback import unsubscribe
 
     world.contact("dora")
     dora = f"dora@{world.tenant.domain}"

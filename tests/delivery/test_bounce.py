@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from postgate.delivery.bounce import classify_reply
+from postgate.core.bounce import classify_reply
 
 
 @pytest.mark.parametrize(

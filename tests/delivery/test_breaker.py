@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from postgate.delivery.breaker import (
+from postgate.core.breaker import (
     SoftBounceRule,
     Thresholds,
     Window,
@@ -13,7 +13,7 @@ from postgate.delivery.breaker import (
     soft_bounce_suppresses,
     window_start,
 )
-from postgate.delivery.sending_state import allows
+from postgate.core.sending_policy import allows
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 LIMITS = Thresholds()
@@ -85,7 +85,7 @@ def test_scopes_keep_transactional_mail_flowing() -> None:
 
 
 def test_canary_slice_and_verdict() -> None:
-    from postgate.delivery.canary import slice_size, verdict
+    from postgate.campaigns.canary import slice_size, verdict
     from postgate.settings import Settings
 
     settings = Settings(canary_min_audience=5000, canary_fraction=0.02)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from postgate.delivery import lexicon
-from postgate.delivery.content_policy import check, html_text
-from postgate.delivery.lexicon import LexiconError
+from postgate.core import lexicon
+from postgate.core.content_policy import check, html_text
+from postgate.core.lexicon import LexiconError
 
 LEX = lexicon.load()
 

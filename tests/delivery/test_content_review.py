@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from postgate.delivery.content_review import review, sample_render
-from postgate.delivery.message import CampaignV1, MessageError
+from postgate.campaigns.content_review import review, sample_render
+from postgate.core.message import CampaignV1, MessageError
 
 
 @pytest.mark.parametrize(("part", "source", "why"), [

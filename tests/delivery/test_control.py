@@ -11,9 +11,10 @@ from collections import Counter
 import pytest
 from sqlalchemy import insert, select
 
-from postgate import tables as t
-from postgate.clock import utcnow
-from postgate.delivery import control
+from postgate.campaigns import control
+from postgate.core.clock import utcnow
+from postgate.runtime.publish import publisher
+from postgate.store import tables as t
 from tests.support import World, run_until
 
 N = 1500
@@ -68,8 +69,8 @@ def test_fifty_pauses_and_resumes_send_everyone_exactly_once(world: World) -> No
                 control.pause(world.ctx.engine, world.tenant_id, cid, "test")
                 actions["pause"] += 1
                 time.sleep(rng.uniform(0.0, 0.03))
-                control.resume(world.ctx.engine, broker, world.ctx.settings, world.tenant_id,
-                               cid, "test")
+                control.resume(world.ctx.engine, publisher(broker, world.ctx.settings.batch_size),
+                               world.tenant_id, cid, "test")
                 actions["resume"] += 1
             except control.ControlError:  # finished before all 50 rounds
                 break
@@ -103,7 +104,8 @@ def test_cancel_mid_send_stops_and_never_duplicates(world: World) -> None:
     assert states["sent"] == len(received) and states["cancelled"] == N - len(received)
     assert states["cancelled"] > 0
     with pytest.raises(control.ControlError):
-        control.resume(world.ctx.engine, world.ctx.broker(), world.ctx.settings,
+        control.resume(world.ctx.engine,
+                       publisher(world.ctx.broker(), world.ctx.settings.batch_size),
                        world.tenant_id, campaign_id(world, "cancel"), "test")
 
 

@@ -14,11 +14,11 @@ import dkim
 import pytest
 from sqlalchemy import update
 
-from postgate import tables as t
-from postgate.clock import utcnow
-from postgate.delivery import domain_store
-from postgate.delivery.dkim_signing import ALGORITHMS, DkimKey, Signer, generate
-from postgate.delivery.rendering import CampaignContent, CompiledCampaign, RecipientData
+from postgate.core.clock import utcnow
+from postgate.core.dkim_signing import ALGORITHMS, DkimKey, Signer, generate
+from postgate.core.rendering import CampaignContent, CompiledCampaign, RecipientData
+from postgate.store import tables as t
+from postgate.tenants import domains as domain_store
 from postgate.workers.main import run_workers
 from tests.support import World
 

@@ -10,7 +10,7 @@ import xmlschema
 from sqlmodel import Session
 
 from postgate.consent import records
-from postgate.delivery import export
+from postgate.tenants import export
 from tests.support import World
 
 NS = {"x": export.NAMESPACE}

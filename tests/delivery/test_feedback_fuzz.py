@@ -14,8 +14,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from postgate.delivery.feedback_mail import MAX_ROW_ID, parse
-from postgate.delivery.webhooks import normalise, signature, verify
+from postgate.feedback.mail import MAX_ROW_ID, parse
+from postgate.http.webhooks import normalise, signature, verify
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "feedback"
 MAILS = [p.read_bytes() for p in sorted(FIXTURES.glob("*.eml"))] + \

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from postgate.delivery.feedback_mail import parse
+from postgate.feedback.mail import parse
 
 SECRET = "fixture-secret"  # the VERP/unsubscribe tokens in the .eml fixtures are signed with it
 

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from postgate.delivery.headers import HeaderError, validate
-from postgate.delivery.message import MessageError, parse_campaign
-from postgate.delivery.rendering import CampaignContent, CompiledCampaign, RecipientData
+from postgate.core.headers import HeaderError, validate
+from postgate.core.message import MessageError, parse_campaign
+from postgate.core.rendering import CampaignContent, CompiledCampaign, RecipientData
 from tests.delivery.test_rendering import compiled, parse
 
 BREAKS = ["\r\n", "\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028",

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from postgate.delivery.message import MessageError, json_schema, parse_campaign
+from postgate.core.message import MessageError, json_schema, parse_campaign
 
 LIMIT = 100_000
 

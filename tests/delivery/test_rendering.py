@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from postgate.delivery.rendering import CampaignContent, CompiledCampaign, RecipientData
+from postgate.core.rendering import CampaignContent, CompiledCampaign, RecipientData
 
 HOSTILE = ["Eve\r\nBcc: victim@x.example", "Eve\nBcc: v@x", "Eve\u2028Bcc: v@x",
            "Eve\rBcc: v@x", "=?utf-8?q?Eve=0D=0ABcc:_v@x?=", "Eve\x85Bcc: v@x"]
@@ -89,7 +89,7 @@ def _raw_header(data: bytes, name: bytes) -> str:
 @given(name=st.text(min_size=1, max_size=120), subject=st.text(min_size=1, max_size=300))
 @settings(max_examples=150, deadline=None)
 def test_any_name_and_subject_round_trip_through_a_mail_parser(name: str, subject: str) -> None:
-    from postgate.delivery.rendering import header_safe
+    from postgate.core.rendering import header_safe
 
     camp = compiled(subject="{{ contact.subject }}")
     data = camp.render(RecipientData(1, "a@x.example", name, {"subject": subject}), "d")

@@ -4,8 +4,8 @@ import hashlib
 import hmac
 from datetime import UTC, datetime, timedelta
 
-from postgate.delivery import tokens
-from postgate.delivery.retry import next_attempt
+from postgate.core import tokens
+from postgate.core.retry import next_attempt
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -7,9 +7,9 @@ import base64
 import dkim
 import pytest
 
-from postgate.delivery import sender_domains as sd
-from postgate.delivery.dkim_signing import ALGORITHMS, DkimError, DkimKey, generate, sign
-from postgate.delivery.rendering import CampaignContent, CompiledCampaign, RecipientData
+from postgate.core import sender_domains as sd
+from postgate.core.dkim_signing import ALGORITHMS, DkimError, DkimKey, generate, sign
+from postgate.core.rendering import CampaignContent, CompiledCampaign, RecipientData
 
 
 @pytest.mark.parametrize(("raw", "expected"), [

@@ -7,8 +7,8 @@ import time
 import pytest
 from jinja2.exceptions import SecurityError, UndefinedError
 
-from postgate.delivery.rendering import CampaignContent, CompiledCampaign, RecipientData
-from postgate.delivery.template_limits import LimitedEnvironment, Limits, TemplateLimitError
+from postgate.core.rendering import CampaignContent, CompiledCampaign, RecipientData
+from postgate.core.template_limits import LimitedEnvironment, Limits, TemplateLimitError
 
 ENV = LimitedEnvironment()
 RUNAWAY = {

@@ -9,8 +9,8 @@ import time
 import httpx
 from sqlalchemy import select
 
-from postgate import tables as t
-from postgate.delivery.webhooks import signature
+from postgate.http.webhooks import signature
+from postgate.store import tables as t
 from tests.support import World
 
 SECRET = "esp-webhook-secret"

@@ -12,9 +12,9 @@ from datetime import timedelta
 from sqlalchemy import insert, select
 from sqlmodel import Session
 
-from postgate import tables as t
-from postgate.clock import utcnow
-from postgate.delivery.models import Campaign
+from postgate.core.clock import utcnow
+from postgate.store import tables as t
+from postgate.store.models.campaigns import Campaign
 from tests.support import World
 from tests.workers.switching import bulk_audience
 

@@ -17,10 +17,10 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 from sqlalchemy import func, select
 
-from postgate import tables as t
-from postgate.auth import create_key
-from postgate.providers.sink import SmtpSink
+from postgate.http.auth import create_key
 from postgate.settings import Settings
+from postgate.sinks.smtp import SmtpSink
+from postgate.store import tables as t
 from tests.operator_page.background import seed_history, workers_running
 from tests.support import World
 from tests.workers.switching import TimedHandler, bulk_audience

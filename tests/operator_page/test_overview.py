@@ -8,10 +8,10 @@ from datetime import timedelta
 
 from sqlalchemy import insert, select, update
 
-from postgate import tables as t
-from postgate.clock import utcnow
-from postgate.delivery.breaker import Window
-from postgate.delivery.reputation import measure, measure_all
+from postgate.core.breaker import Window
+from postgate.core.clock import utcnow
+from postgate.store import tables as t
+from postgate.tenants.reputation import measure, measure_all
 from tests.operator_page.background import seed_history
 from tests.support import World
 

@@ -10,10 +10,10 @@ from datetime import timedelta
 import httpx
 from sqlalchemy import select, update
 
-from postgate import tables as t
-from postgate.auth import create_key, hash_key
-from postgate.clock import utcnow
+from postgate.core.clock import utcnow
+from postgate.http.auth import create_key, hash_key
 from postgate.operator_page import sessions
+from postgate.store import tables as t
 from tests.operator_page.background import seed_history
 from tests.support import World
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from postgate.delivery.breaker import Thresholds, Window, evaluate
-from postgate.delivery.progress import tally
+from postgate.campaigns.progress import tally
+from postgate.core.breaker import Thresholds, Window, evaluate
 from postgate.operator_page.standing import attention, judge, level
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)

@@ -10,8 +10,8 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from postgate.providers.sink import SinkHandler, _free_port
 from postgate.settings import Settings
+from postgate.sinks.smtp import SinkHandler, _free_port
 from tests.dns_server import LocalDns
 
 FROM = "bounce+1@bounces.example"

@@ -15,11 +15,11 @@ from aiosmpplib import DeliverSm, PhoneNumber
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from postgate.core.sms.opt_out import RESUME_KEYWORDS, keyword
 from postgate.providers.smpp import report
 from postgate.providers.smpp_session import read_pdu
 from postgate.providers.sms import DeliveryReport
 from postgate.providers.smsapi import parse_callback
-from postgate.sms.opt_out import RESUME_KEYWORDS, keyword
 
 SESSION_ENDS = (OSError, asyncio.IncompleteReadError, ConnectionError, TimeoutError)
 QUICK_S = 1.0

@@ -11,10 +11,10 @@ from typing import Any, TypeVar
 import pytest
 from prometheus_client import REGISTRY
 
-from postgate.delivery.bounce import classify_reply
-from postgate.providers.base import Outcome, SendResult
+from postgate.core.bounce import classify_reply
+from postgate.core.outcome import Outcome, SendResult
 from postgate.providers.mx import MxProvider
-from postgate.providers.sink import _free_port
+from postgate.sinks.smtp import _free_port
 from tests.dns_server import LocalDns
 from tests.providers.mx_servers import FROM, MESSAGE, MxServer, mx_settings, publish
 from tests.providers.test_smtp_tls import tls_context

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from postgate.providers.base import Outcome
+from postgate.core.outcome import Outcome
 from postgate.providers.mx_dns import DnsFailure, MxRoutes
 from postgate.providers.mx_policy import MxHost
 from postgate.settings import Settings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from postgate.delivery.bounce import classify_reply
+from postgate.core.bounce import classify_reply
 from postgate.providers.mx_policy import (
     Backoff,
     MxHost,

@@ -9,16 +9,16 @@ from collections.abc import Iterator
 import pytest
 from aiosmpplib import SmppCommandStatus
 
-from postgate.db import engine_for
-from postgate.providers.base import Outcome
+from postgate.core.outcome import Outcome
+from postgate.core.sms.encoding import encode
+from postgate.core.sms.outcomes import SmsError
+from postgate.feedback.sms import DatabaseFeedback
 from postgate.providers.rate import RateLimiter
 from postgate.providers.smpp import SmppGateway
 from postgate.providers.sms import SmsMessage, SmsResult
-from postgate.providers.smsc_sink import SmscSink
 from postgate.settings import Settings
-from postgate.sms.encoding import encode
-from postgate.sms.feedback import DatabaseFeedback
-from postgate.sms.outcomes import SmsError
+from postgate.sinks.smsc import SmscSink
+from postgate.store.db import engine_for
 
 HU = "+36201234567"
 

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from aiosmpplib import NPI, TON, DeliverSm, OptionalParam, PhoneNumber
 
+from postgate.core.outcome import Outcome
+from postgate.core.sms.encoding import encode
+from postgate.core.sms.outcomes import Action, DlrStatus, SmsError, decide, overall
 from postgate.providers import registry
-from postgate.providers.base import Outcome
 from postgate.providers.smpp import SmppGateway, report, submits, udh
 from postgate.providers.sms import SmsMessage
 from postgate.providers.smsapi import SmsApiGateway, classify, parse_callback
-from postgate.sms.encoding import encode
-from postgate.sms.outcomes import Action, DlrStatus, SmsError, decide, overall
 
 
 def body(fixtures_dir: Path, name: str) -> str:

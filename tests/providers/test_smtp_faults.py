@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from postgate import tables as t
-from postgate.providers.sink import SinkHandler, SmtpSink
 from postgate.settings import Settings
+from postgate.sinks.smtp import SinkHandler, SmtpSink
+from postgate.store import tables as t
 from tests.support import World
 
 

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import pytest
 from aiosmtpd.controller import Controller
 
-from postgate.providers.base import Outcome
-from postgate.providers.sink import SinkHandler, SmtpSink
+from postgate.core.outcome import Outcome
 from postgate.providers.smtp_pipeline import PipelinedSmtp, payload
+from postgate.sinks.smtp import SinkHandler, SmtpSink
 from tests.local_services import _wait_port as wait_port
 
 MESSAGE = (b"From: a@acme.example\r\nTo: b@x.example\r\nSubject: hi\r\n\r\n"

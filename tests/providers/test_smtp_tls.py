@@ -17,10 +17,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from postgate.providers.base import Outcome
-from postgate.providers.sink import SinkHandler, _free_port
+from postgate.core.outcome import Outcome
 from postgate.providers.smtp import SmtpPool
 from postgate.settings import Settings
+from postgate.sinks.smtp import SinkHandler, _free_port
 
 MESSAGE = b"From: a@x.example\r\nTo: b@y.example\r\nSubject: hi\r\n\r\nhello\r\n"
 

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from postgate.providers.smsapi_sink import SmsApiSink
-from postgate.providers.smsc_sink import SmscSink
 from postgate.settings import Settings
+from postgate.sinks.smsapi import SmsApiSink
+from postgate.sinks.smsc import SmscSink
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from postgate.delivery.message import MessageError, parse_campaign
+from postgate.core.message import MessageError, parse_campaign
 
 
 def sms(**overrides: Any) -> bytes:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from postgate.sms.encoding import (
+from postgate.core.sms.encoding import (
     BASIC,
     ESCAPE,
     EXTENSION,

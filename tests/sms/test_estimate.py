@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from postgate.clock import utcnow
 from postgate.consent.dry_run import dry_run
-from postgate.delivery.message import parse_campaign
+from postgate.core.clock import utcnow
+from postgate.core.message import parse_campaign
 from tests.sms.world import phone_contact, sms_message
 from tests.support import World
 

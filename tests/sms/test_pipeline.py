@@ -8,14 +8,14 @@ import asyncio
 from sqlalchemy import select, update
 from sqlmodel import Session
 
-from postgate import tables as t
-from postgate.clock import utcnow
 from postgate.consent import records
+from postgate.core.clock import utcnow
+from postgate.feedback.sms import DatabaseFeedback, inbound
 from postgate.providers.smpp import SmppGateway
 from postgate.providers.sms import InboundSms
-from postgate.providers.smsapi_sink import SmsApiSink
-from postgate.providers.smsc_sink import SmscSink
-from postgate.sms.feedback import DatabaseFeedback, inbound
+from postgate.sinks.smsapi import SmsApiSink
+from postgate.sinks.smsc import SmscSink
+from postgate.store import tables as t
 from tests.sms.world import phone_contact, rows, settled, sms_message
 from tests.support import World, serve_api
 

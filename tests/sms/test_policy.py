@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from postgate.sms.addressing import AddressError, e164, sender_id
-from postgate.sms.opt_out import RESUME_KEYWORDS, keyword
-from postgate.sms.routing import parse_routes, route
+from postgate.core.sms.addressing import AddressError, e164, sender_id
+from postgate.core.sms.opt_out import RESUME_KEYWORDS, keyword
+from postgate.core.sms.routing import parse_routes, route
 
 
 @pytest.mark.parametrize("value", ["Acme", "ACME Kft.", "Shop-24", "A1234567890", "36201234567",

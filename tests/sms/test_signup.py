@@ -12,12 +12,12 @@ import httpx
 from sqlalchemy import select
 from sqlmodel import Session
 
-from postgate import tables as t
 from postgate.consent import records
-from postgate.consent.erasure import erase
 from postgate.consent.signup import hash_token
-from postgate.providers.smsapi_sink import SmsApiSink
-from postgate.providers.smsc_sink import SmscSink
+from postgate.sinks.smsapi import SmsApiSink
+from postgate.sinks.smsc import SmscSink
+from postgate.store import tables as t
+from postgate.tenants.erasure import erase
 from tests.consent.test_signup_forms import mails_to, make_form
 from tests.sms.world import rows, settled, sms_message
 from tests.support import World

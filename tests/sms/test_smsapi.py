@@ -11,19 +11,18 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
-from postgate import tables as t
-from postgate.clock import utcnow
-from postgate.db import engine_for
-from postgate.providers.base import Outcome
+from postgate.core.clock import utcnow
+from postgate.core.outcome import Outcome
+from postgate.core.sms.encoding import encode
+from postgate.core.sms.outcomes import DlrStatus, SmsError
+from postgate.feedback import sms as feedback
+from postgate.feedback.sms import DatabaseFeedback
 from postgate.providers.sms import DeliveryReport, SmsMessage, SmsResult
-from postgate.providers.smsapi import SmsApiGateway
-from postgate.providers.smsapi_sink import SmsApiSink
+from postgate.providers.smsapi import SmsApiGateway, callback_key
 from postgate.settings import Settings
-from postgate.sms import feedback
-from postgate.sms.callbacks import callback_key
-from postgate.sms.encoding import encode
-from postgate.sms.feedback import DatabaseFeedback
-from postgate.sms.outcomes import DlrStatus, SmsError
+from postgate.sinks.smsapi import SmsApiSink
+from postgate.store import tables as t
+from postgate.store.db import engine_for
 from tests.sms.world import phone_contact, rows, sms_message
 from tests.support import World, serve_api
 

@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
-from postgate import tables as t
-from postgate.clock import utcnow
 from postgate.consent import records
+from postgate.core.clock import utcnow
+from postgate.store import tables as t
 from tests.support import World
 
 

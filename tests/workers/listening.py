@@ -14,10 +14,10 @@ import aiosmtplib
 import pytest
 from sqlalchemy import select
 
-from postgate import tables as t
-from postgate.delivery import tokens
-from postgate.delivery.feedback_mail import parse
-from postgate.workers.context import Context
+from postgate.core import tokens
+from postgate.feedback.mail import parse
+from postgate.runtime.context import Context
+from postgate.store import tables as t
 from postgate.workers.feedback import FeedbackListener
 from tests.support import ref_for
 

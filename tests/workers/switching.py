@@ -10,9 +10,9 @@ from typing import Any
 
 from sqlalchemy import insert, select
 
-from postgate import tables as t
-from postgate.clock import utcnow
-from postgate.providers.sink import SinkHandler
+from postgate.core.clock import utcnow
+from postgate.sinks.smtp import SinkHandler
+from postgate.store import tables as t
 from tests.support import World
 
 

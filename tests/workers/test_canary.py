@@ -9,10 +9,11 @@ from collections import Counter
 
 from sqlalchemy import select
 
-from postgate import tables as t
-from postgate.clock import utcnow
-from postgate.delivery import feedback_store, sending_blocks
-from postgate.delivery.feedback_mail import Feedback
+from postgate.core.clock import utcnow
+from postgate.feedback import apply as feedback_store
+from postgate.feedback.mail import Feedback
+from postgate.store import tables as t
+from postgate.tenants import sending as sending_blocks
 from tests.support import World
 
 N, SLICE = 200, 20

@@ -11,10 +11,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from postgate import tables as t
-from postgate.clock import utcnow
-from postgate.delivery import sending_blocks
-from postgate.delivery.kill_switch import resume_held
+from postgate.core.clock import utcnow
+from postgate.http.kill_switch import resume_held
+from postgate.store import tables as t
+from postgate.tenants import sending as sending_blocks
 from tests.support import World
 from tests.workers.listening import deliver, listener, mail
 

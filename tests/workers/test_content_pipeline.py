@@ -6,7 +6,7 @@ from __future__ import annotations
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
-from postgate import tables as t
+from postgate.store import tables as t
 from tests.support import World
 from tests.workers.test_dead_letter import dead_letters
 
@@ -121,7 +121,7 @@ def test_tenant_headers_arrive_and_forged_ones_are_dead_lettered(world: World) -
 def test_tenant_and_operator_see_the_verdicts_over_the_api(world: World, api: str) -> None:
     import httpx
 
-    from postgate.auth import create_key
+    from postgate.http.auth import create_key
 
     tenant_key = create_key(world.ctx.engine, "tenant", "crm", world.tenant.slug)
     operator_key = create_key(world.ctx.engine, "operator", "ops")

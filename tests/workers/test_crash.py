@@ -16,9 +16,9 @@ from collections import Counter
 import pytest
 from sqlalchemy import func, insert, select
 
-from postgate import tables as t
-from postgate.clock import utcnow
+from postgate.core.clock import utcnow
 from postgate.settings import Settings
+from postgate.store import tables as t
 from tests.support import World
 from tests.workers.fleet import worker_env
 

@@ -7,8 +7,8 @@ import json
 import pytest
 from sqlalchemy import select
 
-from postgate import tables as t
-from postgate.dead_letters import preview
+from postgate.runtime.dead_letters import preview
+from postgate.store import tables as t
 from tests.support import World
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import func, select
 
-from postgate import tables as t
+from postgate.store import tables as t
 from tests.support import World, unsubscribe_token_for, verp_for
 from tests.workers.listening import deliver, listener, mail
 

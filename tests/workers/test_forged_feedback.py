@@ -15,10 +15,12 @@ from typing import Any
 from prometheus_client import REGISTRY
 from sqlalchemy import select, update
 
-from postgate import tables as t
-from postgate.clock import utcnow
-from postgate.delivery import domain_store, reputation, tokens
+from postgate.core import tokens
+from postgate.core.clock import utcnow
 from postgate.operator_page import overview
+from postgate.store import tables as t
+from postgate.tenants import domains as domain_store
+from postgate.tenants import reputation
 from tests.support import World, ref_for, verp_for
 from tests.workers.listening import deliver, listener
 from tests.workers.test_feedback_listener import sent_campaign, suppressed

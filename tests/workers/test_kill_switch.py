@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from postgate.auth import create_key
-from postgate.providers.sink import SmtpSink
+from postgate.http.auth import create_key
+from postgate.sinks.smtp import SmtpSink
 from tests.support import World
 from tests.workers.switching import TimedHandler, bulk_audience
 

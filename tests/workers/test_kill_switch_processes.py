@@ -15,11 +15,11 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from postgate import tables as t
-from postgate.auth import create_key
-from postgate.clock import utcnow
-from postgate.delivery import domain_store
-from postgate.providers.sink import SmtpSink
+from postgate.core.clock import utcnow
+from postgate.http.auth import create_key
+from postgate.sinks.smtp import SmtpSink
+from postgate.store import tables as t
+from postgate.tenants import domains as domain_store
 from tests.support import World
 from tests.workers.fleet import Fleet, wait_until
 from tests.workers.switching import TimedHandler, bulk_audience

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
-from postgate import tables as t
-from postgate.delivery import control
-from postgate.providers.sink import SmtpSink
+from postgate.campaigns import control
+from postgate.sinks.smtp import SmtpSink
+from postgate.store import tables as t
 from tests.support import World
 from tests.workers.switching import TimedHandler
 

@@ -12,12 +12,12 @@ from prometheus_client import REGISTRY
 from sqlalchemy import select
 from sqlmodel import Session
 
-from postgate import tables as t
-from postgate.clock import utcnow
 from postgate.consent import records
-from postgate.providers.sink import _free_port
+from postgate.core.clock import utcnow
+from postgate.runtime.context import Context
 from postgate.settings import Settings
-from postgate.workers.context import Context
+from postgate.sinks.smtp import _free_port
+from postgate.store import tables as t
 from tests.dns_server import LocalDns
 from tests.providers.mx_servers import MxServer, publish
 from tests.support import World

@@ -11,10 +11,10 @@ from prometheus_client import REGISTRY
 from sqlalchemy import select, update
 from sqlmodel import Session
 
-from postgate import tables as t
-from postgate.clock import utcnow
 from postgate.consent import records
-from postgate.delivery import tokens
+from postgate.core import tokens
+from postgate.core.clock import utcnow
+from postgate.store import tables as t
 from tests.support import World, unsubscribe_token_for
 
 

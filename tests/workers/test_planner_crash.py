@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from postgate import tables as t
-from postgate.workers.broker import Broker
+from postgate.runtime.broker import Broker
+from postgate.store import tables as t
 from tests.support import World
 from tests.workers.fleet import Fleet, wait_until
 from tests.workers.test_crash import bulk_audience
@@ -64,7 +64,7 @@ def test_a_planner_killed_mid_plan_is_resumed_by_the_sweeper(world: World,
 
 TAKER = """
 import sys, time
-from postgate.workers.broker import Broker
+from postgate.runtime.broker import Broker
 broker = Broker(sys.argv[1], sys.argv[2], visibility_timeout_s=1.0)
 while broker.get("campaigns") is None:
     time.sleep(0.02)

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 from sqlalchemy import func, insert, select, update
 
-from postgate import tables as t
-from postgate.clock import utcnow
+from postgate.core.clock import utcnow
+from postgate.store import tables as t
 from postgate.workers.retention import purge
 from tests.support import World
 

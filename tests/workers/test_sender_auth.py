@@ -12,9 +12,9 @@ import dkim
 import httpx
 import pytest
 
-from postgate.auth import create_key
+from postgate.http.auth import create_key
+from postgate.runtime.context import Context
 from postgate.settings import Settings
-from postgate.workers.context import Context
 from tests.dns_server import LocalDns
 from tests.support import World, serve_api
 from tests.workers.test_dead_letter import dead_letters
@@ -117,7 +117,7 @@ def test_cli_claims_lists_and_verifies(world: World, settings: Settings, dns_ser
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 
-    from postgate import cli
+    from postgate.cli import main as cli
 
     monkeypatch.setenv("DATABASE_URL", settings.database_url)
     monkeypatch.setenv("DNS_RESOLVER", dns_server.address)

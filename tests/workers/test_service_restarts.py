@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from postgate import tables as t
-from postgate.db import migrate
-from postgate.providers.sink import SmtpSink
+from postgate.runtime.context import Context
 from postgate.settings import Settings
-from postgate.workers.context import Context
+from postgate.sinks.smtp import SmtpSink
+from postgate.store import tables as t
+from postgate.store.db import migrate
 from tests.local_services import LocalPostgres, LocalRabbit, LocalRedis
 from tests.support import World
 from tests.workers.fleet import BATCH, PREFETCH, Fleet, wait_until

@@ -1,0 +1,102 @@
+"""Turning a validated ``campaign.v1`` message into a campaign row, exactly once."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, func, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from postgate.campaigns import content_review
+from postgate.core.clock import aware
+from postgate.core.message import CampaignV1, MessageError
+from postgate.core.sender_domains import covering
+from postgate.core.states import CampaignState
+from postgate.store import tables as t
+from postgate.tenants import domains as domain_store
+
+log = logging.getLogger("postgate.campaigns")
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    campaign_id: int
+    state: str
+    created: bool
+
+
+def accept(conn: Connection, msg: CampaignV1, now: datetime, lexicon_dir: str = "") -> Accepted:
+    """Create the campaign (or find the one this idempotency key already made)."""
+    tenant = conn.execute(
+        select(t.tenant.c.id, t.tenant.c.domain).where(t.tenant.c.slug == msg.tenant)
+    ).first()
+    if tenant is None:
+        raise MessageError(f"unknown tenant {msg.tenant!r}")
+    tenant_id, domain = tenant
+    existing = _find(conn, tenant_id, msg.campaign_id)
+    if existing is not None:
+        log.info("campaign %s/%s seen again; idempotent", msg.tenant, msg.campaign_id)
+        return Accepted(existing[0], existing[1], created=False)
+    lists = set(msg.audience)
+    owned = conn.execute(
+        select(func.count()).select_from(t.mailing_list).where(
+            t.mailing_list.c.tenant_id == tenant_id, t.mailing_list.c.id.in_(lists)
+        )
+    ).scalar_one()
+    if owned != len(lists):
+        raise MessageError(f"audience names lists tenant {msg.tenant!r} does not own")
+    if msg.sender is not None:
+        sender_domain = msg.sender.email.rsplit("@", 1)[1].lower()
+        if covering(sender_domain, [domain, *domain_store.verified(conn, tenant_id)]) is None:
+            raise MessageError(
+                f"from address domain {sender_domain!r} is not the tenant's verified domain"
+            )
+    verdict = content_review.review(msg, lexicon_dir)
+    due = msg.schedule_at is not None and aware(msg.schedule_at) > now
+    state = CampaignState.SCHEDULED if due else CampaignState.PLANNING
+    if verdict.blocked:
+        state = CampaignState.REJECTED
+    values = {
+        "tenant_id": tenant_id,
+        "external_id": msg.campaign_id,
+        "channel": msg.channel.value,
+        "kind": msg.kind.value,
+        "topic": msg.topic,
+        "list_ids": sorted(lists),
+        "subject": msg.content.subject,
+        "text": msg.content.text,
+        "html": msg.content.html,
+        "from_email": msg.sender.email if msg.sender else "",
+        "from_name": msg.sender.name if msg.sender else "",
+        "sms_sender": msg.sms.sender if msg.sms else None,
+        "sms_policy": msg.sms.policy if msg.sms else None,
+        "sms_max_parts": msg.sms.max_parts if msg.sms else None,
+        "headers": msg.headers,
+        "scheduled_at": msg.schedule_at,
+        "state": state.value,
+        "policy": verdict.as_json(),
+        "created_at": now,
+    }
+    try:
+        with conn.begin_nested():
+            campaign_id = conn.execute(
+                insert(t.campaign).values(**values).returning(t.campaign.c.id)
+            ).scalar_one()
+    except IntegrityError:  # a concurrent planner took the same key first
+        found = _find(conn, tenant_id, msg.campaign_id)
+        if found is None:
+            raise
+        return Accepted(found[0], found[1], created=False)
+    content_review.record(conn, tenant_id, msg, campaign_id, verdict)
+    return Accepted(campaign_id, state.value, created=True)
+
+
+def _find(conn: Connection, tenant_id: int, external_id: str) -> tuple[int, str] | None:
+    row = conn.execute(
+        select(t.campaign.c.id, t.campaign.c.state).where(
+            t.campaign.c.tenant_id == tenant_id, t.campaign.c.external_id == external_id
+        )
+    ).first()
+    return (row[0], row[1]) if row else None

@@ -1,0 +1,130 @@
+"""The ``campaign.v1`` queue message: the one way campaigns enter postgate.
+
+A producer publishes JSON to the ``<prefix>.campaigns`` queue. Anything that is not
+a valid ``campaign.v1`` document raises :class:`MessageError` with a reason an
+operator can read; the runner moves the message to the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from postgate.core.headers import validate
+from postgate.core.params import Line, Text
+from postgate.core.sms.addressing import sender_id
+from postgate.core.states import Channel, Kind
+
+SCHEMA_VERSION = "campaign.v1"
+
+
+class MessageError(ValueError):
+    """A queue message that cannot be processed; the text says why."""
+
+
+class Content(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    subject: Text = Field(default="", max_length=998)  # line breaks are folded when rendered
+    text: Text = Field(default="", max_length=500_000)
+    html: Text = Field(default="", max_length=500_000)
+
+
+class Sender(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: EmailStr
+    name: Text = Field(default="", max_length=200)
+
+
+class SmsOptions(BaseModel):
+    """SMS campaigns only: sender id, encoding policy and the most parts one SMS may take."""
+
+    model_config = ConfigDict(extra="forbid")
+    sender: str | None = Field(default=None, max_length=16)
+    policy: Literal["unicode", "transliterate"] = "unicode"
+    max_parts: int = Field(default=6, ge=1, le=10)
+
+    @model_validator(mode="after")
+    def _sender_is_valid(self) -> SmsOptions:
+        if self.sender is not None:
+            sender_id(self.sender)  # AddressError is a ValueError: a validation error
+        return self
+
+
+class CampaignV1(BaseModel):
+    """Schema of a campaign message. ``campaign_id`` is the idempotency key per tenant."""
+
+    model_config = ConfigDict(extra="forbid")
+    version: Literal["campaign.v1"]
+    tenant: Line = Field(min_length=1, max_length=100)
+    campaign_id: Line = Field(min_length=1, max_length=200)
+    channel: Channel
+    kind: Kind
+    topic: Line = Field(min_length=1, max_length=100)
+    audience: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(min_length=1,
+                                                                   max_length=1000)
+    content: Content
+    sender: Sender | None = Field(default=None, alias="from")
+    sms: SmsOptions | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    schedule_at: datetime | None = None
+
+    @field_validator("headers")
+    @classmethod
+    def _headers_allowed(cls, value: dict[str, str]) -> dict[str, str]:
+        return dict(validate(value))
+
+    @model_validator(mode="after")
+    def _content_fits_channel(self) -> CampaignV1:
+        if self.channel is Channel.EMAIL:
+            if not self.content.subject.strip():
+                raise ValueError("email content needs a subject")
+            if not (self.content.text.strip() or self.content.html.strip()):
+                raise ValueError("email content needs text or html")
+            if self.sender is None:
+                raise ValueError("email campaigns need 'from'")
+            if self.sms is not None:
+                raise ValueError("'sms' options are for sms campaigns")
+        elif not self.content.text.strip():
+            raise ValueError("sms content needs text")
+        if self.schedule_at is not None and self.schedule_at.tzinfo is None:
+            raise ValueError("schedule_at needs a timezone offset")
+        return self
+
+
+def parse_campaign(body: bytes | str, max_bytes: int) -> CampaignV1:
+    """Decode and validate a raw queue body, or raise :class:`MessageError`."""
+    raw = body.encode() if isinstance(body, str) else body
+    if len(raw) > max_bytes:
+        raise MessageError(f"payload too large: {len(raw)} bytes > {max_bytes}")
+    try:
+        data: Any = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MessageError(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise MessageError("message must be a JSON object")
+    version = data.get("version")
+    if version != SCHEMA_VERSION:
+        raise MessageError(f"unknown version {version!r}; expected {SCHEMA_VERSION!r}")
+    try:
+        return CampaignV1.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(message)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise MessageError(f"invalid campaign.v1: {problems}") from None
+
+
+def json_schema() -> dict[str, Any]:
+    return CampaignV1.model_json_schema(by_alias=True)

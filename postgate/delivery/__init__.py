@@ -1,1 +1,0 @@
-"""Campaigns, the delivery state machine, rendering and everything that leaves the building."""

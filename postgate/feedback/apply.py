@@ -1,0 +1,157 @@
+"""Apply one classified feedback mail to the database, exactly once.
+
+Each mail becomes one ``feedback_event`` row under a dedup key (per delivery and kind
+when we know the delivery, else the hash of the mail), inserted-or-ignored. Its
+effects are idempotent too: suppressions are insert-or-ignore, ``complained_at`` is
+set only once and soft-bounce scoring is recomputed from the stored events, so a
+duplicate or a late, out-of-order copy changes nothing. Mail we cannot read is kept
+whole as an ``unknown`` event for an operator to inspect.
+
+Only a reference we can trust (``delivery.references``) lets an event act: a report with
+no valid MAC, a legacy reference past its window, a reference whose delivery belongs to
+another campaign or tenant, or a bounce that names a recipient other than the one the
+delivery went to is stored as ``unverified`` with no tenant: it never suppresses anyone,
+never counts toward the breaker, and is counted in
+``postgate_feedback_unverified_total{reason}`` for the operator's alert. Where the
+report quotes the original mail and it carries our DKIM signature, the signature is
+verified against the tenant's stored key and the result kept on the event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, Engine, select, update
+
+from postgate.core import breaker
+from postgate.core.clock import aware
+from postgate.feedback import dkim_check, unsubscribe
+from postgate.feedback.mail import Feedback
+from postgate.feedback.references import Target, Verification, by_delivery, resolve
+from postgate.observability.metrics import FEEDBACK, FEEDBACK_UNVERIFIED
+from postgate.settings import Settings
+from postgate.store import tables as t
+from postgate.store.dialect import insert_ignore
+
+log = logging.getLogger("postgate.feedback")
+d, e = t.delivery.c, t.feedback_event.c
+RAW_LIMIT = 1_000_000
+SUPPRESSING = {"complaint": "complaint", "unsubscribe": "unsubscribe", "stop": "stop"}
+
+
+@dataclass
+class Applied:
+    event_key: str
+    kind: str
+    tenant_id: int | None = None
+    delivery_id: int | None = None
+    address: str = ""
+    new: bool = False
+    suppressed: list[str] = field(default_factory=list)
+
+
+def soft_rule(settings: Settings) -> breaker.SoftBounceRule:
+    return breaker.SoftBounceRule(settings.soft_bounce_score, settings.soft_bounce_days,
+                                  timedelta(days=settings.soft_bounce_window_days))
+
+
+def apply(engine: Engine, settings: Settings, fb: Feedback, raw: bytes, source: str,
+          now: datetime, key: str | None = None) -> Applied:
+    """Store ``fb`` once under ``key`` (default: per delivery and kind, else the raw hash)."""
+    fb = replace(fb, status=_storable(fb.status)[:100],
+                 recipients=tuple(_storable(r) for r in fb.recipients))
+    with engine.begin() as conn:
+        delivery, verification = _target(conn, settings, fb, now)
+        tenant_id = delivery.tenant_id if delivery else None
+        delivery_id = delivery.delivery_id if delivery else None
+        slug = delivery.slug if delivery else "-"
+        address = delivery.address if delivery else (fb.recipients[0] if fb.recipients else "")
+        dkim = dkim_check.quoted(conn, delivery.tenant_id, raw) if delivery else ""
+        if key is None and delivery_id is not None and fb.kind == "unsubscribe":
+            key = unsubscribe.event_key(delivery_id)  # the same event as a one-click
+        elif key is None and delivery_id is not None and fb.kind != "unknown":
+            key = f"mail:{fb.kind}:{delivery_id}:{fb.action or '-'}"
+        elif key is None:
+            key = f"mail:{fb.kind}:{hashlib.sha256(raw).hexdigest()}"
+        key = _storable(key)  # a webhook's own event id
+        channel = fb.extra.get("channel", "email")
+        kind = "delay" if fb.action == "delayed" else fb.kind  # a warning, not a bounce
+        applied = Applied(key, kind, tenant_id, delivery_id, address)
+        applied.new = conn.scalar(select(e.id).where(e.dedup_key == key)) is None
+        insert_ignore(conn, t.feedback_event, [{
+            "tenant_id": tenant_id, "delivery_id": delivery_id, "channel": channel,
+            "kind": kind, "hard": fb.hard, "address": address[:320],
+            "status": fb.status,
+            "source": source, "dedup_key": key,
+            "verification": verification.partition(":")[0], "dkim": dkim,
+            "raw": _storable(raw[:RAW_LIMIT].decode("utf-8", "replace")),
+            "created_at": now,
+        }], ("dedup_key",))
+        if tenant_id is not None and address:
+            _effects(conn, settings, fb, applied, channel, now)
+    label = ("bounce_hard" if fb.hard else "bounce_soft") if kind == "bounce" else kind
+    FEEDBACK.labels(slug, channel, label).inc(int(applied.new))
+    if delivery is None and applied.new:
+        FEEDBACK_UNVERIFIED.labels(source, kind, verification.partition(":")[2]).inc()
+    log.info("feedback %s tenant=%s delivery=%s rcpt=%s hard=%s status=%s new=%s suppressed=%s "
+             "verification=%s dkim=%s", kind, slug, delivery_id, address, fb.hard, fb.status,
+             applied.new, applied.suppressed, verification, dkim or "-")
+    return applied
+
+
+def _storable(text: str) -> str:
+    """What a garbled report says, kept as text a database can hold (no NUL)."""
+    return text.replace("\x00", "\ufffd")
+
+
+def _target(conn: Connection, settings: Settings, fb: Feedback,
+            now: datetime) -> tuple[Target | None, str]:
+    """The delivery this feedback may act on and how that was established; else None and
+    ``unverified:<why>``."""
+    if fb.delivery_id is not None:  # named by an authenticated provider
+        target = by_delivery(conn, fb.delivery_id)
+        found: tuple[Target | None, str] = (target, Verification.PROVIDER) if target else (
+            None, "unknown_delivery")
+    elif fb.ref is None:
+        found = None, "no_reference"
+    else:
+        # an unsubscribe is honoured whenever it comes (its legacy tokens were always MAC'd)
+        window = None if fb.kind == "unsubscribe" else settings.legacy_refs_days
+        found = resolve(conn, fb.ref, now, window, trusted=fb.provider_signed)
+    target, how = found
+    if target is not None and how != Verification.PROVIDER and fb.kind == "bounce" and \
+            fb.recipients and \
+            target.address.casefold() not in {r.casefold() for r in fb.recipients}:
+        target, how = None, "recipient_mismatch"  # a DSN acts on its own recipient only
+    if target is None:
+        return None, f"{Verification.UNVERIFIED}:{how}"
+    return target, str(how)
+
+
+def _effects(conn: Connection, settings: Settings, fb: Feedback, applied: Applied,
+             channel: str, now: datetime) -> None:
+    tenant_id, address = applied.tenant_id, applied.address
+    reason = SUPPRESSING.get(fb.kind)
+    if fb.kind == "bounce" and fb.hard and fb.action == "failed":
+        reason = "hard_bounce"
+    elif fb.kind == "bounce" and breaker.scored(fb.status, fb.action):
+        bounced = [aware(at) for at in conn.scalars(select(e.created_at).where(
+            e.tenant_id == tenant_id, e.address == address, e.kind == "bounce",
+            e.hard.is_not(True), ~e.status.startswith("5.7"), e.created_at >= now - timedelta(
+                days=settings.soft_bounce_window_days)))]
+        if breaker.soft_bounce_suppresses(bounced, soft_rule(settings), now):
+            reason = "bounce_score"
+    if fb.kind == "complaint":
+        conn.execute(update(t.delivery).where(d.id == applied.delivery_id,
+                                              d.complained_at.is_(None))
+                     .values(complained_at=now))
+    if reason is None:
+        return
+    insert_ignore(conn, t.suppression, [{
+        "tenant_id": tenant_id, "channel": channel, "address": address, "reason": reason,
+        "detail": f"{fb.kind} {fb.status}".strip()[:200], "created_at": now,
+    }], ("tenant_id", "channel", "address"))
+    applied.suppressed.append(address)

@@ -1,0 +1,96 @@
+"""Prometheus metrics. Labels stay bounded: tenant slugs, channels, outcomes, reasons."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+MESSAGES = Counter(
+    "postgate_messages_total",
+    "Messages handed to a provider, by outcome (sent, deferred, failed).",
+    ["tenant", "channel", "provider", "outcome"],
+)
+BLOCKED = Counter(
+    "postgate_blocked_total",
+    "Recipients the gate or the sender refused, by reason.",
+    ["tenant", "channel", "reason"],
+)
+PLANNED = Counter(
+    "postgate_planned_total", "Delivery rows written by the planner.", ["tenant", "channel"]
+)
+DEAD_LETTERS = Counter(
+    "postgate_dead_letters_total", "Queue messages moved to the dead-letter queue.", ["queue"]
+)
+JOBS = Counter(
+    "postgate_jobs_total", "Queue jobs handled by a runner, by result.", ["queue", "result"]
+)
+SEND_SECONDS = Histogram(
+    "postgate_send_seconds",
+    "Time to hand one message to a provider (SMTP transaction).",
+    ["channel", "provider"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+BATCH_SECONDS = Histogram(
+    "postgate_batch_seconds",
+    "Time to process one send batch end to end.",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+CONSENT_EVENTS = Counter(
+    "postgate_consent_events_total",
+    "Consent-side events: signup, confirmation_sent, confirmed, unsubscribed, "
+    "import_row, import_dropped.",
+    ["tenant", "event"],
+)
+CONTENT_VERDICTS = Counter(
+    "postgate_content_verdicts_total",
+    "Campaigns the content policy allowed, flagged or blocked.",
+    ["tenant", "channel", "verdict"],
+)
+CONTENT_MATCHES = Counter(
+    "postgate_content_matches_total",
+    "Campaigns matching a content lexicon category.",
+    ["tenant", "category"],
+)
+CONTENT_CHECK_SECONDS = Histogram(
+    "postgate_content_check_seconds",
+    "Time to review one campaign's content (sample render and lexicon scan).",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)
+DKIM_SIGN_SECONDS = Histogram(
+    "postgate_dkim_sign_seconds",
+    "Time to DKIM-sign one message.",
+    ["algorithm"],
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05),
+)
+PROVIDER_ERRORS = Counter(
+    "postgate_provider_errors_total",
+    "Provider failures that were not a recipient's answer (connect, connection lost).",
+    ["channel", "provider", "kind"],
+)
+FEEDBACK = Counter(
+    "postgate_feedback_total",
+    "Feedback events applied, by kind (bounce_hard, bounce_soft, complaint, unsubscribe, "
+    "delay, auto_reply, unknown).",
+    ["tenant", "channel", "kind"],
+)
+FEEDBACK_UNVERIFIED = Counter(
+    "postgate_feedback_unverified_total",
+    "Feedback kept but not acted upon: no valid signed reference (forged, garbled, too old) "
+    "or a bounce naming another recipient, by source, kind and reason.",
+    ["source", "kind", "reason"],
+)
+BREAKER_TRIPS = Counter(
+    "postgate_breaker_trips_total",
+    "Tenants switched off by the circuit breaker, by reason and resulting state.",
+    ["tenant", "reason", "state"],
+)
+SENDING_BLOCKS = Counter(
+    "postgate_sending_block_changes_total",
+    "Kill-switch changes by operators, by scope and action (set, clear).",
+    ["tenant", "scope", "action"],
+)
+CANARY = Counter(
+    "postgate_canary_total", "Canary slices judged, by outcome (continue, halt).", ["outcome"]
+)
+# Gauges read from the database at scrape time live in postgate/campaigns/gauges.py:
+# postgate_tenant_state, postgate_sending_blocks_active, postgate_deliveries_open,
+# postgate_queue_lag_seconds, postgate_broker_messages.

@@ -1,0 +1,37 @@
+"""The table of sending domains a tenant has claimed, verified and signs for."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from postgate.core.clock import utcnow
+from postgate.store.columns import Timestamp
+
+
+class SenderDomain(SQLModel, table=True):
+    """A domain a tenant wants to send From. Usable once ``verified_at`` is set: the
+    tenant published ``token`` in a DNS TXT record. Mail From it is DKIM-signed with
+    the key here; ``dkim_public_key`` is the TXT value to publish at the selector."""
+
+    __tablename__ = "sender_domain"
+    __table_args__ = (UniqueConstraint("tenant_id", "domain"),)
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: int = Field(foreign_key="tenant.id", index=True)
+    domain: str
+    token: str
+    verified_at: datetime | None = Field(default=None, sa_type=Timestamp)
+    checked_at: datetime | None = Field(default=None, sa_type=Timestamp)
+    last_error: str = ""
+    dkim_selector: str
+    dkim_algorithm: str  # rsa-sha256 | ed25519-sha256
+    dkim_private_key: str = Field(sa_type=Text)
+    dkim_public_key: str = Field(sa_type=Text)
+    # a second key of the other algorithm (DKIM_DUAL: ed25519 + rsa, RFC 8463); "" if none
+    dkim2_selector: str = ""
+    dkim2_algorithm: str = ""
+    dkim2_private_key: str = Field(default="", sa_type=Text)
+    dkim2_public_key: str = Field(default="", sa_type=Text)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
