@@ -18,11 +18,11 @@ from postgate.core.bounce import classify_reply
 from postgate.core.outcome import Outcome, SendResult
 from postgate.core.rendering import RecipientData
 from postgate.core.retry import next_attempt
-from postgate.core.states import SENDABLE_CAMPAIGN
+from postgate.core.states import SENDABLE_CAMPAIGN, Channel, FeedbackKind, SuppressionReason
 from postgate.core.states import DeliveryState as S
+from postgate.feedback import ledger
 from postgate.settings import Settings
 from postgate.store import tables as t
-from postgate.store.dialect import insert_ignore
 
 d, c = t.delivery.c, t.campaign.c
 UNKNOWN = "outcome_unknown"
@@ -157,24 +157,16 @@ def record(
 def _hard_bounces(conn: Any, tenant_id: int,
                   results: Sequence[tuple[Claimed, SendResult]], now: datetime) -> None:
     """A 5xx reply at send time is a bounce event; a dead-address one suppresses."""
-    events, suppress = [], []
+    events = []
     for claimed, result in results:
         if result.outcome is not Outcome.FAILED or result.code is None:
             continue
         verdict = classify_reply(result.code, result.detail)
         rcpt = claimed.recipient
-        events.append({
-            "tenant_id": tenant_id, "delivery_id": rcpt.delivery_id, "channel": "email",
-            "kind": "bounce", "hard": verdict.hard, "address": rcpt.address,
-            "status": verdict.status, "source": "smtp_reply",
-            "dedup_key": f"smtp:{rcpt.delivery_id}:{claimed.attempts}",
-            "raw": f"{result.code} {result.detail}"[:2000], "created_at": now,
-        })
-        if verdict.hard:
-            suppress.append({
-                "tenant_id": tenant_id, "channel": "email", "address": rcpt.address,
-                "reason": "hard_bounce", "detail": f"{result.code} {verdict.status}".strip(),
-                "created_at": now,
-            })
-    insert_ignore(conn, t.feedback_event, events, ("dedup_key",))
-    insert_ignore(conn, t.suppression, suppress, ("tenant_id", "channel", "address"))
+        events.append(ledger.Event(
+            Channel.EMAIL, FeedbackKind.BOUNCE, f"smtp:{rcpt.delivery_id}:{claimed.attempts}",
+            "smtp_reply", now, tenant_id, rcpt.delivery_id, rcpt.address, verdict.hard,
+            verdict.status, raw=f"{result.code} {result.detail}"[:2000],
+            suppress=SuppressionReason.HARD_BOUNCE if verdict.hard else None,
+            detail=f"{result.code} {verdict.status}".strip()))
+    ledger.record(conn, events)

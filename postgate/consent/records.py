@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from postgate.core.clock import utcnow
-from postgate.store.models.consent import Consent, Contact, ListMember, MailingList, Suppression
+from postgate.core.states import SuppressionReason
+from postgate.feedback import ledger
+from postgate.store.models.consent import Consent, Contact, ListMember, MailingList
 from postgate.store.models.tenants import Tenant
 
 
@@ -54,13 +56,7 @@ def add_consent(session: Session, contact: Contact, channel: str, topic: str, so
     return consent
 
 
-def suppress(session: Session, tenant_id: int, channel: str, address: str, reason: str,
-             detail: str = "") -> None:
-    exists = session.exec(
-        select(Suppression).where(Suppression.tenant_id == tenant_id,
-                                  Suppression.channel == channel, Suppression.address == address)
-    ).first()
-    if exists is None:
-        session.add(Suppression(tenant_id=tenant_id, channel=channel, address=address,
-                                reason=reason, detail=detail, created_at=utcnow()))
-        session.flush()
+def suppress(session: Session, tenant_id: int, channel: str, address: str,
+             reason: SuppressionReason, detail: str = "") -> None:
+    ledger.suppress(session.connection(), [(tenant_id, channel, address, reason, detail,
+                                            utcnow())])

@@ -26,7 +26,8 @@ from sqlalchemy.engine import Row
 
 from postgate.core.clock import aware
 from postgate.core.gate import HARD_SUPPRESSIONS
-from postgate.core.states import CampaignState, DeliveryState, Kind
+from postgate.core.states import CampaignState, DeliveryState, Kind, SuppressionReason
+from postgate.feedback import ledger
 from postgate.settings import Settings
 from postgate.store import tables as t
 from postgate.store.dialect import insert_ignore, insert_ignoring
@@ -35,7 +36,7 @@ from postgate.tenants import erasure
 log = logging.getLogger("postgate.signup")
 CONFIRM_PREFIX = "signup-confirm:"
 RESEND_AFTER = timedelta(hours=24)
-LIFTED_BY_RECONFIRM = ("unsubscribe", "stop")
+LIFTED_BY_RECONFIRM = (SuppressionReason.UNSUBSCRIBE, SuppressionReason.STOP)
 
 CONFIRM_SUBJECT = "Please confirm your subscription to {{ tenant_name }}"
 CONFIRM_TEXT = (
@@ -293,9 +294,6 @@ def confirm(engine: Engine, token: str, visitor: Visitor, now: datetime) -> Row[
         if row.name:
             conn.execute(update(t.contact).where(c.id == row.contact_id, c.name == "")
                          .values(name=row.name))
-        s = t.suppression.c
-        conn.execute(t.suppression.delete().where(
-            s.tenant_id == row.tenant_id, s.channel == row.channel, s.address == row.address,
-            s.reason.in_(LIFTED_BY_RECONFIRM)))
+        ledger.lift(conn, row.tenant_id, row.channel, [row.address], LIFTED_BY_RECONFIRM)
     log.info("tenant=%s form=%s rcpt=%s confirmed", row.tenant_id, row.form_id, row.address)
     return row

@@ -9,6 +9,7 @@ from sqlmodel import Session
 
 from postgate.consent import records
 from postgate.core.clock import utcnow
+from postgate.core.states import SuppressionReason
 from postgate.store.models.campaigns import Campaign, Delivery
 from postgate.store.models.consent import Contact
 
@@ -41,7 +42,8 @@ def seed(engine: Engine) -> tuple[str, int]:
         contact("info@partner.example", "Partner Bt.")  # a role address, no consent
         csaba = contact("csaba@example.com", "Csaba Tóth")
         consent(csaba, "signup_form", "confirmed", 90, confirmed_at=now - timedelta(days=90))
-        records.suppress(s, acme.id, "email", "csaba@example.com", "unsubscribe")
+        records.suppress(s, acme.id, "email", "csaba@example.com",
+                         SuppressionReason.UNSUBSCRIBE)
         dora = contact("dora@example.com", "Dóra Szabó")
         consent(dora, "signup_form", "confirmed", 430, confirmed_at=now - timedelta(days=430))
         erno = contact("erno@example.com", "Ernő Varga")

@@ -28,18 +28,20 @@ from sqlalchemy import Connection, Engine, select, update
 
 from postgate.core import breaker
 from postgate.core.clock import aware
-from postgate.feedback import dkim_check, unsubscribe
+from postgate.core.states import Channel, FeedbackKind, SuppressionReason
+from postgate.feedback import dkim_check, ledger, unsubscribe
 from postgate.feedback.mail import Feedback
 from postgate.feedback.references import Target, Verification, by_delivery, resolve
 from postgate.observability.metrics import FEEDBACK, FEEDBACK_UNVERIFIED
 from postgate.settings import Settings
 from postgate.store import tables as t
-from postgate.store.dialect import insert_ignore
 
 log = logging.getLogger("postgate.feedback")
 d, e = t.delivery.c, t.feedback_event.c
 RAW_LIMIT = 1_000_000
-SUPPRESSING = {"complaint": "complaint", "unsubscribe": "unsubscribe", "stop": "stop"}
+SUPPRESSING = {FeedbackKind.COMPLAINT: SuppressionReason.COMPLAINT,
+               FeedbackKind.UNSUBSCRIBE: SuppressionReason.UNSUBSCRIBE,
+               FeedbackKind.STOP: SuppressionReason.STOP}
 
 
 @dataclass
@@ -70,29 +72,31 @@ def apply(engine: Engine, settings: Settings, fb: Feedback, raw: bytes, source: 
         slug = delivery.slug if delivery else "-"
         address = delivery.address if delivery else (fb.recipients[0] if fb.recipients else "")
         dkim = dkim_check.quoted(conn, delivery.tenant_id, raw) if delivery else ""
-        if key is None and delivery_id is not None and fb.kind == "unsubscribe":
+        if key is None and delivery_id is not None and fb.kind == FeedbackKind.UNSUBSCRIBE:
             key = unsubscribe.event_key(delivery_id)  # the same event as a one-click
-        elif key is None and delivery_id is not None and fb.kind != "unknown":
+        elif key is None and delivery_id is not None and fb.kind != FeedbackKind.UNKNOWN:
             key = f"mail:{fb.kind}:{delivery_id}:{fb.action or '-'}"
         elif key is None:
             key = f"mail:{fb.kind}:{hashlib.sha256(raw).hexdigest()}"
         key = _storable(key)  # a webhook's own event id
-        channel = fb.extra.get("channel", "email")
-        kind = "delay" if fb.action == "delayed" else fb.kind  # a warning, not a bounce
+        channel = Channel(fb.extra.get("channel", Channel.EMAIL))
+        # a DSN that says "still trying" is a warning, not a bounce
+        kind = FeedbackKind.DELAY if fb.action == "delayed" else FeedbackKind(fb.kind)
         applied = Applied(key, kind, tenant_id, delivery_id, address)
-        applied.new = conn.scalar(select(e.id).where(e.dedup_key == key)) is None
-        insert_ignore(conn, t.feedback_event, [{
-            "tenant_id": tenant_id, "delivery_id": delivery_id, "channel": channel,
-            "kind": kind, "hard": fb.hard, "address": address[:320],
-            "status": fb.status,
-            "source": source, "dedup_key": key,
-            "verification": verification.partition(":")[0], "dkim": dkim,
-            "raw": _storable(raw[:RAW_LIMIT].decode("utf-8", "replace")),
-            "created_at": now,
-        }], ("dedup_key",))
-        if tenant_id is not None and address:
-            _effects(conn, settings, fb, applied, channel, now)
-    label = ("bounce_hard" if fb.hard else "bounce_soft") if kind == "bounce" else kind
+        applied.new = ledger.is_new(conn, key)
+        ledger.record(conn, [ledger.Event(
+            channel, kind, key, source, now, tenant_id, delivery_id, address, fb.hard,
+            fb.status, verification.partition(":")[0], dkim,
+            _storable(raw[:RAW_LIMIT].decode("utf-8", "replace")))])
+        # stored first: a soft bounce's score counts this one too
+        reason = _effects(conn, settings, fb, applied, now) if tenant_id is not None and \
+            address else None
+        if reason is not None:
+            ledger.suppress(conn, [(tenant_id, channel, address, reason,
+                                    f"{fb.kind} {fb.status}".strip()[:200], now)])
+            applied.suppressed.append(address)
+    label = ("bounce_hard" if fb.hard else "bounce_soft") if kind == FeedbackKind.BOUNCE \
+        else str(kind)
     FEEDBACK.labels(slug, channel, label).inc(int(applied.new))
     if delivery is None and applied.new:
         FEEDBACK_UNVERIFIED.labels(source, kind, verification.partition(":")[2]).inc()
@@ -119,10 +123,10 @@ def _target(conn: Connection, settings: Settings, fb: Feedback,
         found = None, "no_reference"
     else:
         # an unsubscribe is honoured whenever it comes (its legacy tokens were always MAC'd)
-        window = None if fb.kind == "unsubscribe" else settings.legacy_refs_days
+        window = None if fb.kind == FeedbackKind.UNSUBSCRIBE else settings.legacy_refs_days
         found = resolve(conn, fb.ref, now, window, trusted=fb.provider_signed)
     target, how = found
-    if target is not None and how != Verification.PROVIDER and fb.kind == "bounce" and \
+    if target is not None and how != Verification.PROVIDER and fb.kind == FeedbackKind.BOUNCE and \
             fb.recipients and \
             target.address.casefold() not in {r.casefold() for r in fb.recipients}:
         target, how = None, "recipient_mismatch"  # a DSN acts on its own recipient only
@@ -132,26 +136,22 @@ def _target(conn: Connection, settings: Settings, fb: Feedback,
 
 
 def _effects(conn: Connection, settings: Settings, fb: Feedback, applied: Applied,
-             channel: str, now: datetime) -> None:
+             now: datetime) -> SuppressionReason | None:
+    """What the event does besides being stored: the suppression it calls for, if any
+    (a soft bounce counts its earlier ones), and a complaint marks its delivery."""
     tenant_id, address = applied.tenant_id, applied.address
-    reason = SUPPRESSING.get(fb.kind)
-    if fb.kind == "bounce" and fb.hard and fb.action == "failed":
-        reason = "hard_bounce"
-    elif fb.kind == "bounce" and breaker.scored(fb.status, fb.action):
+    reason = SUPPRESSING.get(FeedbackKind(fb.kind))
+    if fb.kind == FeedbackKind.BOUNCE and fb.hard and fb.action == "failed":
+        reason = SuppressionReason.HARD_BOUNCE
+    elif fb.kind == FeedbackKind.BOUNCE and breaker.scored(fb.status, fb.action):
         bounced = [aware(at) for at in conn.scalars(select(e.created_at).where(
-            e.tenant_id == tenant_id, e.address == address, e.kind == "bounce",
+            e.tenant_id == tenant_id, e.address == address, e.kind == FeedbackKind.BOUNCE,
             e.hard.is_not(True), ~e.status.startswith("5.7"), e.created_at >= now - timedelta(
                 days=settings.soft_bounce_window_days)))]
         if breaker.soft_bounce_suppresses(bounced, soft_rule(settings), now):
-            reason = "bounce_score"
-    if fb.kind == "complaint":
+            reason = SuppressionReason.BOUNCE_SCORE
+    if fb.kind == FeedbackKind.COMPLAINT:
         conn.execute(update(t.delivery).where(d.id == applied.delivery_id,
                                               d.complained_at.is_(None))
                      .values(complained_at=now))
-    if reason is None:
-        return
-    insert_ignore(conn, t.suppression, [{
-        "tenant_id": tenant_id, "channel": channel, "address": address, "reason": reason,
-        "detail": f"{fb.kind} {fb.status}".strip()[:200], "created_at": now,
-    }], ("tenant_id", "channel", "address"))
-    applied.suppressed.append(address)
+    return reason

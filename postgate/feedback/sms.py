@@ -24,7 +24,8 @@ from postgate.core.clock import utcnow
 from postgate.core.sms.addressing import AddressError, e164
 from postgate.core.sms.opt_out import RESUME_KEYWORDS, keyword
 from postgate.core.sms.outcomes import FINAL_FAILURES, DlrStatus, overall
-from postgate.core.states import DeliveryState
+from postgate.core.states import Channel, DeliveryState, FeedbackKind, SuppressionReason
+from postgate.feedback import ledger
 from postgate.providers.sms import DeliveryReport, InboundSms
 from postgate.store import tables as t
 from postgate.store.dialect import insert_ignore
@@ -118,12 +119,10 @@ def _failed(conn: Connection, delivery_id: int, verdict: DlrStatus, provider: st
     ).values(state=DeliveryState.FAILED, reason=f"sms_{verdict.value}",
              dlr_status=verdict.value, updated_at=now)).rowcount
     if row is not None:
-        insert_ignore(conn, t.feedback_event, [{
-            "tenant_id": row[0], "delivery_id": delivery_id, "channel": "sms",
-            "kind": "bounce", "hard": False, "address": row[1], "status": verdict.value,
-            "source": "dlr", "dedup_key": f"dlr:{provider}:{message_id}",
-            "raw": f"{provider} {message_id} {verdict.value}", "created_at": now,
-        }], ("dedup_key",))
+        ledger.record(conn, [ledger.Event(
+            Channel.SMS, FeedbackKind.BOUNCE, f"dlr:{provider}:{message_id}", "dlr", now,
+            row[0], delivery_id, row[1], False, verdict.value,
+            raw=f"{provider} {message_id} {verdict.value}")])
     return int(count)
 
 
@@ -176,26 +175,20 @@ def inbound(conn: Connection, message: InboundSms, now: datetime) -> int | None:
         log.info("inbound sms %r from %s seen before: nothing changes", message.message_id,
                  number)  # a gateway retrying an old STOP or START must not undo a later one
         return None
-    insert_ignore(conn, t.feedback_event, [{
-        "tenant_id": tenant_id, "channel": "sms", "kind": "stop" if word else "start",
-        "address": number, "source": message.provider, "dedup_key": key,
-        "raw": message.raw[:2000].replace("\x00", "\ufffd"), "created_at": now}],
-        ("dedup_key",))
+    stop = ledger.Event(
+        Channel.SMS, FeedbackKind.STOP if word else FeedbackKind.START, key, message.provider,
+        now, tenant_id, address=number, raw=message.raw[:2000].replace("\x00", "\ufffd"),
+        suppress=SuppressionReason.STOP if word else None,
+        detail=f"{word} via {message.provider}")
+    ledger.record(conn, [stop])
     if tenant_id is None:
         log.warning("%s from %s matches no tenant's SMS; recorded only", word or resume, number)
         return None
-    s = t.suppression.c
     if resume:
-        lifted = conn.execute(t.suppression.delete().where(
-            s.tenant_id == tenant_id, s.channel == "sms", s.address == number,
-            s.reason == "stop")).rowcount
+        lifted = ledger.lift(conn, tenant_id, Channel.SMS, [number], [SuppressionReason.STOP])
         log.info("tenant=%s recipient=%s opted back in by %s (%d STOP lifted)", tenant_id,
                  number, resume, lifted)
         return int(tenant_id)
-    insert_ignore(conn, t.suppression, [{
-        "tenant_id": tenant_id, "channel": "sms", "address": number, "reason": "stop",
-        "detail": f"{word} via {message.provider}", "created_at": now}],
-        ("tenant_id", "channel", "address"))
     log.info("tenant=%s recipient=%s opted out by %s", tenant_id, number, word)
     return int(tenant_id)
 

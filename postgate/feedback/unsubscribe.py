@@ -17,9 +17,8 @@ from sqlalchemy import Engine
 
 from postgate.core import tokens
 from postgate.core.clock import utcnow
-from postgate.feedback import references
-from postgate.store import tables as t
-from postgate.store.dialect import insert_ignore
+from postgate.core.states import Channel, FeedbackKind, SuppressionReason
+from postgate.feedback import ledger, references
 
 log = logging.getLogger("postgate.unsubscribe")
 
@@ -64,17 +63,10 @@ def apply(engine: Engine, keys: tokens.Keys, token: str, source: str,
     if who is None or delivery_id is None:
         return None
     with engine.begin() as conn:
-        insert_ignore(conn, t.suppression, [{
-            "tenant_id": who.tenant_id, "channel": who.channel, "address": who.address,
-            "reason": "unsubscribe", "detail": f"{source} via delivery {delivery_id}",
-            "created_at": now,
-        }], ("tenant_id", "channel", "address"))
-        insert_ignore(conn, t.feedback_event, [{
-            "tenant_id": who.tenant_id, "delivery_id": delivery_id, "channel": who.channel,
-            "kind": "unsubscribe", "hard": None, "address": who.address, "status": "",
-            "source": source, "dedup_key": event_key(delivery_id), "raw": "",
-            "created_at": now,
-        }], ("dedup_key",))
+        ledger.record(conn, [ledger.Event(
+            Channel(who.channel), FeedbackKind.UNSUBSCRIBE, event_key(delivery_id), source, now,
+            who.tenant_id, delivery_id, who.address, suppress=SuppressionReason.UNSUBSCRIBE,
+            detail=f"{source} via delivery {delivery_id}")])
     log.info("tenant=%s rcpt=%s unsubscribed (%s, delivery %s)", who.tenant_id, who.address,
              source, delivery_id)
     return who

@@ -17,11 +17,12 @@ from postgate.campaigns.deliveries import Claimed
 from postgate.core.outcome import Outcome
 from postgate.core.retry import next_attempt
 from postgate.core.sms.outcomes import SmsError
+from postgate.core.states import Channel, FeedbackKind, SuppressionReason
 from postgate.core.states import DeliveryState as S
+from postgate.feedback import ledger
 from postgate.feedback.sms import record_parts
 from postgate.settings import Settings
 from postgate.store import tables as t
-from postgate.store.dialect import insert_ignore
 
 d = t.delivery.c
 
@@ -81,17 +82,12 @@ def record(engine: Engine, settings: Settings, tenant_id: int,
                 segments=bindparam("b_segments"), last_error=bindparam("b_error"),
                 lease_until=None, updated_at=now), failed)
         dead = [o for o in outcomes if o.error is SmsError.INVALID_NUMBER]
-        insert_ignore(conn, t.feedback_event, [{
-            "tenant_id": tenant_id, "delivery_id": o.claimed.recipient.delivery_id,
-            "channel": "sms", "kind": "bounce", "hard": True,
-            "address": o.claimed.recipient.address, "status": "invalid_number",
-            "source": o.provider, "raw": o.detail[:2000], "created_at": now,
-            "dedup_key": f"sms:{o.claimed.recipient.delivery_id}:{o.claimed.attempts}",
-        } for o in dead], ("dedup_key",))
-        insert_ignore(conn, t.suppression, [{
-            "tenant_id": tenant_id, "channel": "sms", "address": o.claimed.recipient.address,
-            "reason": "hard_bounce", "detail": f"{o.provider}: {o.detail}"[:500],
-            "created_at": now} for o in dead], ("tenant_id", "channel", "address"))
+        ledger.record(conn, [ledger.Event(
+            Channel.SMS, FeedbackKind.BOUNCE,
+            f"sms:{o.claimed.recipient.delivery_id}:{o.claimed.attempts}", o.provider, now,
+            tenant_id, o.claimed.recipient.delivery_id, o.claimed.recipient.address, True,
+            "invalid_number", raw=o.detail[:2000], suppress=SuppressionReason.HARD_BOUNCE,
+            detail=f"{o.provider}: {o.detail}"[:500]) for o in dead])
 
 
 def pause_tenant_sms(engine: Engine, tenant_id: int, provider: str, detail: str,

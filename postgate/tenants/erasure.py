@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Engine, delete, insert, or_, select, update
 
 from postgate.core.clock import utcnow
+from postgate.feedback import ledger
 from postgate.store import tables as t
-from postgate.store.dialect import insert_ignore
 
 HASH_PREFIX = "sha256:"
 
@@ -80,20 +80,10 @@ def erase(engine: Engine, tenant_id: int, address: str, actor: str) -> ErasureRe
             t.list_member.c.tenant_id == tenant_id, t.list_member.c.contact_id.in_(ids)))
         conn.execute(update(t.delivery).where(t.delivery.c.id.in_(deliveries))
                      .values(address=digest, last_error=None))
-        fe = t.feedback_event.c
-        events = conn.execute(update(t.feedback_event).where(
-            fe.tenant_id == tenant_id,
-            or_(fe.address == address, fe.delivery_id.in_(deliveries)),
-        ).values(address=digest, raw="")).rowcount
         conn.execute(update(t.contact).where(c.id.in_(ids)).values(
             email=None, phone=None, name="", attributes={}, last_activity_at=None,
             erased_at=now))
-        conn.execute(delete(t.suppression).where(
-            t.suppression.c.tenant_id == tenant_id, t.suppression.c.address == address))
-        insert_ignore(conn, t.suppression, [{
-            "tenant_id": tenant_id, "channel": channel, "address": digest,
-            "reason": "erasure", "detail": "", "created_at": now,
-        }], ("tenant_id", "channel", "address"))
+        events = ledger.erase(conn, tenant_id, channel, address, digest, deliveries, now)
         report = ErasureReport(digest, len(ids), consents, len(deliveries), events)
         conn.execute(insert(t.audit_log).values(
             tenant_id=tenant_id, actor=actor, action="erasure", created_at=now,
