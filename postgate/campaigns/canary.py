@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Engine, func, select, update
 from postgate.campaigns.control import Publish
 from postgate.core import breaker
 from postgate.core.states import DeliveryState as S
+from postgate.core.states import FeedbackKind
 from postgate.observability.metrics import CANARY
 from postgate.settings import Settings
 from postgate.store import tables as t
@@ -71,8 +72,8 @@ def measure(conn: Connection, campaign_id: int, start: datetime, end: datetime) 
             e.delivery_id.in_(ids), *where)) or 0)
 
     return breaker.Window(start, end, int(sent), int(delivered),
-                          events(e.kind == "complaint"),
-                          events(e.kind == "bounce", e.hard.is_(True)))
+                          events(e.kind == FeedbackKind.COMPLAINT),
+                          events(e.kind == FeedbackKind.BOUNCE, e.hard.is_(True)))
 
 
 def review(engine: Engine, publish: Publish, settings: Settings, now: datetime) -> dict[int, str]:

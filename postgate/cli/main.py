@@ -214,13 +214,17 @@ def _close(args: argparse.Namespace, settings: Settings) -> int:
     from sqlalchemy import update
 
     from postgate.core.clock import utcnow
+    from postgate.core.states import BlockSource, Scope
     from postgate.store.db import engine_for
+    from postgate.tenants import sending
 
     engine = engine_for(settings.database_url)
     tenant_id = _tenant_of(engine, args.tenant)
-    with engine.begin() as conn:
-        conn.execute(update(t.tenant).where(t.tenant.c.id == tenant_id).values(
-            closed_at=utcnow(), status="killed", status_reason="tenant closed"))
+    now = utcnow()
+    with engine.begin() as conn:  # a closed tenant sends nothing: a block on everything
+        sending.add_block(conn, tenant_id, Scope.ALL, BlockSource.OPERATOR, "tenant closed",
+                          "cli", {}, now)
+        conn.execute(update(t.tenant).where(t.tenant.c.id == tenant_id).values(closed_at=now))
     print(f"tenant {args.tenant} closed; its data is purged after 90 days")
     return 0
 

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-BULK_EMAIL, BULK_SMS, ALL = "bulk_email", "bulk_sms", "all"
+from postgate.core.states import Scope
+
+BULK_EMAIL, BULK_SMS, ALL = Scope.BULK_EMAIL, Scope.BULK_SMS, Scope.ALL
 SCOPES = (BULK_EMAIL, BULK_SMS, ALL)
 
 

@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from postgate.core.clock import add_months, aware
-from postgate.core.states import BlockReason, Kind
+from postgate.core.states import BlockReason, Kind, SuppressionReason
 
 FRESH_MONTHS = 12
 PROOF_SOURCES = frozenset({"written_consent", "event", "import"})
 # Suppressions that stop even transactional mail: the address is dead, the person
 # complained, or asked to be erased.
-HARD_SUPPRESSIONS = frozenset({"complaint", "hard_bounce", "erasure"})
+HARD_SUPPRESSIONS = frozenset({SuppressionReason.COMPLAINT, SuppressionReason.HARD_BOUNCE,
+                               SuppressionReason.ERASURE})
 
 
 @dataclass(frozen=True, slots=True)

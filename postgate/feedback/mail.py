@@ -24,6 +24,7 @@ from flufl.bounce import all_failures
 
 from postgate.core import tokens
 from postgate.core.bounce import DEAD_ADDRESS, ENHANCED, POLICY, classify_reply
+from postgate.core.states import FeedbackKind
 
 VERP_ANYWHERE = re.compile(r"\bb\+[0-9.]{1,60}-[0-9a-z]{12,26}@[\w.-]+", re.IGNORECASE)
 AUTO_SUBJECT = re.compile(
@@ -48,7 +49,7 @@ def row_id(text: str) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class Feedback:
-    kind: str  # bounce | complaint | auto_reply | unsubscribe | unknown
+    kind: FeedbackKind  # bounce | complaint | auto_reply | unsubscribe | unknown
     hard: bool | None = None
     recipients: tuple[str, ...] = ()
     status: str = ""
@@ -64,18 +65,18 @@ def parse(raw: bytes, keys: tokens.Keys, envelope_rcpts: tuple[str, ...] = ()) -
     try:
         msg = email.message_from_bytes(raw)
     except Exception as exc:  # the stdlib parser is lenient; this is a last resort
-        return Feedback("unknown", detail=f"unparseable: {exc!r}")
+        return Feedback(FeedbackKind.UNKNOWN, detail=f"unparseable: {exc!r}")
     targets = list(envelope_rcpts) + [a for _, a in getaddresses(
         [str(v) for h in ENVELOPE_HEADERS for v in (msg.get_all(h) or [])])]
     envelope_ref = _verp(keys, targets)
     for address in targets:
         token = tokens.mailto_token(address)
         if token and (unsub := tokens.unsubscribe_decode(keys, token)):
-            return Feedback("unsubscribe", ref=unsub, recipients=_addresses(msg, "From"))
+            return Feedback(FeedbackKind.UNSUBSCRIBE, ref=unsub, recipients=_addresses(msg, "From"))
     try:
         return _classify(msg, raw, keys, envelope_ref)
     except Exception as exc:  # a malformed MIME tree must not lose the mail
-        return Feedback("unknown", ref=envelope_ref, detail=f"unparseable: {exc!r}")
+        return Feedback(FeedbackKind.UNKNOWN, ref=envelope_ref, detail=f"unparseable: {exc!r}")
 
 
 def best_ref(*refs: tokens.Ref | None) -> tokens.Ref | None:
@@ -99,7 +100,7 @@ def _classify(msg: Message, raw: bytes, keys: tokens.Keys,
         if dsn is not None:
             return dsn
     if _auto_reply(msg):
-        return Feedback("auto_reply", ref=ref, recipients=_addresses(msg, "From"))
+        return Feedback(FeedbackKind.AUTO_REPLY, ref=ref, recipients=_addresses(msg, "From"))
     temporary, permanent = all_failures(msg)
     if permanent or temporary:
         text = _text(msg)
@@ -108,9 +109,9 @@ def _classify(msg: Message, raw: bytes, keys: tokens.Keys,
         hard = bool(permanent) and not POLICY.search(text) and bool(
             (status and classify_reply(550, status).hard) or DEAD_ADDRESS.search(text)
             or re.search(r"no mailbox here|not our customer|no such|unknown", text, re.I))
-        return Feedback("bounce", hard=hard, recipients=tuple(failed), status=status, ref=ref,
-                        action="failed" if permanent else "delayed")
-    return Feedback("unknown", ref=ref,
+        return Feedback(FeedbackKind.BOUNCE, hard=hard, recipients=tuple(failed),
+                        status=status, ref=ref, action="failed" if permanent else "delayed")
+    return Feedback(FeedbackKind.UNKNOWN, ref=ref,
                     detail="no DSN, ARF report, auto-reply or known bounce format")
 
 
@@ -138,8 +139,9 @@ def _dsn(part: Message, ref: tokens.Ref | None) -> Feedback | None:
     if failed:
         code = int(status[0]) * 100 + 50 if status else 550
         hard = classify_reply(code, f"{status} {diagnostic}").hard
-    return Feedback("bounce", hard=hard, recipients=tuple(failed or delayed), status=status,
-                    ref=ref, action="failed" if failed else "delayed", detail=diagnostic[:500])
+    return Feedback(FeedbackKind.BOUNCE, hard=hard, recipients=tuple(failed or delayed),
+                    status=status, ref=ref, action="failed" if failed else "delayed",
+                    detail=diagnostic[:500])
 
 
 def _dsn_recipient(group: Message) -> str:
@@ -169,7 +171,7 @@ def _arf(msg: Message, ref: tokens.Ref | None) -> Feedback:
     if not recipients and original is not None:
         headers = _original_headers(original)
         recipients = [a for _, a in getaddresses([str(v) for v in headers.get_all("To") or []])]
-    return Feedback("complaint", recipients=tuple(recipients), ref=ref, extra={
+    return Feedback(FeedbackKind.COMPLAINT, recipients=tuple(recipients), ref=ref, extra={
                         "feedback_type": str(fields.get("Feedback-Type", "abuse")).strip(),
                         "user_agent": str(fields.get("User-Agent", "")).strip()})
 

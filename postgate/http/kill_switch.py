@@ -15,7 +15,7 @@ the tenant's blocks within the second.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
@@ -24,6 +24,7 @@ from sqlalchemy import Engine, func, select
 from postgate.core.clock import utcnow
 from postgate.core.params import Text
 from postgate.core.states import DeliveryState as S
+from postgate.core.states import Scope
 from postgate.http.auth import Operator
 from postgate.observability.metrics import SENDING_BLOCKS
 from postgate.runtime.announce import announce
@@ -35,7 +36,6 @@ from postgate.tenants import sending as sending_blocks
 from postgate.tenants import slugs as tenants
 
 router = APIRouter(prefix="/v1/operator", tags=["kill switch"])
-Scope = Literal["bulk_email", "bulk_sms", "all"]
 b = t.sending_block.c
 
 

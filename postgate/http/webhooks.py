@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 
 from postgate.core import tokens
 from postgate.core.clock import utcnow
+from postgate.core.states import FeedbackKind
 from postgate.feedback import apply as feedback_store
 from postgate.feedback.mail import Feedback, row_id
 from postgate.runtime.announce import announce
@@ -36,17 +37,37 @@ router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 MAX_SKEW_S = 300
 MAX_BODY = 1_000_000
 # provider vocabulary -> (kind, hard)
-TYPES: dict[str, tuple[str, bool | None]] = {
-    "hard_bounce": ("bounce", True), "bounce": ("bounce", True), "permanent_fail": ("bounce", True),
-    "soft_bounce": ("bounce", False), "deferred": ("bounce", False),
-    "complaint": ("complaint", None), "spamreport": ("complaint", None),
-    "spam_complaint": ("complaint", None), "unsubscribe": ("unsubscribe", None),
-    "unsubscribed": ("unsubscribe", None), "stop": ("stop", None),
+TYPES: dict[str, tuple[FeedbackKind, bool | None]] = {
+    "hard_bounce": (FeedbackKind.BOUNCE, True),
+    "bounce": (FeedbackKind.BOUNCE, True),
+    "permanent_fail": (FeedbackKind.BOUNCE, True),
+    "soft_bounce": (FeedbackKind.BOUNCE, False),
+    "deferred": (FeedbackKind.BOUNCE, False),
+    "complaint": (FeedbackKind.COMPLAINT, None),
+    "spamreport": (FeedbackKind.COMPLAINT, None),
+    "spam_complaint": (FeedbackKind.COMPLAINT, None),
+    "unsubscribe": (FeedbackKind.UNSUBSCRIBE, None),
+    "unsubscribed": (FeedbackKind.UNSUBSCRIBE, None),
+    "stop": (FeedbackKind.STOP, None),
     # SMS delivery reports (SMPP stat values)
-    "undeliv": ("bounce", True), "rejectd": ("bounce", False), "expired": ("bounce", False),
+    "undeliv": (FeedbackKind.BOUNCE, True),
+    "rejectd": (FeedbackKind.BOUNCE, False),
+    "expired": (FeedbackKind.BOUNCE, False),
 }
-IGNORED = frozenset({"delivered", "delivrd", "open", "opened", "click", "clicked", "sent",
-                     "processed", "accepted", "enroute"})
+IGNORED = frozenset(
+    {
+        "delivered",
+        "delivrd",
+        "open",
+        "opened",
+        "click",
+        "clicked",
+        "sent",
+        "processed",
+        "accepted",
+        "enroute",
+    }
+)
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -55,12 +76,15 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
 
 
 def verify(secret: str, timestamp: str, sent: str, body: bytes, now: float) -> bool:
-    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12) or \
-            abs(now - int(timestamp)) > MAX_SKEW_S:
+    if (
+        not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12)
+        or abs(now - int(timestamp)) > MAX_SKEW_S
+    ):
         return False
     # as bytes: compare_digest refuses str with non-ASCII characters, which a header may hold
-    return hmac.compare_digest(signature(secret, timestamp, body).encode(),
-                               sent.encode("utf-8", "replace"))
+    return hmac.compare_digest(
+        signature(secret, timestamp, body).encode(), sent.encode("utf-8", "replace")
+    )
 
 
 def normalise(event: dict[str, Any], keys: tokens.Keys = ()) -> Feedback | None:
@@ -68,19 +92,28 @@ def normalise(event: dict[str, Any], keys: tokens.Keys = ()) -> Feedback | None:
     kind_name = str(event.get("type") or event.get("event") or event.get("stat") or "").lower()
     if kind_name in IGNORED:
         return None
-    kind, hard = TYPES.get(kind_name, ("unknown", None))
+    kind, hard = TYPES.get(kind_name, (FeedbackKind.UNKNOWN, None))
     ref = tokens.message_id_decode(keys, str(event.get("message_id", "")))
     raw_id = event.get("delivery_id")
-    delivery_id = row_id(str(raw_id)) if isinstance(raw_id, int | str) and \
-        not isinstance(raw_id, bool) else None
+    delivery_id = (
+        row_id(str(raw_id))
+        if isinstance(raw_id, int | str) and not isinstance(raw_id, bool)
+        else None
+    )
     recipient = str(event.get("recipient") or event.get("email") or event.get("to") or "")
     status = str(event.get("status") or "")
     channel = "sms" if kind_name in ("undeliv", "rejectd", "expired") else "email"
-    return Feedback(kind, hard=hard, recipients=(recipient,) if recipient else (),
-                    status=status, delivery_id=delivery_id, ref=ref,
-                    action="failed" if kind == "bounce" else "",
-                    provider_signed=True,
-                    extra={"provider_type": kind_name, "channel": channel})
+    return Feedback(
+        kind,
+        hard=hard,
+        recipients=(recipient,) if recipient else (),
+        status=status,
+        delivery_id=delivery_id,
+        ref=ref,
+        action="failed" if kind == FeedbackKind.BOUNCE else "",
+        provider_signed=True,
+        extra={"provider_type": kind_name, "channel": channel},
+    )
 
 
 @router.post("/{provider}")
@@ -91,32 +124,49 @@ async def receive(request: Request, provider: str) -> dict[str, Any]:
     if secret is None:
         raise HTTPException(404, "unknown provider")
     if len(body) > MAX_BODY or not verify(
-            secret, request.headers.get("x-postgate-timestamp", ""),
-            request.headers.get("x-postgate-signature", ""), body, time.time()):
+        secret,
+        request.headers.get("x-postgate-timestamp", ""),
+        request.headers.get("x-postgate-signature", ""),
+        body,
+        time.time(),
+    ):
         raise HTTPException(401, "bad or stale signature")
     try:
         events = json.loads(body)["events"]
         assert isinstance(events, list)
     except (ValueError, KeyError, TypeError, AssertionError):
         raise HTTPException(422, 'expected {"events": [...]}') from None
-    return await asyncio.to_thread(apply_events, request.app.state.engine, settings, provider,
-                                   events)
+    return await asyncio.to_thread(
+        apply_events, request.app.state.engine, settings, provider, events
+    )
 
 
-def apply_events(engine: Engine, settings: Settings, provider: str,
-                 events: list[Any]) -> dict[str, int]:
+def apply_events(
+    engine: Engine, settings: Settings, provider: str, events: list[Any]
+) -> dict[str, int]:
     counts = {"applied": 0, "duplicate": 0, "ignored": 0}
     for event in events:
-        fb = normalise(event, settings.keys) if isinstance(event, dict) else Feedback("unknown")
+        fb = (
+            normalise(event, settings.keys)
+            if isinstance(event, dict)
+            else Feedback(FeedbackKind.UNKNOWN)
+        )
         if fb is None:
             counts["ignored"] += 1
             continue
         raw = json.dumps(event, sort_keys=True).encode()
-        key = f"webhook:{provider}:{event.get('id')}" if isinstance(event, dict) and event.get(
-            "id") else None
+        key = (
+            f"webhook:{provider}:{event.get('id')}"
+            if isinstance(event, dict) and event.get("id")
+            else None
+        )
         applied = feedback_store.apply(engine, settings, fb, raw, "webhook", utcnow(), key=key)
         counts["applied" if applied.new else "duplicate"] += 1
-        if applied.new and applied.tenant_id is not None and fb.kind in ("bounce", "complaint") \
-                and reputation.check(engine, settings, applied.tenant_id, utcnow()):
+        if (
+            applied.new
+            and applied.tenant_id is not None
+            and fb.kind in (FeedbackKind.BOUNCE, FeedbackKind.COMPLAINT)
+            and reputation.check(engine, settings, applied.tenant_id, utcnow())
+        ):
             announce(settings, applied.tenant_id)
     return counts

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Engine, func, or_, select
 
 from postgate.core import breaker
 from postgate.core.clock import aware
+from postgate.core.states import BlockSource, FeedbackKind
 from postgate.core.states import DeliveryState as S
 from postgate.observability.metrics import BREAKER_TRIPS
 from postgate.settings import Settings
@@ -66,8 +67,8 @@ def _windows(conn: Connection, start: datetime, end: datetime,
             func.coalesce(e.delivery_id, e.id)))).where(e.created_at >= start, *where),
             e.tenant_id)
 
-    complaints = events(e.kind == "complaint")
-    hard = events(e.kind == "bounce", e.hard.is_(True))
+    complaints = events(e.kind == FeedbackKind.COMPLAINT)
+    hard = events(e.kind == FeedbackKind.BOUNCE, e.hard.is_(True))
     return {tid: breaker.Window(
         start=start, end=end, sent=delivered.get(tid, 0) + rejected.get(tid, 0),
         delivered=delivered.get(tid, 0), complaints=complaints.get(tid, 0),
@@ -87,7 +88,7 @@ def check(engine: Engine, settings: Settings, tenant_id: int,
         if slug is None:
             return None
         breaker_blocks = conn.execute(select(b.created_at, b.cleared_at).where(
-            b.tenant_id == tenant_id, b.source == "breaker",
+            b.tenant_id == tenant_id, b.source == BlockSource.BREAKER,
             or_(b.cleared_at.is_(None), b.created_at >= now - limits.repeat))).all()
         last_cleared = max((aware(r[1]) for r in breaker_blocks if r[1] is not None),
                            default=None)
@@ -101,7 +102,7 @@ def check(engine: Engine, settings: Settings, tenant_id: int,
                f"complaints, {window.hard_bounces}/{window.sent} hard bounces since "
                f"{start.isoformat(timespec='seconds')}")
         for scope in trip.scopes:
-            sending_blocks.add_block(conn, tenant_id, scope, "breaker", why, "breaker",
+            sending_blocks.add_block(conn, tenant_id, scope, BlockSource.BREAKER, why, "breaker",
                                      trip.detail, now)
     BREAKER_TRIPS.labels(slug, trip.reason, "suspended" if trip.escalated else "bulk_disabled") \
         .inc()
@@ -130,7 +131,7 @@ class BreakerWatch:
             tenants = list(conn.scalars(
                 select(e.tenant_id).where(
                     e.created_at >= since, e.tenant_id.is_not(None),
-                    e.kind.in_(("bounce", "complaint")))
+                    e.kind.in_((FeedbackKind.BOUNCE, FeedbackKind.COMPLAINT)))
                 .distinct()))
         self.last = now
         return [tenant_id for tenant_id in tenants

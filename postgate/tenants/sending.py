@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from postgate.core.breaker import ALL, BULK_EMAIL, BULK_SMS
-from postgate.core.sending_policy import allows
+from postgate.core.sending_policy import may_send
 from postgate.core.states import BlockReason, TenantStatus
 from postgate.core.states import DeliveryState as S
 from postgate.store import tables as t
@@ -100,7 +100,7 @@ def release_held(engine: Engine, tenant_id: int, now: datetime) -> list[tuple[in
                 c.id.in_(select(d.campaign_id).where(
                     d.tenant_id == tenant_id, d.state == S.HELD,
                     d.reason == BlockReason.TENANT_DISABLED).distinct())))
-            if allows(scopes, channel, kind)]
+            if may_send(scopes, channel, kind)]
         if not campaigns:
             return []
         rows = conn.execute(

@@ -20,6 +20,7 @@ from aiosmtpd.smtp import SMTP
 from sqlalchemy.exc import DBAPIError
 
 from postgate.core.clock import utcnow
+from postgate.core.states import FeedbackKind
 from postgate.feedback import apply as feedback_store
 from postgate.feedback.mail import Feedback, parse
 from postgate.runtime.announce import announce
@@ -27,15 +28,20 @@ from postgate.runtime.context import Context
 from postgate.tenants import reputation
 
 log = logging.getLogger("postgate.feedback")
-SOURCES = {"bounce": "dsn", "complaint": "arf", "unsubscribe": "mailto"}
+SOURCES = {
+    FeedbackKind.BOUNCE: "dsn",
+    FeedbackKind.COMPLAINT: "arf",
+    FeedbackKind.UNSUBSCRIBE: "mailto",
+}
 
 
 class FeedbackHandler:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
         domain = address.rsplit("@", 1)[-1].lower()
         if domain != self.ctx.settings.bounce_domain.lower():
             return "550 5.7.1 relaying denied: not a feedback address"
@@ -55,15 +61,21 @@ class FeedbackHandler:
         engine, settings, now = self.ctx.engine, self.ctx.settings, utcnow()
         fb = parse(raw, settings.keys, rcpts)
         try:
-            applied = feedback_store.apply(engine, settings, fb, raw,
-                                           SOURCES.get(fb.kind, "mail"), now)
+            applied = feedback_store.apply(
+                engine, settings, fb, raw, SOURCES.get(fb.kind, "mail"), now
+            )
         except DBAPIError:
             raise
         except Exception as exc:  # a parse we trusted too far: keep the mail as unknown
             log.exception("feedback mail could not be applied; kept as unknown")
             applied = feedback_store.apply(
-                engine, settings, Feedback("unknown", detail=repr(exc)), raw, "mail", now)
-        if applied.new and applied.tenant_id is not None and fb.kind in ("bounce", "complaint"):
+                engine, settings, Feedback(FeedbackKind.UNKNOWN, detail=repr(exc)), raw, "mail", now
+            )
+        if (
+            applied.new
+            and applied.tenant_id is not None
+            and fb.kind in (FeedbackKind.BOUNCE, FeedbackKind.COMPLAINT)
+        ):
             trip = reputation.check(engine, settings, applied.tenant_id, now)
             if trip is not None:
                 announce(settings, applied.tenant_id)
@@ -81,14 +93,19 @@ class FeedbackListener:
         s = self.ctx.settings
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
-            lambda: SMTP(self.handler, hostname=s.helo_name, data_size_limit=s.max_message_bytes
-                         * 10, decode_data=False, loop=loop),
-            host=s.feedback_host, port=s.feedback_port,
+            lambda: SMTP(
+                self.handler,
+                hostname=s.helo_name,
+                data_size_limit=s.max_message_bytes * 10,
+                decode_data=False,
+                loop=loop,
+            ),
+            host=s.feedback_host,
+            port=s.feedback_port,
         )
         self.port = int(server.sockets[0].getsockname()[1])
         self.ready.set()
-        log.info("feedback listener on %s:%s for @%s", s.feedback_host, self.port,
-                 s.bounce_domain)
+        log.info("feedback listener on %s:%s for @%s", s.feedback_host, self.port, s.bounce_domain)
         try:
             await stop.wait()
         finally:

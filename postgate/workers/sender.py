@@ -22,7 +22,6 @@ from postgate.core.dkim_signing import Signer
 from postgate.core.message import MessageError
 from postgate.core.outcome import SendResult
 from postgate.core.rendering import CampaignContent, CompiledCampaign
-from postgate.core.sending_policy import may_send
 from postgate.core.states import BlockReason, Channel, Kind
 from postgate.observability.metrics import BATCH_SECONDS, BLOCKED, DKIM_SIGN_SECONDS, MESSAGES
 from postgate.providers import registry
@@ -31,6 +30,7 @@ from postgate.runtime.context import Context
 from postgate.runtime.runner import Runner
 from postgate.store import tables as t
 from postgate.tenants import domains as domain_store
+from postgate.tenants import sending as sending_blocks
 from postgate.workers.outcomes import Outcomes
 from postgate.workers.sending_switch import SendingSwitch
 from postgate.workers.sms_dispatch import SmsDispatch
@@ -47,7 +47,6 @@ class CampaignInfo:
     channel: str
     kind: str
     compiled: CompiledCampaign
-    tenant_status: str
     checked_at: float
     needs_context: bool = False  # signup confirmations: the link travels in the batch only
     dkim: tuple[Signer, ...] = ()  # the keys (two when dual-signing), parsed once per campaign
@@ -115,14 +114,12 @@ class Sender(Runner):
         self.signing.shutdown(wait=False, cancel_futures=True)
 
     def _allowed(self, info: CampaignInfo) -> bool:
-        return may_send(info.tenant_status, info.kind) and self.switch.allows(
-            info.tenant_id, info.channel, info.kind)
+        return self.switch.may_send(info.tenant_id, info.channel, info.kind)
 
     async def _still_blocked(self, info: CampaignInfo) -> bool:
-        """Before holding rows, re-read blocks and status: a re-enable may be newer than our
-        copies, and rows held after it would wait for the next operator action."""
+        """Before holding rows, re-read the blocks: a re-enable may be newer than our copy,
+        and rows held after it would wait for the next operator action."""
         await self.switch.reload(info.tenant_id)
-        await asyncio.to_thread(self._load, info.compiled.content.campaign_id, info)
         return not self._allowed(info)
 
     async def _hold(self, info: CampaignInfo, claimed: list[store.Claimed]) -> None:
@@ -275,16 +272,18 @@ class Sender(Runner):
         return loaded
 
     def _load(self, campaign_id: int, cached: CampaignInfo | None) -> CampaignInfo:
-        """The campaign, compiled and with its signing keys parsed, once; a cached one has
-        only its tenant's status refreshed."""
+        """The campaign, compiled and with its signing keys parsed, once; for a cached one only
+        its tenant's sending blocks are re-read (every ``STATE_TTL_S``: the kill switch holds
+        within a second even when a pub/sub notice is lost)."""
         c, tn = t.campaign.c, t.tenant.c
         with self.ctx.engine.connect() as conn:
             if cached is not None:
-                status = conn.scalar(select(tn.status).where(tn.id == cached.tenant_id))
-                cached.tenant_status, cached.checked_at = str(status), time.monotonic()
+                self.switch.scopes[cached.tenant_id] = sending_blocks.active_scopes(
+                    conn, cached.tenant_id)
+                cached.checked_at = time.monotonic()
                 return cached
             row = conn.execute(
-                select(c.tenant_id, tn.slug, tn.domain, tn.status, c.channel, c.kind, c.subject,
+                select(c.tenant_id, tn.slug, tn.domain, c.channel, c.kind, c.subject,
                        c.text, c.html, c.from_email, c.from_name, c.external_id, c.headers,
                        c.topic, tn.name)
                 .join(t.tenant, tn.id == c.tenant_id)
@@ -293,7 +292,7 @@ class Sender(Runner):
             if row is None:
                 raise MessageError(f"send batch for unknown campaign {campaign_id}")
             keys = domain_store.signing_keys(conn, row.tenant_id, row.from_email)
-        (tenant_id, slug, domain, status, channel, kind, subject, text, html,
+        (tenant_id, slug, domain, channel, kind, subject, text, html,
          from_email, from_name, external_id, headers, topic, tenant_name) = row
         s = self.ctx.settings
         compiled = CompiledCampaign(
@@ -301,6 +300,6 @@ class Sender(Runner):
                             from_email, from_name, tuple((headers or {}).items()), tenant_id),
             s.secret_key, s.public_url, s.bounce_domain,
         )
-        return CampaignInfo(tenant_id, slug, channel, kind, compiled, status, time.monotonic(),
+        return CampaignInfo(tenant_id, slug, channel, kind, compiled, time.monotonic(),
                             external_id.startswith(CONFIRM_PREFIX),
                             tuple(Signer(key) for key in keys), topic, tenant_name)

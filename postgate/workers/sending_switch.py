@@ -3,7 +3,7 @@
 At start it reads every active block; a notice on the ``sending_state`` channel makes
 it re-read that tenant's blocks from the database at once (the database is the truth,
 the notice only says "look now"), and it re-reads everything every
-``sending_state_refresh_s`` in case a notice was lost. The sender asks ``allows``
+``sending_state_refresh_s`` in case a notice was lost. The sender asks ``may_send``
 right before each SMTP transaction, so no cached answer is older than the notice.
 """
 
@@ -15,7 +15,7 @@ import logging
 import time
 from typing import Any
 
-from postgate.core.sending_policy import allows
+from postgate.core.sending_policy import may_send
 from postgate.runtime.announce import STATE_CHANNEL
 from postgate.runtime.context import Context
 from postgate.runtime.pubsub import PubSub
@@ -34,8 +34,8 @@ class SendingSwitch:
         self._tasks: list[asyncio.Task[None]] = []
         self._reloads: set[asyncio.Task[None]] = set()
 
-    def allows(self, tenant_id: int, channel: str, kind: str) -> bool:
-        return allows(self.scopes.get(tenant_id, frozenset()), channel, kind)
+    def may_send(self, tenant_id: int, channel: str, kind: str) -> bool:
+        return may_send(self.scopes.get(tenant_id, frozenset()), channel, kind)
 
     async def start(self) -> None:
         self.scopes = await asyncio.to_thread(sending_blocks.all_active, self.ctx.engine)

@@ -28,7 +28,7 @@ from postgate.core.sms.addressing import AddressError, e164
 from postgate.core.sms.encoding import Policy, SmsTooLong, encode
 from postgate.core.sms.outcomes import Action, SmsError, decide
 from postgate.core.sms.routing import parse_routes, route
-from postgate.core.states import Kind
+from postgate.core.states import Kind, Scope
 from postgate.feedback.sms import DatabaseFeedback
 from postgate.observability.metrics import MESSAGES
 from postgate.providers import registry
@@ -183,7 +183,7 @@ class SmsDispatch:
                        c.sms_max_parts, tn.sms_routes)
                 .join(t.tenant, tn.id == c.tenant_id).where(c.id == campaign_id)).one()
             paused = conn.scalar(select(sb.id).where(
-                sb.tenant_id == row.tenant_id, sb.scope.in_(["bulk_sms", "all"]),
+                sb.tenant_id == row.tenant_id, sb.scope.in_([Scope.BULK_SMS, Scope.ALL]),
                 sb.cleared_at.is_(None)).limit(1)) is not None
         if cached is not None:
             cached.paused, cached.routes = paused, row.sms_routes or None

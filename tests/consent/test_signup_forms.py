@@ -184,11 +184,13 @@ def test_per_ip_rate_limit(world: World) -> None:
 
 
 def test_forms_keep_working_while_bulk_sending_is_disabled(world: World, api: str) -> None:
-    from sqlalchemy import update
+    from postgate.core.clock import utcnow
+    from postgate.core.states import BlockSource, Scope
+    from postgate.tenants import sending
 
-    with world.ctx.engine.begin() as conn:
-        conn.execute(update(t.tenant).where(t.tenant.c.id == world.tenant_id)
-                     .values(status="bulk_disabled"))
+    with world.ctx.engine.begin() as conn:  # as the circuit breaker leaves it
+        sending.add_block(conn, world.tenant_id, Scope.BULK_EMAIL, BlockSource.BREAKER,
+                          "complaints", "breaker", {}, utcnow())
     _, form = make_form(world, api)
     address = f"late@{world.tenant.domain}"
     assert httpx.post(f"{api}/f/{form['public_id']}",

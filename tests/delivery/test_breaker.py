@@ -13,7 +13,7 @@ from postgate.core.breaker import (
     soft_bounce_suppresses,
     window_start,
 )
-from postgate.core.sending_policy import allows
+from postgate.core.sending_policy import may_send as allows
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 LIMITS = Thresholds()

@@ -14,7 +14,9 @@ from sqlmodel import Session
 from postgate.consent import records
 from postgate.core import tokens
 from postgate.core.clock import utcnow
+from postgate.core.states import BlockSource, Scope
 from postgate.store import tables as t
+from postgate.tenants import sending
 from tests.support import World, unsubscribe_token_for
 
 
@@ -178,9 +180,9 @@ def test_a_scheduled_campaign_waits_for_its_time(world: World) -> None:
 
 def test_a_killed_tenant_sends_nothing_and_its_rows_are_held(world: World) -> None:
     world.contact("held")
-    with world.ctx.engine.begin() as conn:
-        conn.execute(update(t.tenant).where(t.tenant.c.id == world.tenant_id).values(
-            status="killed"))
+    with world.ctx.engine.begin() as conn:  # the kill switch: a block on everything
+        sending.add_block(conn, world.tenant_id, Scope.ALL, BlockSource.OPERATOR, "test",
+                          "test", {}, utcnow())
     world.publish(world.message("killed"))
     world.run(lambda: [r.state for r in world.deliveries("killed")] == ["held"])
     assert world.sink.handler.received == []
