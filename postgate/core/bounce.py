@@ -28,6 +28,15 @@ POLICY = re.compile(
 )
 
 
+POLICY_CLASS = "5.7"  # RFC 3463 X.7.X: security or policy status
+
+
+def is_policy(status: str) -> bool:
+    """A policy rejection (spam, blocked, authentication, reputation): permanent for this
+    message, but it says nothing about the address — never a dead address."""
+    return status.startswith(POLICY_CLASS)
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     hard: bool
@@ -40,7 +49,7 @@ def classify_reply(code: int, text: str) -> Verdict:
     if code < 500:
         return Verdict(False, status)
     if status:
-        if status.startswith("5.7") or status in ("5.2.2", "5.3.4", "5.2.3"):
+        if is_policy(status) or status in ("5.2.2", "5.3.4", "5.2.3"):
             return Verdict(False, status)
         if status in HARD_STATUSES:
             return Verdict(True, status)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from postgate.core.bounce import is_policy
 from postgate.core.states import Scope
 
 BULK_EMAIL, BULK_SMS, ALL = Scope.BULK_EMAIL, Scope.BULK_SMS, Scope.ALL
@@ -108,4 +109,4 @@ def soft_bounce_suppresses(bounced_at: Iterable[datetime], rule: SoftBounceRule,
 
 def scored(status: str, action: str) -> bool:
     """Soft bounces that speak about the address: not delays, not policy rejections."""
-    return action != "delayed" and not status.startswith("5.7")
+    return action != "delayed" and not is_policy(status)

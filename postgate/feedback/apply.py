@@ -27,21 +27,26 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, Engine, select, update
 
 from postgate.core import breaker
+from postgate.core.bounce import POLICY_CLASS
 from postgate.core.clock import aware
 from postgate.core.states import Channel, FeedbackKind, SuppressionReason
 from postgate.feedback import dkim_check, ledger, unsubscribe
-from postgate.feedback.mail import Feedback
+from postgate.feedback.event import Feedback
 from postgate.feedback.references import Target, Verification, by_delivery, resolve
 from postgate.observability.metrics import FEEDBACK, FEEDBACK_UNVERIFIED
 from postgate.settings import Settings
 from postgate.store import tables as t
+from postgate.tenants import reputation
 
 log = logging.getLogger("postgate.feedback")
 d, e = t.delivery.c, t.feedback_event.c
 RAW_LIMIT = 1_000_000
-SUPPRESSING = {FeedbackKind.COMPLAINT: SuppressionReason.COMPLAINT,
-               FeedbackKind.UNSUBSCRIBE: SuppressionReason.UNSUBSCRIBE,
-               FeedbackKind.STOP: SuppressionReason.STOP}
+BREAKER_KINDS = (FeedbackKind.BOUNCE, FeedbackKind.COMPLAINT)  # what the breaker counts
+SUPPRESSING = {
+    FeedbackKind.COMPLAINT: SuppressionReason.COMPLAINT,
+    FeedbackKind.UNSUBSCRIBE: SuppressionReason.UNSUBSCRIBE,
+    FeedbackKind.STOP: SuppressionReason.STOP,
+}
 
 
 @dataclass
@@ -53,18 +58,30 @@ class Applied:
     address: str = ""
     new: bool = False
     suppressed: list[str] = field(default_factory=list)
+    tripped: bool = False  # the circuit breaker switched the tenant's sending off
 
 
 def soft_rule(settings: Settings) -> breaker.SoftBounceRule:
-    return breaker.SoftBounceRule(settings.soft_bounce_score, settings.soft_bounce_days,
-                                  timedelta(days=settings.soft_bounce_window_days))
+    return breaker.SoftBounceRule(
+        settings.soft_bounce_score,
+        settings.soft_bounce_days,
+        timedelta(days=settings.soft_bounce_window_days),
+    )
 
 
-def apply(engine: Engine, settings: Settings, fb: Feedback, raw: bytes, source: str,
-          now: datetime, key: str | None = None) -> Applied:
+def apply(
+    engine: Engine,
+    settings: Settings,
+    fb: Feedback,
+    raw: bytes,
+    source: str,
+    now: datetime,
+    key: str | None = None,
+) -> Applied:
     """Store ``fb`` once under ``key`` (default: per delivery and kind, else the raw hash)."""
-    fb = replace(fb, status=_storable(fb.status)[:100],
-                 recipients=tuple(_storable(r) for r in fb.recipients))
+    fb = replace(
+        fb, status=_storable(fb.status)[:100], recipients=tuple(_storable(r) for r in fb.recipients)
+    )
     with engine.begin() as conn:
         delivery, verification = _target(conn, settings, fb, now)
         tenant_id = delivery.tenant_id if delivery else None
@@ -84,25 +101,69 @@ def apply(engine: Engine, settings: Settings, fb: Feedback, raw: bytes, source: 
         kind = FeedbackKind.DELAY if fb.action == "delayed" else FeedbackKind(fb.kind)
         applied = Applied(key, kind, tenant_id, delivery_id, address)
         applied.new = ledger.is_new(conn, key)
-        ledger.record(conn, [ledger.Event(
-            channel, kind, key, source, now, tenant_id, delivery_id, address, fb.hard,
-            fb.status, verification.partition(":")[0], dkim,
-            _storable(raw[:RAW_LIMIT].decode("utf-8", "replace")))])
+        ledger.record(
+            conn,
+            [
+                ledger.Event(
+                    channel,
+                    kind,
+                    key,
+                    source,
+                    now,
+                    tenant_id,
+                    delivery_id,
+                    address,
+                    fb.hard,
+                    fb.status,
+                    verification.partition(":")[0],
+                    dkim,
+                    _storable(raw[:RAW_LIMIT].decode("utf-8", "replace")),
+                )
+            ],
+        )
         # stored first: a soft bounce's score counts this one too
-        reason = _effects(conn, settings, fb, applied, now) if tenant_id is not None and \
-            address else None
+        reason = (
+            _effects(conn, settings, fb, applied, now)
+            if tenant_id is not None and address
+            else None
+        )
         if reason is not None:
-            ledger.suppress(conn, [(tenant_id, channel, address, reason,
-                                    f"{fb.kind} {fb.status}".strip()[:200], now)])
+            ledger.suppress(
+                conn,
+                [
+                    (
+                        tenant_id,
+                        channel,
+                        address,
+                        reason,
+                        f"{fb.kind} {fb.status}".strip()[:200],
+                        now,
+                    )
+                ],
+            )
             applied.suppressed.append(address)
-    label = ("bounce_hard" if fb.hard else "bounce_soft") if kind == FeedbackKind.BOUNCE \
-        else str(kind)
+    if applied.new and tenant_id is not None and kind in BREAKER_KINDS:
+        applied.tripped = reputation.check(engine, settings, tenant_id, now) is not None
+    label = (
+        ("bounce_hard" if fb.hard else "bounce_soft") if kind == FeedbackKind.BOUNCE else str(kind)
+    )
     FEEDBACK.labels(slug, channel, label).inc(int(applied.new))
     if delivery is None and applied.new:
         FEEDBACK_UNVERIFIED.labels(source, kind, verification.partition(":")[2]).inc()
-    log.info("feedback %s tenant=%s delivery=%s rcpt=%s hard=%s status=%s new=%s suppressed=%s "
-             "verification=%s dkim=%s", kind, slug, delivery_id, address, fb.hard, fb.status,
-             applied.new, applied.suppressed, verification, dkim or "-")
+    log.info(
+        "feedback %s tenant=%s delivery=%s rcpt=%s hard=%s status=%s new=%s suppressed=%s "
+        "verification=%s dkim=%s",
+        kind,
+        slug,
+        delivery_id,
+        address,
+        fb.hard,
+        fb.status,
+        applied.new,
+        applied.suppressed,
+        verification,
+        dkim or "-",
+    )
     return applied
 
 
@@ -111,14 +172,16 @@ def _storable(text: str) -> str:
     return text.replace("\x00", "\ufffd")
 
 
-def _target(conn: Connection, settings: Settings, fb: Feedback,
-            now: datetime) -> tuple[Target | None, str]:
+def _target(
+    conn: Connection, settings: Settings, fb: Feedback, now: datetime
+) -> tuple[Target | None, str]:
     """The delivery this feedback may act on and how that was established; else None and
     ``unverified:<why>``."""
     if fb.delivery_id is not None:  # named by an authenticated provider
         target = by_delivery(conn, fb.delivery_id)
-        found: tuple[Target | None, str] = (target, Verification.PROVIDER) if target else (
-            None, "unknown_delivery")
+        found: tuple[Target | None, str] = (
+            (target, Verification.PROVIDER) if target else (None, "unknown_delivery")
+        )
     elif fb.ref is None:
         found = None, "no_reference"
     else:
@@ -126,17 +189,22 @@ def _target(conn: Connection, settings: Settings, fb: Feedback,
         window = None if fb.kind == FeedbackKind.UNSUBSCRIBE else settings.legacy_refs_days
         found = resolve(conn, fb.ref, now, window, trusted=fb.provider_signed)
     target, how = found
-    if target is not None and how != Verification.PROVIDER and fb.kind == FeedbackKind.BOUNCE and \
-            fb.recipients and \
-            target.address.casefold() not in {r.casefold() for r in fb.recipients}:
+    if (
+        target is not None
+        and how != Verification.PROVIDER
+        and fb.kind == FeedbackKind.BOUNCE
+        and fb.recipients
+        and target.address.casefold() not in {r.casefold() for r in fb.recipients}
+    ):
         target, how = None, "recipient_mismatch"  # a DSN acts on its own recipient only
     if target is None:
         return None, f"{Verification.UNVERIFIED}:{how}"
     return target, str(how)
 
 
-def _effects(conn: Connection, settings: Settings, fb: Feedback, applied: Applied,
-             now: datetime) -> SuppressionReason | None:
+def _effects(
+    conn: Connection, settings: Settings, fb: Feedback, applied: Applied, now: datetime
+) -> SuppressionReason | None:
     """What the event does besides being stored: the suppression it calls for, if any
     (a soft bounce counts its earlier ones), and a complaint marks its delivery."""
     tenant_id, address = applied.tenant_id, applied.address
@@ -144,14 +212,25 @@ def _effects(conn: Connection, settings: Settings, fb: Feedback, applied: Applie
     if fb.kind == FeedbackKind.BOUNCE and fb.hard and fb.action == "failed":
         reason = SuppressionReason.HARD_BOUNCE
     elif fb.kind == FeedbackKind.BOUNCE and breaker.scored(fb.status, fb.action):
-        bounced = [aware(at) for at in conn.scalars(select(e.created_at).where(
-            e.tenant_id == tenant_id, e.address == address, e.kind == FeedbackKind.BOUNCE,
-            e.hard.is_not(True), ~e.status.startswith("5.7"), e.created_at >= now - timedelta(
-                days=settings.soft_bounce_window_days)))]
+        bounced = [
+            aware(at)
+            for at in conn.scalars(
+                select(e.created_at).where(
+                    e.tenant_id == tenant_id,
+                    e.address == address,
+                    e.kind == FeedbackKind.BOUNCE,
+                    e.hard.is_not(True),
+                    ~e.status.startswith(POLICY_CLASS),
+                    e.created_at >= now - timedelta(days=settings.soft_bounce_window_days),
+                )
+            )
+        ]
         if breaker.soft_bounce_suppresses(bounced, soft_rule(settings), now):
             reason = SuppressionReason.BOUNCE_SCORE
     if fb.kind == FeedbackKind.COMPLAINT:
-        conn.execute(update(t.delivery).where(d.id == applied.delivery_id,
-                                              d.complained_at.is_(None))
-                     .values(complained_at=now))
+        conn.execute(
+            update(t.delivery)
+            .where(d.id == applied.delivery_id, d.complained_at.is_(None))
+            .values(complained_at=now)
+        )
     return reason

@@ -47,15 +47,37 @@ class Event:
 def record(conn: Connection, events: Sequence[Event]) -> None:
     """Store each event once under its dedup key; suppress where an event says so (an
     address suppressed already keeps its first reason)."""
-    insert_ignore(conn, t.feedback_event, [{
-        "tenant_id": ev.tenant_id, "delivery_id": ev.delivery_id, "channel": ev.channel,
-        "kind": ev.kind, "hard": ev.hard, "address": ev.address[:320], "status": ev.status,
-        "source": ev.source, "dedup_key": ev.dedup_key, "verification": ev.verification,
-        "dkim": ev.dkim, "raw": ev.raw, "created_at": ev.created_at,
-    } for ev in events], ("dedup_key",))
-    suppress(conn, [(ev.tenant_id, ev.channel, ev.address, ev.suppress, ev.detail, ev.created_at)
-                    for ev in events
-                    if ev.suppress is not None and ev.tenant_id is not None and ev.address])
+    insert_ignore(
+        conn,
+        t.feedback_event,
+        [
+            {
+                "tenant_id": ev.tenant_id,
+                "delivery_id": ev.delivery_id,
+                "channel": ev.channel,
+                "kind": ev.kind,
+                "hard": ev.hard,
+                "address": ev.address[:320],
+                "status": ev.status,
+                "source": ev.source,
+                "dedup_key": ev.dedup_key,
+                "verification": ev.verification,
+                "dkim": ev.dkim,
+                "raw": ev.raw,
+                "created_at": ev.created_at,
+            }
+            for ev in events
+        ],
+        ("dedup_key",),
+    )
+    suppress(
+        conn,
+        [
+            (ev.tenant_id, ev.channel, ev.address, ev.suppress, ev.detail, ev.created_at)
+            for ev in events
+            if ev.suppress is not None and ev.tenant_id is not None and ev.address
+        ],
+    )
 
 
 def is_new(conn: Connection, dedup_key: str) -> bool:
@@ -68,30 +90,66 @@ Entry = tuple[int | None, str, str, SuppressionReason, str, datetime]
 
 def suppress(conn: Connection, entries: Iterable[Entry]) -> None:
     """Suppression rows (tenant, channel, address, reason, detail, time), insert-or-ignore."""
-    insert_ignore(conn, t.suppression, [{
-        "tenant_id": tenant_id, "channel": channel, "address": address, "reason": reason,
-        "detail": detail, "created_at": at,
-    } for tenant_id, channel, address, reason, detail, at in entries],
-        ("tenant_id", "channel", "address"))
+    insert_ignore(
+        conn,
+        t.suppression,
+        [
+            {
+                "tenant_id": tenant_id,
+                "channel": channel,
+                "address": address,
+                "reason": reason,
+                "detail": detail,
+                "created_at": at,
+            }
+            for tenant_id, channel, address, reason, detail, at in entries
+        ],
+        ("tenant_id", "channel", "address"),
+    )
 
 
-def lift(conn: Connection, tenant_id: int, channel: str, addresses: Sequence[str],
-         reasons: Iterable[SuppressionReason]) -> int:
+def lift(
+    conn: Connection,
+    tenant_id: int,
+    channel: str,
+    addresses: Sequence[str],
+    reasons: Iterable[SuppressionReason],
+) -> int:
     """Remove the suppressions of these reasons (an SMS START, a confirmed re-subscription);
     the number removed."""
-    return int(conn.execute(delete(t.suppression).where(
-        s.tenant_id == tenant_id, s.channel == channel, s.address.in_(list(addresses)),
-        s.reason.in_([str(r) for r in reasons]))).rowcount or 0)
+    return int(
+        conn.execute(
+            delete(t.suppression).where(
+                s.tenant_id == tenant_id,
+                s.channel == channel,
+                s.address.in_(list(addresses)),
+                s.reason.in_([str(r) for r in reasons]),
+            )
+        ).rowcount
+        or 0
+    )
 
 
-def erase(conn: Connection, tenant_id: int, channel: str, address: str, digest: str,
-          deliveries: Sequence[int], now: datetime) -> int:
+def erase(
+    conn: Connection,
+    tenant_id: int,
+    channel: str,
+    address: str,
+    digest: str,
+    deliveries: Sequence[int],
+    now: datetime,
+) -> int:
     """Forget an address in feedback: its events (by address or delivery) keep only the
     hash and lose their raw text, and its suppressions become one entry under the hash,
     so the address stays blocked although it is no longer stored. The events changed."""
-    events = conn.execute(update(t.feedback_event).where(
-        e.tenant_id == tenant_id, or_(e.address == address, e.delivery_id.in_(deliveries)),
-    ).values(address=digest, raw="")).rowcount
+    events = conn.execute(
+        update(t.feedback_event)
+        .where(
+            e.tenant_id == tenant_id,
+            or_(e.address == address, e.delivery_id.in_(deliveries)),
+        )
+        .values(address=digest, raw="")
+    ).rowcount
     conn.execute(delete(t.suppression).where(s.tenant_id == tenant_id, s.address == address))
     suppress(conn, [(tenant_id, channel, digest, SuppressionReason.ERASURE, "", now)])
     return int(events or 0)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import email
 import re
-from dataclasses import dataclass, field
 from email import policy as email_policy
 from email.message import Message
 from email.utils import getaddresses
@@ -25,6 +24,7 @@ from flufl.bounce import all_failures
 from postgate.core import tokens
 from postgate.core.bounce import DEAD_ADDRESS, ENHANCED, POLICY, classify_reply
 from postgate.core.states import FeedbackKind
+from postgate.feedback.event import Feedback
 
 VERP_ANYWHERE = re.compile(r"\bb\+[0-9.]{1,60}-[0-9a-z]{12,26}@[\w.-]+", re.IGNORECASE)
 AUTO_SUBJECT = re.compile(
@@ -36,29 +36,6 @@ AUTO_SUBJECT = re.compile(
 RAW_POLICY = email_policy.compat32.clone(linesep="\r\n", max_line_length=0)
 BOUNCE_FROM = re.compile(r"mailer-daemon|postmaster|mail delivery", re.IGNORECASE)
 ENVELOPE_HEADERS = ("X-Original-To", "Delivered-To", "Envelope-To", "X-Envelope-To", "To")
-MAX_ROW_ID = tokens.MAX_ROW_ID
-
-
-def row_id(text: str) -> int | None:
-    """A row id written in ASCII digits that fits the column, else None; never raises."""
-    text = text.strip()
-    if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > MAX_ROW_ID:
-        return None
-    return int(text)
-
-
-@dataclass(frozen=True, slots=True)
-class Feedback:
-    kind: FeedbackKind  # bounce | complaint | auto_reply | unsubscribe | unknown
-    hard: bool | None = None
-    recipients: tuple[str, ...] = ()
-    status: str = ""
-    ref: tokens.Ref | None = None  # from a VERP return path, unsubscribe token or Message-ID
-    delivery_id: int | None = None  # named by an authenticated provider (webhooks)
-    provider_signed: bool = False  # came in a signed provider webhook: its references hold
-    action: str = ""  # DSN action: failed | delayed
-    detail: str = ""
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def parse(raw: bytes, keys: tokens.Keys, envelope_rcpts: tuple[str, ...] = ()) -> Feedback:

@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 
 from postgate.core.clock import utcnow
 from postgate.feedback import sms as feedback
-from postgate.feedback.mail import row_id
+from postgate.feedback.event import row_id
 from postgate.providers.sms import InboundSms
 from postgate.providers.smsapi import INBOUND_PATH, REPORT_PATH, callback_key, parse_callback
 

@@ -22,10 +22,10 @@ from sqlalchemy.exc import DBAPIError
 from postgate.core.clock import utcnow
 from postgate.core.states import FeedbackKind
 from postgate.feedback import apply as feedback_store
-from postgate.feedback.mail import Feedback, parse
+from postgate.feedback.event import Feedback
+from postgate.feedback.mail import parse
 from postgate.runtime.announce import announce
 from postgate.runtime.context import Context
-from postgate.tenants import reputation
 
 log = logging.getLogger("postgate.feedback")
 SOURCES = {
@@ -71,14 +71,8 @@ class FeedbackHandler:
             applied = feedback_store.apply(
                 engine, settings, Feedback(FeedbackKind.UNKNOWN, detail=repr(exc)), raw, "mail", now
             )
-        if (
-            applied.new
-            and applied.tenant_id is not None
-            and fb.kind in (FeedbackKind.BOUNCE, FeedbackKind.COMPLAINT)
-        ):
-            trip = reputation.check(engine, settings, applied.tenant_id, now)
-            if trip is not None:
-                announce(settings, applied.tenant_id)
+        if applied.tripped and applied.tenant_id is not None:
+            announce(settings, applied.tenant_id)
         return applied
 
 

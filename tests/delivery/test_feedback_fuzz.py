@@ -14,8 +14,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from postgate.feedback.mail import MAX_ROW_ID, parse
-from postgate.http.webhooks import normalise, signature, verify
+from postgate.feedback.event import MAX_ROW_ID
+from postgate.feedback.mail import parse
+from postgate.feedback.webhook import normalise, signature, verify
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "feedback"
 MAILS = [p.read_bytes() for p in sorted(FIXTURES.glob("*.eml"))] + \

@@ -9,7 +9,7 @@ import time
 import httpx
 from sqlalchemy import select
 
-from postgate.http.webhooks import signature
+from postgate.feedback.webhook import signature
 from postgate.store import tables as t
 from tests.support import World
 

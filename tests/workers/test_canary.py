@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from postgate.core.clock import utcnow
 from postgate.feedback import apply as feedback_store
-from postgate.feedback.mail import Feedback
+from postgate.feedback.event import Feedback
 from postgate.store import tables as t
 from postgate.tenants import sending as sending_blocks
 from tests.support import World
