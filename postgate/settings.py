@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore")
 
-    database_url: str = "sqlite:///postgate.store.db"
+    database_url: str = "sqlite:///postgate.db"
     broker_url: str = "memory://"
     redis_url: str = ""  # empty: in-process pub/sub (embedded mode)
     queue_prefix: str = "postgate"
