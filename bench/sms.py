@@ -94,9 +94,10 @@ def _free_port() -> int:
 
 def settings_for(url: str, ports: Servers) -> Settings:
     return Settings(database_url=url, use_uvloop=True, queue_prefix=f"smsbench{os.getpid()}",
-                    smpp_port=ports.smpp_port, smpp_window=10, smpp_rate_per_s=0,
-                    smsapi_url=ports.smsapi_url, smsapi_token=ports.token,
-                    smsapi_connections=50, smsapi_rate_per_s=0, batch_size=500,
+                    providers={"smpp": {"port": ports.smpp_port, "window": 10, "rate_per_s": 0},
+                               "smsapi": {"url": ports.smsapi_url, "token": ports.token,
+                                          "connections": 50, "rate_per_s": 0}},
+                    batch_size=500,
                     sender_prefetch=4)
 
 

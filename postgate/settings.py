@@ -10,10 +10,21 @@ from __future__ import annotations
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import Field, PrivateAttr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ProviderSettings(BaseSettings):
+    """A provider's own settings: defined in the provider's module with its environment
+    prefix (``SMSAPI_URL`` for ``SmsApiSettings.url``), read by ``Settings.provider``."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore")
+    name: ClassVar[str]
+
+
+P = TypeVar("P", bound=ProviderSettings)
 
 
 class Settings(BaseSettings):
@@ -118,21 +129,10 @@ class Settings(BaseSettings):
     sms_opt_out_text: str = "Leiratkozas: valasz STOP"  # appended to promotional SMS
     sms_retries: int = Field(default=3, ge=0)
     sms_backoff_s: float = 0.5
-    smsapi_url: str = "https://api.smsapi.com"
-    smsapi_token: str = ""
-    smsapi_connections: int = Field(default=50, ge=1)
-    smsapi_rate_per_s: float = 0.0  # 0: no limit of our own
-    smsapi_timeout_s: float = 10.0
-    smpp_host: str = "127.0.0.1"
-    smpp_port: int = 2775
-    smpp_system_id: str = ""
-    smpp_password: str = ""
-    smpp_system_type: str = ""
-    smpp_window: int = Field(default=10, ge=1)  # outstanding submit_sm per bind
-    smpp_rate_per_s: float = 100.0
-    smpp_timeout_s: float = 10.0
-    smpp_enquire_link_s: float = 30.0
     sms_price_per_part: dict[str, float] = Field(default_factory=dict)  # provider -> price
+    # each provider's own settings (SMSAPI_*, SMPP_*) live in its module as a ProviderSettings
+    # model read from the environment; these override them by provider name (tests, embedding)
+    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # content policy and sending domains
     lexicon_dir: str = ""  # empty: the lexicons shipped in postgate/core/lexicons
     dns_resolver: str = ""  # "host:port" for TXT look-ups; empty: the system resolver
@@ -177,6 +177,10 @@ class Settings(BaseSettings):
         """SECRET_KEY first (it signs), then SECRET_KEYS_PREVIOUS (they still verify)."""
         return (self.secret_key, *(k for k in self.secret_keys_previous
                                    if k and k != self.secret_key))
+
+    def provider(self, model: type[P]) -> P:
+        """The settings of one provider: its environment, overridden by ``providers``."""
+        return model(**self.providers.get(model.name, {}))
 
     def require_secret(self) -> str:
         """The secret key, or :class:`MissingSecret` when it is unset or too short to be

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import OrderedDict
-from typing import cast
+from typing import ClassVar, cast
 
 from aiosmpplib import (
     NPI,
@@ -24,6 +24,8 @@ from aiosmpplib import (
     SubmitSm,
     SubmitSmResp,
 )
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
 from postgate.core.outcome import Outcome
 from postgate.core.sms.encoding import Encoding, to_bytes
@@ -38,7 +40,7 @@ from postgate.providers.sms import (
     SmsMessage,
     SmsResult,
 )
-from postgate.settings import Settings
+from postgate.settings import ProviderSettings, Settings
 
 log = logging.getLogger("postgate.smpp")
 S = SmppCommandStatus
@@ -101,17 +103,34 @@ def report(pdu: DeliverSm) -> DeliveryReport | None:
                           f"{stat} err:{found.get('err', '')}".strip(), None, text[:500])
 
 
+class SmppSettings(ProviderSettings):
+    """``SMPP_HOST``, ``SMPP_PORT``, ``SMPP_SYSTEM_ID``, ``SMPP_PASSWORD``,
+    ``SMPP_SYSTEM_TYPE``, ``SMPP_WINDOW``, ``SMPP_RATE_PER_S``, ``SMPP_TIMEOUT_S``,
+    ``SMPP_ENQUIRE_LINK_S``."""
+
+    model_config = SettingsConfigDict(env_prefix="SMPP_", env_file=None, extra="ignore")
+    name: ClassVar[str] = "smpp"
+    host: str = "127.0.0.1"
+    port: int = 2775
+    system_id: str = ""
+    password: str = ""
+    system_type: str = ""
+    window: int = Field(default=10, ge=1)  # outstanding submit_sm per bind
+    rate_per_s: float = 100.0
+    timeout_s: float = 10.0
+    enquire_link_s: float = 30.0
+
+
 class SmppGateway(SmsGateway):
     name = "smpp"
 
     def __init__(self, settings: Settings, feedback: FeedbackSink) -> None:
-        super().__init__(GatewayLimits(settings.smpp_rate_per_s, settings.smpp_timeout_s,
-                                       settings.sms_retries, settings.sms_backoff_s),
-                         feedback)
+        own = settings.provider(SmppSettings)
+        super().__init__(GatewayLimits(own.rate_per_s, own.timeout_s, settings.sms_retries,
+                                       settings.sms_backoff_s), feedback)
         self.session = SmppSession(SessionConfig(
-            settings.smpp_host, settings.smpp_port, settings.smpp_system_id,
-            settings.smpp_password, settings.smpp_system_type, settings.smpp_window,
-            settings.smpp_timeout_s, settings.smpp_enquire_link_s), self._on_deliver)
+            own.host, own.port, own.system_id, own.password, own.system_type, own.window,
+            own.timeout_s, own.enquire_link_s), self._on_deliver)
         # delivery id -> part -> message id, for messages with parts still to send
         self.accepted: OrderedDict[int, dict[int, str]] = OrderedDict()
 

@@ -17,9 +17,11 @@ import hmac
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
 from postgate.core.outcome import Outcome
 from postgate.core.sms.outcomes import DlrStatus, SmsError
@@ -31,7 +33,7 @@ from postgate.providers.sms import (
     SmsMessage,
     SmsResult,
 )
-from postgate.settings import Settings
+from postgate.settings import ProviderSettings, Settings
 
 REPORT_PATH = "/v1/sms/smsapi/report"  # served by postgate.http.sms_callbacks
 INBOUND_PATH = "/v1/sms/smsapi/inbound"
@@ -120,18 +122,31 @@ def _stamp(text: str) -> datetime | None:
         return None
 
 
+class SmsApiSettings(ProviderSettings):
+    """``SMSAPI_URL``, ``SMSAPI_TOKEN``, ``SMSAPI_CONNECTIONS``, ``SMSAPI_RATE_PER_S``,
+    ``SMSAPI_TIMEOUT_S``."""
+
+    model_config = SettingsConfigDict(env_prefix="SMSAPI_", env_file=None, extra="ignore")
+    name: ClassVar[str] = "smsapi"
+    url: str = "https://api.smsapi.com"
+    token: str = ""
+    connections: int = Field(default=50, ge=1)
+    rate_per_s: float = 0.0  # 0: no limit of our own
+    timeout_s: float = 10.0
+
+
 class SmsApiGateway(SmsGateway):
     name = "smsapi"
     retry_unknown = True  # idx + check_idx=1 make a resubmission harmless
 
     def __init__(self, settings: Settings, feedback: FeedbackSink) -> None:
-        super().__init__(GatewayLimits(settings.smsapi_rate_per_s, settings.smsapi_timeout_s,
-                                       settings.sms_retries, settings.sms_backoff_s),
-                         feedback)
-        self.url = settings.smsapi_url.rstrip("/") + "/sms.do"
-        self.token = settings.smsapi_token
+        own = settings.provider(SmsApiSettings)
+        super().__init__(GatewayLimits(own.rate_per_s, own.timeout_s, settings.sms_retries,
+                                       settings.sms_backoff_s), feedback)
+        self.url = own.url.rstrip("/") + "/sms.do"
+        self.token = own.token
         self.notify_url = notify_url(settings.public_url, settings.secret_key)
-        self.connections = settings.smsapi_connections
+        self.connections = own.connections
         self.session: aiohttp.ClientSession | None = None
 
     async def open(self) -> None:

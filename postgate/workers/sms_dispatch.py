@@ -24,11 +24,12 @@ from postgate.campaigns import deliveries as email_store
 from postgate.core.clock import utcnow
 from postgate.core.outcome import Outcome
 from postgate.core.rendering import TEXT_ENV
+from postgate.core.sending_policy import may_send
 from postgate.core.sms.addressing import AddressError, e164
 from postgate.core.sms.encoding import Policy, SmsTooLong, encode
 from postgate.core.sms.outcomes import Action, SmsError, decide
 from postgate.core.sms.routing import parse_routes, route
-from postgate.core.states import Kind, Scope
+from postgate.core.states import Channel, Kind
 from postgate.feedback.sms import DatabaseFeedback
 from postgate.observability.metrics import MESSAGES
 from postgate.providers import registry
@@ -36,6 +37,7 @@ from postgate.providers.sms import SmsMessage, SmsProvider, SmsResult
 from postgate.runtime.context import Context
 from postgate.sms import store
 from postgate.store import tables as t
+from postgate.tenants import sending as sending_blocks
 from postgate.workers.outcomes import Outcomes
 
 log = logging.getLogger("postgate.sms.dispatch")
@@ -176,15 +178,15 @@ class SmsDispatch:
         return info
 
     def _load(self, campaign_id: int, cached: SmsCampaign | None) -> SmsCampaign:
-        c, tn, sb = t.campaign.c, t.tenant.c, t.sending_block.c
+        c, tn = t.campaign.c, t.tenant.c
         with self.ctx.engine.connect() as conn:
             row = conn.execute(
                 select(c.tenant_id, tn.slug, c.kind, c.text, c.sms_sender, c.sms_policy,
                        c.sms_max_parts, tn.sms_routes)
                 .join(t.tenant, tn.id == c.tenant_id).where(c.id == campaign_id)).one()
-            paused = conn.scalar(select(sb.id).where(
-                sb.tenant_id == row.tenant_id, sb.scope.in_([Scope.BULK_SMS, Scope.ALL]),
-                sb.cleared_at.is_(None)).limit(1)) is not None
+            # the one answer (core.sending_policy) for this campaign's promotional texts
+            paused = not may_send(sending_blocks.active_scopes(conn, row.tenant_id),
+                                  Channel.SMS, Kind.PROMOTIONAL)
         if cached is not None:
             cached.paused, cached.routes = paused, row.sms_routes or None
             cached.checked_at = time.monotonic()

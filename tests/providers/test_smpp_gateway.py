@@ -43,8 +43,8 @@ def _send(settings: Settings, messages: list[SmsMessage]) -> tuple[list[SmsResul
 
 
 def _settings(settings: Settings, smsc: SmscSink, **values: object) -> Settings:
-    return settings.model_copy(update={"smpp_port": smsc.port, "smpp_timeout_s": 3,
-                                       "sms_backoff_s": 0.05, **values})
+    smpp = {"port": smsc.port, "timeout_s": 3, **values}
+    return settings.model_copy(update={"providers": {"smpp": smpp}, "sms_backoff_s": 0.05})
 
 
 def _messages(n: int, number: str = HU) -> list[SmsMessage]:
@@ -53,14 +53,14 @@ def _messages(n: int, number: str = HU) -> list[SmsMessage]:
 
 def test_outstanding_submits_never_exceed_the_window(settings: Settings, smsc: SmscSink) -> None:
     smsc.state.delay_s = 0.05
-    results, _ = _send(_settings(settings, smsc, smpp_window=4, smpp_rate_per_s=0),
+    results, _ = _send(_settings(settings, smsc, window=4, rate_per_s=0),
                        _messages(24))
     assert all(r.outcome is Outcome.SENT for r in results)
     assert smsc.state.max_in_flight == 4
 
 
 def test_the_messages_per_second_limit_holds(settings: Settings, smsc: SmscSink) -> None:
-    _, elapsed = _send(_settings(settings, smsc, smpp_rate_per_s=50), _messages(75))
+    _, elapsed = _send(_settings(settings, smsc, rate_per_s=50), _messages(75))
     assert elapsed >= 0.45  # a burst of 50, then 25 more at 50/s
     assert len(smsc.state.submitted) == 75
 

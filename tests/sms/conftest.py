@@ -25,13 +25,9 @@ def smsapi() -> Iterator[SmsApiSink]:
 
 @pytest.fixture
 def settings(settings: Settings, smsc: SmscSink, smsapi: SmsApiSink) -> Settings:
-    settings.smpp_port = smsc.port
-    settings.smpp_system_id = "postgate"
-    settings.smpp_password = "secret"
-    settings.smpp_timeout_s = 3
-    settings.smpp_rate_per_s = 0
-    settings.smsapi_url = smsapi.url
-    settings.smsapi_token = smsapi.state.token
-    settings.smsapi_timeout_s = 3
+    settings.providers["smpp"] = {"port": smsc.port, "system_id": "postgate",
+                                  "password": "secret", "timeout_s": 3, "rate_per_s": 0}
+    settings.providers["smsapi"] = {"url": smsapi.url, "token": smsapi.state.token,
+                                    "timeout_s": 3}
     settings.sms_backoff_s = 0.05
     return settings

@@ -85,7 +85,7 @@ def test_no_credit_defers_and_pauses_the_tenants_bulk_sms(world: World,
 
 def test_refused_credentials_halt_the_provider_and_keep_the_rows(
         world: World, smsapi: SmsApiSink) -> None:
-    world.ctx.settings.smsapi_token = "wrong"
+    world.ctx.settings.providers["smsapi"]["token"] = "wrong"
     for name, number in (("A", PL1), ("B", PL2)):
         phone_contact(world, name, number)
     world.publish(sms_message(world, "Hi", "auth"))
@@ -98,7 +98,7 @@ def test_refused_credentials_halt_the_provider_and_keep_the_rows(
 
 def test_a_halted_gateway_sends_no_further_requests(settings: Settings,
                                                     smsapi: SmsApiSink) -> None:
-    settings.smsapi_token = "wrong"
+    settings.providers["smsapi"]["token"] = "wrong"
 
     async def go() -> tuple[list[SmsResult], dict[str, object]]:
         gateway = SmsApiGateway(settings, DatabaseFeedback(engine_for(settings.database_url)))
