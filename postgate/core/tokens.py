@@ -173,3 +173,11 @@ def mailto_token(address: str) -> str | None:
     local = address.strip().strip("<>").rsplit("@", 1)[0]
     match = MAILTO_LOCAL.match(local)
     return match.group(1).lower() if match else None
+
+
+def row_id(text: str) -> int | None:
+    """A row id written in ASCII digits that fits the column, else None; never raises."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > MAX_ROW_ID:
+        return None
+    return int(text)

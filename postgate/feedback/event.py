@@ -8,16 +8,9 @@ from dataclasses import dataclass, field
 
 from postgate.core import tokens
 from postgate.core.states import FeedbackKind
+from postgate.core.tokens import MAX_ROW_ID, row_id
 
-MAX_ROW_ID = tokens.MAX_ROW_ID
-
-
-def row_id(text: str) -> int | None:
-    """A row id written in ASCII digits that fits the column, else None; never raises."""
-    text = text.strip()
-    if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > MAX_ROW_ID:
-        return None
-    return int(text)
+__all__ = ["MAX_ROW_ID", "Feedback", "row_id"]
 
 
 @dataclass(frozen=True, slots=True)

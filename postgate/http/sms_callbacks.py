@@ -1,9 +1,9 @@
-"""HTTP callbacks from the SMS gateway: delivery reports and replies (FastAPI router).
+"""HTTP callbacks from SMS gateways: delivery reports and replies (FastAPI router).
 
-SMSAPI calls ``notify_url`` with the report as query (GET) or form (POST) fields and
-expects the body ``OK``; anything else makes it retry. The URL carries a key derived
-from ``SECRET_KEY`` so that nobody else can post reports; our delivery id comes back
-as ``idx`` and ties the report to its row even before the sender recorded the MsgId.
+``/v1/sms/<provider>/report`` and ``/v1/sms/<provider>/inbound`` take query (GET) or form
+(POST) fields and answer ``OK``; the gateway's own ``callbacks`` (see
+``providers.sms.HttpCallbacks``) read them. The URL carries a key derived from
+``SECRET_KEY`` and the provider's name, so that nobody else can post reports.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import asyncio
 import hmac
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import PlainTextResponse
@@ -20,9 +20,8 @@ from sqlalchemy import Engine
 
 from postgate.core.clock import utcnow
 from postgate.feedback import sms as feedback
-from postgate.feedback.event import row_id
-from postgate.providers.sms import InboundSms
-from postgate.providers.smsapi import INBOUND_PATH, REPORT_PATH, callback_key, parse_callback
+from postgate.providers import registry
+from postgate.providers.sms import HttpCallbacks, callback_key
 
 log = logging.getLogger("postgate.sms.callbacks")
 async def _params(request: Request) -> dict[str, str]:
@@ -36,10 +35,10 @@ async def _params(request: Request) -> dict[str, str]:
             for k, v in params.items()}
 
 
-def _check_key(request: Request, params: Mapping[str, str]) -> None:
+def _check_key(request: Request, params: Mapping[str, str], provider: str) -> None:
     given = params.get("k", "").encode("utf-8", "replace")
     # every key of a rotation: reports of SMS sent before it carry the old one
-    if not any(hmac.compare_digest(given, callback_key(key).encode())
+    if not any(hmac.compare_digest(given, callback_key(key, provider).encode())
                for key in request.app.state.settings.keys):
         raise HTTPException(status_code=403, detail="bad callback key")
 
@@ -50,37 +49,45 @@ def _write(engine: Engine, fn: Callable[..., Any], *args: Any) -> None:
         fn(conn, *args)
 
 
-def _idx(value: str) -> int | None:
-    return row_id(value)
+router = APIRouter(tags=["sms callbacks"])
 
 
-router = APIRouter()
+def _callbacks(provider: str) -> HttpCallbacks:
+    try:
+        found = getattr(registry.factory(provider), "callbacks", None)
+    except registry.UnknownProvider:
+        found = None
+    if found is None:
+        raise HTTPException(status_code=404, detail="no such gateway")
+    return cast(HttpCallbacks, found)
 
 
-@router.get(REPORT_PATH, response_class=PlainTextResponse, operation_id="smsapi_report_get")
-@router.post(REPORT_PATH, response_class=PlainTextResponse, operation_id="smsapi_report_post")
-async def smsapi_report(request: Request) -> str:
+@router.get("/v1/sms/{provider}/report", response_class=PlainTextResponse,
+            operation_id="sms_report_get")
+@router.post("/v1/sms/{provider}/report", response_class=PlainTextResponse,
+             operation_id="sms_report_post")
+async def sms_report(request: Request, provider: str) -> str:
+    callbacks = _callbacks(provider)
     params = await _params(request)
-    _check_key(request, params)
-    reports = parse_callback(params)
-    idx = [_idx(v) for v in params.get("idx", "").split(",")]
-    ids = [idx[i] if i < len(idx) else None for i in range(len(reports))]
-    if reports:
+    _check_key(request, params, provider)
+    found = callbacks.reports(params)
+    if found:
         await asyncio.to_thread(_write, request.app.state.engine, feedback.record_reports,
-                                reports, utcnow(), ids)
-    log.info("smsapi reports: %d", len(reports))
+                                [r for r, _ in found], utcnow(), [i for _, i in found])
+    log.info("%s reports: %d", provider, len(found))
     return "OK"
 
 
-@router.get(INBOUND_PATH, response_class=PlainTextResponse, operation_id="smsapi_inbound_get")
-@router.post(INBOUND_PATH, response_class=PlainTextResponse, operation_id="smsapi_inbound_post")
-async def smsapi_inbound(request: Request) -> str:
+@router.get("/v1/sms/{provider}/inbound", response_class=PlainTextResponse,
+            operation_id="sms_inbound_get")
+@router.post("/v1/sms/{provider}/inbound", response_class=PlainTextResponse,
+             operation_id="sms_inbound_post")
+async def sms_inbound(request: Request, provider: str) -> str:
+    callbacks = _callbacks(provider)
     params = await _params(request)
-    _check_key(request, params)
-    message = InboundSms("smsapi", params.get("sms_from", ""), params.get("sms_to", ""),
-                         params.get("sms_text", ""), params.get("MsgId", ""),
-                         str(sorted(params.items()))[:2000])
-    if message.sender and message.text:
+    _check_key(request, params, provider)
+    message = callbacks.inbound(params)
+    if message is not None:
         await asyncio.to_thread(_write, request.app.state.engine, feedback.inbound, message,
                                 utcnow())
     return "OK"

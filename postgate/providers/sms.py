@@ -14,9 +14,11 @@ given at construction; the sink writes them to the database.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -73,6 +75,32 @@ class InboundSms:
     text: str
     message_id: str = ""
     raw: str = ""
+
+
+def callback_key(secret: str, provider: str) -> str:
+    """The key in a gateway's callback URLs, derived from SECRET_KEY: nobody else can post
+    reports (``/v1/sms/<provider>/report?k=...``, served by ``postgate.http.sms_callbacks``)."""
+    mac = hmac.new(secret.encode(), f"{provider}-callback".encode(), hashlib.sha256)
+    return mac.hexdigest()[:32]
+
+
+def callback_url(public_url: str, secret: str, provider: str, what: str = "report") -> str:
+    return f"{public_url.rstrip('/')}/v1/sms/{provider}/{what}?k={callback_key(secret, provider)}"
+
+
+class HttpCallbacks(Protocol):
+    """What a gateway that reports over HTTP offers the callback routes: its parsers of the
+    posted fields (a class attribute ``callbacks`` of its factory)."""
+
+    @staticmethod
+    def reports(params: Mapping[str, str]) -> list[tuple[DeliveryReport, int | None]]:
+        """Delivery reports, each with our delivery id when the gateway echoes it."""
+        ...
+
+    @staticmethod
+    def inbound(params: Mapping[str, str]) -> InboundSms | None:
+        """A reply (STOP, START...), or None when the fields hold none."""
+        ...
 
 
 class FeedbackSink(Protocol):

@@ -12,8 +12,6 @@ Delivery reports arrive as callbacks on ``notify_url`` (see :mod:`postgate.http.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -25,27 +23,27 @@ from pydantic_settings import SettingsConfigDict
 
 from postgate.core.outcome import Outcome
 from postgate.core.sms.outcomes import DlrStatus, SmsError
+from postgate.core.tokens import row_id
 from postgate.providers.sms import (
     DeliveryReport,
     FeedbackSink,
     GatewayLimits,
+    InboundSms,
     SmsGateway,
     SmsMessage,
     SmsResult,
+    callback_url,
 )
+from postgate.providers.sms import callback_key as sms_callback_key
 from postgate.settings import ProviderSettings, Settings
-
-REPORT_PATH = "/v1/sms/smsapi/report"  # served by postgate.http.sms_callbacks
-INBOUND_PATH = "/v1/sms/smsapi/inbound"
 
 
 def callback_key(secret: str) -> str:
-    """The key in our callback URLs, derived from SECRET_KEY: nobody else can post reports."""
-    return hmac.new(secret.encode(), b"smsapi-callback", hashlib.sha256).hexdigest()[:32]
+    return sms_callback_key(secret, "smsapi")
 
 
 def notify_url(public_url: str, secret: str) -> str:
-    return f"{public_url.rstrip('/')}{REPORT_PATH}?k={callback_key(secret)}"
+    return callback_url(public_url, secret, "smsapi")
 
 ERRORS: dict[int, SmsError] = {
     8: SmsError.REJECTED, 11: SmsError.REJECTED, 12: SmsError.REJECTED,
@@ -122,6 +120,25 @@ def _stamp(text: str) -> datetime | None:
         return None
 
 
+class Callbacks:
+    """SMSAPI calls ``notify_url`` with the report as query (GET) or form (POST) fields and
+    expects ``OK``; our delivery id comes back as ``idx``, which ties a report to its row
+    even before the sender recorded the MsgId."""
+
+    @staticmethod
+    def reports(params: Mapping[str, str]) -> list[tuple[DeliveryReport, int | None]]:
+        reports = parse_callback(params)
+        idx = [row_id(v) for v in params.get("idx", "").split(",")]
+        return [(r, idx[i] if i < len(idx) else None) for i, r in enumerate(reports)]
+
+    @staticmethod
+    def inbound(params: Mapping[str, str]) -> InboundSms | None:
+        message = InboundSms("smsapi", params.get("sms_from", ""), params.get("sms_to", ""),
+                             params.get("sms_text", ""), params.get("MsgId", ""),
+                             str(sorted(params.items()))[:2000])
+        return message if message.sender and message.text else None
+
+
 class SmsApiSettings(ProviderSettings):
     """``SMSAPI_URL``, ``SMSAPI_TOKEN``, ``SMSAPI_CONNECTIONS``, ``SMSAPI_RATE_PER_S``,
     ``SMSAPI_TIMEOUT_S``."""
@@ -137,6 +154,7 @@ class SmsApiSettings(ProviderSettings):
 
 class SmsApiGateway(SmsGateway):
     name = "smsapi"
+    callbacks = Callbacks
     retry_unknown = True  # idx + check_idx=1 make a resubmission harmless
 
     def __init__(self, settings: Settings, feedback: FeedbackSink) -> None:
