@@ -24,6 +24,7 @@ from postgate.delivery.models import (
     Tenant,
 )
 from postgate.operator_page.models import OperatorSession
+from postgate.pages.models import TenantBrand, TopicLabel
 from postgate.sms.models import SmsPart
 
 metadata = SQLModel.metadata
@@ -48,5 +49,7 @@ __all__ = [
     "SmsPart",
     "Suppression",
     "Tenant",
+    "TenantBrand",
+    "TopicLabel",
     "metadata",
 ]
