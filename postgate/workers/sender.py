@@ -25,6 +25,7 @@ from postgate.delivery.rendering import CampaignContent, CompiledCampaign
 from postgate.delivery.sending_state import may_send
 from postgate.delivery.states import BlockReason, Channel, Kind
 from postgate.metrics import BATCH_SECONDS, BLOCKED, DKIM_SIGN_SECONDS, MESSAGES
+from postgate.pages import brand, i18n
 from postgate.providers import registry
 from postgate.providers.base import EmailProvider, SendResult
 from postgate.sms.dispatch import SmsDispatch
@@ -291,12 +292,14 @@ class Sender(Runner):
             if row is None:
                 raise MessageError(f"send batch for unknown campaign {campaign_id}")
             keys = domain_store.signing_keys(conn, row.tenant_id, row.from_email)
+            locale = i18n.choose(brand.load(conn, row.tenant_id).locale)  # its footer's
         (tenant_id, slug, domain, status, channel, kind, subject, text, html,
          from_email, from_name, external_id, headers, topic, tenant_name) = row
         s = self.ctx.settings
         compiled = CompiledCampaign(
             CampaignContent(campaign_id, slug, domain, kind, subject, text, html,
-                            from_email, from_name, tuple((headers or {}).items()), tenant_id),
+                            from_email, from_name, tuple((headers or {}).items()), tenant_id,
+                            locale),
             s.secret_key, s.public_url, s.bounce_domain,
         )
         return CampaignInfo(tenant_id, slug, channel, kind, compiled, status, time.monotonic(),
