@@ -26,6 +26,7 @@ from postgate.delivery.policy_routes import router as policy_router
 from postgate.delivery.webhooks import router as webhooks_router
 from postgate.metrics_export import exposition
 from postgate.operator_page import routes as operator_page
+from postgate.pages import routes as visitor_pages
 from postgate.settings import Settings, get_settings
 from postgate.sms.callbacks import router as sms_callbacks
 
@@ -102,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(domain_router)
     app.include_router(policy_router)
     operator_page.install(app)
+    visitor_pages.install(app)
     gauges = PipelineGauges(engine, _broker_depth(settings))
 
     @app.get("/metrics", include_in_schema=False)
