@@ -132,13 +132,14 @@ async def _form_post(public_id: str, request: Request, seen: dict[str, Any]) -> 
         who = _applicant(form.channels, fields, settings.signup_sms_regions)
     except AddressError as exc:
         raise HTTPException(422, str(exc)) from None
-    default = "Check your mailbox." if "email" in form.channels else "Check your phone."
+    locale = await asyncio.to_thread(views.signup_locale, engine, request, form)
+    _ = render.words(locale)
+    default = _("Check your mailbox.") if "email" in form.channels else _("Check your phone.")
     pending = {"status": "pending", "message": form.success_message or default}
     headers = cors.response_headers(form, request)
     if fields.get(HONEYPOT):  # bots fill every field; people never see this one
         log.info("form=%s honeypot filled from %s; dropped", public_id, caller.ip)
         return await _answer(request, form, wants_json, pending, headers)
-    locale = await asyncio.to_thread(views.signup_locale, engine, request, form)
     result = await asyncio.to_thread(signup.submit, engine, settings, form, who,
                                      list(form.channels), caller, utcnow(), locale)
     CONSENT_EVENTS.labels(form.tenant_slug, "signup").inc()

@@ -99,3 +99,12 @@ def test_the_brand_api_checks_what_it_stores(world: World, api: str) -> None:
     r = httpx.put(f"{api}/v1/topics/news", headers=site.auth,
                   json={"labels": {"xx": {"name": "?"}}})
     assert r.status_code == 422
+
+
+def test_a_scripts_answer_is_in_the_visitors_language(world: World, api: str) -> None:
+    site = branded(world, api)
+    r = httpx.post(f"{api}/f/{site.form['public_id']}",
+                   json={"email": f"nyelv@{world.tenant.domain}"},
+                   headers={"Accept-Language": "hu-HU"})
+    assert r.status_code == 202
+    assert r.json() == {"status": "pending", "message": "Nézze meg a postafiókját."}
