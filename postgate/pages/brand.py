@@ -40,14 +40,28 @@ class Brand:
 
     @property
     def accent_text(self) -> str:
-        """Black or white, whichever reads better on the accent colour (WCAG luminance)."""
-        r, g, b = (int(self.accent[i:i + 2], 16) / 255 for i in (1, 3, 5))
+        """Black or white, whichever reads better on the accent colour."""
+        return "#000000" if contrast(self.accent, "#000000") > contrast(self.accent,
+                                                                       "#ffffff") else "#ffffff"
 
-        def lin(c: float) -> float:
-            return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+    @property
+    def link(self) -> str:
+        """The accent for links on white when it is legible there (WCAG AA, 4.5:1)."""
+        return self.accent if contrast(self.accent, "#ffffff") >= 4.5 else "#1b1f24"
 
-        lum = 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b)
-        return "#000000" if (lum + 0.05) / 0.05 > 1.05 / (lum + 0.05) else "#ffffff"
+
+def _luminance(colour: str) -> float:
+    def lin(c: float) -> float:
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (lin(int(colour[i:i + 2], 16) / 255) for i in (1, 3, 5))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(a: str, b: str) -> float:
+    """The WCAG contrast ratio of two #rrggbb colours (1 to 21)."""
+    hi, lo = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
 
 
 def load(conn: Connection, tenant_id: int) -> Brand:

@@ -39,7 +39,8 @@ def text(template: str, locale: str, **context: Any) -> str:
 
 
 def _brand_style(brand: Brand) -> str:
-    return f":root{{--accent:{brand.accent};--on-accent:{brand.accent_text}}}"
+    return (f":root{{--accent:{brand.accent};--on-accent:{brand.accent_text};"
+            f"--link:{brand.link}}}")
 
 
 def headers(style: str) -> dict[str, str]:
