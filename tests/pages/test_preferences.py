@@ -112,3 +112,36 @@ def test_leaving_everything_suppresses_and_one_click_still_works(
         (str(bela.email), "blocked", "suppressed"), (str(csilla.email), "blocked", "suppressed")}
     invalid = httpx.get(f"{api}/u/not-a-token", headers=BROWSER)
     assert invalid.status_code == 404 and "leiratkozási link nem érvényes" in invalid.text
+
+
+def test_no_resubscribe_where_the_tenant_does_not_allow_it(world: World, api: str) -> None:
+    site = branded(world, api)
+    r = httpx.put(f"{api}/v1/brand", headers=site.auth, json={
+        "display_name": "Acme Kft.", "allow_resubscribe": False})
+    assert r.status_code == 200 and r.json()["allow_resubscribe"] is False
+    dora = subscriber(site, "dora", topics=("news",))
+    send(world, "deals-1", "news")
+    url = unsubscribe_url(world, str(dora.email), api)
+    left = httpx.post(url, data={"action": "leave", "topic": "news"}, headers=BROWSER)
+    assert "Nem kap több üzenetet" in left.text and "Újra feliratkozás" not in left.text
+    httpx.post(url, data={"action": "join", "topic": "news"}, headers=BROWSER)
+    with world.ctx.engine.connect() as conn:
+        pending = conn.scalar(select(t.pending_signup.c.id).where(
+            t.pending_signup.c.tenant_id == world.tenant_id))
+    assert pending is None  # no confirmation was prepared
+    assert consents(world, int(dora.id or 0))[-1][:2] == ("news", "withdrawn")
+
+
+def test_a_topic_without_a_name_in_the_readers_language_uses_another(
+        world: World, api: str) -> None:
+    site = branded(world, api)
+    r = httpx.put(f"{api}/v1/topics/news", headers=site.auth,
+                  json={"labels": {"hu": {"name": "Heti akciók"}}})
+    assert r.status_code == 200
+    form = httpx.get(f"{api}/f/{site.form['public_id']}",
+                     headers={"Accept": "text/html", "Accept-Language": "en"})
+    assert "Subscribe: Heti akciók" in form.text
+    other = site.new_form(topic="unnamed")
+    plain = httpx.get(f"{api}/f/{other['public_id']}",
+                      headers={"Accept": "text/html", "Accept-Language": "en"})
+    assert "Subscribe: unnamed" in plain.text
