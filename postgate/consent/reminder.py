@@ -15,16 +15,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, func, select
 
+from postgate.core import i18n
 from postgate.core.clock import aware
 from postgate.core.states import DeliveryState
 from postgate.store import tables as t
-
-SOURCES = {
-    "written_consent": "gave written consent",
-    "event": "signed up at an event",
-    "purchase": "left the marketing box ticked when buying from us",
-    "import": "gave consent",
-}
+from postgate.tenants import brand
 
 
 def needs_reminder(last_sent: datetime | None, consent_given: datetime, now: datetime,
@@ -35,13 +30,25 @@ def needs_reminder(last_sent: datetime | None, consent_given: datetime, now: dat
 
 
 def reminder_text(source: str, form_name: str | None, given_at: datetime,
-                  tenant_name: str) -> str:
-    day = aware(given_at).date().isoformat()
+                  tenant_name: str, locale: str = i18n.DEFAULT_LOCALE,
+                  time_zone: str | None = None) -> str:
+    """The footer in ``locale``, the day in its format and the tenant's time zone."""
+    _ = i18n.Words(locale)
+    day = i18n.date_text(aware(given_at), _.code, time_zone)
     if source == "signup_form" and form_name:
-        how = f"signed up at {form_name}"
-    else:
-        how = SOURCES.get(source, "gave consent")
-    return f"You receive this because you {how} on {day} ({tenant_name})."
+        return _("You receive this because you signed up at %(form)s on %(day)s "
+                 "(%(tenant)s).", form=form_name, day=day, tenant=tenant_name)
+    if source == "written_consent":
+        return _("You receive this because you gave written consent on %(day)s "
+                 "(%(tenant)s).", day=day, tenant=tenant_name)
+    if source == "event":
+        return _("You receive this because you signed up at an event on %(day)s "
+                 "(%(tenant)s).", day=day, tenant=tenant_name)
+    if source == "purchase":
+        return _("You receive this because you left the marketing box ticked when buying "
+                 "from us on %(day)s (%(tenant)s).", day=day, tenant=tenant_name)
+    return _("You receive this because you gave consent on %(day)s (%(tenant)s).",
+             day=day, tenant=tenant_name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +69,7 @@ def for_deliveries(engine: Engine, audience: Audience, rows: Sequence[tuple[int,
     d, cs, f = t.delivery.c, t.consent.c, t.signup_form.c
     contacts = sorted({contact_id for _, contact_id in rows})
     with engine.connect() as conn:
+        shown = brand.load(conn, audience.tenant_id)
         last = dict(conn.execute(
             select(d.contact_id, func.max(d.sent_at)).where(
                 d.tenant_id == audience.tenant_id, d.contact_id.in_(contacts),
@@ -83,5 +91,7 @@ def for_deliveries(engine: Engine, audience: Audience, rows: Sequence[tuple[int,
             continue
         source, form_name, given = consent
         if needs_reminder(last.get(contact_id), given, now, after_days):
-            out[delivery_id] = reminder_text(source, form_name, given, audience.tenant_name)
+            out[delivery_id] = reminder_text(source, form_name, given,
+                                             shown.name or audience.tenant_name,
+                                             i18n.choose(shown.locale), shown.time_zone)
     return out

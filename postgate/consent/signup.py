@@ -24,6 +24,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.engine import Row
 
+from postgate.core import i18n
+from postgate.core import texts as mail
 from postgate.core.clock import aware
 from postgate.core.gate import HARD_SUPPRESSIONS
 from postgate.core.states import CampaignState, DeliveryState, Kind, SuppressionReason
@@ -31,22 +33,15 @@ from postgate.feedback import ledger
 from postgate.settings import Settings
 from postgate.store import tables as t
 from postgate.store.dialect import insert_ignore, insert_ignoring
-from postgate.tenants import erasure
+from postgate.tenants import brand, erasure
 
 log = logging.getLogger("postgate.signup")
 CONFIRM_PREFIX = "signup-confirm:"
 RESEND_AFTER = timedelta(hours=24)
 LIFTED_BY_RECONFIRM = (SuppressionReason.UNSUBSCRIBE, SuppressionReason.STOP)
 
-CONFIRM_SUBJECT = "Please confirm your subscription to {{ tenant_name }}"
-CONFIRM_TEXT = (
-    "Someone (hopefully you) asked to receive messages about \"{{ topic }}\" from "
-    "{{ tenant_name }} at this address.\n\n"
-    "To confirm, open this link and press the button:\n{{ confirm_url }}\n\n"
-    "If this was not you, ignore this mail: nothing happens without your confirmation.\n"
-)
-# Short enough for one GSM-7 part with a typical link and tenant name; never the typed name.
-CONFIRM_SMS = "{{ tenant_name }}: confirm {{ topic }} texts at {{ confirm_url }} - not you? ignore."
+# The confirmation's texts, in the form's, the tenant's or the visitor's language, are
+# templates of postgate.pages.mail; the send batch fills in the link and the names.
 
 
 def hash_token(token: str) -> str:
@@ -122,16 +117,19 @@ def _contact(conn: Connection, tenant_id: int, channel: str, address: str,
 
 
 def _confirmation(conn: Connection, form: Row[Any], channel: str, address: str,
-                  contact_id: int, digest: str, now: datetime) -> tuple[int, int]:
+                  contact_id: int, digest: str, now: datetime,
+                  locale: str) -> tuple[int, int]:
     """A one-off transactional campaign and its single delivery: (campaign, delivery)."""
     email = channel == "email"
+    subject, text = mail.confirmation(channel, locale)
     campaign_id = conn.execute(insert(t.campaign).values(
         tenant_id=form.tenant_id,
         external_id=f"{CONFIRM_PREFIX}{form.public_id}:{channel}:{digest[:24]}",
         channel=channel, kind=Kind.TRANSACTIONAL.value, topic=form.topic, list_ids=[],
-        subject=CONFIRM_SUBJECT if email else "", text=CONFIRM_TEXT if email else CONFIRM_SMS,
+        subject=subject, text=text,
         html="", from_email=f"no-reply@{form.tenant_domain}" if email else "",
-        from_name=form.tenant_name, sms_policy=None if email else "transliterate",
+        from_name=brand.load(conn, form.tenant_id).name,
+        sms_policy=None if email else "transliterate",
         state=CampaignState.SENDING.value, created_at=now, planned_at=now,
     ).returning(t.campaign.c.id)).scalar_one()
     delivery_id = conn.execute(insert(t.delivery).values(
@@ -142,14 +140,16 @@ def _confirmation(conn: Connection, form: Row[Any], channel: str, address: str,
 
 
 def submit(engine: Engine, settings: Settings, form: Row[Any], who: Applicant,
-           channels: list[str], visitor: Visitor, now: datetime) -> Signup:
+           channels: list[str], visitor: Visitor, now: datetime,
+           locale: str = i18n.DEFAULT_LOCALE) -> Signup:
     """Record a pending signup per channel in ``channels`` (the form's, less any the
     caller rate-limited) and prepare its confirmation: an email, or an SMS to the typed
     number. At most one per address and channel per 24 h, and at most
     ``SIGNUP_SMS_PER_DAY`` confirmation SMS per tenant. A mailbox that bounced hard,
     complained or was erased gets no confirmation (one that unsubscribed may sign up
     again); a number that is suppressed for any reason, a STOP included, is never texted
-    because of a form post someone else could have made."""
+    because of a form post someone else could have made. The confirmation is written in
+    ``locale``."""
     tenant_id = form.tenant_id
     p = t.pending_signup.c
     batches: list[dict[str, Any]] = []
@@ -157,6 +157,8 @@ def submit(engine: Engine, settings: Settings, form: Row[Any], who: Applicant,
     statuses: set[str] = set()
     with engine.begin() as conn:
         _one_at_a_time(conn, tenant_id)
+        shown = brand.load(conn, tenant_id)
+        topic = brand.topic(conn, tenant_id, form.topic, locale).name
         for channel in channels:
             address = who.address(channel)
             if not address:
@@ -177,9 +179,12 @@ def submit(engine: Engine, settings: Settings, form: Row[Any], who: Applicant,
                 expires_at=now + timedelta(seconds=settings.signup_token_ttl_s),
             ).returning(p.id)).scalar_one()
             campaign_id, delivery_id = _confirmation(conn, form, channel, address,
-                                                     contact_id, digest, now)
+                                                     contact_id, digest, now, locale)
+            expires = now + timedelta(seconds=settings.signup_token_ttl_s)
             context = {"confirm_url": f"{settings.public_url.rstrip('/')}/c/{token}",
-                       "tenant_name": form.tenant_name, "topic": form.topic}
+                       "tenant_name": shown.name, "topic": topic,
+                       "consent_text": form.consent_text,
+                       "expires": i18n.datetime_text(expires, locale, shown.time_zone)}
             batches.append({"campaign_id": campaign_id, "ids": [delivery_id],
                             "context": {str(delivery_id): context}})
             pending_ids.append(int(pending_id))

@@ -26,6 +26,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from postgate.core import tokens
 from postgate.core.states import Kind
 from postgate.core.template_limits import LimitedEnvironment
+from postgate.core.texts import footer_label
 
 # CR, LF and every other character that some parser treats as a line break.
 _BREAKS = dict.fromkeys(map(ord, "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"), " ")
@@ -114,6 +115,7 @@ class CampaignContent:
     from_name: str
     headers: tuple[tuple[str, str], ...] = ()  # the tenant's own, checked by headers.validate
     tenant_id: int = 0  # signed into every reference (return path, Message-ID, unsubscribe)
+    locale: str = "en"  # the language of the footer postgate adds
 
 
 class _Part:
@@ -121,7 +123,9 @@ class _Part:
 
     def __init__(self, env: SandboxedEnvironment, source: str) -> None:
         self.template = env.from_string(source)
-        static = not meta.find_undeclared_variables(env.parse(source))
+        names = meta.find_undeclared_variables(env.parse(source))
+        static = not names
+        self.own_unsubscribe = "unsubscribe_url" in names  # the tenant placed the link
         self.cached = _qp(self.template.render()) if static else None
 
     def encode(self, context: dict[str, Any]) -> bytes:
@@ -146,6 +150,7 @@ class CompiledCampaign:
         self.extra_headers = b"".join(_tenant_header(n, v) for n, v in content.headers)
         self.text = _Part(TEXT_ENV, content.text) if content.text.strip() else None
         self.html = _Part(HTML_ENV, content.html) if content.html.strip() else None
+        self.footer = footer_label(content.locale)
 
     def ref(self, delivery_id: int) -> tokens.Ref:
         return tokens.Ref(delivery_id, self.content.campaign_id, self.content.tenant_id)
@@ -192,7 +197,8 @@ class CompiledCampaign:
             if self.promotional:
                 if extra and extra.get("provenance_reminder"):
                     body += _qp(f"\n\n{extra['provenance_reminder']}")
-                body += _qp(f"\n\n--\nUnsubscribe: {https}\n")
+                if not self.text.own_unsubscribe:  # one footer: the tenant's, else ours
+                    body += _qp(f"\n\n--\n{self.footer}: {https}\n")
             parts.append((b"text/plain", body))
         if self.html is not None:
             body = self.html.encode(context)
@@ -200,7 +206,9 @@ class CompiledCampaign:
                 if extra and extra.get("provenance_reminder"):
                     note = html.escape(extra["provenance_reminder"])
                     body += _qp(f'\n<p style="font-size:12px;color:#666">{note}</p>')
-                body += _qp(f'\n<p style="font-size:12px"><a href="{https}">Unsubscribe</a></p>\n')
+                if not self.html.own_unsubscribe:
+                    label = html.escape(self.footer)
+                    body += _qp(f'\n<p style="font-size:12px"><a href="{https}">{label}</a></p>\n')
             parts.append((b"text/html", body))
         return b"".join(head) + self._body(parts)
 

@@ -26,6 +26,7 @@ from postgate.http.sms_callbacks import router as sms_callbacks
 from postgate.http.webhooks import router as webhooks_router
 from postgate.observability.export import exposition
 from postgate.operator_page import routes as operator_page
+from postgate.pages import routes as visitor_pages
 from postgate.runtime.broker import QUEUES, Broker
 from postgate.settings import Settings, get_settings
 from postgate.store import tables as t
@@ -104,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(domain_router)
     app.include_router(policy_router)
     operator_page.install(app)
+    visitor_pages.install(app)
     gauges = PipelineGauges(engine, _broker_depth(settings))
 
     @app.get("/metrics", include_in_schema=False)

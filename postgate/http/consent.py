@@ -8,11 +8,12 @@ import secrets
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import insert, select, update
 
 from postgate.consent import evidence, imports, signup
 from postgate.consent.dry_run import dry_run
+from postgate.core import i18n
 from postgate.core.clock import utcnow
 from postgate.core.message import MessageError, parse_campaign
 from postgate.http import forms as public_api
@@ -20,6 +21,7 @@ from postgate.http.auth import TenantUser
 from postgate.http.params import BigRowId, BodyId, Line, RowId, Text
 from postgate.http.ratelimit import limiter_for
 from postgate.observability.metrics import CONSENT_EVENTS
+from postgate.pages import cors, embed
 from postgate.store import tables as t
 
 router = APIRouter(prefix="/v1")
@@ -36,6 +38,23 @@ class FormSpec(BaseModel):
     consent_text_version: Line = Field(min_length=1, max_length=50)
     success_message: Text = Field(default="", max_length=2000)
     confirmed_message: Text = Field(default="", max_length=2000)
+    locale: Line = Field(default="", max_length=20)  # "" = the tenant's, else the visitor's
+    allowed_origins: list[Line] = Field(default_factory=list, max_length=20)
+
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, value: str) -> str:
+        if value and i18n.supported(value) != value:
+            raise ValueError("one of: " + ", ".join(i18n.available()))
+        return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        origins = [cors.origin_of(v) for v in value]
+        if not all(origins):
+            raise ValueError("origins look like https://shop.example (scheme, host, port)")
+        return origins
 
 
 class FormPatch(BaseModel):
@@ -48,7 +67,9 @@ def _form_out(row: Any, public_url: str) -> dict[str, Any]:
             "list_id": row.list_id, "channels": row.channels, "enabled": row.enabled,
             "consent_text_version": row.consent_text_version,
             "consent_text_hash": row.consent_text_hash,
-            "url": f"{public_url.rstrip('/')}/f/{row.public_id}"}
+            "locale": row.locale, "allowed_origins": row.allowed_origins or [],
+            "url": f"{public_url.rstrip('/')}/f/{row.public_id}",
+            "embed_html": embed.snippet(row, public_url)}
 
 
 @router.post("/forms", status_code=201)

@@ -7,14 +7,13 @@ change anything, so link scanners that prefetch URLs never confirm or unsubscrib
 from __future__ import annotations
 
 import asyncio
-import html
 import json
 import logging
 from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 
 from postgate.consent import signup
 from postgate.core.addresses import (
@@ -28,6 +27,7 @@ from postgate.core.clock import utcnow
 from postgate.feedback import unsubscribe
 from postgate.http.ratelimit import Limiter
 from postgate.observability.metrics import CONSENT_EVENTS
+from postgate.pages import cors, preference_page, render, views
 from postgate.runtime.broker import Broker
 from postgate.settings import Settings
 
@@ -37,15 +37,6 @@ MAX_BODY = 16 * 1024
 MAX_FIELD = 1000
 MAX_FIELDS = 20
 HONEYPOT = "website"
-
-
-def page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    return HTMLResponse(
-        f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
-        f"<meta name=robots content=noindex></head><body><h1>{html.escape(title)}</h1>"
-        f"{body}</body></html>", status_code=status,
-        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
-    )
 
 
 def visitor(request: Request) -> signup.Visitor:
@@ -97,6 +88,25 @@ def _limited(request: Request, key: str, limit: int) -> bool:
 
 @router.post("/f/{public_id}")
 async def form_post(public_id: str, request: Request) -> Response:
+    """A signup. A browser that posted the form itself gets a page in its language (an
+    error shows the form again with what was typed and what to fix); a script or an API
+    client gets JSON, with CORS headers when its origin is one the form allows."""
+    seen: dict[str, Any] = {}
+    try:
+        return await _form_post(public_id, request, seen)
+    except HTTPException as exc:
+        form = seen.get("form")
+        extra = cors.response_headers(form, request) if form is not None else {}
+        if seen.get("json") or not render.wants_html(request):
+            if extra:
+                raise HTTPException(exc.status_code, exc.detail,
+                                    {**(exc.headers or {}), **extra}) from None
+            raise
+        return await asyncio.to_thread(views.form_error, request.app.state.engine, request,
+                                       form, seen.get("fields", {}), exc)
+
+
+async def _form_post(public_id: str, request: Request, seen: dict[str, Any]) -> Response:
     settings: Settings = request.app.state.settings
     engine = request.app.state.engine
     caller = visitor(request)
@@ -105,9 +115,16 @@ async def form_post(public_id: str, request: Request) -> Response:
     if _limited(request, f"ip:{caller.ip}", settings.signup_rate_per_ip):
         raise HTTPException(429, "too many signups from this address; try later")
     fields, wants_json = await read_fields(request)
+    seen.update(fields=fields, json=wants_json)
     form = await asyncio.to_thread(signup.find_form, engine, public_id)
     if form is None:
         raise HTTPException(404, "no such form")
+    seen["form"] = form
+    origin = request.headers.get("origin", "")
+    if cors.is_script(request) and origin and not cors.allowed(form, origin) \
+            and origin not in (cors.origin_of(settings.public_url),
+                               cors.origin_of(str(request.base_url))):
+        raise HTTPException(403, "this form takes no posts from scripts of " + origin[:100])
     if _limited(request, f"form:{public_id}", settings.signup_rate_per_form):
         raise HTTPException(429, "this form is receiving too many signups; try later")
     if any(len(v) > MAX_FIELD for v in fields.values()):
@@ -116,13 +133,16 @@ async def form_post(public_id: str, request: Request) -> Response:
         who = _applicant(form.channels, fields, settings.signup_sms_regions)
     except AddressError as exc:
         raise HTTPException(422, str(exc)) from None
-    default = "Check your mailbox." if "email" in form.channels else "Check your phone."
+    locale = await asyncio.to_thread(views.signup_locale, engine, request, form)
+    _ = render.words(locale)
+    default = _("Check your mailbox.") if "email" in form.channels else _("Check your phone.")
     pending = {"status": "pending", "message": form.success_message or default}
+    headers = cors.response_headers(form, request)
     if fields.get(HONEYPOT):  # bots fill every field; people never see this one
         log.info("form=%s honeypot filled from %s; dropped", public_id, caller.ip)
-        return _answer(wants_json, pending, 202)
+        return await _answer(request, form, wants_json, pending, headers)
     result = await asyncio.to_thread(signup.submit, engine, settings, form, who,
-                                     list(form.channels), caller, utcnow())
+                                     list(form.channels), caller, utcnow(), locale)
     CONSENT_EVENTS.labels(form.tenant_slug, "signup").inc()
     if result.capped:
         CONSENT_EVENTS.labels(form.tenant_slug, "confirmation_capped").inc()
@@ -135,7 +155,7 @@ async def form_post(public_id: str, request: Request) -> Response:
             await asyncio.to_thread(signup.abandon, engine, result, utcnow(), queued)
             raise HTTPException(503, "temporarily unavailable; try again shortly") from None
         CONSENT_EVENTS.labels(form.tenant_slug, "confirmation_sent").inc()
-    return _answer(wants_json, pending, 202)
+    return await _answer(request, form, wants_json, pending, headers)
 
 
 def _applicant(channels: list[str], fields: dict[str, str], regions: str) -> signup.Applicant:
@@ -165,45 +185,40 @@ def _publish(settings: Settings, batch: dict[str, Any]) -> None:
         broker.close()
 
 
-def _answer(wants_json: bool, data: dict[str, str], status: int) -> Response:
+async def _answer(request: Request, form: Any, wants_json: bool, data: dict[str, str],
+                  headers: dict[str, str]) -> Response:
     if wants_json:
-        return JSONResponse(data, status_code=status)
-    return page("Almost done", f"<p>{html.escape(data['message'])}</p>", status)
+        return JSONResponse(data, status_code=202, headers=headers)
+    reply = await asyncio.to_thread(views.pending_page, request.app.state.engine, request,
+                                    form, form.success_message)
+    reply.headers.update(headers)
+    return reply
 
 
 @router.get("/c/{token}")
 def confirm_page(token: str, request: Request) -> Response:
-    with request.app.state.engine.connect() as conn:
+    engine = request.app.state.engine
+    with engine.connect() as conn:
         row = signup.find_pending(conn, token, utcnow())
     if row is None:
-        return page("Link not valid", "<p>This link is unknown, used or expired.</p>", 404)
-    return page("Confirm your subscription",
-                f"<p>Press the button to confirm that you want messages about "
-                f"{html.escape(row.topic)}.</p>"
-                '<form method="post"><button type="submit">Confirm</button></form>')
+        return views.invalid_link(request)
+    return views.confirm_page(engine, request, row)
 
 
 @router.post("/c/{token}")
 def confirm_post(token: str, request: Request) -> Response:
-    row = signup.confirm(request.app.state.engine, token, visitor(request), utcnow())
+    now = utcnow()
+    row = signup.confirm(request.app.state.engine, token, visitor(request), now)
     if row is None:
-        return page("Link not valid", "<p>This link is unknown, used or expired.</p>", 404)
+        return views.invalid_link(request)
     CONSENT_EVENTS.labels(row.tenant_slug, "confirmed").inc()
-    return page("Subscription confirmed",
-                f"<p>{html.escape(row.confirmed_message or 'Thank you!')}</p>")
+    return views.confirmed_page(request.app.state.engine, request, row, now)
 
 
 @router.get("/u/{token}")
 def unsubscribe_page(token: str, request: Request) -> Response:
-    settings: Settings = request.app.state.settings
-    who = unsubscribe.lookup(request.app.state.engine, settings.keys, token)
-    if who is None:
-        return page("Link not valid", "<p>This unsubscribe link is not valid.</p>", 404)
-    return page("Unsubscribe",
-                f"<p>Stop all messages from {html.escape(who.tenant_name)} to "
-                f"{html.escape(who.address)}?</p>"
-                '<form method="post"><input type="hidden" name="via" value="page">'
-                '<button type="submit">Unsubscribe</button></form>')
+    """The preference centre: the topics this address gets, to leave one or all."""
+    return preference_page.show(request, token)
 
 
 @router.post("/u/{token}")
@@ -213,10 +228,11 @@ async def unsubscribe_post(token: str, request: Request) -> Response:
     # RFC 8058 receivers post List-Unsubscribe=One-Click urlencoded or as multipart/form-data;
     # the signed token is the authority either way, the body only tells where it came from.
     source = "one_click" if b"One-Click" in body else "link"
+    if source == "link" and b"action=" in body:  # a button of the preference centre
+        return await preference_page.change(request, token, body)
     who = await asyncio.to_thread(unsubscribe.apply, request.app.state.engine,
                                   settings.keys, token, source, utcnow())
     if who is None:
-        return page("Link not valid", "<p>This unsubscribe link is not valid.</p>", 404)
+        return views.invalid_link(request, "unsubscribe")
     CONSENT_EVENTS.labels(who.tenant_slug, "unsubscribed").inc()
-    return page("Unsubscribed", f"<p>{html.escape(who.address)} will get no more messages "
-                                f"from {html.escape(who.tenant_name)}.</p>")
+    return await asyncio.to_thread(preference_page.unsubscribed, request, token)

@@ -2,6 +2,7 @@
 
 from sqlmodel import SQLModel
 
+from postgate.store.models.brand import TenantBrand, TopicLabel
 from postgate.store.models.campaigns import Campaign, Delivery
 from postgate.store.models.consent import (
     Consent,
@@ -42,5 +43,7 @@ __all__ = [
     "SmsPart",
     "Suppression",
     "Tenant",
+    "TenantBrand",
+    "TopicLabel",
     "metadata",
 ]

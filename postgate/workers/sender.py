@@ -17,6 +17,7 @@ from sqlalchemy import select
 from postgate.campaigns import deliveries as store
 from postgate.consent import reminder, send_checks
 from postgate.consent.signup import CONFIRM_PREFIX
+from postgate.core import i18n
 from postgate.core.clock import utcnow
 from postgate.core.dkim_signing import Signer
 from postgate.core.message import MessageError
@@ -29,6 +30,7 @@ from postgate.providers.base import EmailProvider
 from postgate.runtime.context import Context
 from postgate.runtime.runner import Runner
 from postgate.store import tables as t
+from postgate.tenants import brand
 from postgate.tenants import domains as domain_store
 from postgate.tenants import sending as sending_blocks
 from postgate.workers.outcomes import Outcomes
@@ -292,12 +294,14 @@ class Sender(Runner):
             if row is None:
                 raise MessageError(f"send batch for unknown campaign {campaign_id}")
             keys = domain_store.signing_keys(conn, row.tenant_id, row.from_email)
+            locale = i18n.choose(brand.load(conn, row.tenant_id).locale)  # its footer's
         (tenant_id, slug, domain, channel, kind, subject, text, html,
          from_email, from_name, external_id, headers, topic, tenant_name) = row
         s = self.ctx.settings
         compiled = CompiledCampaign(
             CampaignContent(campaign_id, slug, domain, kind, subject, text, html,
-                            from_email, from_name, tuple((headers or {}).items()), tenant_id),
+                            from_email, from_name, tuple((headers or {}).items()), tenant_id,
+                            locale),
             s.secret_key, s.public_url, s.bounce_domain,
         )
         return CampaignInfo(tenant_id, slug, channel, kind, compiled, time.monotonic(),

@@ -10,6 +10,7 @@ from sqlalchemy import insert
 
 from postgate.consent.reminder import needs_reminder, reminder_text
 from postgate.core.clock import utcnow
+from postgate.core.i18n import date_text
 from postgate.store import tables as t
 from tests.support import World, ago
 
@@ -24,6 +25,9 @@ def test_needs_reminder_boundary() -> None:
     assert text.startswith("You receive this because you signed up at the footer form on ")
     assert "(Acme)" in text
     assert "written consent" in reminder_text("written_consent", None, now, "Acme")
+    hu = reminder_text("signup_form", "a hírlevél űrlap", now, "Acme Kft.", "hu", "UTC")
+    assert hu == ("Azért kapja ezt az üzenetet, mert feliratkozott itt: a hírlevél űrlap "
+                  f"(dátum: {date_text(now, 'hu', 'UTC')}, Acme Kft.).")
 
 
 def _bodies(world: World, local: str) -> tuple[str, str]:
@@ -59,9 +63,26 @@ def test_silent_recipients_get_the_footer(world: World) -> None:
     world.run(world.finished("remind"))
 
     text, html = _bodies(world, "quiet")
-    day = (utcnow() - timedelta(days=120)).date().isoformat()
+    day = date_text(utcnow() - timedelta(days=120), "en", "Europe/Budapest")
     assert f"You receive this because you signed up at Summer <b>shop</b> form on {day}" in text
     assert "Summer &lt;b&gt;shop&lt;/b&gt; form" in html
     assert "gave written consent" in _bodies(world, "paper")[0]
     for local in ("fresh", "recent"):
         assert "You receive this because" not in _bodies(world, local)[0]
+
+
+def test_the_footer_is_in_the_tenants_language_and_names_its_brand(world: World) -> None:
+    with world.ctx.engine.begin() as conn:
+        conn.execute(insert(t.metadata.tables["tenant_brand"]).values(
+            tenant_id=world.tenant_id, display_name="Acme Kft.", logo_url="", accent_color="",
+            website_url="", privacy_url="", locale="hu", time_zone="Europe/Budapest",
+            allow_resubscribe=True, updated_at=utcnow()))
+    world.contact("csend", source="written_consent", evidence_ref="box 3", days_ago=150)
+    world.publish(world.message("emlekezteto"))
+    world.run(world.finished("emlekezteto"))
+    text, html = _bodies(world, "csend")
+    day = date_text(utcnow() - timedelta(days=150), "hu", "Europe/Budapest")
+    assert ("Azért kapja ezt az üzenetet, mert írásban hozzájárult "
+            f"(dátum: {day}, Acme Kft.).") in text
+    assert text.count("Leiratkozás vagy a témák módosítása: http") == 1
+    assert "Unsubscribe" not in text and "Leiratkozás vagy a témák módosítása</a>" in html

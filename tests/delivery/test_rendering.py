@@ -35,7 +35,7 @@ def test_multipart_alternative_with_utf8_parts() -> None:
     assert msg.get_content_type() == "multipart/alternative"
     text, html = msg.iter_parts()  # type: ignore[misc]
     assert text.get_content().startswith("Hello Anna Ödön")
-    assert "Unsubscribe: https://pg.example/u/1." in text.get_content()
+    assert "Unsubscribe or change your topics: https://pg.example/u/1." in text.get_content()
     assert html.get_content_type() == "text/html" and "Anna Ödön" in html.get_content()
     assert msg["Subject"] == "Hi Anna Ödön"
     assert msg["To"].addresses[0].display_name == "Anna Ödön"
@@ -105,3 +105,20 @@ def test_any_name_and_subject_round_trip_through_a_mail_parser(name: str, subjec
         assert decoded == f"{clean} <a@x.example>"
     assert " ".join(msg["Subject"].split()) == " ".join(
         header_safe(subject.encode("utf-8", "replace").decode("utf-8")).split())
+
+
+def test_one_unsubscribe_footer_in_the_mails_language() -> None:
+    own = CampaignContent(9, "acme", "acme.example", "promotional", "Hírek",
+                          "Szia!\nLeiratkozás: {{ unsubscribe_url }}\n",
+                          '<p>Szia!</p><a href="{{ unsubscribe_url }}">Leiratkozás</a>',
+                          "news@acme.example", "Acme Kft.", locale="hu")
+    text, html = parse(CompiledCampaign(own, "secret", "https://pg.example", "b.example").render(
+        RecipientData(1, "a@x.example"), formatdate())).iter_parts()  # type: ignore[misc]
+    assert text.get_content().count("https://pg.example/u/1.") == 1  # the tenant's link only
+    assert html.get_content().count("https://pg.example/u/1.") == 1
+    ours = CampaignContent(9, "acme", "acme.example", "promotional", "Hírek", "Szia!\n",
+                           "<p>Szia!</p>", "news@acme.example", "Acme Kft.", locale="hu")
+    text, html = parse(CompiledCampaign(ours, "secret", "https://pg.example", "b.example").render(
+        RecipientData(1, "a@x.example"), formatdate())).iter_parts()  # type: ignore[misc]
+    assert "Leiratkozás vagy a témák módosítása: https://pg.example/u/1." in text.get_content()
+    assert "Unsubscribe" not in text.get_content() + html.get_content()

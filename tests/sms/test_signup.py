@@ -218,3 +218,19 @@ def test_form_channels_are_email_sms_or_both(world: World, api: str) -> None:
             "consent_text": "yes", "consent_text_version": "1"})
         assert r.status_code == 422, channels
         assert "channels must be" in r.text
+
+
+def test_a_hungarian_form_texts_its_confirmation_in_hungarian_in_one_part(
+        world: World, api: str, smsc: SmscSink) -> None:
+    from tests.pages.site import branded
+
+    site = branded(world, api)
+    form = site.new_form(channels=["sms"], locale="hu")
+    r = httpx.post(f"{api}/f/{form['public_id']}", data={"phone": "06 20 987 6543"},
+                   headers={"Accept-Language": "en"})  # the form's language wins
+    assert r.status_code == 202 and "Nézze meg a telefonját." in r.text
+    text = confirmation_sms(world, smsc, HU)
+    (sms,) = smsc.state.to(HU)
+    assert sms.encoding == "gsm0338" and sms.udh is None  # one plain part, transliterated
+    assert text.startswith("Acme Kft.: Heti akciok SMS-ek megerösitése: http")
+    assert LINK.search(text) and text.endswith("nem Ön? Ne tegyen semmit.")

@@ -99,6 +99,9 @@ class SignupForm(SQLModel, table=True):
     consent_text_hash: str
     success_message: str = ""
     confirmed_message: str = ""
+    locale: str = ""  # the language of its page and mails; "" = the tenant's, the visitor's
+    # sites whose scripts may post to it (CORS), e.g. "https://shop.example"
+    allowed_origins: list[str] = Field(default_factory=list, sa_column=Column(Json))
     enabled: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
 
