@@ -32,8 +32,8 @@ def one_line(result: subprocess.CompletedProcess[str]) -> str:
 def test_before_db_upgrade_a_command_says_so_and_creates_nothing(tmp_path: Path) -> None:
     env = {"DATABASE_URL": "sqlite:///postgate.db"}
     line = one_line(postgate(tmp_path, "keys", "create", "--tenant", "acme", **env))
-    assert "no database at 'postgate.store.db'" in line and "postgate db upgrade" in line
-    assert not (tmp_path / "postgate.store.db").exists()
+    assert "no database at 'postgate.db'" in line and "postgate db upgrade" in line
+    assert not (tmp_path / "postgate.db").exists()
     assert postgate(tmp_path, "db", "upgrade", **env).returncode == 0
     line = one_line(postgate(tmp_path, "keys", "create", "--tenant", "acme", **env))
     assert line == "error: unknown tenant 'acme'"

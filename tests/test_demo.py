@@ -24,4 +24,4 @@ def test_demo_sends_blocks_and_explains(tmp_path: Path) -> None:
     assert "dead letter from 'campaigns': invalid campaign.v1" in out
     assert "campaign 'replica-deal' rejected by the content policy (ip_infringement" in out
     assert out.strip().splitlines()[-1].startswith('{"sent": 3, "failed": 1')
-    assert (tmp_path / "postgate.store.db").exists()
+    assert (tmp_path / "postgate.db").exists()

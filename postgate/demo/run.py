@@ -55,7 +55,7 @@ def run_demo(workdir: Path | None = None, say: Callable[[str], None] = print) ->
     sink = SmtpSink().start()
     sink.handler.script("nobody@example.com", "550 5.1.1 <nobody@example.com>: user unknown")
     settings = Settings(
-        database_url=f"sqlite:///{directory / 'postgate.store.db'}", broker_url="memory://",
+        database_url=f"sqlite:///{directory / 'postgate.db'}", broker_url="memory://",
         queue_prefix=f"demo{time.time_ns()}", smtp_port=sink.port, smtp_connections=4,
         retry_base_s=1, sweep_interval_s=0.2,
         secret_key=new_secret(),  # a throwaway key: the demo's links die with its database
@@ -145,5 +145,5 @@ def _print(report: dict[str, Any], out: Callable[[str], None], directory: Path) 
         out(f"campaign '{name}' rejected by the content policy ({found})")
     for queue, error in report["dead_letters"]:
         out(f"dead letter from '{queue}': {error}")
-    out(f"\ndatabase kept at {directory / 'postgate.store.db'}")
+    out(f"\ndatabase kept at {directory / 'postgate.db'}")
     out(json.dumps({k: report[k] for k in ("sent", "failed", "blocked")}))
