@@ -31,8 +31,10 @@ from postgate.providers.smtp import SmtpPool
 from postgate.settings import Settings
 from tests.dns_server import LocalDns
 
-MESSAGE = (b"From: News <news@shop.example>\r\nTo: reader\r\nSubject: autumn\r\n"
-           b"Message-ID: <1@shop.example>\r\n\r\n" + b"Hello, reader.\r\n" * 150)
+MESSAGE = (
+    b"From: News <news@shop.example>\r\nTo: reader\r\nSubject: autumn\r\n"
+    b"Message-ID: <1@shop.example>\r\n\r\n" + b"Hello, reader.\r\n" * 150
+)
 
 
 async def blast(provider: EmailProvider, recipients: list[str], in_flight: int) -> float:
@@ -78,10 +80,14 @@ def main() -> None:
             dns.publish_mx(domain, 10, f"mx.{domain}")
             dns.publish_a(f"mx.{domain}")
         settings = Settings(
-            dns_resolver=dns.address, mx_connections_per_domain=args.per_domain,
-            mx_port_overrides={f"mx.{d}": port for d, (port, _) in zip(domains, sinks,
-                                                                        strict=True)},
-            smtp_port=sinks[0][0], smtp_connections=args.domains * args.per_domain)
+            dns_resolver=dns.address,
+            mx_connections_per_domain=args.per_domain,
+            mx_port_overrides={
+                f"mx.{d}": port for d, (port, _) in zip(domains, sinks, strict=True)
+            },
+            smtp_port=sinks[0][0],
+            smtp_connections=args.domains * args.per_domain,
+        )
         in_flight = args.domains * args.per_domain
         recipients = [f"r{i}@{domains[i % len(domains)]}" for i in range(args.messages)]
         mx_rate = asyncio.run(blast(MxProvider(settings), recipients, in_flight))
@@ -89,11 +95,22 @@ def main() -> None:
         received = sum(sink_count(counters) for _, counters in sinks)
         pool_rate = asyncio.run(blast(SmtpPool(settings), recipients, in_flight))
     dns.close()
-    print(f"direct to MX, {args.domains} domains x {args.per_domain} connections: "
-          f"{mx_rate:,.0f} msg/s; smarthost pool, {in_flight} connections: "
-          f"{pool_rate:,.0f} msg/s ({received:,} received from the MX provider)", file=sys.stderr)
-    print(json.dumps({"mx_per_s": round(mx_rate), "smarthost_per_s": round(pool_rate),
-                      "messages": args.messages, "received": received}))
+    print(
+        f"direct to MX, {args.domains} domains x {args.per_domain} connections: "
+        f"{mx_rate:,.0f} msg/s; smarthost pool, {in_flight} connections: "
+        f"{pool_rate:,.0f} msg/s ({received:,} received from the MX provider)",
+        file=sys.stderr,
+    )
+    print(
+        json.dumps(
+            {
+                "mx_per_s": round(mx_rate),
+                "smarthost_per_s": round(pool_rate),
+                "messages": args.messages,
+                "received": received,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

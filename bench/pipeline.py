@@ -67,8 +67,11 @@ def smtp_sink(workdir: Path) -> Iterator[tuple[int, Path]]:
         s.bind(("127.0.0.1", 0))
         port, counters = int(s.getsockname()[1]), workdir / "sink.out"
     with counters.open("wb") as out:
-        proc = subprocess.Popen([SINK, "-c", "-u", "root", f"127.0.0.1:{port}", "1000"],
-                                stdout=out, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [SINK, "-c", "-u", "root", f"127.0.0.1:{port}", "1000"],
+            stdout=out,
+            stderr=subprocess.DEVNULL,
+        )
     try:
         for _ in range(100):
             with socket.socket() as s:
@@ -97,19 +100,46 @@ def sink_count(counters: Path) -> int:
 def sample(settings: Settings) -> tuple[str, str, bytes]:
     """Envelope and bytes of one message as the sender renders it for this campaign."""
     body: Any = campaign_message("acme", 1)["content"]
-    compiled = CompiledCampaign(CampaignContent(
-        1, "acme", "acme.example", "promotional", body["subject"], body["text"], body["html"],
-        "news@acme.example", "Acme Kft."), settings.secret_key, settings.public_url,
-        settings.bounce_domain)
+    compiled = CompiledCampaign(
+        CampaignContent(
+            1,
+            "acme",
+            "acme.example",
+            "promotional",
+            body["subject"],
+            body["text"],
+            body["html"],
+            "news@acme.example",
+            "Acme Kft.",
+        ),
+        settings.secret_key,
+        settings.public_url,
+        settings.bounce_domain,
+    )
     rcpt = RecipientData(100_000, "user100000@example.com", "Contact 100000", {})
     return compiled.envelope_from(1), rcpt.address, compiled.render(rcpt, formatdate())
 
 
 def smtp_source_rate(port: int, messages: int, connections: int, size: int) -> float:
     started = time.perf_counter()
-    subprocess.run([SOURCE, "-d", "-s", str(connections), "-m", str(messages), "-l", str(size),
-                    "-f", "news@acme.example", "-t", "user@example.com", f"127.0.0.1:{port}"],
-                   check=True)
+    subprocess.run(
+        [
+            SOURCE,
+            "-d",
+            "-s",
+            str(connections),
+            "-m",
+            str(messages),
+            "-l",
+            str(size),
+            "-f",
+            "news@acme.example",
+            "-t",
+            "user@example.com",
+            f"127.0.0.1:{port}",
+        ],
+        check=True,
+    )
     return messages / (time.perf_counter() - started)
 
 
@@ -117,8 +147,10 @@ async def _aiosmtplib_run(port: int, messages: int, connections: int) -> dict[st
     import aiosmtplib
 
     sender, rcpt, data = sample(Settings())
-    clients = [aiosmtplib.SMTP(hostname="127.0.0.1", port=port, local_hostname="bench.invalid")
-               for _ in range(connections)]
+    clients = [
+        aiosmtplib.SMTP(hostname="127.0.0.1", port=port, local_hostname="bench.invalid")
+        for _ in range(connections)
+    ]
     await asyncio.gather(*(c.connect() for c in clients))
 
     async def push(client: aiosmtplib.SMTP, count: int) -> None:
@@ -135,9 +167,21 @@ async def _aiosmtplib_run(port: int, messages: int, connections: int) -> dict[st
 
 def aiosmtplib_rate(port: int, messages: int, connections: int) -> dict[str, float]:
     """Run the raw aiosmtplib baseline in a child process (this script, re-invoked)."""
-    out = subprocess.run([sys.executable, __file__, "--_aiosmtplib-baseline", str(port),
-                          "--recipients", str(messages), "--connections", str(connections)],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--_aiosmtplib-baseline",
+            str(port),
+            "--recipients",
+            str(messages),
+            "--connections",
+            str(connections),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return dict(json.loads(out.splitlines()[-1]))
 
 
@@ -169,29 +213,67 @@ def seed(url: str, recipients: int) -> tuple[str, int]:
     engine, now = engine_for(url), utcnow()
     given = now - timedelta(days=30)
     with engine.begin() as conn:
-        tenant_id = conn.execute(insert(t.tenant).values(
-            slug="acme", name="Acme Kft.", domain="acme.example", status="active",
-            status_reason="", created_at=now).returning(t.tenant.c.id)).scalar_one()
-        list_id = conn.execute(insert(t.mailing_list).values(
-            tenant_id=tenant_id, name="Everyone", created_at=now
-        ).returning(t.mailing_list.c.id)).scalar_one()
+        tenant_id = conn.execute(
+            insert(t.tenant)
+            .values(
+                slug="acme",
+                name="Acme Kft.",
+                domain="acme.example",
+                status="active",
+                status_reason="",
+                created_at=now,
+            )
+            .returning(t.tenant.c.id)
+        ).scalar_one()
+        list_id = conn.execute(
+            insert(t.mailing_list)
+            .values(tenant_id=tenant_id, name="Everyone", created_at=now)
+            .returning(t.mailing_list.c.id)
+        ).scalar_one()
     for start in range(1, recipients + 1, CHUNK):
         ids = range(start, min(start + CHUNK, recipients + 1))
         with engine.begin() as conn:
-            conn.execute(insert(t.contact), [
-                {"id": i, "tenant_id": tenant_id, "email": f"user{i}@example.com",
-                 "name": f"Contact {i}", "attributes": {}, "created_at": now} for i in ids])
-            conn.execute(insert(t.list_member), [
-                {"list_id": list_id, "contact_id": i, "tenant_id": tenant_id} for i in ids])
-            conn.execute(insert(t.consent), [
-                {"tenant_id": tenant_id, "contact_id": i, "channel": "email", "topic": TOPIC,
-                 "source": "signup_form", "status": "confirmed", "consented_at": given,
-                 "confirmed_at": given, "created_at": now} for i in ids])
+            conn.execute(
+                insert(t.contact),
+                [
+                    {
+                        "id": i,
+                        "tenant_id": tenant_id,
+                        "email": f"user{i}@example.com",
+                        "name": f"Contact {i}",
+                        "attributes": {},
+                        "created_at": now,
+                    }
+                    for i in ids
+                ],
+            )
+            conn.execute(
+                insert(t.list_member),
+                [{"list_id": list_id, "contact_id": i, "tenant_id": tenant_id} for i in ids],
+            )
+            conn.execute(
+                insert(t.consent),
+                [
+                    {
+                        "tenant_id": tenant_id,
+                        "contact_id": i,
+                        "channel": "email",
+                        "topic": TOPIC,
+                        "source": "signup_form",
+                        "status": "confirmed",
+                        "consented_at": given,
+                        "confirmed_at": given,
+                        "created_at": now,
+                    }
+                    for i in ids
+                ],
+            )
     return "acme", list_id
 
 
-async def run_until_finished(ctx: Context, timeout_s: float,
-                             workers: tuple[str, ...] = ("planner", "sender", "sweeper")) -> bool:
+async def run_until_finished(
+    ctx: Context, timeout_s: float, workers: tuple[str, ...] = ("planner", "sender", "sweeper")
+) -> bool:
     stop, finished = asyncio.Event(), False
     c = t.campaign.c
 
@@ -213,18 +295,28 @@ async def run_until_finished(ctx: Context, timeout_s: float,
 
 def planner_process(settings: Settings) -> subprocess.Popen[bytes]:
     """Planner and sweeper in a process of their own, as in production."""
-    env = os.environ | {"DATABASE_URL": settings.database_url, "BROKER_URL": settings.broker_url,
-                        "QUEUE_PREFIX": settings.queue_prefix, "CANARY_MIN_AUDIENCE": "0",
-                        "SMTP_PORT": str(settings.smtp_port), "SECRET_KEY": settings.secret_key}
-    return subprocess.Popen([sys.executable, "-m", "postgate", "worker", "planner", "sweeper"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = os.environ | {
+        "DATABASE_URL": settings.database_url,
+        "BROKER_URL": settings.broker_url,
+        "QUEUE_PREFIX": settings.queue_prefix,
+        "CANARY_MIN_AUDIENCE": "0",
+        "SMTP_PORT": str(settings.smtp_port),
+        "SECRET_KEY": settings.secret_key,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "postgate", "worker", "planner", "sweeper"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def sign_limit(seconds: float = 3.0) -> float:
     """RSA-2048 DKIM signatures per second with ``cryptography`` on every core (threads:
     OpenSSL releases the GIL), over a realistic canonical header block."""
-    key = DkimKey("acme.example", "pg1", "rsa-sha256",
-                  dkim_signing.generate("rsa-sha256")[0].encode())
+    key = DkimKey(
+        "acme.example", "pg1", "rsa-sha256", dkim_signing.generate("rsa-sha256")[0].encode()
+    )
     signer, message = dkim_signing.Signer(key), sample(Settings())[2]
     threads = os.cpu_count() or 1
 
@@ -247,8 +339,11 @@ def sign_with(url: str, algorithm: str) -> None:
     tenant_id = _tenant_id(engine)
     domain_store.add(engine, tenant_id, "acme.example", algorithm, now)
     with engine.begin() as conn:
-        conn.execute(update(t.sender_domain).where(t.sender_domain.c.tenant_id == tenant_id)
-                     .values(verified_at=now))
+        conn.execute(
+            update(t.sender_domain)
+            .where(t.sender_domain.c.tenant_id == tenant_id)
+            .values(verified_at=now)
+        )
 
 
 def _tenant_id(engine: Any) -> int:
@@ -256,14 +351,20 @@ def _tenant_id(engine: Any) -> int:
         return int(conn.scalar(select(t.tenant.c.id).where(t.tenant.c.slug == "acme")))
 
 
-def pipeline(args: argparse.Namespace, port: int, workdir: Path,
-             dkim: str | None = None) -> dict[str, Any]:
+def pipeline(
+    args: argparse.Namespace, port: int, workdir: Path, dkim: str | None = None
+) -> dict[str, Any]:
     with fresh_database(args.database_url, workdir, "signed" if dkim else "") as url:
-        settings = Settings(database_url=url, broker_url=args.broker_url, use_uvloop=True,
-                            queue_prefix=f"bench{os.getpid()}", smtp_port=port,
-                            smtp_connections=args.connections,
-                            secret_key=new_secret(),
-                            canary_min_audience=0)  # measure the whole send, no canary pause
+        settings = Settings(
+            database_url=url,
+            broker_url=args.broker_url,
+            use_uvloop=True,
+            queue_prefix=f"bench{os.getpid()}",
+            smtp_port=port,
+            smtp_connections=args.connections,
+            secret_key=new_secret(),
+            canary_min_audience=0,
+        )  # measure the whole send, no canary pause
         started = time.perf_counter()
         migrate(url)
         tenant, list_id = seed(url, args.recipients)
@@ -288,9 +389,12 @@ def pipeline(args: argparse.Namespace, port: int, workdir: Path,
         c, d = t.campaign.c, t.delivery.c
         with ctx.engine.connect() as conn:
             planned_at, finished_at = conn.execute(
-                select(c.planned_at, c.finished_at).where(c.external_id == CAMPAIGN)).one()
-            states = {str(s): int(n) for s, n in conn.execute(
-                select(d.state, func.count()).group_by(d.state))}
+                select(c.planned_at, c.finished_at).where(c.external_id == CAMPAIGN)
+            ).one()
+            states = {
+                str(s): int(n)
+                for s, n in conn.execute(select(d.state, func.count()).group_by(d.state))
+            }
             last_sent = conn.scalar(select(func.max(d.sent_at)))
             signed = bool(conn.scalar(select(func.count()).select_from(t.sender_domain)))
             after_plan = conn.scalar(select(func.count()).where(d.sent_at > planned_at))
@@ -299,14 +403,19 @@ def pipeline(args: argparse.Namespace, port: int, workdir: Path,
         return (aware(when) - published).total_seconds() if when else float("nan")
 
     sent, planned_s = states.get("sent", 0), since(planned_at)
-    return {"emails_per_s": sent / since(finished_at),
-            "planner_rows_per_s": sum(states.values()) / planned_s,
-            "sender_after_planning_per_s": (after_plan or 0) / (since(last_sent) - planned_s),
-            "cpu_us_per_email": cpu / max(sent, 1) * 1e6,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "sent": sent, "delivery_states": states, "finished": finished,
-            "phases_s": [round(planned_s, 2), round(since(finished_at), 2)], "seed_s": seed_s,
-            "signed": signed}
+    return {
+        "emails_per_s": sent / since(finished_at),
+        "planner_rows_per_s": sum(states.values()) / planned_s,
+        "sender_after_planning_per_s": (after_plan or 0) / (since(last_sent) - planned_s),
+        "cpu_us_per_email": cpu / max(sent, 1) * 1e6,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "sent": sent,
+        "delivery_states": states,
+        "finished": finished,
+        "phases_s": [round(planned_s, 2), round(since(finished_at), 2)],
+        "seed_s": seed_s,
+        "signed": signed,
+    }
 
 
 TABLE = [  # label, key, format
@@ -338,18 +447,25 @@ def main() -> int:
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--database-url", default=None)
     p.add_argument("--broker-url", default="memory://")
-    p.add_argument("--planner-process", action="store_true",
-                   help="planner and sweeper in their own process (needs a redis/amqp broker); "
-                        "CPU and RSS are then the sender's alone")
+    p.add_argument(
+        "--planner-process",
+        action="store_true",
+        help="planner and sweeper in their own process (needs a redis/amqp broker); "
+        "CPU and RSS are then the sender's alone",
+    )
     p.add_argument("--baseline-messages", type=int, default=None)
     p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the campaign")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--skip-baselines", action="store_true")
     mode.add_argument("--only-baselines", action="store_true")
     mode.add_argument("--_aiosmtplib-baseline", type=int, metavar="PORT", help=argparse.SUPPRESS)
-    p.add_argument("--dkim", choices=[*dkim_signing.ALGORITHMS, "none"], default="rsa-sha256",
-                   help="the signed run's algorithm, as production signs (default rsa-sha256); "
-                        "none: unsigned only")
+    p.add_argument(
+        "--dkim",
+        choices=[*dkim_signing.ALGORITHMS, "none"],
+        default="rsa-sha256",
+        help="the signed run's algorithm, as production signs (default rsa-sha256); "
+        "none: unsigned only",
+    )
     p.add_argument("--signed-only", action="store_true", help="skip the unsigned run")
     args = p.parse_args()
     n, conns = args.recipients, args.connections
@@ -361,11 +477,18 @@ def main() -> int:
     base_n = args.baseline_messages or min(n, 50_000)
     size = len(sample(Settings())[2])
     database = make_url(normalise_url(args.database_url or "sqlite://")).get_backend_name()
-    result: dict[str, Any] = {"recipients": n, "connections": conns, "message_bytes": size,
-                              "baseline_messages": base_n, "database": database,
-                              "broker": args.broker_url}
-    with tempfile.TemporaryDirectory(prefix="postgate-bench-") as tmp, \
-            smtp_sink(Path(tmp)) as (port, counters):
+    result: dict[str, Any] = {
+        "recipients": n,
+        "connections": conns,
+        "message_bytes": size,
+        "baseline_messages": base_n,
+        "database": database,
+        "broker": args.broker_url,
+    }
+    with (
+        tempfile.TemporaryDirectory(prefix="postgate-bench-") as tmp,
+        smtp_sink(Path(tmp)) as (port, counters),
+    ):
         if not args.skip_baselines:
             result["smtp_source_per_s"] = smtp_source_rate(port, base_n, conns, size)
             result |= aiosmtplib_rate(port, base_n, conns)
@@ -378,25 +501,39 @@ def main() -> int:
         if not args.only_baselines and args.dkim != "none":
             before = sink_count(counters)
             signed = pipeline(args, port, Path(tmp), args.dkim)
-            result |= {f"signed_{k}": v for k, v in signed.items()
-                       if k in ("emails_per_s", "cpu_us_per_email", "delivery_states", "sent",
-                                "finished", "phases_s", "signed")}
+            result |= {
+                f"signed_{k}": v
+                for k, v in signed.items()
+                if k
+                in (
+                    "emails_per_s",
+                    "cpu_us_per_email",
+                    "delivery_states",
+                    "sent",
+                    "finished",
+                    "phases_s",
+                    "signed",
+                )
+            }
             result["signed_sink_received"] = sink_count(counters) - before
             result["signed_ratio"] = result["signed_emails_per_s"] / result["sign_limit_per_s"]
             result["peak_rss_mb"] = signed["peak_rss_mb"]
         if "emails_per_s" in result and "aiosmtplib_per_s" in result:
-            result["pipeline_vs_aiosmtplib"] = (result["emails_per_s"]
-                                                / result["aiosmtplib_per_s"])
-            result["pipeline_vs_aiosmtplib_cpu"] = (result["aiosmtplib_cpu_us"]
-                                                    / result["cpu_us_per_email"])
-    print(f"postgate pipeline bench: {n:,} recipients, {size} B messages, {conns} connections, "
-          f"{database} + {args.broker_url}")
+            result["pipeline_vs_aiosmtplib"] = result["emails_per_s"] / result["aiosmtplib_per_s"]
+            result["pipeline_vs_aiosmtplib_cpu"] = (
+                result["aiosmtplib_cpu_us"] / result["cpu_us_per_email"]
+            )
+    print(
+        f"postgate pipeline bench: {n:,} recipients, {size} B messages, {conns} connections, "
+        f"{database} + {args.broker_url}"
+    )
     for label, key, fmt in TABLE:
         if key in result:
             print(f"  {label:<30} {fmt.format(result[key])}")
     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}))
-    ok = all(result.get(f"{p}finished", True) and result.get(f"{p}sent", n) == n
-             for p in ("", "signed_"))
+    ok = all(
+        result.get(f"{p}finished", True) and result.get(f"{p}sent", n) == n for p in ("", "signed_")
+    )
     return 0 if ok and result.get("signed_signed", True) else 1
 
 

@@ -20,9 +20,11 @@ from postgate.core import dkim_signing, lexicon
 from postgate.core.message import CampaignV1
 from postgate.core.rendering import CampaignContent, CompiledCampaign, RecipientData
 
-PARAGRAPH = ("Kedves {{ name }}! Tavaszi akciónk minden kerti bútorra és grillre érvényes, "
-             "ingyenes szállítással. Dear customer, our spring sale covers garden furniture "
-             "and barbecues, with free delivery. ")
+PARAGRAPH = (
+    "Kedves {{ name }}! Tavaszi akciónk minden kerti bútorra és grillre érvényes, "
+    "ingyenes szállítással. Dear customer, our spring sale covers garden furniture "
+    "and barbecues, with free delivery. "
+)
 
 
 def per_call_ms(fn: Callable[[], object], runs: int) -> float:
@@ -39,14 +41,31 @@ def main() -> None:
     runs = parser.parse_args().runs
     text = PARAGRAPH * 100
     html = "".join(f"<p>{PARAGRAPH}</p>" for _ in range(100))
-    msg = CampaignV1.model_validate({
-        "version": "campaign.v1", "tenant": "acme", "campaign_id": "bench", "channel": "email",
-        "kind": "promotional", "topic": "news", "audience": [1],
-        "from": {"email": "news@acme.example"},
-        "content": {"subject": "Spring sale, {{ name }}", "text": text, "html": html}})
+    msg = CampaignV1.model_validate(
+        {
+            "version": "campaign.v1",
+            "tenant": "acme",
+            "campaign_id": "bench",
+            "channel": "email",
+            "kind": "promotional",
+            "topic": "news",
+            "audience": [1],
+            "from": {"email": "news@acme.example"},
+            "content": {"subject": "Spring sale, {{ name }}", "text": text, "html": html},
+        }
+    )
     lexicon.load()
-    content = CampaignContent(1, "acme", "acme.example", "promotional", "Spring sale, {{ name }}",
-                              text, html, "news@acme.example", "Acme")
+    content = CampaignContent(
+        1,
+        "acme",
+        "acme.example",
+        "promotional",
+        "Spring sale, {{ name }}",
+        text,
+        html,
+        "news@acme.example",
+        "Acme",
+    )
     camp = CompiledCampaign(content, "secret", "https://pg.example", "bounces.example")
     date = formatdate(usegmt=True)
     rendered = camp.render(RecipientData(1, "anna@x.example", "Anna"), date)
@@ -54,15 +73,21 @@ def main() -> None:
         "campaign_chars": len(text) + len(html),
         "content_review_ms": round(per_call_ms(lambda: review(msg), runs), 2),
         "message_bytes": len(rendered),
-        "render_ms": round(per_call_ms(
-            lambda: camp.render(RecipientData(1, "anna@x.example", "Anna"), date), runs), 3),
+        "render_ms": round(
+            per_call_ms(
+                lambda: camp.render(RecipientData(1, "anna@x.example", "Anna"), date), runs
+            ),
+            3,
+        ),
     }
     for algorithm in dkim_signing.ALGORITHMS:
         private, _ = dkim_signing.generate(algorithm)
         signer = dkim_signing.Signer(
-            dkim_signing.DkimKey("acme.example", "s1", algorithm, private.encode()))
+            dkim_signing.DkimKey("acme.example", "s1", algorithm, private.encode())
+        )
         result[f"dkim_{algorithm}_ms"] = round(  # the key parsed once, as the sender does
-            per_call_ms(lambda s=signer: s.sign(rendered), runs), 3)
+            per_call_ms(lambda s=signer: s.sign(rendered), runs), 3
+        )
     print(json.dumps(result))
 
 

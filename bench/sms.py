@@ -66,9 +66,12 @@ class Servers:
 def servers() -> Iterator[Servers]:
     """The local SMSC and SMSAPI stand-in, in a child process."""
     ports = Servers(_free_port(), _free_port())
-    child = subprocess.Popen([sys.executable, __file__, "--_serve", str(ports.smpp_port),
-                              str(ports.smsapi_port)], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--_serve", str(ports.smpp_port), str(ports.smsapi_port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "ready"
         yield ports
@@ -93,20 +96,31 @@ def _free_port() -> int:
 
 
 def settings_for(url: str, ports: Servers) -> Settings:
-    return Settings(database_url=url, use_uvloop=True, queue_prefix=f"smsbench{os.getpid()}",
-                    providers={"smpp": {"port": ports.smpp_port, "window": 10, "rate_per_s": 0},
-                               "smsapi": {"url": ports.smsapi_url, "token": ports.token,
-                                          "connections": 50, "rate_per_s": 0}},
-                    batch_size=500,
-                    sender_prefetch=4)
+    return Settings(
+        database_url=url,
+        use_uvloop=True,
+        queue_prefix=f"smsbench{os.getpid()}",
+        providers={
+            "smpp": {"port": ports.smpp_port, "window": 10, "rate_per_s": 0},
+            "smsapi": {
+                "url": ports.smsapi_url,
+                "token": ports.token,
+                "connections": 50,
+                "rate_per_s": 0,
+            },
+        },
+        batch_size=500,
+        sender_prefetch=4,
+    )
 
 
 async def gateway_rate(gateway: Any, n: int, number: str) -> float:
     await gateway.start()
     sms = encode("Hello, this is a benchmark message")
     started = time.perf_counter()
-    results = await gateway.send_batch([SmsMessage(10_000_000 + i, number, "Bench", sms)
-                                        for i in range(n)])
+    results = await gateway.send_batch(
+        [SmsMessage(10_000_000 + i, number, "Bench", sms) for i in range(n)]
+    )
     elapsed = time.perf_counter() - started
     await gateway.close()
     assert all(r.outcome.value == "sent" for r in results), "not every message was accepted"
@@ -118,15 +132,26 @@ async def httpx_rate(api: Servers, n: int) -> float:
 
     limits = httpx.Limits(max_connections=50, max_keepalive_connections=50)
     gate = asyncio.Semaphore(200)
-    async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(30, pool=None),
-                                 headers={"Authorization": f"Bearer {api.token}"}
-                                 ) as client:
+    async with httpx.AsyncClient(
+        limits=limits,
+        timeout=httpx.Timeout(30, pool=None),
+        headers={"Authorization": f"Bearer {api.token}"},
+    ) as client:
+
         async def one(i: int) -> int:
             async with gate:
-                response = await client.post(f"{api.smsapi_url}/sms.do", data={
-                    "to": "48501000000", "message": "Hello", "format": "json",
-                    "idx": f"h{i}", "check_idx": "1"})
+                response = await client.post(
+                    f"{api.smsapi_url}/sms.do",
+                    data={
+                        "to": "48501000000",
+                        "message": "Hello",
+                        "format": "json",
+                        "idx": f"h{i}",
+                        "check_idx": "1",
+                    },
+                )
             return response.status_code
+
         started = time.perf_counter()
         codes = await asyncio.gather(*(one(i) for i in range(n)))
         elapsed = time.perf_counter() - started
@@ -138,23 +163,59 @@ def seed(url: str, recipients: int, provider: str) -> int:
     engine, now = engine_for(url), utcnow()
     given = now - timedelta(days=30)
     with engine.begin() as conn:
-        tenant_id = conn.execute(insert(t.tenant).values(
-            slug=f"bench-{provider}", name="Bench", domain=f"{provider}.example",
-            status="active", status_reason="", created_at=now).returning(t.tenant.c.id)
+        tenant_id = conn.execute(
+            insert(t.tenant)
+            .values(
+                slug=f"bench-{provider}",
+                name="Bench",
+                domain=f"{provider}.example",
+                status="active",
+                status_reason="",
+                created_at=now,
+            )
+            .returning(t.tenant.c.id)
         ).scalar_one()
-        list_id = conn.execute(insert(t.mailing_list).values(
-            tenant_id=tenant_id, name="All", created_at=now).returning(t.mailing_list.c.id)
+        list_id = conn.execute(
+            insert(t.mailing_list)
+            .values(tenant_id=tenant_id, name="All", created_at=now)
+            .returning(t.mailing_list.c.id)
         ).scalar_one()
-        ids = list(conn.execute(insert(t.contact).returning(t.contact.c.id), [
-            {"tenant_id": tenant_id, "phone": f"{PREFIX[provider][0]}{PREFIX[provider][1] + i}",
-             "name": f"C{i}", "attributes": {}, "created_at": now}
-            for i in range(recipients)]).scalars())
-        conn.execute(insert(t.list_member), [
-            {"list_id": list_id, "contact_id": i, "tenant_id": tenant_id} for i in ids])
-        conn.execute(insert(t.consent), [
-            {"tenant_id": tenant_id, "contact_id": i, "channel": "sms", "topic": "news",
-             "source": "signup_form", "status": "confirmed", "consented_at": given,
-             "confirmed_at": given, "created_at": now} for i in ids])
+        ids = list(
+            conn.execute(
+                insert(t.contact).returning(t.contact.c.id),
+                [
+                    {
+                        "tenant_id": tenant_id,
+                        "phone": f"{PREFIX[provider][0]}{PREFIX[provider][1] + i}",
+                        "name": f"C{i}",
+                        "attributes": {},
+                        "created_at": now,
+                    }
+                    for i in range(recipients)
+                ],
+            ).scalars()
+        )
+        conn.execute(
+            insert(t.list_member),
+            [{"list_id": list_id, "contact_id": i, "tenant_id": tenant_id} for i in ids],
+        )
+        conn.execute(
+            insert(t.consent),
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "contact_id": i,
+                    "channel": "sms",
+                    "topic": "news",
+                    "source": "signup_form",
+                    "status": "confirmed",
+                    "consented_at": given,
+                    "confirmed_at": given,
+                    "created_at": now,
+                }
+                for i in ids
+            ],
+        )
     return int(list_id)
 
 
@@ -164,10 +225,19 @@ def end_to_end(settings: Settings, provider: str, recipients: int) -> dict[str, 
     external = f"bench-{provider}"
     broker = ctx.broker()
     published = utcnow()
-    broker.publish("campaigns", {
-        "version": "campaign.v1", "tenant": f"bench-{provider}", "campaign_id": external,
-        "channel": "sms", "kind": "transactional", "topic": "news", "audience": [list_id],
-        "content": {"text": "Hello {{ name }}, your order has shipped."}})
+    broker.publish(
+        "campaigns",
+        {
+            "version": "campaign.v1",
+            "tenant": f"bench-{provider}",
+            "campaign_id": external,
+            "channel": "sms",
+            "kind": "transactional",
+            "topic": "news",
+            "audience": [list_id],
+            "content": {"text": "Hello {{ name }}, your order has shipped."},
+        },
+    )
     broker.close()
     c, d = t.campaign.c, t.delivery.c
 
@@ -182,14 +252,18 @@ def end_to_end(settings: Settings, provider: str, recipients: int) -> dict[str, 
             while await asyncio.to_thread(state) != "finished":
                 await asyncio.sleep(0.2)
             stop.set()
+
         await run_workers(ctx, ["planner", "sender", "sweeper"], stop, extra=[watch()])
 
     asyncio.run(run())
     with ctx.engine.connect() as conn:
         finished_at = conn.scalar(select(c.finished_at).where(c.external_id == external))
-        sent = conn.scalar(select(func.count()).select_from(t.delivery).join(
-            t.campaign, c.id == d.campaign_id).where(c.external_id == external,
-                                                     d.state == "sent"))
+        sent = conn.scalar(
+            select(func.count())
+            .select_from(t.delivery)
+            .join(t.campaign, c.id == d.campaign_id)
+            .where(c.external_id == external, d.state == "sent")
+        )
     elapsed = (aware(finished_at) - published).total_seconds()
     return {f"{provider}_e2e_sms_per_s": (sent or 0) / elapsed, f"{provider}_e2e_sent": sent}
 
@@ -205,17 +279,22 @@ def main() -> int:
         return serve(*args._serve)
     result: dict[str, Any] = {"messages": args.messages, "recipients": args.recipients}
     began = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="postgate-smsbench-") as tmp, \
-            servers() as ports, fresh_database(args.database_url, Path(tmp)) as url:
+    with (
+        tempfile.TemporaryDirectory(prefix="postgate-smsbench-") as tmp,
+        servers() as ports,
+        fresh_database(args.database_url, Path(tmp)) as url,
+    ):
         migrate(url)
         settings = settings_for(url, ports)
         install_loop(settings)
         feedback = DatabaseFeedback(engine_for(url))
         print("  gateways...", file=sys.stderr)
-        result["smpp_gateway_per_s"] = asyncio.run(gateway_rate(
-            SmppGateway(settings, feedback), args.messages, "+36201000000"))
-        result["smsapi_aiohttp_per_s"] = asyncio.run(gateway_rate(
-            SmsApiGateway(settings, feedback), args.messages, "+48501000000"))
+        result["smpp_gateway_per_s"] = asyncio.run(
+            gateway_rate(SmppGateway(settings, feedback), args.messages, "+36201000000")
+        )
+        result["smsapi_aiohttp_per_s"] = asyncio.run(
+            gateway_rate(SmsApiGateway(settings, feedback), args.messages, "+48501000000")
+        )
         result["smsapi_httpx_per_s"] = asyncio.run(httpx_rate(ports, args.messages))
         for provider in ("smpp", "smsapi"):
             print(f"  end to end through {provider}...", file=sys.stderr)

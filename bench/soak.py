@@ -103,8 +103,9 @@ from tests.workers.fleet import BATCH, PREFETCH, Fleet
 from tests.workers.switching import bulk_audience
 
 # our signed Message-ID <delivery.campaign.tenant.mac@domain> (postgate.core.tokens)
-OUR_ID = re.compile(rb"^Message-ID: (<(\d+)\.(\d+)\.\d+\.[a-z2-7]+@([^>]+)>)",
-                    re.MULTILINE | re.IGNORECASE)
+OUR_ID = re.compile(
+    rb"^Message-ID: (<(\d+)\.(\d+)\.\d+\.[a-z2-7]+@([^>]+)>)", re.MULTILINE | re.IGNORECASE
+)
 BOUNCE_DOMAIN = "bounces.soak.test"
 TERMINAL = ("sent", "failed", "blocked", "cancelled")
 KINDS = ("sender", "planner", "sweeper", "feedback")
@@ -130,8 +131,9 @@ class SoakHandler(SinkHandler):
         self.last_start: dict[str, float] = {}
         self.last_mail_at = 0.0
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
         with self.lock:
             self.last_start[address.rsplit("@", 1)[-1].lower()] = time.time()
         envelope.rcpt_tos.append(address)
@@ -148,8 +150,15 @@ class SoakHandler(SinkHandler):
                 self.last_mail_at = time.time()
                 if self.copies[delivery] == 1:
                     self.first_at[delivery] = self.last_mail_at
-                    self.delivered.append((delivery, campaign, envelope.rcpt_tos[0],
-                                           m.group(4).decode(), m.group(1).decode()))
+                    self.delivered.append(
+                        (
+                            delivery,
+                            campaign,
+                            envelope.rcpt_tos[0],
+                            m.group(4).decode(),
+                            m.group(1).decode(),
+                        )
+                    )
                 else:
                     self.extra_at.setdefault(delivery, []).append(self.last_mail_at)
         return "250 2.0.0 OK queued"
@@ -223,21 +232,37 @@ class Soak:
         self.settings = Settings(
             database_url=database_url,
             broker_url=self.rabbit.url() if self.rabbit else self.redis.url(0),
-            redis_url=self.redis.url(1), queue_prefix=f"soak{uuid.uuid4().hex[:8]}",
-            smtp_port=self.sink.port, smtp_timeout_s=10, bounce_domain=BOUNCE_DOMAIN,
-            broker_visibility_timeout_s=args.visibility_s, secret_key=new_secret(),
-            use_uvloop=False)
+            redis_url=self.redis.url(1),
+            queue_prefix=f"soak{uuid.uuid4().hex[:8]}",
+            smtp_port=self.sink.port,
+            smtp_timeout_s=10,
+            bounce_domain=BOUNCE_DOMAIN,
+            broker_visibility_timeout_s=args.visibility_s,
+            secret_key=new_secret(),
+            use_uvloop=False,
+        )
         self.ctx = Context.from_settings(self.settings)
         self.fleet = Fleet(self.settings, work)
-        self.leases = {"LEASE_S": args.lease_s, "PLAN_LEASE_S": args.plan_lease_s,
-                       "BROKER_VISIBILITY_TIMEOUT_S": args.visibility_s}
-        common = {"BOUNCE_DOMAIN": BOUNCE_DOMAIN, "FEEDBACK_PORT": str(self.feedback_port),
-                  "BREAKER_MIN_VOLUME": "1000000000", "REQUEUE_QUEUED_AFTER_S": "30",
-                  "SMTP_CONNECTIONS": str(args.smtp_connections),
-                  **{k: str(v) for k, v in self.leases.items()}}
+        self.leases = {
+            "LEASE_S": args.lease_s,
+            "PLAN_LEASE_S": args.plan_lease_s,
+            "BROKER_VISIBILITY_TIMEOUT_S": args.visibility_s,
+        }
+        common = {
+            "BOUNCE_DOMAIN": BOUNCE_DOMAIN,
+            "FEEDBACK_PORT": str(self.feedback_port),
+            "BREAKER_MIN_VOLUME": "1000000000",
+            "REQUEUE_QUEUED_AFTER_S": "30",
+            "SMTP_CONNECTIONS": str(args.smtp_connections),
+            **{k: str(v) for k, v in self.leases.items()},
+        }
         planning = {"PAGE_SIZE": str(args.page_size)}  # the sweeper re-plans, too
-        self.env = {"sender": common, "feedback": common, "planner": common | planning,
-                    "sweeper": common | planning}
+        self.env = {
+            "sender": common,
+            "feedback": common,
+            "planner": common | planning,
+            "sweeper": common | planning,
+        }
         # campaign id -> (tenant, message, last try, that try failed)
         self.published: dict[str, tuple[World, dict[str, Any], float, bool]] = {}
         self.publish_lock = threading.Lock()
@@ -316,16 +341,23 @@ class Soak:
                 if failed or any(r > at for r in self.broker_restarts):
                     self.events["republished"] += 1
                     self._publish(world, campaign_id, message)
-                elif time.monotonic() - at > 3 * self.args.visibility_s + 30 and \
-                        campaign_id not in self.overdue:
+                elif (
+                    time.monotonic() - at > 3 * self.args.visibility_s + 30
+                    and campaign_id not in self.overdue
+                ):
                     self.overdue.add(campaign_id)
-                    self.log(f"campaign {campaign_id} published {time.monotonic() - at:.0f} s "
-                             "ago has not arrived, with no broker restart since")
+                    self.log(
+                        f"campaign {campaign_id} published {time.monotonic() - at:.0f} s "
+                        "ago has not arrived, with no broker restart since"
+                    )
 
     def complain(self) -> None:
         with self.handler.lock:
-            candidates = [x for x in self.handler.delivered[-2000:]
-                          if x[0] not in self.complaints and x[0] not in self.pending]
+            candidates = [
+                x
+                for x in self.handler.delivered[-2000:]
+                if x[0] not in self.complaints and x[0] not in self.pending
+            ]
         if candidates:
             delivery = self.rng.choice(candidates)
             self.pending.add(delivery[0])
@@ -344,8 +376,7 @@ class Soak:
                 try:
                     self.mta_busy.set()
                     with smtplib.SMTP("127.0.0.1", self.feedback_port, timeout=10) as smtp:
-                        smtp.sendmail("fbl@isp.example", [f"fbl@{BOUNCE_DOMAIN}"],
-                                      arf(*delivery))
+                        smtp.sendmail("fbl@isp.example", [f"fbl@{BOUNCE_DOMAIN}"], arf(*delivery))
                     self.complaints.add(delivery[0])
                     self.accepted_at.append(time.time())
                     break
@@ -376,8 +407,7 @@ class Soak:
             campaign_id = f"soak-{self.n:05d}"
         self.publish(world, campaign_id)
         deadline = time.monotonic() + 15
-        while self.handler.last_start.get(domain, 0) < asked + 0.3 and \
-                time.monotonic() < deadline:
+        while self.handler.last_start.get(domain, 0) < asked + 0.3 and time.monotonic() < deadline:
             time.sleep(0.01)
         if self.handler.last_start.get(domain, 0) < asked:
             self.log("kill switch: the tenant's campaign did not start sending, skipped")
@@ -395,13 +425,16 @@ class Soak:
         cleared = None
         for _ in range(10):  # the database may be restarting: the operator tries again
             with contextlib.suppress(httpx.HTTPError):
-                cleared = http.post(f"{url}/clear", json={"scope": "bulk_email",
-                                                          "reason": "soak"}, headers=headers)
+                cleared = http.post(
+                    f"{url}/clear", json={"scope": "bulk_email", "reason": "soak"}, headers=headers
+                )
                 if cleared.status_code < 500:
                     break
             time.sleep(2)
-        self.log(f"kill switch {world.tenant.slug}: last transaction {delay * 1000:.0f} ms "
-                 f"after the request; cleared {cleared.status_code if cleared else 'failed'}")
+        self.log(
+            f"kill switch {world.tenant.slug}: last transaction {delay * 1000:.0f} ms "
+            f"after the request; cleared {cleared.status_code if cleared else 'failed'}"
+        )
 
     def sample_lag(self) -> None:
         with contextlib.suppress(Exception), self.ctx.engine.connect() as conn:
@@ -431,8 +464,11 @@ class Soak:
         return False
 
     def _kill(self, kind: str) -> tuple[str, int]:
-        alive = [(label, p) for label, p in self.fleet.procs
-                 if label.startswith(f"{kind}-") and p.poll() is None]
+        alive = [
+            (label, p)
+            for label, p in self.fleet.procs
+            if label.startswith(f"{kind}-") and p.poll() is None
+        ]
         label, victim = self.rng.choice(alive)
         self.killed.add(label)
         victim.send_signal(signal.SIGKILL)
@@ -442,13 +478,17 @@ class Soak:
     def _record(self, fault: Fault) -> None:
         with self.faults_lock:
             self.faults.append(fault)
-        self.events[f"{fault.kind}_kills" if fault.kind in KINDS else
-                    f"{fault.kind}_restarts"] += 1
+        self.events[f"{fault.kind}_kills" if fault.kind in KINDS else f"{fault.kind}_restarts"] += 1
         self.log(f"{'kill -9' if fault.kind in KINDS else 'restart'} {fault.kind}: {fault.what}")
 
     def sending_rows(self) -> dict[int, Any]:
-        return dict(self._query(lambda conn: conn.execute(
-            select(d.id, d.lease_until).where(d.state == "sending")).all()))
+        return dict(
+            self._query(
+                lambda conn: conn.execute(
+                    select(d.id, d.lease_until).where(d.state == "sending")
+                ).all()
+            )
+        )
 
     def kill_sender(self) -> None:
         self._wait(lambda: bool(self.sending_rows()), timeout=5)
@@ -456,14 +496,27 @@ class Soak:
         at, at_utc = time.time(), utcnow()
         rows = self.sending_rows()  # the dead sender's rows keep the lease they have now
         self.fleet.spawn("sender", **self.env["sender"])
-        self._record(Fault("sender", at, at_utc, f"pid {pid}, {len(rows)} rows sending",
-                           hit=bool(rows), rows=rows))
+        self._record(
+            Fault(
+                "sender",
+                at,
+                at_utc,
+                f"pid {pid}, {len(rows)} rows sending",
+                hit=bool(rows),
+                rows=rows,
+            )
+        )
 
     def planning(self) -> list[int]:
-        earlier = {i for f in self.faults if f.kind == "planner" and f.recovered_at is None
-                   for i in f.campaigns}  # left by an earlier kill, waiting for the sweeper
-        ids = self._query(lambda conn: list(conn.scalars(
-            select(c.id).where(c.state == "planning"))))
+        earlier = {
+            i
+            for f in self.faults
+            if f.kind == "planner" and f.recovered_at is None
+            for i in f.campaigns
+        }  # left by an earlier kill, waiting for the sweeper
+        ids = self._query(
+            lambda conn: list(conn.scalars(select(c.id).where(c.state == "planning")))
+        )
         return [i for i in ids if i not in earlier]
 
     def kill_planner(self) -> None:
@@ -471,21 +524,31 @@ class Soak:
 
         def mid_plan() -> bool:  # a page written, more to come
             ids = self.planning()
-            return bool(ids) and bool(self._query(lambda conn: conn.scalar(
-                select(func.count()).where(d.campaign_id.in_(ids)))))
+            return bool(ids) and bool(
+                self._query(
+                    lambda conn: conn.scalar(select(func.count()).where(d.campaign_id.in_(ids)))
+                )
+            )
 
         if not self._wait(mid_plan, timeout=10, every=0.005):
             self._wait(lambda: bool(self.planning()), timeout=2, every=0.005)
         _, pid = self._kill("planner")
         at, at_utc = time.time(), utcnow()
         campaigns = self.planning()
-        written = self._query(lambda conn: conn.scalar(
-            select(func.count()).where(d.campaign_id.in_(campaigns)))) if campaigns else 0
+        written = (
+            self._query(
+                lambda conn: conn.scalar(select(func.count()).where(d.campaign_id.in_(campaigns)))
+            )
+            if campaigns
+            else 0
+        )
         self.fleet.spawn("planner", **self.env["planner"])
-        what = (f"pid {pid}, campaigns {campaigns} planning ({written} rows written)"
-                if campaigns else f"pid {pid}, idle")
-        self._record(Fault("planner", at, at_utc, what, hit=bool(campaigns),
-                           campaigns=campaigns))
+        what = (
+            f"pid {pid}, campaigns {campaigns} planning ({written} rows written)"
+            if campaigns
+            else f"pid {pid}, idle"
+        )
+        self._record(Fault("planner", at, at_utc, what, hit=bool(campaigns), campaigns=campaigns))
         if not campaigns:  # the restarted planner must take the next one
             self.publish_next()
 
@@ -499,11 +562,16 @@ class Soak:
 
     def bring_forward(self, probe: str, to: datetime) -> bool:
         """Move a waiting probe's due time to ``to`` (as an operator rescheduling it)."""
+
         def write(conn: Connection) -> bool:
-            done = conn.execute(update(t.campaign).where(
-                c.external_id == probe, c.state == "scheduled").values(scheduled_at=to))
+            done = conn.execute(
+                update(t.campaign)
+                .where(c.external_id == probe, c.state == "scheduled")
+                .values(scheduled_at=to)
+            )
             conn.commit()
             return bool(done.rowcount)
+
         return bool(self._query(write))
 
     def kill_sweeper(self) -> None:
@@ -511,8 +579,19 @@ class Soak:
         is made due the moment the sweeper dies, so only the new one can start it. (None
         accepted yet, when the planner was slow: a probe of its own, due 1 s after the
         kill.)"""
-        waiting = set(self._query(lambda conn: list(conn.scalars(select(c.external_id).where(
-            c.external_id.in_(self.probes), c.state == "scheduled")))) if self.probes else [])
+        waiting = set(
+            self._query(
+                lambda conn: list(
+                    conn.scalars(
+                        select(c.external_id).where(
+                            c.external_id.in_(self.probes), c.state == "scheduled"
+                        )
+                    )
+                )
+            )
+            if self.probes
+            else []
+        )
         probe = next((p for p in self.probes if p in waiting), "")
         _, pid = self._kill("sweeper")
         at, at_utc = time.time(), utcnow()
@@ -523,8 +602,9 @@ class Soak:
             probe, _ = self.publish_probe(at_utc + timedelta(seconds=1))
             what = f"{probe} due 1 s after the kill"
         self.fleet.spawn("sweeper", **self.env["sweeper"])
-        self._record(Fault("sweeper", at, at_utc, f"pid {pid}; {what}", probe=probe,
-                           probe_seen=used))
+        self._record(
+            Fault("sweeper", at, at_utc, f"pid {pid}; {what}", probe=probe, probe_seen=used)
+        )
         if not self.probes:  # for the next kill
             self.probes.append(self.publish_probe(utcnow() + timedelta(hours=1))[0])
 
@@ -534,8 +614,15 @@ class Soak:
         _, pid = self._kill("feedback")
         at, at_utc = time.time(), utcnow()
         self.fleet.spawn("feedback", **self.env["feedback"])
-        self._record(Fault("feedback", at, at_utc,
-                           f"pid {pid}{', a complaint on the wire' if hit else ''}", hit=hit))
+        self._record(
+            Fault(
+                "feedback",
+                at,
+                at_utc,
+                f"pid {pid}{', a complaint on the wire' if hit else ''}",
+                hit=hit,
+            )
+        )
         self.complain()  # the MTA has mail for it
 
     def respawn_crashed(self) -> None:
@@ -544,8 +631,10 @@ class Soak:
             if proc.poll() is not None and label not in self.killed:
                 self.killed.add(label)
                 self.events["crashed"] += 1
-                self.log(f"worker {label} exited by itself ({proc.returncode}): "
-                         f"{self.fleet.tail(label, 800)!r}")
+                self.log(
+                    f"worker {label} exited by itself ({proc.returncode}): "
+                    f"{self.fleet.tail(label, 800)!r}"
+                )
                 kind = label.rsplit("-", 1)[0]
                 self.fleet.spawn(kind, **self.env[kind])
 
@@ -568,8 +657,9 @@ class Soak:
 
     # --- server restarts ----------------------------------------------------------------
     def restart(self, name: str) -> None:
-        server: Any = {"redis": self.redis, "rabbitmq": self.rabbit,
-                       "postgres": self.postgres}[name]
+        server: Any = {"redis": self.redis, "rabbitmq": self.rabbit, "postgres": self.postgres}[
+            name
+        ]
         fault = Fault(name, time.time(), utcnow(), "")
         if name == ("rabbitmq" if self.rabbit else "redis"):
             self.broker_restarts.append(time.monotonic())
@@ -607,8 +697,9 @@ class Soak:
             if self.handler.last_mail_at <= f.at:
                 return None
             if f.rows:
-                still = conn.execute(select(d.id, d.lease_until).where(
-                    d.id.in_(list(f.rows)), d.state == "sending")).all()
+                still = conn.execute(
+                    select(d.id, d.lease_until).where(d.id.in_(list(f.rows)), d.state == "sending")
+                ).all()
                 if any(lease == f.rows[i] for i, lease in still):
                     return None
             return now
@@ -616,16 +707,22 @@ class Soak:
             if f.campaigns:
                 states = list(conn.scalars(select(c.state).where(c.id.in_(f.campaigns))))
                 return now if "planning" not in states else None
-            return now if conn.scalar(select(func.count()).where(
-                c.created_at > f.at_utc, c.state != "planning")) else None
+            return (
+                now
+                if conn.scalar(
+                    select(func.count()).where(c.created_at > f.at_utc, c.state != "planning")
+                )
+                else None
+            )
         if f.kind == "sweeper":
             state = conn.scalar(select(c.state).where(c.external_id == f.probe))
             if state == "scheduled":
                 f.probe_seen = True
             elif state is not None and f.probe_seen:
                 return now
-            return now if conn.scalar(select(func.count()).where(
-                c.finished_at > f.at_utc)) else None
+            return (
+                now if conn.scalar(select(func.count()).where(c.finished_at > f.at_utc)) else None
+            )
         if f.kind == "feedback":
             return min((a for a in self.accepted_at if a > f.at), default=None)
         if f.ready_at is not None and self.handler.last_mail_at > f.ready_at:
@@ -641,8 +738,10 @@ class Soak:
                     for f in open_faults:
                         if (at := self.recovered(conn, f)) is not None:
                             f.recovered_at = at
-                            self.log(f"{f.kind} {'kill' if f.kind in KINDS else 'restart'} at "
-                                     f"{f.at - self.t0:.1f} s recovered in {at - f.at:.1f} s")
+                            self.log(
+                                f"{f.kind} {'kill' if f.kind in KINDS else 'restart'} at "
+                                f"{f.at - self.t0:.1f} s recovered in {at - f.at:.1f} s"
+                            )
             time.sleep(0.1)
 
     # --- the run ------------------------------------------------------------------------
@@ -681,8 +780,11 @@ class Soak:
         self.t0 = time.time()
         started = time.monotonic()
         watchers = [self.thread(self.watch, "watch"), self.thread(self.mta_loop, "mta")]
-        faults = [self.thread(self.killer, "killer"), self.thread(self.services, "services"),
-                  self.thread(lambda: self.flipper(http, key), "flip")]
+        faults = [
+            self.thread(self.killer, "killer"),
+            self.thread(self.services, "services"),
+            self.thread(lambda: self.flipper(http, key), "flip"),
+        ]
         schedule = {"complain": 3.0, "lag": 1.0, "republish": 10.0}
         every = {"complain": 3.0, "lag": 1.0, "republish": 5.0}
         try:
@@ -726,10 +828,14 @@ class Soak:
                 with contextlib.suppress(Exception):
                     self.bring_forward(probe, utcnow())
             with contextlib.suppress(Exception), self.ctx.engine.connect() as conn:
-                states: dict[str, int] = dict(conn.execute(
-                    select(c.state, func.count()).group_by(c.state)).all())
-                if states.get("finished", 0) == len(self.published) and \
-                        self.mta.empty() and not self.pending:
+                states: dict[str, int] = dict(
+                    conn.execute(select(c.state, func.count()).group_by(c.state)).all()
+                )
+                if (
+                    states.get("finished", 0) == len(self.published)
+                    and self.mta.empty()
+                    and not self.pending
+                ):
                     return True
             time.sleep(1)
         return False
@@ -747,13 +853,19 @@ class Soak:
             first = dict(self.handler.first_at)
         for delivery, times in extra.items():
             for at in times:
-                outage = next((f for f in outages if f.at - 0.5 <= first[delivery] <=
-                               (f.ready_at or f.at) + 1.0), None)  # unflushed as it stopped
+                outage = next(
+                    (
+                        f
+                        for f in outages
+                        if f.at - 0.5 <= first[delivery] <= (f.ready_at or f.at) + 1.0
+                    ),
+                    None,
+                )  # unflushed as it stopped
                 # the first kill after the first copy went out left it unrecorded
-                kill = next((f for f in senders if first[delivery] <= f.at <= at and
-                             delivery in f.rows), None) or \
-                    next((f for f in reversed(senders) if f.at <= at and delivery in f.rows),
-                         None)
+                kill = next(
+                    (f for f in senders if first[delivery] <= f.at <= at and delivery in f.rows),
+                    None,
+                ) or next((f for f in reversed(senders) if f.at <= at and delivery in f.rows), None)
                 if outage is not None:
                     outage.duplicates += 1
                 elif kill is None:
@@ -765,20 +877,31 @@ class Soak:
 
     def report(self, drained: bool, codes: dict[str, int]) -> dict[str, Any]:
         with self.ctx.engine.connect() as conn:
-            states: dict[str, int] = dict(conn.execute(
-                select(d.state, func.count()).group_by(d.state)).all())
+            states: dict[str, int] = dict(
+                conn.execute(select(d.state, func.count()).group_by(d.state)).all()
+            )
             sent_ids = set(conn.scalars(select(d.id).where(d.state == "sent")))
             arrived = set(conn.scalars(select(c.external_id)))
-            complaints = int(conn.scalar(select(func.count()).select_from(t.feedback_event)
-                                         .where(t.feedback_event.c.kind == "complaint")) or 0)
+            complaints = int(
+                conn.scalar(
+                    select(func.count())
+                    .select_from(t.feedback_event)
+                    .where(t.feedback_event.c.kind == "complaint")
+                )
+                or 0
+            )
             unfinished = int(conn.scalar(select(func.count()).where(c.state != "finished")) or 0)
             # each campaign has one row per list member: a planner killed mid-plan and
             # planned again wrote the rest, no more and no less
-            sizes = conn.execute(select(c.tenant_id, func.count(d.id)).select_from(t.campaign)
-                                 .outerjoin(t.delivery, d.campaign_id == c.id)
-                                 .group_by(c.id, c.tenant_id)).all()
-        audience = {w.tenant_id: self.args.contacts for w in self.worlds} | \
-            {self.probe_world.tenant_id: PROBE_CONTACTS}
+            sizes = conn.execute(
+                select(c.tenant_id, func.count(d.id))
+                .select_from(t.campaign)
+                .outerjoin(t.delivery, d.campaign_id == c.id)
+                .group_by(c.id, c.tenant_id)
+            ).all()
+        audience = {w.tenant_id: self.args.contacts for w in self.worlds} | {
+            self.probe_world.tenant_id: PROBE_CONTACTS
+        }
         rows_missing = sum(max(0, audience[tenant] - n) for tenant, n in sizes)
         rows_extra = sum(max(0, n - audience[tenant]) for tenant, n in sizes)
         with self.handler.lock:
@@ -802,13 +925,19 @@ class Soak:
         for f in self.faults:
             by_kind.setdefault(f.kind, []).append(f)
         kinds = [k for k in (*KINDS, *SERVERS) if k in by_kind]
-        print(f"campaigns published {len(self.published)}, arrived {len(arrived)}, "
-              f"unfinished {unfinished}, drained {drained}")
+        print(
+            f"campaigns published {len(self.published)}, arrived {len(arrived)}, "
+            f"unfinished {unfinished}, drained {drained}"
+        )
         print(f"deliveries by state: {dict(sorted(states.items()))}")
-        print(f"workers: {self.leases}, PAGE_SIZE {self.args.page_size} (planner, sweeper), "
-              f"SMTP_CONNECTIONS {self.args.smtp_connections}, broker {self.args.broker}")
-        print(f"{'fault':<9} {'count':>5} {'hit':>4} {'recovery s: median':>19} {'max':>6} "
-              f"{'unrecovered':>11} {'duplicates':>10} {'max/kill':>8}")
+        print(
+            f"workers: {self.leases}, PAGE_SIZE {self.args.page_size} (planner, sweeper), "
+            f"SMTP_CONNECTIONS {self.args.smtp_connections}, broker {self.args.broker}"
+        )
+        print(
+            f"{'fault':<9} {'count':>5} {'hit':>4} {'recovery s: median':>19} {'max':>6} "
+            f"{'unrecovered':>11} {'duplicates':>10} {'max/kill':>8}"
+        )
         hits: dict[str, int] = {}
         median: dict[str, float | None] = {}
         maximum: dict[str, float | None] = {}
@@ -819,51 +948,70 @@ class Soak:
             maximum[kind] = round(max(times), 1) if times else None
             dups = [f.duplicates for f in faults]
             hits[kind] = sum(f.probe_seen if kind == "sweeper" else f.hit for f in faults)
-            print(f"{kind:<9} {len(faults):>5} {hits[kind] if kind in KINDS else '-':>4} "
-                  f"{median[kind] if times else '-':>19} {maximum[kind] if times else '-':>6} "
-                  f"{len(faults) - len(times):>11} "
-                  f"{sum(dups) if kind in ('sender', 'postgres') else '-':>10} "
-                  f"{max(dups, default=0) if kind in ('sender', 'postgres') else '-':>8}")
+            print(
+                f"{kind:<9} {len(faults):>5} {hits[kind] if kind in KINDS else '-':>4} "
+                f"{median[kind] if times else '-':>19} {maximum[kind] if times else '-':>6} "
+                f"{len(faults) - len(times):>11} "
+                f"{sum(dups) if kind in ('sender', 'postgres') else '-':>10} "
+                f"{max(dups, default=0) if kind in ('sender', 'postgres') else '-':>8}"
+            )
         max_dup = max((f.duplicates for f in by_kind.get("sender", [])), default=0)
-        print("sender kills (at s: rows sending, duplicates, of them sent before the kill): " +
-              ", ".join(f"{f.at - self.t0:.0f}: {len(f.rows)}/{f.duplicates}/{f.resent}"
-                        for f in by_kind.get("sender", [])))
-        print(f"lost {lost}: {never_arrived} marked sent but never received, "
-              f"{len(missing_campaigns)} campaigns missing {missing_campaigns[:10]}, "
-              f"{complaints_lost} complaints taken but not recorded, {rows_missing} rows "
-              f"never planned ({rows_extra} planned twice)")
-        print(f"stuck {stuck} rows not terminal after the drain ({unfinished} campaigns "
-              "not finished)")
+        print(
+            "sender kills (at s: rows sending, duplicates, of them sent before the kill): "
+            + ", ".join(
+                f"{f.at - self.t0:.0f}: {len(f.rows)}/{f.duplicates}/{f.resent}"
+                for f in by_kind.get("sender", [])
+            )
+        )
+        print(
+            f"lost {lost}: {never_arrived} marked sent but never received, "
+            f"{len(missing_campaigns)} campaigns missing {missing_campaigns[:10]}, "
+            f"{complaints_lost} complaints taken but not recorded, {rows_missing} rows "
+            f"never planned ({rows_extra} planned twice)"
+        )
+        print(
+            f"stuck {stuck} rows not terminal after the drain ({unfinished} campaigns not finished)"
+        )
         kill_dups = sum(f.duplicates for f in by_kind.get("sender", []))
         outage_dups = sum(f.duplicates for f in by_kind.get("postgres", []))
-        print(f"duplicates {duplicates}: {kill_dups} after sender kills (at most {max_dup} per "
-              f"kill; SMTP_CONNECTIONS {self.args.smtp_connections}), {outage_dups} sent while "
-              f"PostgreSQL was down (in-flight bound: {SENDERS} senders x {PREFETCH} x "
-              f"{BATCH} per restart), {other_duplicates} put down to neither")
-        print(f"faults: {dict(self.events)}; complaints injected {len(self.complaints)}, "
-              f"recorded {complaints}")
+        print(
+            f"duplicates {duplicates}: {kill_dups} after sender kills (at most {max_dup} per "
+            f"kill; SMTP_CONNECTIONS {self.args.smtp_connections}), {outage_dups} sent while "
+            f"PostgreSQL was down (in-flight bound: {SENDERS} senders x {PREFETCH} x "
+            f"{BATCH} per restart), {other_duplicates} put down to neither"
+        )
+        print(
+            f"faults: {dict(self.events)}; complaints injected {len(self.complaints)}, "
+            f"recorded {complaints}"
+        )
         print(f"sweeper: {dict(+sweeps)}")
-        print(f"kill switch flips {len(self.flips)}: delays "
-              f"{[round(x, 3) for x in self.flips]} s")
+        print(f"kill switch flips {len(self.flips)}: delays {[round(x, 3) for x in self.flips]} s")
         print(f"queue lag: max {max(self.lags, default=0):.1f} s over {len(self.lags)} samples")
         if died:
             print(f"workers that exited badly: {died}")
-        return {"sent": len(sent_ids), "lost": lost, "duplicates": duplicates,
-                "max_kill_switch_delay_s": round(max(self.flips, default=0.0), 3),
-                "max_queue_lag_s": round(max(self.lags, default=0.0), 1),
-                "stuck": stuck, "stuck_campaigns": unfinished, "broker": self.args.broker,
-                "kills": {k: len(by_kind.get(k, [])) for k in KINDS},
-                "kills_on_work": {k: hits.get(k, 0) for k in KINDS},
-                "restarts": {k: len(by_kind[k]) for k in SERVERS if k in by_kind},
-                "median_recovery_s": median, "max_recovery_s": maximum,
-                "unrecovered": sum(f.recovered_at is None for f in self.faults),
-                "max_duplicates_per_sender_kill": max_dup,
-                "duplicates_after_sender_kills": kill_dups,
-                "duplicates_while_postgres_down": outage_dups,
-                "duplicates_unattributed": other_duplicates,
-                "complaints": {"injected": len(self.complaints), "recorded": complaints},
-                "crashed_workers": self.events["crashed"],
-                "leases_s": self.leases}
+        return {
+            "sent": len(sent_ids),
+            "lost": lost,
+            "duplicates": duplicates,
+            "max_kill_switch_delay_s": round(max(self.flips, default=0.0), 3),
+            "max_queue_lag_s": round(max(self.lags, default=0.0), 1),
+            "stuck": stuck,
+            "stuck_campaigns": unfinished,
+            "broker": self.args.broker,
+            "kills": {k: len(by_kind.get(k, [])) for k in KINDS},
+            "kills_on_work": {k: hits.get(k, 0) for k in KINDS},
+            "restarts": {k: len(by_kind[k]) for k in SERVERS if k in by_kind},
+            "median_recovery_s": median,
+            "max_recovery_s": maximum,
+            "unrecovered": sum(f.recovered_at is None for f in self.faults),
+            "max_duplicates_per_sender_kill": max_dup,
+            "duplicates_after_sender_kills": kill_dups,
+            "duplicates_while_postgres_down": outage_dups,
+            "duplicates_unattributed": other_duplicates,
+            "complaints": {"injected": len(self.complaints), "recorded": complaints},
+            "crashed_workers": self.events["crashed"],
+            "leases_s": self.leases,
+        }
 
     def keep(self, into: Path) -> None:
         """Worker logs, faults and duplicates (times relative to the start) for a look."""
@@ -872,15 +1020,36 @@ class Soak:
             shutil.copy(log, into / log.name)
         with self.handler.lock:
             first, extra = dict(self.handler.first_at), dict(self.handler.extra_at)
-        (into / "faults.json").write_text(json.dumps([{
-            "kind": f.kind, "at": round(f.at - self.t0, 3), "what": f.what, "hit": f.hit,
-            "recovery_s": f.recovery_s and round(f.recovery_s, 3),
-            "duplicates": f.duplicates, "resent": f.resent, "rows": sorted(f.rows)}
-            for f in self.faults], indent=1))
-        (into / "duplicates.json").write_text(json.dumps({
-            str(k): {"first": round(first[k] - self.t0, 3),
-                     "extra": [round(x - self.t0, 3) for x in v]} for k, v in extra.items()},
-            indent=1))
+        (into / "faults.json").write_text(
+            json.dumps(
+                [
+                    {
+                        "kind": f.kind,
+                        "at": round(f.at - self.t0, 3),
+                        "what": f.what,
+                        "hit": f.hit,
+                        "recovery_s": f.recovery_s and round(f.recovery_s, 3),
+                        "duplicates": f.duplicates,
+                        "resent": f.resent,
+                        "rows": sorted(f.rows),
+                    }
+                    for f in self.faults
+                ],
+                indent=1,
+            )
+        )
+        (into / "duplicates.json").write_text(
+            json.dumps(
+                {
+                    str(k): {
+                        "first": round(first[k] - self.t0, 3),
+                        "extra": [round(x - self.t0, 3) for x in v],
+                    }
+                    for k, v in extra.items()
+                },
+                indent=1,
+            )
+        )
         print(f"logs and faults kept in {into}")
 
     def close(self) -> None:
@@ -898,30 +1067,53 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, required=True)
     parser.add_argument("--broker", choices=("redis", "rabbitmq"), default="redis")
-    parser.add_argument("--kill-every", type=float, default=6.0,
-                        help="seconds between kills; the kinds take turns")
-    parser.add_argument("--restart-every", type=float, default=60.0,
-                        help="seconds between restarts of each server")
+    parser.add_argument(
+        "--kill-every", type=float, default=6.0, help="seconds between kills; the kinds take turns"
+    )
+    parser.add_argument(
+        "--restart-every", type=float, default=60.0, help="seconds between restarts of each server"
+    )
     parser.add_argument("--tenants", type=int, default=3)
     parser.add_argument("--contacts", type=int, default=600, help="per tenant")
     parser.add_argument("--rate", type=float, default=100.0, help="mails per second offered")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--smtp-latency-ms", type=float, default=20.0,
-                        help="the sink's delay before answering DATA")
-    parser.add_argument("--smtp-connections", type=int, default=4,
-                        help="SMTP_CONNECTIONS of each sender")
-    parser.add_argument("--lease-s", type=float, default=5.0,
-                        help="LEASE_S of the senders: how long a claimed row is theirs")
-    parser.add_argument("--plan-lease-s", type=float, default=5.0,
-                        help="PLAN_LEASE_S: a dead planner's campaign is re-planned after it")
-    parser.add_argument("--visibility-s", type=float, default=10.0,
-                        help="BROKER_VISIBILITY_TIMEOUT_S: a dead worker's Redis message "
-                             "comes back after it")
-    parser.add_argument("--page-size", type=int, default=100,
-                        help="PAGE_SIZE of planner and sweeper: rows per planning page")
+    parser.add_argument(
+        "--smtp-latency-ms", type=float, default=20.0, help="the sink's delay before answering DATA"
+    )
+    parser.add_argument(
+        "--smtp-connections", type=int, default=4, help="SMTP_CONNECTIONS of each sender"
+    )
+    parser.add_argument(
+        "--lease-s",
+        type=float,
+        default=5.0,
+        help="LEASE_S of the senders: how long a claimed row is theirs",
+    )
+    parser.add_argument(
+        "--plan-lease-s",
+        type=float,
+        default=5.0,
+        help="PLAN_LEASE_S: a dead planner's campaign is re-planned after it",
+    )
+    parser.add_argument(
+        "--visibility-s",
+        type=float,
+        default=10.0,
+        help="BROKER_VISIBILITY_TIMEOUT_S: a dead worker's Redis message comes back after it",
+    )
+    parser.add_argument(
+        "--page-size",
+        type=int,
+        default=100,
+        help="PAGE_SIZE of planner and sweeper: rows per planning page",
+    )
     parser.add_argument("--sqlite", action="store_true", help="SQLite instead of PostgreSQL")
-    parser.add_argument("--keep", type=Path, default=None,
-                        help="copy the workers' logs and every fault and duplicate here")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="copy the workers' logs and every fault and duplicate here",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         soak = Soak(args, Path(tmp))

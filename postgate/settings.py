@@ -168,15 +168,19 @@ class Settings(BaseSettings):
         try:
             self.secret_key = Path(self.secret_key_file).read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
-            self._secret_problem = (f"SECRET_KEY_FILE {self.secret_key_file!r} cannot be "
-                                    f"read ({exc.__class__.__name__}: {exc})")
+            self._secret_problem = (
+                f"SECRET_KEY_FILE {self.secret_key_file!r} cannot be "
+                f"read ({exc.__class__.__name__}: {exc})"
+            )
         return self
 
     @property
     def keys(self) -> tuple[str, ...]:
         """SECRET_KEY first (it signs), then SECRET_KEYS_PREVIOUS (they still verify)."""
-        return (self.secret_key, *(k for k in self.secret_keys_previous
-                                   if k and k != self.secret_key))
+        return (
+            self.secret_key,
+            *(k for k in self.secret_keys_previous if k and k != self.secret_key),
+        )
 
     def provider(self, model: type[P]) -> P:
         """The settings of one provider: its environment, overridden by ``providers``."""
@@ -188,12 +192,16 @@ class Settings(BaseSettings):
         if self._secret_problem:
             raise MissingSecret(self._secret_problem)
         if len(self.secret_key) < MIN_SECRET_CHARS:
-            where = f" (nor in SECRET_KEY_FILE {self.secret_key_file!r})" \
-                if self.secret_key_file else ""
+            where = (
+                f" (nor in SECRET_KEY_FILE {self.secret_key_file!r})"
+                if self.secret_key_file
+                else ""
+            )
             raise MissingSecret(
                 f"SECRET_KEY is not set{where} (or shorter than {MIN_SECRET_CHARS} "
                 "characters): generate one with 'postgate secret new' and put it in the "
-                "environment")
+                "environment"
+            )
         return self.secret_key
 
 

@@ -51,8 +51,10 @@ class LocalDns:
             raise RuntimeError("no port free for both UDP and TCP")
         self.udp.settimeout(0.1)
         self.running = True
-        self.threads = [threading.Thread(target=self._serve_udp, daemon=True),
-                        threading.Thread(target=self.tcp.serve_forever, daemon=True)]
+        self.threads = [
+            threading.Thread(target=self._serve_udp, daemon=True),
+            threading.Thread(target=self.tcp.serve_forever, daemon=True),
+        ]
         for thread in self.threads:
             thread.start()
 
@@ -78,16 +80,23 @@ class LocalDns:
         if values is None and name not in self.mx and name not in self.a:
             response.set_rcode(dns.rcode.NXDOMAIN)
         elif question.rdtype == dns.rdatatype.MX and name in self.mx:
-            mxs = [MX(dns.rdataclass.IN, dns.rdatatype.MX, pref, dns.name.from_text(host))
-                   for pref, host in self.mx[name]]
+            mxs = [
+                MX(dns.rdataclass.IN, dns.rdatatype.MX, pref, dns.name.from_text(host))
+                for pref, host in self.mx[name]
+            ]
             response.answer.append(dns.rrset.from_rdata_list(question.name, self.ttl, mxs))
         elif question.rdtype == dns.rdatatype.A and name in self.a:
             addresses = [A(dns.rdataclass.IN, dns.rdatatype.A, a) for a in self.a[name]]
             response.answer.append(dns.rrset.from_rdata_list(question.name, self.ttl, addresses))
         elif question.rdtype == dns.rdatatype.TXT and values is not None:
-            rdatas = [TXT(dns.rdataclass.IN, dns.rdatatype.TXT,
-                          [v.encode()[i:i + 255] for i in range(0, len(v.encode()), 255)])
-                      for v in values]
+            rdatas = [
+                TXT(
+                    dns.rdataclass.IN,
+                    dns.rdatatype.TXT,
+                    [v.encode()[i : i + 255] for i in range(0, len(v.encode()), 255)],
+                )
+                for v in values
+            ]
             response.answer.append(dns.rrset.from_rdata_list(question.name, 60, rdatas))
         return response.to_wire()
 

@@ -94,12 +94,26 @@ class LocalRedis(_ServerProcess):
     def start(self) -> LocalRedis:
         assert self.binary, "redis-server not installed"
         self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no", "--dir", self.dir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--dir",
+                self.dir,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         _wait_port(self.port, up=True)
         return self
-
 
 
 def _pg_bin(name: str) -> str | None:
@@ -121,32 +135,60 @@ class LocalPostgres:
 
     @property
     def available(self) -> bool:
-        return bool(self.initdb and self.pg_ctl) and (not self._as or shutil.which("runuser")
-                                                      is not None)
+        return bool(self.initdb and self.pg_ctl) and (
+            not self._as or shutil.which("runuser") is not None
+        )
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
 
     def _run(self, *args: str) -> None:
-        subprocess.run([*self._as, *args], check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE, timeout=60)
+        subprocess.run(
+            [*self._as, *args],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=60,
+        )
 
     def start(self) -> LocalPostgres:
         assert self.initdb and self.pg_ctl, "PostgreSQL binaries not installed"
         if not self.data.exists():
             if self._as:
                 shutil.chown(self.dir, "postgres", "postgres")
-            self._run(self.initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust",
-                      "--no-sync", "-E", "UTF8")
+            self._run(
+                self.initdb,
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            )
         self._ctl("start")
         return self
 
     def _ctl(self, action: str) -> None:
-        options = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
-                   "-c fsync=off -c max_connections=200")
+        options = (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c max_connections=200"
+        )
         assert self.pg_ctl, "PostgreSQL binaries not installed"
-        self._run(self.pg_ctl, "-D", str(self.data), "-o", options, "-l",
-                  str(self.dir / "log"), "-w", "-m", "fast", action)
+        self._run(
+            self.pg_ctl,
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.dir / "log"),
+            "-w",
+            "-m",
+            "fast",
+            action,
+        )
         _wait_port(self.port, up=action != "stop")
 
     def stop(self) -> None:
@@ -197,18 +239,22 @@ class LocalRabbit(_ServerProcess):
         (self.dir / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{self.port}\n")
         (self.dir / "enabled_plugins").write_text("[].\n")
         return os.environ | {
-            "HOME": str(self.dir), "RABBITMQ_NODENAME": self.name,
-            "RABBITMQ_NODE_PORT": str(self.port), "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "HOME": str(self.dir),
+            "RABBITMQ_NODENAME": self.name,
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
             "RABBITMQ_CONFIG_FILE": str(self.dir / "rabbitmq.conf"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.dir / "enabled_plugins"),
             "RABBITMQ_MNESIA_BASE": str(self.dir / "mnesia"),
-            "RABBITMQ_LOG_BASE": str(self.dir / "log"), "RABBITMQ_CONF_ENV_FILE": "/dev/null",
+            "RABBITMQ_LOG_BASE": str(self.dir / "log"),
+            "RABBITMQ_CONF_ENV_FILE": "/dev/null",
             "ERL_EPMD_ADDRESS": "127.0.0.1",
         }
 
     def start(self) -> LocalRabbit:
         with (self.dir / "server.out").open("ab") as out:
-            self.proc = subprocess.Popen([self.SERVER], env=self._env(), cwd=self.dir,
-                                         stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [self.SERVER], env=self._env(), cwd=self.dir, stdout=out, stderr=subprocess.STDOUT
+            )
         _wait_port(self.port, up=True, timeout=60)
         return self

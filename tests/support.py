@@ -49,13 +49,21 @@ class World:
         assert self.tenant.id is not None
         return self.tenant.id
 
-    def contact(self, local: str, consent: str | None = "confirmed", source: str = "signup_form",
-                days_ago: int = 30, topic: str = "news", **proof: Any) -> Contact:
+    def contact(
+        self,
+        local: str,
+        consent: str | None = "confirmed",
+        source: str = "signup_form",
+        days_ago: int = 30,
+        topic: str = "news",
+        **proof: Any,
+    ) -> Contact:
         """A list member at ``local@<tenant domain>`` with (by default) a fresh DOI consent."""
         email = f"{local}@{self.tenant.domain}"
         with Session(self.ctx.engine, expire_on_commit=False) as s:
-            contact = records.add_contact(s, self.tenant_id, email=email, name=local.title(),
-                                          lists=[self.mlist])
+            contact = records.add_contact(
+                s, self.tenant_id, email=email, name=local.title(), lists=[self.mlist]
+            )
             if consent is not None:
                 when = utcnow() - timedelta(days=days_ago)
                 if source == "signup_form" and consent == "confirmed":
@@ -74,8 +82,11 @@ class World:
             "topic": "news",
             "audience": [self.mlist.id],
             "from": {"email": f"news@{self.tenant.domain}", "name": "News Desk"},
-            "content": {"subject": "Hello {{ name }}", "text": "Hi {{ name }}!\n",
-                        "html": "<p>Hi {{ name }}!</p>"},
+            "content": {
+                "subject": "Hello {{ name }}",
+                "text": "Hi {{ name }}!\n",
+                "html": "<p>Hi {{ name }}!</p>",
+            },
         }
         msg.update(overrides)
         return msg
@@ -88,35 +99,49 @@ class World:
     def deliveries(self, external_id: str) -> list[Any]:
         d, c = t.delivery.c, t.campaign.c
         with self.ctx.engine.connect() as conn:
-            return list(conn.execute(
-                select(d.address, d.state, d.reason, d.smtp_code, d.attempts, d.id)
-                .join(t.campaign, c.id == d.campaign_id)
-                .where(c.tenant_id == self.tenant_id, c.external_id == external_id)
-                .order_by(d.id)
-            ).all())
+            return list(
+                conn.execute(
+                    select(d.address, d.state, d.reason, d.smtp_code, d.attempts, d.id)
+                    .join(t.campaign, c.id == d.campaign_id)
+                    .where(c.tenant_id == self.tenant_id, c.external_id == external_id)
+                    .order_by(d.id)
+                ).all()
+            )
 
     def campaign_state(self, external_id: str) -> str | None:
         c = t.campaign.c
         with self.ctx.engine.connect() as conn:
-            return conn.scalar(select(c.state).where(
-                c.tenant_id == self.tenant_id, c.external_id == external_id))
+            return conn.scalar(
+                select(c.state).where(c.tenant_id == self.tenant_id, c.external_id == external_id)
+            )
 
     def campaign_count(self) -> int:
         with self.ctx.engine.connect() as conn:
-            return int(conn.scalar(select(func.count()).select_from(t.campaign).where(
-                t.campaign.c.tenant_id == self.tenant_id)) or 0)
+            return int(
+                conn.scalar(
+                    select(func.count())
+                    .select_from(t.campaign)
+                    .where(t.campaign.c.tenant_id == self.tenant_id)
+                )
+                or 0
+            )
 
     def finished(self, external_id: str) -> Callable[[], bool]:
         return lambda: self.campaign_state(external_id) == "finished"
 
-    def run(self, until: Callable[[], bool], workers: tuple[str, ...] = ("planner", "sender",
-            "sweeper"), timeout: float = 30) -> float:
+    def run(
+        self,
+        until: Callable[[], bool],
+        workers: tuple[str, ...] = ("planner", "sender", "sweeper"),
+        timeout: float = 30,
+    ) -> float:
         """Run real workers on one event loop until ``until()`` holds; return the seconds."""
         return asyncio.run(run_until(self.ctx, list(workers), until, timeout))
 
 
-async def run_until(ctx: Context, workers: list[str], until: Callable[[], bool],
-                    timeout: float) -> float:
+async def run_until(
+    ctx: Context, workers: list[str], until: Callable[[], bool], timeout: float
+) -> float:
     stop = asyncio.Event()
     started = time.monotonic()
     outcome: dict[str, bool] = {}
@@ -149,10 +174,17 @@ def serve_api(settings: Settings) -> Iterator[str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proxy_headers, allowed = proxy_options(settings)  # as `postgate api` runs it
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on",
-                                           proxy_headers=proxy_headers,
-                                           forwarded_allow_ips=allowed))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            proxy_headers=proxy_headers,
+            forwarded_allow_ips=allowed,
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -175,14 +207,16 @@ def ref_for(engine: Any, delivery_id: int) -> tokens.Ref:
     d = t.delivery.c
     with engine.connect() as conn:
         campaign_id, tenant_id = conn.execute(
-            select(d.campaign_id, d.tenant_id).where(d.id == delivery_id)).one()
+            select(d.campaign_id, d.tenant_id).where(d.id == delivery_id)
+        ).one()
     return tokens.Ref(delivery_id, campaign_id, tenant_id)
 
 
 def verp_for(ctx: Context, delivery_id: int) -> str:
     """The signed return path postgate gives the mail of ``delivery_id``."""
-    return tokens.verp_address(ctx.settings.secret_key, ref_for(ctx.engine, delivery_id),
-                               ctx.settings.bounce_domain)
+    return tokens.verp_address(
+        ctx.settings.secret_key, ref_for(ctx.engine, delivery_id), ctx.settings.bounce_domain
+    )
 
 
 def unsubscribe_token_for(ctx: Context, delivery_id: int) -> str:

@@ -20,8 +20,11 @@ from postgate.settings import Settings
 from tests.support import World, serve_api
 
 EXAMPLES = int(os.environ.get("SCHEMA_EXAMPLES", "15"))
-CHECKS = [schemathesis.checks.not_a_server_error, response_schema_conformance,
-          content_type_conformance]
+CHECKS = [
+    schemathesis.checks.not_a_server_error,
+    response_schema_conformance,
+    content_type_conformance,
+]
 
 
 @pytest.fixture
@@ -40,8 +43,12 @@ def test_api_never_errors(live: tuple[str, dict[str, str]]) -> None:
         operation = result.ok()
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=EXAMPLES, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
         def call(case: schemathesis.Case) -> None:
             case.call_and_validate(base_url=base, headers=auth, checks=CHECKS)
 

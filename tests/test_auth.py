@@ -18,11 +18,11 @@ def test_keys_and_roles(world: World, api: str) -> None:
         assert http.get("/v1/me", headers={"Authorization": "Bearer pg_wrong"}).status_code == 401
         me = http.get("/v1/me", headers={"Authorization": f"Bearer {tenant_key}"})
         assert me.json() == {"role": "tenant", "name": "crm", "tenant": world.tenant.slug}
-        denied = http.get("/v1/operator/tenants",
-                          headers={"Authorization": f"Bearer {tenant_key}"})
+        denied = http.get("/v1/operator/tenants", headers={"Authorization": f"Bearer {tenant_key}"})
         assert denied.status_code == 403
-        listed = http.get("/v1/operator/tenants",
-                          headers={"Authorization": f"Bearer {operator_key}"})
+        listed = http.get(
+            "/v1/operator/tenants", headers={"Authorization": f"Bearer {operator_key}"}
+        )
         assert listed.status_code == 200
         assert world.tenant.slug in [row["slug"] for row in listed.json()]
     with world.ctx.engine.connect() as conn:

@@ -16,9 +16,14 @@ from postgate.store.db import normalise_url
 
 
 def postgate(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "postgate", *args], cwd=cwd, text=True,
-                          capture_output=True, timeout=120,
-                          env=os.environ | {"SECRET_KEY": "c" * 40} | env)
+    return subprocess.run(
+        [sys.executable, "-m", "postgate", *args],
+        cwd=cwd,
+        text=True,
+        capture_output=True,
+        timeout=120,
+        env=os.environ | {"SECRET_KEY": "c" * 40} | env,
+    )
 
 
 def one_line(result: subprocess.CompletedProcess[str]) -> str:
@@ -53,8 +58,9 @@ def test_a_postgresql_database_without_the_schema_says_run_db_upgrade(tmp_path: 
         line = one_line(postgate(tmp_path, "dead-letters", DATABASE_URL=empty))
         assert "has no postgate schema yet" in line and "postgate db upgrade" in line
         gone = base.set(database=f"{name}_missing").render_as_string(hide_password=False)
-        assert "database problem at" in one_line(postgate(tmp_path, "dead-letters",
-                                                          DATABASE_URL=gone))
+        assert "database problem at" in one_line(
+            postgate(tmp_path, "dead-letters", DATABASE_URL=gone)
+        )
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -20,8 +20,18 @@ def compose() -> dict[str, Any]:
 
 def test_required_services_exist_with_healthchecks() -> None:
     services = compose()["services"]
-    for name in ("postgres", "redis", "api", "planner", "sender", "sweeper", "feedback",
-                 "retention", "prometheus", "grafana"):
+    for name in (
+        "postgres",
+        "redis",
+        "api",
+        "planner",
+        "sender",
+        "sweeper",
+        "feedback",
+        "retention",
+        "prometheus",
+        "grafana",
+    ):
         assert name in services, name
         check = services[name].get("healthcheck", {})
         assert check.get("test") and not check.get("disable"), name

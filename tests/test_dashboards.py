@@ -16,11 +16,28 @@ from postgate.campaigns.gauges import PipelineGauges
 from tests.support import World
 
 ROOT = Path(__file__).parent.parent
-KEYWORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring",
-            "group_left", "group_right", "inf", "nan"}
-SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count",
-                                                             "_created"),
-            "gauge": ("",), "summary": ("", "_sum", "_count", "_created"), "info": ("_info",)}
+KEYWORDS = {
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "inf",
+    "nan",
+}
+SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "histogram": ("_bucket", "_sum", "_count", "_created"),
+    "gauge": ("",),
+    "summary": ("", "_sum", "_count", "_created"),
+    "info": ("_info",),
+}
 
 
 def metric_names(expr: str) -> set[str]:
@@ -31,7 +48,7 @@ def metric_names(expr: str) -> set[str]:
     expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", expr)
     names = set()
     for match in re.finditer(r"(?<![\w.])[a-zA-Z_:][a-zA-Z0-9_:]*", expr):
-        if expr[match.end():].lstrip().startswith("(") or match.group() in KEYWORDS:
+        if expr[match.end() :].lstrip().startswith("(") or match.group() in KEYWORDS:
             continue
         names.add(match.group())
     return names
@@ -57,8 +74,10 @@ def exported(world: World) -> set[str]:
 
 
 def test_the_expression_parser_finds_metric_names_only() -> None:
-    expr = ('histogram_quantile(0.99, sum by (le, provider) (rate(postgate_send_seconds_bucket'
-            '{job=~"a|b"}[5m]))) > 0.5 unless on (x) up{job="p"} and foo_total offset 5m')
+    expr = (
+        "histogram_quantile(0.99, sum by (le, provider) (rate(postgate_send_seconds_bucket"
+        '{job=~"a|b"}[5m]))) > 0.5 unless on (x) up{job="p"} and foo_total offset 5m'
+    )
     assert metric_names(expr) == {"postgate_send_seconds_bucket", "up", "foo_total"}
 
 
@@ -74,8 +93,13 @@ def test_every_metric_a_panel_or_rule_uses_is_exported(world: World) -> None:
 
 def test_the_required_alerts_exist() -> None:
     rules = {rule["alert"]: rule for rule in alert_rules()}
-    for name in ("PostgateComplaintRateNearThreshold", "PostgateTenantAutoDisabled",
-                 "PostgateQueueLag", "PostgateProviderDown", "PostgateUnverifiedFeedbackBurst"):
+    for name in (
+        "PostgateComplaintRateNearThreshold",
+        "PostgateTenantAutoDisabled",
+        "PostgateQueueLag",
+        "PostgateProviderDown",
+        "PostgateUnverifiedFeedbackBurst",
+    ):
         assert name in rules
         assert rules[name]["labels"]["severity"] in ("info", "warning", "critical")
         assert rules[name]["annotations"]["summary"]
@@ -83,8 +107,11 @@ def test_the_required_alerts_exist() -> None:
 
 
 def test_every_panel_has_a_datasource_the_provisioning_defines() -> None:
-    sources = yaml.safe_load((ROOT / "dashboards" / "grafana" / "provisioning" / "datasources"
-                              / "prometheus.yml").read_text())["datasources"]
+    sources = yaml.safe_load(
+        (
+            ROOT / "dashboards" / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
+        ).read_text()
+    )["datasources"]
     uids = {source["uid"] for source in sources}
     for path in (ROOT / "dashboards" / "grafana" / "dashboards").glob("*.json"):
         board = json.loads(path.read_text())
@@ -95,18 +122,25 @@ def test_every_panel_has_a_datasource_the_provisioning_defines() -> None:
             assert panel["targets"], panel["title"]
 
 
-@pytest.mark.parametrize(("service", "source", "target"), [
-    ("prometheus", "./dashboards/alerts.yml", "/etc/prometheus/alerts.yml"),
-    ("grafana", "./dashboards/grafana/dashboards", "/var/lib/grafana/dashboards"),
-    ("grafana", "./dashboards/grafana/provisioning", "/etc/grafana/provisioning"),
-])
+@pytest.mark.parametrize(
+    ("service", "source", "target"),
+    [
+        ("prometheus", "./dashboards/alerts.yml", "/etc/prometheus/alerts.yml"),
+        ("grafana", "./dashboards/grafana/dashboards", "/var/lib/grafana/dashboards"),
+        ("grafana", "./dashboards/grafana/provisioning", "/etc/grafana/provisioning"),
+    ],
+)
 def test_compose_mounts_the_rules_and_dashboards_where_the_config_looks(
-        service: str, source: str, target: str) -> None:
+    service: str, source: str, target: str
+) -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     assert f"{source}:{target}:ro" in compose["services"][service]["volumes"]
     assert (ROOT / source).exists()
     prometheus = yaml.safe_load((ROOT / "dashboards" / "prometheus.yml").read_text())
     assert "/etc/prometheus/alerts.yml" in prometheus["rule_files"]
-    providers = yaml.safe_load((ROOT / "dashboards" / "grafana" / "provisioning" / "dashboards"
-                                / "postgate.yml").read_text())["providers"]
+    providers = yaml.safe_load(
+        (
+            ROOT / "dashboards" / "grafana" / "provisioning" / "dashboards" / "postgate.yml"
+        ).read_text()
+    )["providers"]
     assert providers[0]["options"]["path"] == "/var/lib/grafana/dashboards"

@@ -18,24 +18,42 @@ from tests.support import World
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def test_api_serves_tenant_states_blocks_and_backlog(world: World, api: str) -> None:
     world.contact("anna")
     with world.ctx.engine.begin() as conn:
-        conn.execute(insert(t.sending_block).values(
-            tenant_id=world.tenant_id, scope="bulk_email", source="breaker",
-            reason="3 complaints in 1000", detail={}, actor="breaker", created_at=utcnow()))
+        conn.execute(
+            insert(t.sending_block).values(
+                tenant_id=world.tenant_id,
+                scope="bulk_email",
+                source="breaker",
+                reason="3 complaints in 1000",
+                detail={},
+                actor="breaker",
+                created_at=utcnow(),
+            )
+        )
     world.publish(world.message("queued"))
     world.run(lambda: bool(world.deliveries("queued")), workers=("planner",), timeout=20)
     found = samples(httpx.get(f"{api}/metrics", timeout=10).text)
     slug = world.tenant.slug
     assert found[("postgate_tenant_state", (("state", "active"), ("tenant", slug)))] == 1
     assert found[("postgate_tenant_state", (("state", "killed"), ("tenant", slug)))] == 0
-    assert found[("postgate_sending_blocks_active", (("scope", "bulk_email"),
-                                                     ("source", "breaker"), ("tenant", slug)))] == 1
+    assert (
+        found[
+            (
+                "postgate_sending_blocks_active",
+                (("scope", "bulk_email"), ("source", "breaker"), ("tenant", slug)),
+            )
+        ]
+        == 1
+    )
     assert found[("postgate_deliveries_open", (("state", "queued"),))] >= 1
     assert found[("postgate_queue_lag_seconds", ())] >= 0
     assert ("postgate_planned_total", (("channel", "email"), ("tenant", slug))) in found
@@ -50,13 +68,23 @@ MESSAGES.labels("acme", "email", "smtp", "sent").inc({n})
 def test_multiprocess_values_are_summed_across_processes(tmp_path: Path) -> None:
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
     for n in (3, 4):
-        subprocess.run([sys.executable, "-c", WORKER.format(n=n)], env=env, check=True,
-                       timeout=60)
+        subprocess.run([sys.executable, "-c", WORKER.format(n=n)], env=env, check=True, timeout=60)
     assert len(list(tmp_path.glob("counter_*.db"))) == 2
     out = subprocess.run(
-        [sys.executable, "-c", "import sys; from postgate.observability.export import exposition; "
-         "sys.stdout.write(exposition().decode())"],
-        env=env, check=True, timeout=60, capture_output=True, text=True).stdout
-    key = ("postgate_messages_total", (("channel", "email"), ("outcome", "sent"),
-                                       ("provider", "smtp"), ("tenant", "acme")))
+        [
+            sys.executable,
+            "-c",
+            "import sys; from postgate.observability.export import exposition; "
+            "sys.stdout.write(exposition().decode())",
+        ],
+        env=env,
+        check=True,
+        timeout=60,
+        capture_output=True,
+        text=True,
+    ).stdout
+    key = (
+        "postgate_messages_total",
+        (("channel", "email"), ("outcome", "sent"), ("provider", "smtp"), ("tenant", "acme")),
+    )
     assert samples(out)[key] == 7

@@ -35,18 +35,27 @@ def test_brand_migration_goes_down_and_up_again(tmp_path: Path) -> None:
     migrate(url)
     engine = engine_for(url)
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO tenant (slug, name, domain, status, status_reason, "
-                          "created_at) VALUES ('t', 'T', 't.example', 'active', '', "
-                          "CURRENT_TIMESTAMP)"))
-        conn.execute(text("INSERT INTO tenant_brand (tenant_id, display_name, logo_url, "
-                          "accent_color, website_url, privacy_url, locale, time_zone, "
-                          "allow_resubscribe, updated_at) VALUES (1, 'T Kft.', '', '', '', '', "
-                          "'hu', 'Europe/Budapest', 1, CURRENT_TIMESTAMP)"))
+        conn.execute(
+            text(
+                "INSERT INTO tenant (slug, name, domain, status, status_reason, "
+                "created_at) VALUES ('t', 'T', 't.example', 'active', '', "
+                "CURRENT_TIMESTAMP)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO tenant_brand (tenant_id, display_name, logo_url, "
+                "accent_color, website_url, privacy_url, locale, time_zone, "
+                "allow_resubscribe, updated_at) VALUES (1, 'T Kft.', '', '', '', '', "
+                "'hu', 'Europe/Budapest', 1, CURRENT_TIMESTAMP)"
+            )
+        )
     downgrade(url, "0012")
     names = inspect(engine).get_table_names()
     assert "tenant_brand" not in names and "topic_label" not in names
     assert {"locale", "allowed_origins"}.isdisjoint(
-        c["name"] for c in inspect(engine).get_columns("signup_form"))
+        c["name"] for c in inspect(engine).get_columns("signup_form")
+    )
     migrate(url)
     assert "tenant_brand" in inspect(engine).get_table_names()
     with engine.connect() as conn:

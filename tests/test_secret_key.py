@@ -19,21 +19,33 @@ from postgate.settings import MIN_SECRET_CHARS, MissingSecret, Settings
 from postgate.workers.main import serve
 from tests.workers.fleet import Fleet, wait_until
 
-REFUSAL = ("SECRET_KEY is not set (or shorter than 32 characters): generate one with "
-           "'postgate secret new' and put it in the environment")
+REFUSAL = (
+    "SECRET_KEY is not set (or shorter than 32 characters): generate one with "
+    "'postgate secret new' and put it in the environment"
+)
 
 
 def without_secret(settings: Settings, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "SECRET_KEY_FILE")}
-    return env | {"DATABASE_URL": settings.database_url, "BROKER_URL": settings.broker_url,
-                  "REDIS_URL": settings.redis_url, "QUEUE_PREFIX": settings.queue_prefix,
-                  **extra}
+    return env | {
+        "DATABASE_URL": settings.database_url,
+        "BROKER_URL": settings.broker_url,
+        "REDIS_URL": settings.redis_url,
+        "QUEUE_PREFIX": settings.queue_prefix,
+        **extra,
+    }
 
 
-def postgate(*args: str, env: dict[str, str], timeout: float = 60
-             ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "postgate", *args], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+def postgate(
+    *args: str, env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "postgate", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def free_port() -> int:
@@ -52,7 +64,8 @@ def test_the_default_is_no_key_and_short_keys_are_refused() -> None:
 
 
 def test_previous_keys_are_a_json_list_from_the_environment(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     assert Settings().secret_keys_previous == []
     monkeypatch.setenv("SECRET_KEYS_PREVIOUS", '["old-one", "older"]')
     assert Settings().secret_keys_previous == ["old-one", "older"]
@@ -83,11 +96,20 @@ def test_create_app_and_serve_refuse_without_a_key(settings: Settings) -> None:
         serve(keyless, ["sweeper"])
 
 
-@pytest.mark.parametrize("command", [["worker", "sweeper"], ["worker", "planner", "sender"],
-                                     ["worker", "feedback"], ["worker", "retention"], ["api"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["worker", "sweeper"],
+        ["worker", "planner", "sender"],
+        ["worker", "feedback"],
+        ["worker", "retention"],
+        ["api"],
+    ],
+)
 @pytest.mark.parametrize("key", ["", "too-short"])
-def test_processes_refuse_to_start_without_a_key(settings: Settings, command: list[str],
-                                                 key: str) -> None:
+def test_processes_refuse_to_start_without_a_key(
+    settings: Settings, command: list[str], key: str
+) -> None:
     args = [*command, "--port", str(free_port())] if command == ["api"] else command
     env = without_secret(settings, **({"SECRET_KEY": key} if key else {}))
     done = postgate(*args, env=env, timeout=30)
@@ -103,8 +125,9 @@ def test_secret_new_prints_a_fresh_key(settings: Settings) -> None:
         assert key.endswith("\n") and len(key.strip()) == 64  # token_urlsafe(48)
 
 
-def test_secret_new_writes_a_0600_file_that_a_worker_accepts(settings: Settings,
-                                                              tmp_path: Path) -> None:
+def test_secret_new_writes_a_0600_file_that_a_worker_accepts(
+    settings: Settings, tmp_path: Path
+) -> None:
     path = tmp_path / "postgate.secret"
     env = without_secret(settings)
     written = postgate("secret", "new", "--write", str(path), env=env)
@@ -123,8 +146,12 @@ def test_secret_new_writes_a_0600_file_that_a_worker_accepts(settings: Settings,
     fleet = Fleet(settings, tmp_path)
     proc = fleet.spawn("sweeper", SECRET_KEY="", SECRET_KEY_FILE=str(path))
     try:
-        assert wait_until(lambda: "workers sweeper starting" in fleet.tail("sweeper-0")
-                          or proc.poll() is not None, timeout=30)
+        assert wait_until(
+            lambda: (
+                "workers sweeper starting" in fleet.tail("sweeper-0") or proc.poll() is not None
+            ),
+            timeout=30,
+        )
         assert proc.poll() is None, fleet.tail("sweeper-0")
     finally:
         proc.send_signal(signal.SIGTERM)

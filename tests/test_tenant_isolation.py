@@ -16,17 +16,26 @@ def test_another_tenants_ids_answer_404(world: World, api: str) -> None:
     world.publish(world.message("private"))
     world.run(world.finished("private"))
     with world.ctx.engine.connect() as conn:
-        campaign_id = conn.scalar(select(t.campaign.c.id).where(
-            t.campaign.c.tenant_id == world.tenant_id))
+        campaign_id = conn.scalar(
+            select(t.campaign.c.id).where(t.campaign.c.tenant_id == world.tenant_id)
+        )
     owner_key = create_key(world.ctx.engine, "tenant", "crm", world.tenant.slug)
     intruder = World.create(world.ctx, world.sink)
     intruder_key = create_key(world.ctx.engine, "tenant", "crm", intruder.tenant.slug)
     owner = {"Authorization": f"Bearer {owner_key}"}
     other = {"Authorization": f"Bearer {intruder_key}"}
     with httpx.Client(base_url=api) as http:
-        form = http.post("/v1/forms", headers=owner, json={
-            "name": "f", "topic": "news", "list_id": world.mlist.id,
-            "consent_text": "I agree", "consent_text_version": "1"}).json()
+        form = http.post(
+            "/v1/forms",
+            headers=owner,
+            json={
+                "name": "f",
+                "topic": "news",
+                "list_id": world.mlist.id,
+                "consent_text": "I agree",
+                "consent_text_version": "1",
+            },
+        ).json()
         probes = [  # (method, path on the owner's id, the same path on an id that is absent)
             ("GET", "/v1/campaigns/{}", campaign_id, 987654321, None),
             ("POST", "/v1/campaigns/{}/pause", campaign_id, 987654321, None),
@@ -42,10 +51,17 @@ def test_another_tenants_ids_answer_404(world: World, api: str) -> None:
             assert theirs.status_code == 404, (path, theirs.status_code, theirs.text)
             assert missing.status_code == 404 and theirs.json() == missing.json(), path
             assert mine.status_code != 404, (path, mine.text)
-        imported = http.post(f"/v1/lists/{world.mlist.id}/imports", headers=other,
-                             params={"source": "written_consent", "topic": "news",
-                                     "collected_at": "2026-11-01", "evidence": "x"},
-                             content=b"email\nx@y.example\n")
+        imported = http.post(
+            f"/v1/lists/{world.mlist.id}/imports",
+            headers=other,
+            params={
+                "source": "written_consent",
+                "topic": "news",
+                "collected_at": "2026-11-01",
+                "evidence": "x",
+            },
+            content=b"email\nx@y.example\n",
+        )
         assert imported.status_code == 404, imported.text
         listed = http.get("/v1/campaigns", headers=other).json()
         assert listed == []

@@ -41,9 +41,9 @@ def accept(conn: Connection, msg: CampaignV1, now: datetime, lexicon_dir: str = 
         return Accepted(existing[0], existing[1], created=False)
     lists = set(msg.audience)
     owned = conn.execute(
-        select(func.count()).select_from(t.mailing_list).where(
-            t.mailing_list.c.tenant_id == tenant_id, t.mailing_list.c.id.in_(lists)
-        )
+        select(func.count())
+        .select_from(t.mailing_list)
+        .where(t.mailing_list.c.tenant_id == tenant_id, t.mailing_list.c.id.in_(lists))
     ).scalar_one()
     if owned != len(lists):
         raise MessageError(f"audience names lists tenant {msg.tenant!r} does not own")

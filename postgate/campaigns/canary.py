@@ -42,15 +42,22 @@ def slice_size(audience: int, settings: Settings) -> int | None:
     return max(1, math.ceil(audience * settings.canary_fraction))
 
 
-def first_slice(engine: Engine, settings: Settings, tenant_id: int, kind: str,
-                list_ids: list[int]) -> int | None:
+def first_slice(
+    engine: Engine, settings: Settings, tenant_id: int, kind: str, list_ids: list[int]
+) -> int | None:
     """The canary slice of a promotional campaign, sized on its lists' membership."""
     if kind != "promotional" or settings.canary_min_audience <= 0:
         return None
     m = t.list_member.c
     with engine.connect() as conn:
-        audience = conn.scalar(select(func.count(func.distinct(m.contact_id))).where(
-            m.tenant_id == tenant_id, m.list_id.in_(list_ids))) or 0
+        audience = (
+            conn.scalar(
+                select(func.count(func.distinct(m.contact_id))).where(
+                    m.tenant_id == tenant_id, m.list_id.in_(list_ids)
+                )
+            )
+            or 0
+        )
     return slice_size(int(audience), settings)
 
 
@@ -61,19 +68,38 @@ def verdict(window: breaker.Window, limits: breaker.Thresholds) -> str:
 
 
 def measure(conn: Connection, campaign_id: int, start: datetime, end: datetime) -> breaker.Window:
-    sent = conn.scalar(select(func.count()).where(
-        d.campaign_id == campaign_id, d.state.in_((S.SENT, S.FAILED)))) or 0
-    delivered = conn.scalar(select(func.count()).where(
-        d.campaign_id == campaign_id, d.state == S.SENT)) or 0
+    sent = (
+        conn.scalar(
+            select(func.count()).where(
+                d.campaign_id == campaign_id, d.state.in_((S.SENT, S.FAILED))
+            )
+        )
+        or 0
+    )
+    delivered = (
+        conn.scalar(select(func.count()).where(d.campaign_id == campaign_id, d.state == S.SENT))
+        or 0
+    )
     ids = select(d.id).where(d.campaign_id == campaign_id)
 
     def events(*where: Any) -> int:
-        return int(conn.scalar(select(func.count(func.distinct(e.delivery_id))).where(
-            e.delivery_id.in_(ids), *where)) or 0)
+        return int(
+            conn.scalar(
+                select(func.count(func.distinct(e.delivery_id))).where(
+                    e.delivery_id.in_(ids), *where
+                )
+            )
+            or 0
+        )
 
-    return breaker.Window(start, end, int(sent), int(delivered),
-                          events(e.kind == FeedbackKind.COMPLAINT),
-                          events(e.kind == FeedbackKind.BOUNCE, e.hard.is_(True)))
+    return breaker.Window(
+        start,
+        end,
+        int(sent),
+        int(delivered),
+        events(e.kind == FeedbackKind.COMPLAINT),
+        events(e.kind == FeedbackKind.BOUNCE, e.hard.is_(True)),
+    )
 
 
 def review(engine: Engine, publish: Publish, settings: Settings, now: datetime) -> dict[int, str]:
@@ -82,31 +108,53 @@ def review(engine: Engine, publish: Publish, settings: Settings, now: datetime) 
     due = now - timedelta(seconds=settings.canary_wait_s)
     open_rows = select(d.id).where(d.campaign_id == c.id, d.state.in_(OPEN)).exists()
     with engine.connect() as conn:
-        campaigns = list(conn.execute(
-            select(c.id, c.tenant_id, c.planned_at).where(
-                c.planned_at <= due, ~open_rows,
-                select(d.id).where(d.campaign_id == c.id, d.state == S.HELD,
-                                   d.reason == CANARY_HELD).exists())))
+        campaigns = list(
+            conn.execute(
+                select(c.id, c.tenant_id, c.planned_at).where(
+                    c.planned_at <= due,
+                    ~open_rows,
+                    select(d.id)
+                    .where(d.campaign_id == c.id, d.state == S.HELD, d.reason == CANARY_HELD)
+                    .exists(),
+                )
+            )
+        )
     decided = {}
     for campaign_id, tenant_id, planned_at in campaigns:
         with engine.begin() as conn:
             window = measure(conn, campaign_id, planned_at, now)
             outcome = verdict(window, thresholds(settings))
-            rows = list(conn.scalars(
-                update(t.delivery)
-                .where(d.campaign_id == campaign_id, d.state == S.HELD, d.reason == CANARY_HELD)
-                .values(state=S.QUEUED if outcome == "continue" else S.HELD,
-                        reason=None if outcome == "continue" else CANARY_HALTED, updated_at=now)
-                .returning(d.id)))
-            detail = {"campaign": campaign_id, "outcome": outcome, "rows": len(rows),
-                      "sent": window.sent, "delivered": window.delivered,
-                      "complaints": window.complaints, "hard_bounces": window.hard_bounces}
+            rows = list(
+                conn.scalars(
+                    update(t.delivery)
+                    .where(d.campaign_id == campaign_id, d.state == S.HELD, d.reason == CANARY_HELD)
+                    .values(
+                        state=S.QUEUED if outcome == "continue" else S.HELD,
+                        reason=None if outcome == "continue" else CANARY_HALTED,
+                        updated_at=now,
+                    )
+                    .returning(d.id)
+                )
+            )
+            detail = {
+                "campaign": campaign_id,
+                "outcome": outcome,
+                "rows": len(rows),
+                "sent": window.sent,
+                "delivered": window.delivered,
+                "complaints": window.complaints,
+                "hard_bounces": window.hard_bounces,
+            }
             sending_blocks.audit(conn, tenant_id, "canary", f"canary.{outcome}", detail, now)
         if outcome == "continue":
             publish(campaign_id, sorted(rows))
         else:
-            log.error("OPERATOR: canary of campaign %s (tenant %s) halted: %s",
-                      campaign_id, tenant_id, detail)
+            log.error(
+                "OPERATOR: canary of campaign %s (tenant %s) halted: %s",
+                campaign_id,
+                tenant_id,
+                detail,
+            )
         CANARY.labels(outcome).inc()
         decided[campaign_id] = outcome
     return decided

@@ -30,8 +30,11 @@ SAMPLE: dict[str, Any] = {"name": "", "email": "", "contact": {}, "unsubscribe_u
 def sample_render(subject: str, text: str, html: str) -> list[str]:
     """Each template rendered with empty personalisation, or MessageError saying why not."""
     out = []
-    for part, env, source in (("subject", TEXT_ENV, subject), ("text", TEXT_ENV, text),
-                              ("html", HTML_ENV, html)):
+    for part, env, source in (
+        ("subject", TEXT_ENV, subject),
+        ("text", TEXT_ENV, text),
+        ("html", HTML_ENV, html),
+    ):
         try:
             out.append(env.from_string(source).render(SAMPLE) if source else "")
         except MessageError as exc:
@@ -47,14 +50,14 @@ def review(msg: CampaignV1, lexicon_dir: str = "") -> Verdict:
     started = time.perf_counter()
     c = msg.content
     rendered = sample_render(c.subject, c.text, c.html)
-    verdict = content_policy.check(lexicon.load(lexicon_dir), c.subject, c.text, c.html,
-                                   rendered)
+    verdict = content_policy.check(lexicon.load(lexicon_dir), c.subject, c.text, c.html, rendered)
     CONTENT_CHECK_SECONDS.observe(time.perf_counter() - started)
     return verdict
 
 
-def record(conn: Connection, tenant_id: int, msg: CampaignV1, campaign_id: int,
-           verdict: Verdict) -> None:
+def record(
+    conn: Connection, tenant_id: int, msg: CampaignV1, campaign_id: int, verdict: Verdict
+) -> None:
     """Count the verdict and, when it is not a plain allow, write it to the audit log."""
     CONTENT_VERDICTS.labels(msg.tenant, msg.channel.value, verdict.action).inc()
     for category in verdict.matches:
@@ -62,9 +65,22 @@ def record(conn: Connection, tenant_id: int, msg: CampaignV1, campaign_id: int,
     if verdict.action == content_policy.ALLOW:
         return
     action = "campaign_blocked" if verdict.blocked else "campaign_flagged"
-    conn.execute(insert(t.audit_log).values(
-        tenant_id=tenant_id, actor=ACTOR, action=action,
-        detail={"campaign_id": campaign_id, "external_id": msg.campaign_id,
-                **verdict.as_json()}))
-    log.warning("tenant=%s campaign=%s %s by content policy: %s", msg.tenant,
-                msg.campaign_id, "blocked" if verdict.blocked else "flagged", verdict.summary())
+    conn.execute(
+        insert(t.audit_log).values(
+            tenant_id=tenant_id,
+            actor=ACTOR,
+            action=action,
+            detail={
+                "campaign_id": campaign_id,
+                "external_id": msg.campaign_id,
+                **verdict.as_json(),
+            },
+        )
+    )
+    log.warning(
+        "tenant=%s campaign=%s %s by content policy: %s",
+        msg.tenant,
+        msg.campaign_id,
+        "blocked" if verdict.blocked else "flagged",
+        verdict.summary(),
+    )

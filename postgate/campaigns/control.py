@@ -28,11 +28,21 @@ class ControlError(ValueError):
     """The campaign is not in a state that allows this."""
 
 
-def _transition(engine: Engine, tenant_id: int, campaign_id: int, allowed: tuple[str, ...],
-                target: str | None, actor: str, action: str) -> str:
+def _transition(
+    engine: Engine,
+    tenant_id: int,
+    campaign_id: int,
+    allowed: tuple[str, ...],
+    target: str | None,
+    actor: str,
+    action: str,
+) -> str:
     with engine.begin() as conn:
-        row = conn.execute(select(c.state, c.planned_at).where(
-            c.id == campaign_id, c.tenant_id == tenant_id).with_for_update()).first()
+        row = conn.execute(
+            select(c.state, c.planned_at)
+            .where(c.id == campaign_id, c.tenant_id == tenant_id)
+            .with_for_update()
+        ).first()
         if row is None:
             raise LookupError("no such campaign")
         if row.state not in allowed:
@@ -40,32 +50,55 @@ def _transition(engine: Engine, tenant_id: int, campaign_id: int, allowed: tuple
         new = target or (C.SENDING if row.planned_at is not None else C.PLANNING)
         conn.execute(update(t.campaign).where(c.id == campaign_id).values(state=new))
         if new == C.CANCELLED:
-            conn.execute(update(t.delivery).where(
-                d.campaign_id == campaign_id, d.state.in_(OPEN_ROWS)).values(
-                state=S.CANCELLED, reason="campaign_cancelled", updated_at=utcnow()))
-        conn.execute(insert(t.audit_log).values(
-            tenant_id=tenant_id, actor=actor, action=f"campaign_{action}", created_at=utcnow(),
-            detail={"campaign_id": campaign_id, "from": row.state, "to": new}))
+            conn.execute(
+                update(t.delivery)
+                .where(d.campaign_id == campaign_id, d.state.in_(OPEN_ROWS))
+                .values(state=S.CANCELLED, reason="campaign_cancelled", updated_at=utcnow())
+            )
+        conn.execute(
+            insert(t.audit_log).values(
+                tenant_id=tenant_id,
+                actor=actor,
+                action=f"campaign_{action}",
+                created_at=utcnow(),
+                detail={"campaign_id": campaign_id, "from": row.state, "to": new},
+            )
+        )
     return new
 
 
 def pause(engine: Engine, tenant_id: int, campaign_id: int, actor: str) -> str:
-    return _transition(engine, tenant_id, campaign_id, (C.PLANNING, C.SENDING, C.SCHEDULED),
-                       C.PAUSED, actor, "pause")
+    return _transition(
+        engine,
+        tenant_id,
+        campaign_id,
+        (C.PLANNING, C.SENDING, C.SCHEDULED),
+        C.PAUSED,
+        actor,
+        "pause",
+    )
 
 
 def cancel(engine: Engine, tenant_id: int, campaign_id: int, actor: str) -> str:
-    return _transition(engine, tenant_id, campaign_id,
-                       (C.PLANNING, C.SENDING, C.SCHEDULED, C.PAUSED), C.CANCELLED, actor,
-                       "cancel")
+    return _transition(
+        engine,
+        tenant_id,
+        campaign_id,
+        (C.PLANNING, C.SENDING, C.SCHEDULED, C.PAUSED),
+        C.CANCELLED,
+        actor,
+        "cancel",
+    )
 
 
-def resume(engine: Engine, publish: Publish, tenant_id: int, campaign_id: int,
-           actor: str) -> str:
+def resume(engine: Engine, publish: Publish, tenant_id: int, campaign_id: int, actor: str) -> str:
     """Resume a paused campaign and hand its queued rows to ``publish`` (send batches)."""
     state = _transition(engine, tenant_id, campaign_id, (C.PAUSED,), None, actor, "resume")
     with engine.connect() as conn:
-        ids = list(conn.scalars(select(d.id).where(
-            d.campaign_id == campaign_id, d.state == S.QUEUED).order_by(d.id)))
+        ids = list(
+            conn.scalars(
+                select(d.id).where(d.campaign_id == campaign_id, d.state == S.QUEUED).order_by(d.id)
+            )
+        )
     publish(campaign_id, ids)
     return state

@@ -49,8 +49,10 @@ def claim(engine: Engine, ids: Sequence[int], now: datetime, lease_s: float) -> 
                 exists().where(c.id == d.campaign_id, c.state.in_(SENDABLE_CAMPAIGN)),
                 or_(
                     d.state == S.QUEUED,
-                    and_(d.state == S.DEFERRED,
-                         or_(d.next_attempt_at.is_(None), d.next_attempt_at <= now)),
+                    and_(
+                        d.state == S.DEFERRED,
+                        or_(d.next_attempt_at.is_(None), d.next_attempt_at <= now),
+                    ),
                     and_(d.state == S.SENDING, d.lease_until < now),
                 ),
             )
@@ -70,18 +72,26 @@ def claim(engine: Engine, ids: Sequence[int], now: datetime, lease_s: float) -> 
     claimed = []
     for delivery_id, contact_id, address, attempts, created_at, reason in sorted(rows):
         name, attributes = contacts.get(contact_id, ("", {}))
-        claimed.append(Claimed(
-            RecipientData(delivery_id, address, name or "", attributes or {}),
-            attempts, created_at, reason == UNKNOWN, contact_id,
-        ))
+        claimed.append(
+            Claimed(
+                RecipientData(delivery_id, address, name or "", attributes or {}),
+                attempts,
+                created_at,
+                reason == UNKNOWN,
+                contact_id,
+            )
+        )
     return claimed
 
 
 def renew(engine: Engine, ids: Sequence[int], until: datetime) -> None:
     """Extend the lease of rows this sender still holds."""
     with engine.begin() as conn:
-        conn.execute(update(t.delivery).where(d.id.in_(list(ids)), d.state == S.SENDING)
-                     .values(lease_until=until))
+        conn.execute(
+            update(t.delivery)
+            .where(d.id.in_(list(ids)), d.state == S.SENDING)
+            .values(lease_until=until)
+        )
 
 
 def hold(engine: Engine, ids: Sequence[int], reason: str, now: datetime) -> None:
@@ -95,8 +105,11 @@ def hold(engine: Engine, ids: Sequence[int], reason: str, now: datetime) -> None
 
 
 def record(
-    engine: Engine, settings: Settings, tenant_id: int,
-    results: Sequence[tuple[Claimed, SendResult]], now: datetime,
+    engine: Engine,
+    settings: Settings,
+    tenant_id: int,
+    results: Sequence[tuple[Claimed, SendResult]],
+    now: datetime,
 ) -> None:
     """Write the outcome of a batch: sent, deferred with backoff, or failed.
 
@@ -110,13 +123,21 @@ def record(
     for claimed, result in results:
         if result.outcome is Outcome.SENT:
             continue
-        row = {"b_id": claimed.recipient.delivery_id, "b_code": result.code,
-               "b_error": result.detail[:1000]}
+        row = {
+            "b_id": claimed.recipient.delivery_id,
+            "b_code": result.code,
+            "b_error": result.detail[:1000],
+        }
         when = None
         if result.outcome is Outcome.DEFERRED and not (result.unknown and claimed.outcome_unknown):
-            when = next_attempt(claimed.attempts, claimed.created_at, now,
-                                settings.retry_base_s, settings.retry_max_s,
-                                settings.retry_deadline_s)
+            when = next_attempt(
+                claimed.attempts,
+                claimed.created_at,
+                now,
+                settings.retry_base_s,
+                settings.retry_max_s,
+                settings.retry_deadline_s,
+            )
         if when is not None:
             deferred.append(row | {"b_when": when, "b_reason": UNKNOWN if result.unknown else None})
         elif result.outcome is Outcome.FAILED:
@@ -129,33 +150,51 @@ def record(
             conn.execute(
                 update(t.delivery)
                 .where(d.id.in_(sent), d.state == S.SENDING)
-                .values(state=S.SENT, sent_at=now, smtp_code=250, lease_until=None,
-                        reason=None, last_error=None, updated_at=now)
+                .values(
+                    state=S.SENT,
+                    sent_at=now,
+                    smtp_code=250,
+                    lease_until=None,
+                    reason=None,
+                    last_error=None,
+                    updated_at=now,
+                )
             )
         if deferred:
             conn.execute(
-                update(t.delivery).where(guard, d.state == S.SENDING).values(
-                    state=S.DEFERRED, next_attempt_at=bindparam("b_when"),
+                update(t.delivery)
+                .where(guard, d.state == S.SENDING)
+                .values(
+                    state=S.DEFERRED,
+                    next_attempt_at=bindparam("b_when"),
                     reason=bindparam("b_reason"),
-                    smtp_code=bindparam("b_code"), last_error=bindparam("b_error"),
-                    lease_until=None, updated_at=now,
+                    smtp_code=bindparam("b_code"),
+                    last_error=bindparam("b_error"),
+                    lease_until=None,
+                    updated_at=now,
                 ),
                 deferred,
             )
         if failed:
             conn.execute(
-                update(t.delivery).where(guard, d.state == S.SENDING).values(
-                    state=S.FAILED, reason=bindparam("b_reason"),
-                    smtp_code=bindparam("b_code"), last_error=bindparam("b_error"),
-                    lease_until=None, updated_at=now,
+                update(t.delivery)
+                .where(guard, d.state == S.SENDING)
+                .values(
+                    state=S.FAILED,
+                    reason=bindparam("b_reason"),
+                    smtp_code=bindparam("b_code"),
+                    last_error=bindparam("b_error"),
+                    lease_until=None,
+                    updated_at=now,
                 ),
                 failed,
             )
             _hard_bounces(conn, tenant_id, results, now)
 
 
-def _hard_bounces(conn: Any, tenant_id: int,
-                  results: Sequence[tuple[Claimed, SendResult]], now: datetime) -> None:
+def _hard_bounces(
+    conn: Any, tenant_id: int, results: Sequence[tuple[Claimed, SendResult]], now: datetime
+) -> None:
     """A 5xx reply at send time is a bounce event; a dead-address one suppresses."""
     events = []
     for claimed, result in results:
@@ -163,10 +202,21 @@ def _hard_bounces(conn: Any, tenant_id: int,
             continue
         verdict = classify_reply(result.code, result.detail)
         rcpt = claimed.recipient
-        events.append(ledger.Event(
-            Channel.EMAIL, FeedbackKind.BOUNCE, f"smtp:{rcpt.delivery_id}:{claimed.attempts}",
-            "smtp_reply", now, tenant_id, rcpt.delivery_id, rcpt.address, verdict.hard,
-            verdict.status, raw=f"{result.code} {result.detail}"[:2000],
-            suppress=SuppressionReason.HARD_BOUNCE if verdict.hard else None,
-            detail=f"{result.code} {verdict.status}".strip()))
+        events.append(
+            ledger.Event(
+                Channel.EMAIL,
+                FeedbackKind.BOUNCE,
+                f"smtp:{rcpt.delivery_id}:{claimed.attempts}",
+                "smtp_reply",
+                now,
+                tenant_id,
+                rcpt.delivery_id,
+                rcpt.address,
+                verdict.hard,
+                verdict.status,
+                raw=f"{result.code} {result.detail}"[:2000],
+                suppress=SuppressionReason.HARD_BOUNCE if verdict.hard else None,
+                detail=f"{result.code} {verdict.status}".strip(),
+            )
+        )
     ledger.record(conn, events)

@@ -21,13 +21,13 @@ from postgate.core.states import DeliveryState, TenantStatus
 from postgate.store import tables as t
 
 log = logging.getLogger("postgate.gauges")
-OPEN = (DeliveryState.QUEUED, DeliveryState.SENDING, DeliveryState.DEFERRED,
-        DeliveryState.HELD)
+OPEN = (DeliveryState.QUEUED, DeliveryState.SENDING, DeliveryState.DEFERRED, DeliveryState.HELD)
 
 
 class PipelineGauges(Collector):
-    def __init__(self, engine: Engine, depth: Callable[[], dict[str, int]] | None = None,
-                 ttl_s: float = 5.0) -> None:
+    def __init__(
+        self, engine: Engine, depth: Callable[[], dict[str, int]] | None = None, ttl_s: float = 5.0
+    ) -> None:
         self.engine = engine
         self.depth = depth  # broker queue depths, when there is a broker to ask
         self.ttl_s = ttl_s
@@ -47,39 +47,54 @@ class PipelineGauges(Collector):
 
     def _read(self, now: datetime) -> list[Metric]:
         tn, b, d = t.tenant.c, t.sending_block.c, t.delivery.c
-        state = GaugeMetricFamily("postgate_tenant_state",
-                                  "1 for the tenant's current sending state.",
-                                  labels=["tenant", "state"])
-        blocks = GaugeMetricFamily("postgate_sending_blocks_active",
-                                   "Active sending blocks (kill switch, breaker) by scope.",
-                                   labels=["tenant", "scope", "source"])
-        open_rows = GaugeMetricFamily("postgate_deliveries_open",
-                                      "Deliveries not yet finished, by state.", labels=["state"])
-        lag = GaugeMetricFamily("postgate_queue_lag_seconds",
-                                "Age of the oldest delivery waiting in state queued.")
+        state = GaugeMetricFamily(
+            "postgate_tenant_state",
+            "1 for the tenant's current sending state.",
+            labels=["tenant", "state"],
+        )
+        blocks = GaugeMetricFamily(
+            "postgate_sending_blocks_active",
+            "Active sending blocks (kill switch, breaker) by scope.",
+            labels=["tenant", "scope", "source"],
+        )
+        open_rows = GaugeMetricFamily(
+            "postgate_deliveries_open", "Deliveries not yet finished, by state.", labels=["state"]
+        )
+        lag = GaugeMetricFamily(
+            "postgate_queue_lag_seconds", "Age of the oldest delivery waiting in state queued."
+        )
         with self.engine.connect() as conn:
             for slug, status in conn.execute(select(tn.slug, tn.status)):
                 for tenant_state in TenantStatus:
-                    state.add_metric([slug, tenant_state.value],
-                                     1.0 if status == tenant_state else 0.0)
+                    state.add_metric(
+                        [slug, tenant_state.value], 1.0 if status == tenant_state else 0.0
+                    )
             for slug, scope, source, count in conn.execute(
                 select(tn.slug, b.scope, b.source, func.count())
-                .join(t.tenant, tn.id == b.tenant_id).where(b.cleared_at.is_(None))
+                .join(t.tenant, tn.id == b.tenant_id)
+                .where(b.cleared_at.is_(None))
                 .group_by(tn.slug, b.scope, b.source)
             ):
                 blocks.add_metric([slug, scope, source], count)
-            counts: dict[str, int] = {state: n for state, n in conn.execute(
-                select(d.state, func.count()).where(d.state.in_(OPEN)).group_by(d.state))}
-            oldest = conn.scalar(select(func.min(d.updated_at))
-                                 .where(d.state == DeliveryState.QUEUED))
+            counts: dict[str, int] = {
+                state: n
+                for state, n in conn.execute(
+                    select(d.state, func.count()).where(d.state.in_(OPEN)).group_by(d.state)
+                )
+            }
+            oldest = conn.scalar(
+                select(func.min(d.updated_at)).where(d.state == DeliveryState.QUEUED)
+            )
         for value in OPEN:
             open_rows.add_metric([value.value], counts.get(value.value, 0))
         lag.add_metric([], max(0.0, (now - aware(oldest)).total_seconds()) if oldest else 0.0)
         metrics: list[Metric] = [state, blocks, open_rows, lag]
         if self.depth is not None:
-            broker = GaugeMetricFamily("postgate_broker_messages",
-                                       "Messages waiting in each broker queue.",
-                                       labels=["queue"])
+            broker = GaugeMetricFamily(
+                "postgate_broker_messages",
+                "Messages waiting in each broker queue.",
+                labels=["queue"],
+            )
             try:
                 for queue, count in self.depth().items():
                     broker.add_metric([queue], count)

@@ -51,13 +51,16 @@ class Progress:
         return 100.0 * self.done / self.total if self.total else 0.0
 
 
-def tally(campaign_id: int, external_id: str, state: str,
-          counts: Mapping[str, int]) -> Progress:
+def tally(campaign_id: int, external_id: str, state: str, counts: Mapping[str, int]) -> Progress:
     """Fold row counts by delivery state into a ``Progress``."""
     return Progress(
-        campaign_id, external_id, state,
-        sent=counts.get(S.SENT, 0), blocked=counts.get(S.BLOCKED, 0),
-        failed=counts.get(S.FAILED, 0), cancelled=counts.get(S.CANCELLED, 0),
+        campaign_id,
+        external_id,
+        state,
+        sent=counts.get(S.SENT, 0),
+        blocked=counts.get(S.BLOCKED, 0),
+        failed=counts.get(S.FAILED, 0),
+        cancelled=counts.get(S.CANCELLED, 0),
         held=counts.get(S.HELD, 0),
         open=sum(counts.get(s, 0) for s in (S.QUEUED, S.SENDING, S.DEFERRED)),
     )
@@ -67,12 +70,15 @@ def read_many(conn: Connection, campaign_ids: Iterable[int]) -> dict[int, Progre
     ids = list(campaign_ids)
     if not ids:
         return {}
-    heads = {r.id: r for r in conn.execute(
-        select(c.id, c.external_id, c.state).where(c.id.in_(ids)))}
+    heads = {
+        r.id: r for r in conn.execute(select(c.id, c.external_id, c.state).where(c.id.in_(ids)))
+    }
     counts: dict[int, dict[str, int]] = {i: {} for i in heads}
     for campaign_id, state, n in conn.execute(
-            select(d.campaign_id, d.state, func.count()).where(d.campaign_id.in_(list(heads)))
-            .group_by(d.campaign_id, d.state)):
+        select(d.campaign_id, d.state, func.count())
+        .where(d.campaign_id.in_(list(heads)))
+        .group_by(d.campaign_id, d.state)
+    ):
         counts[campaign_id][state] = int(n)
     return {i: tally(i, heads[i].external_id, heads[i].state, counts[i]) for i in heads}
 

@@ -20,12 +20,20 @@ def import_list(args: argparse.Namespace, settings: Settings) -> int:
 
     engine = engine_for(settings.database_url)
     try:
-        decl = imports.Provenance.model_validate({
-            k: v for k, v in {
-                "source": args.source, "topic": args.topic, "collected_at": args.collected_at,
-                "evidence": args.evidence, "purchase_date": args.purchase_date,
-                "marketing_checkbox": args.marketing_checkbox,
-            }.items() if v is not None})
+        decl = imports.Provenance.model_validate(
+            {
+                k: v
+                for k, v in {
+                    "source": args.source,
+                    "topic": args.topic,
+                    "collected_at": args.collected_at,
+                    "evidence": args.evidence,
+                    "purchase_date": args.purchase_date,
+                    "marketing_checkbox": args.marketing_checkbox,
+                }.items()
+                if v is not None
+            }
+        )
     except ValidationError as exc:
         print("import refused: " + "; ".join(e["msg"] for e in exc.errors()), file=sys.stderr)
         return 2
@@ -51,8 +59,7 @@ def dry_run(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         msg = parse_campaign(Path(args.file).read_bytes(), settings.max_message_bytes)
-        result = run(engine_for(settings.database_url), msg, settings.page_size, utcnow(),
-                     settings)
+        result = run(engine_for(settings.database_url), msg, settings.page_size, utcnow(), settings)
     except (MessageError, OSError) as exc:
         print(f"dry run refused: {exc}", file=sys.stderr)
         return 2
@@ -60,13 +67,16 @@ def dry_run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser],
-                 campaign_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    campaign_sub: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
     imp = sub.add_parser("import", help="import a CSV list with its provenance")
     imp.add_argument("--tenant", required=True)
     imp.add_argument("--list", type=int, required=True)
-    imp.add_argument("--source", required=True,
-                     help="signup_form | written_consent | purchase | event")
+    imp.add_argument(
+        "--source", required=True, help="signup_form | written_consent | purchase | event"
+    )
     imp.add_argument("--topic", required=True)
     imp.add_argument("--collected-at", required=True, help="ISO date the consents were given")
     imp.add_argument("--evidence", required=True, help="where the proof is kept")

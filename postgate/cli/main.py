@@ -56,8 +56,15 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
 
     settings.require_secret()
     proxy_headers, allowed = proxy_options(settings)
-    uvicorn.run("postgate.http.app:create_app", factory=True, host=args.host, port=args.port,
-                log_level="info", proxy_headers=proxy_headers, forwarded_allow_ips=allowed)
+    uvicorn.run(
+        "postgate.http.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        proxy_headers=proxy_headers,
+        forwarded_allow_ips=allowed,
+    )
     return 0
 
 
@@ -77,8 +84,7 @@ def _secret(args: argparse.Namespace, settings: Settings) -> int:
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         os.fchmod(out.fileno(), 0o600)
         out.write(key + "\n")
-    print(f"wrote a new secret key to {args.write} (mode 0600); "
-          f"set SECRET_KEY_FILE={args.write}")
+    print(f"wrote a new secret key to {args.write} (mode 0600); set SECRET_KEY_FILE={args.write}")
     return 0
 
 
@@ -93,13 +99,17 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
         message = json.loads(body)
         tenant, campaign = str(message["tenant"]), str(message["campaign_id"])
     except (ValueError, TypeError, KeyError):
-        print(f"published {len(body)} bytes to {settings.queue_prefix}.campaigns (not a "
-              "campaign.v1 object: the planner will dead-letter it; see 'postgate "
-              "dead-letters')")
+        print(
+            f"published {len(body)} bytes to {settings.queue_prefix}.campaigns (not a "
+            "campaign.v1 object: the planner will dead-letter it; see 'postgate "
+            "dead-letters')"
+        )
         return 0
-    print(f"published campaign {campaign!r} of tenant {tenant!r} ({len(body)} bytes) to "
-          f"{settings.queue_prefix}.campaigns; follow it with: postgate campaign status "
-          f"{campaign} --tenant {tenant} --follow")
+    print(
+        f"published campaign {campaign!r} of tenant {tenant!r} ({len(body)} bytes) to "
+        f"{settings.queue_prefix}.campaigns; follow it with: postgate campaign status "
+        f"{campaign} --tenant {tenant} --follow"
+    )
     return 0
 
 
@@ -111,14 +121,26 @@ def _dead_letters(args: argparse.Namespace, settings: Settings) -> int:
     with engine_for(settings.database_url).connect() as conn:
         rows = conn.execute(
             select(dl.id, dl.created_at, dl.queue, dl.error, dl.body_bytes, dl.body)
-            .order_by(dl.id.desc()).limit(args.limit)
+            .order_by(dl.id.desc())
+            .limit(args.limit)
         ).all()
     for row in rows:
         # a body that was not clean UTF-8 is stored as base64: shown escaped, and said so
         encoding, body = shown(row.body)
-        print(json.dumps({"id": row.id, "at": row.created_at.isoformat(), "queue": row.queue,
-                          "error": row.error, "bytes": row.body_bytes,
-                          "encoding": encoding, "body": body}, ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "id": row.id,
+                    "at": row.created_at.isoformat(),
+                    "queue": row.queue,
+                    "error": row.error,
+                    "bytes": row.body_bytes,
+                    "encoding": encoding,
+                    "body": body,
+                },
+                ensure_ascii=False,
+            )
+        )
     return 0
 
 
@@ -136,26 +158,36 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
         elif args.id.isascii() and args.id.isdigit():
             where = c.id == int(args.id)
         else:
-            raise ValueError(f"{args.id!r} is not an internal campaign id: give the tenant "
-                             "too for its own id (--tenant SLUG)")
+            raise ValueError(
+                f"{args.id!r} is not an internal campaign id: give the tenant "
+                "too for its own id (--tenant SLUG)"
+            )
         campaign = conn.execute(select(c.id, c.external_id, c.state).where(where)).first()
         if campaign is None:
-            print(f"no campaign {args.id}" + (f" of tenant {args.tenant!r}" if args.tenant
-                                               else ""),
-                  file=sys.stdout if args.follow else sys.stderr)  # as the live bar says it
+            print(
+                f"no campaign {args.id}" + (f" of tenant {args.tenant!r}" if args.tenant else ""),
+                file=sys.stdout if args.follow else sys.stderr,
+            )  # as the live bar says it
             return 1
         if args.follow:
             from postgate.progress_bar import follow
 
             return follow(engine, campaign.id, args.interval)
         counts = conn.execute(
-            select(d.state, d.reason, func.count()).where(d.campaign_id == campaign.id)
+            select(d.state, d.reason, func.count())
+            .where(d.campaign_id == campaign.id)
             .group_by(d.state, d.reason)
         ).all()
-    print(json.dumps({
-        "campaign": campaign.id, "external_id": campaign.external_id, "state": campaign.state,
-        "deliveries": [{"state": s, "reason": r, "count": n} for s, r, n in counts],
-    }))
+    print(
+        json.dumps(
+            {
+                "campaign": campaign.id,
+                "external_id": campaign.external_id,
+                "state": campaign.state,
+                "deliveries": [{"state": s, "reason": r, "count": n} for s, r, n in counts],
+            }
+        )
+    )
     return 0
 
 
@@ -222,8 +254,9 @@ def _close(args: argparse.Namespace, settings: Settings) -> int:
     tenant_id = _tenant_of(engine, args.tenant)
     now = utcnow()
     with engine.begin() as conn:  # a closed tenant sends nothing: a block on everything
-        sending.add_block(conn, tenant_id, Scope.ALL, BlockSource.OPERATOR, "tenant closed",
-                          "cli", {}, now)
+        sending.add_block(
+            conn, tenant_id, Scope.ALL, BlockSource.OPERATOR, "tenant closed", "cli", {}, now
+        )
         conn.execute(update(t.tenant).where(t.tenant.c.id == tenant_id).values(closed_at=now))
     print(f"tenant {args.tenant} closed; its data is purged after 90 days")
     return 0
@@ -235,15 +268,31 @@ def _classify(args: argparse.Namespace, settings: Settings) -> int:
     for name in args.files:
         fb = parse(Path(name).read_bytes(), settings.keys)
         ref = fb.ref
-        print(json.dumps({
-            "file": name, "kind": fb.kind, "hard": fb.hard, "recipients": list(fb.recipients),
-            "status": fb.status, "action": fb.action,
-            "delivery": ref.delivery_id if ref else None,
-            "reference": None if ref is None else {
-                "delivery": ref.delivery_id, "campaign": ref.campaign_id, "tenant": ref.tenant_id,
-                "format": "legacy" if ref.legacy else "signed", "mac": ref.signed},
-            "detail": fb.detail, **fb.extra,
-        }, ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "file": name,
+                    "kind": fb.kind,
+                    "hard": fb.hard,
+                    "recipients": list(fb.recipients),
+                    "status": fb.status,
+                    "action": fb.action,
+                    "delivery": ref.delivery_id if ref else None,
+                    "reference": None
+                    if ref is None
+                    else {
+                        "delivery": ref.delivery_id,
+                        "campaign": ref.campaign_id,
+                        "tenant": ref.tenant_id,
+                        "format": "legacy" if ref.legacy else "signed",
+                        "mac": ref.signed,
+                    },
+                    "detail": fb.detail,
+                    **fb.extra,
+                },
+                ensure_ascii=False,
+            )
+        )
     return 0
 
 
@@ -256,8 +305,16 @@ def _domains(args: argparse.Namespace, settings: Settings) -> int:
     tenant_id = _tenant_of(engine, args.tenant)
     try:
         if args.action == "add":
-            rows = [domain_store.add(engine, tenant_id, args.domain, settings.dkim_algorithm,
-                                     utcnow(), dual=settings.dkim_dual)]
+            rows = [
+                domain_store.add(
+                    engine,
+                    tenant_id,
+                    args.domain,
+                    settings.dkim_algorithm,
+                    utcnow(),
+                    dual=settings.dkim_dual,
+                )
+            ]
         elif args.action == "verify":
             rows = [domain_store.verify(engine, settings, tenant_id, args.domain, utcnow())[0]]
         else:
@@ -303,8 +360,9 @@ def parser() -> argparse.ArgumentParser:
     db.add_argument("action", choices=["upgrade"])
     db.set_defaults(fn=_db)
     worker = sub.add_parser("worker", help="run workers until SIGTERM")
-    worker.add_argument("names", nargs="+",
-                        choices=["planner", "sender", "sweeper", "feedback", "retention"])
+    worker.add_argument(
+        "names", nargs="+", choices=["planner", "sender", "sweeper", "feedback", "retention"]
+    )
     worker.set_defaults(fn=_worker)
     api = sub.add_parser("api", help="serve the HTTP api")
     api.add_argument("--host", default="127.0.0.1")
@@ -319,11 +377,15 @@ def parser() -> argparse.ArgumentParser:
     camp = sub.add_parser("campaign", help="campaign commands")
     camp_sub = camp.add_subparsers(dest="action", required=True)
     status = camp_sub.add_parser("status", help="deliveries of a campaign by state")
-    status.add_argument("id", help="the internal campaign id, or with --tenant the tenant's "
-                                   "own campaign_id")
+    status.add_argument(
+        "id", help="the internal campaign id, or with --tenant the tenant's own campaign_id"
+    )
     status.add_argument("--tenant", help="the tenant's slug: ID is then its own campaign_id")
-    status.add_argument("--follow", action="store_true",
-                        help="show a live progress bar until the campaign is finished")
+    status.add_argument(
+        "--follow",
+        action="store_true",
+        help="show a live progress bar until the campaign is finished",
+    )
     status.add_argument("--interval", type=float, default=0.5, help="seconds between reads")
     status.set_defaults(fn=_status)
     consent_commands.add_commands(sub, camp_sub)
@@ -353,7 +415,8 @@ def parser() -> argparse.ArgumentParser:
     feedback = sub.add_parser("feedback", help="feedback mail (bounces, complaints)")
     feedback_sub = feedback.add_subparsers(dest="action", required=True)
     classify = feedback_sub.add_parser(
-        "classify", help="print one JSON line per mail file: kind, hard, recipients, status")
+        "classify", help="print one JSON line per mail file: kind, hard, recipients, status"
+    )
     classify.add_argument("files", nargs="+")
     classify.set_defaults(fn=_classify)
     sms = sub.add_parser("sms", help="SMS commands")
@@ -362,8 +425,12 @@ def parser() -> argparse.ArgumentParser:
     inspect.add_argument("text")
     inspect.add_argument("--policy", choices=["unicode", "transliterate"], default="unicode")
     inspect.add_argument("--max-parts", type=int, default=None)
-    inspect.add_argument("--price-per-part", type=float, default=None,
-                         help="add the estimated cost (parts x price) to the output")
+    inspect.add_argument(
+        "--price-per-part",
+        type=float,
+        default=None,
+        help="add the estimated cost (parts x price) to the output",
+    )
     inspect.set_defaults(fn=_sms_inspect)
     domains = sub.add_parser("domains", help="a tenant's sender domains (DNS TXT verified)")
     domains.add_argument("action", choices=["add", "verify", "list"])
@@ -375,9 +442,12 @@ def parser() -> argparse.ArgumentParser:
     secret = sub.add_parser("secret", help="the SECRET_KEY")
     secret_sub = secret.add_subparsers(dest="action", required=True)
     secret_new = secret_sub.add_parser("new", help="print a fresh random key")
-    secret_new.add_argument("--write", metavar="PATH",
-                            help="write it to a new file (mode 0600) for SECRET_KEY_FILE "
-                                 "instead; an existing file is never overwritten")
+    secret_new.add_argument(
+        "--write",
+        metavar="PATH",
+        help="write it to a new file (mode 0600) for SECRET_KEY_FILE "
+        "instead; an existing file is never overwritten",
+    )
     secret_new.set_defaults(fn=_secret)
     return p
 
@@ -418,14 +488,18 @@ def _missing_database(settings: Settings) -> str:
         return ""
     if Path(url.database).exists():
         return ""
-    return (f"error: no database at {url.database!r} (DATABASE_URL): create it with "
-            "'postgate db upgrade', or point DATABASE_URL at your database")
+    return (
+        f"error: no database at {url.database!r} (DATABASE_URL): create it with "
+        "'postgate db upgrade', or point DATABASE_URL at your database"
+    )
 
 
 def _database_problem(exc: DBAPIError, settings: Settings) -> str:
     text = str(exc.orig).splitlines()[0] if exc.orig is not None else str(exc)
     where = make_url(normalise_url(settings.database_url)).render_as_string(hide_password=True)
     if "no such table" in text or ("does not exist" in text and "relation" in text):
-        return (f"error: the database at {where} has no postgate schema yet ({text}): run "
-                "'postgate db upgrade'")
+        return (
+            f"error: the database at {where} has no postgate schema yet ({text}): run "
+            "'postgate db upgrade'"
+        )
     return f"error: database problem at {where}: {text}"

@@ -59,8 +59,14 @@ def _latest_consents(
     c = t.consent.c
     rows = conn.execute(
         select(
-            c.contact_id, c.tenant_id, c.source, c.status, c.consented_at,
-            c.confirmed_at, c.evidence_ref, c.marketing_checkbox,
+            c.contact_id,
+            c.tenant_id,
+            c.source,
+            c.status,
+            c.consented_at,
+            c.confirmed_at,
+            c.evidence_ref,
+            c.marketing_checkbox,
         )
         .where(
             c.tenant_id == spec.tenant_id,
@@ -76,9 +82,7 @@ def _latest_consents(
     return latest
 
 
-def _suppressions(
-    conn: Connection, spec: AudienceSpec, addresses: Sequence[str]
-) -> dict[str, str]:
+def _suppressions(conn: Connection, spec: AudienceSpec, addresses: Sequence[str]) -> dict[str, str]:
     return erasure.suppressions(conn, spec.tenant_id, spec.channel, addresses)
 
 
@@ -106,14 +110,17 @@ def _promo_sends(
 
 
 def load_page(
-    conn: Connection, spec: AudienceSpec, contacts: Sequence[tuple[int, str | None]],
+    conn: Connection,
+    spec: AudienceSpec,
+    contacts: Sequence[tuple[int, str | None]],
     now: datetime,
 ) -> list[Recipient]:
     ids = [cid for cid, _ in contacts]
     consents = _latest_consents(conn, spec, ids)
     suppressed = _suppressions(conn, spec, [a for _, a in contacts if a])
     stale = [
-        cid for cid, view in consents.items()
+        cid
+        for cid, view in consents.items()
         if aware(now) > add_months(view.given_at, FRESH_MONTHS)
     ]
     sends = _promo_sends(conn, spec, stale) if stale else {}

@@ -20,16 +20,20 @@ from postgate.store import tables as t
 from postgate.tenants import slugs as tenants
 
 
-def dry_run(engine: Engine, msg: CampaignV1, page_size: int, now: datetime,
-            settings: Settings | None = None) -> dict[str, Any]:
+def dry_run(
+    engine: Engine, msg: CampaignV1, page_size: int, now: datetime, settings: Settings | None = None
+) -> dict[str, Any]:
     """Counts per decision; for SMS also parts, routes and the estimated cost."""
     lists = sorted(set(msg.audience))
     with engine.connect() as conn:
         tenant_id = tenants.id_of(conn, msg.tenant)
         if tenant_id is None:
             raise MessageError(f"unknown tenant {msg.tenant!r}")
-        owned = conn.scalar(select(func.count()).select_from(t.mailing_list).where(
-            t.mailing_list.c.tenant_id == tenant_id, t.mailing_list.c.id.in_(lists)))
+        owned = conn.scalar(
+            select(func.count())
+            .select_from(t.mailing_list)
+            .where(t.mailing_list.c.tenant_id == tenant_id, t.mailing_list.c.id.in_(lists))
+        )
         if owned != len(lists):
             raise MessageError(f"audience names lists tenant {msg.tenant!r} does not own")
         spec = audience.AudienceSpec(tenant_id, msg.channel.value, msg.topic, tuple(lists))
@@ -47,13 +51,25 @@ def dry_run(engine: Engine, msg: CampaignV1, page_size: int, now: datetime,
                 else:
                     blocked[reason.value] += 1
     result: dict[str, Any] = {
-        "tenant": msg.tenant, "campaign_id": msg.campaign_id, "topic": msg.topic,
-        "would_send": sendable, "blocked": dict(sorted(blocked.items())),
-        "total": sendable + sum(blocked.values())}
+        "tenant": msg.tenant,
+        "campaign_id": msg.campaign_id,
+        "topic": msg.topic,
+        "would_send": sendable,
+        "blocked": dict(sorted(blocked.items())),
+        "total": sendable + sum(blocked.values()),
+    }
     if msg.channel == Channel.SMS:
         s = settings or Settings()
         options = msg.sms or SmsOptions()
-        result["sms"] = estimate(msg.content.text, msg.kind.value, s.sms_opt_out_text,
-                                 options.policy, options.max_parts, numbers,
-                                 parse_routes(s.sms_routes), override, s.sms_price_per_part)
+        result["sms"] = estimate(
+            msg.content.text,
+            msg.kind.value,
+            s.sms_opt_out_text,
+            options.policy,
+            options.max_parts,
+            numbers,
+            parse_routes(s.sms_routes),
+            override,
+            s.sms_price_per_part,
+        )
     return result

@@ -45,13 +45,18 @@ class Provenance(BaseModel):
     @model_validator(mode="after")
     def _allowed(self) -> Provenance:
         if self.source in FORBIDDEN:
-            raise ValueError(f"source {self.source!r} is refused: purchased, rented and other "
-                             "companies' lists never carry consent for this tenant")
+            raise ValueError(
+                f"source {self.source!r} is refused: purchased, rented and other "
+                "companies' lists never carry consent for this tenant"
+            )
         if self.source not in ("signup_form", "written_consent", "purchase", "event"):
-            raise ValueError(f"unknown source {self.source!r}; use signup_form, "
-                             "written_consent, purchase or event")
-        if self.source == "purchase" and (self.purchase_date is None
-                                          or self.marketing_checkbox is None):
+            raise ValueError(
+                f"unknown source {self.source!r}; use signup_form, "
+                "written_consent, purchase or event"
+            )
+        if self.source == "purchase" and (
+            self.purchase_date is None or self.marketing_checkbox is None
+        ):
             raise ValueError("a purchase needs purchase_date and marketing_checkbox")
         if self.source == "purchase" and not self.marketing_checkbox:
             raise ValueError("a purchase with the marketing checkbox unticked carries no consent")
@@ -96,8 +101,9 @@ def check_rows(text: str, decl: Provenance, now: datetime) -> Checked:
                 phone = normalise_phone(record["phone"]) if record.get("phone") else None
                 name = clean_name(record.get("name") or "")
                 consented = _date(record["consented_at"]) if record.get("consented_at") else base
-                active = (_date(record["last_activity_at"])
-                          if record.get("last_activity_at") else None)
+                active = (
+                    _date(record["last_activity_at"]) if record.get("last_activity_at") else None
+                )
             except AddressError as exc:
                 drop(str(exc))
                 continue
@@ -121,59 +127,115 @@ def check_rows(text: str, decl: Provenance, now: datetime) -> Checked:
                 drop("duplicate of an earlier row")
                 continue
             seen.add(key)
-            out.rows.append({"email": email, "phone": phone, "name": name,
-                             "consented_at": consented, "last_activity_at": active})
+            out.rows.append(
+                {
+                    "email": email,
+                    "phone": phone,
+                    "name": name,
+                    "consented_at": consented,
+                    "last_activity_at": active,
+                }
+            )
     except csv.Error as exc:
-        out.report.append({"line": reader.line_num, "reason": f"malformed CSV: {exc}; "
-                                                             "the rest of the file was not read"})
+        out.report.append(
+            {
+                "line": reader.line_num,
+                "reason": f"malformed CSV: {exc}; the rest of the file was not read",
+            }
+        )
     return out
 
 
-def run_import(engine: Engine, tenant_id: int, list_id: int, decl: Provenance, text: str,
-               actor: str, now: datetime) -> dict[str, Any]:
+def run_import(
+    engine: Engine,
+    tenant_id: int,
+    list_id: int,
+    decl: Provenance,
+    text: str,
+    actor: str,
+    now: datetime,
+) -> dict[str, Any]:
     with engine.connect() as conn:
-        owner = conn.scalar(select(t.mailing_list.c.tenant_id)
-                            .where(t.mailing_list.c.id == list_id))
+        owner = conn.scalar(
+            select(t.mailing_list.c.tenant_id).where(t.mailing_list.c.id == list_id)
+        )
     if owner != tenant_id:
         raise LookupError("no such list")  # the same answer whether it exists or not
     checked = check_rows(text, decl, now)
     with engine.begin() as conn:
         for row in checked.rows:
             contact_id = _contact(conn, tenant_id, row, now)
-            insert_ignore(conn, t.list_member, [{"list_id": list_id, "contact_id": contact_id,
-                                                 "tenant_id": tenant_id}],
-                          ("list_id", "contact_id"))
+            insert_ignore(
+                conn,
+                t.list_member,
+                [{"list_id": list_id, "contact_id": contact_id, "tenant_id": tenant_id}],
+                ("list_id", "contact_id"),
+            )
             for channel in ("email", "sms"):
                 if row["email" if channel == "email" else "phone"] is None:
                     continue
-                conn.execute(insert(t.consent).values(
-                    tenant_id=tenant_id, contact_id=contact_id, channel=channel,
-                    topic=decl.topic, source=decl.source, status="confirmed",
-                    consented_at=row["consented_at"], created_at=now,
-                    confirmed_at=row["consented_at"], evidence_ref=decl.evidence,
-                    marketing_checkbox=decl.marketing_checkbox,
-                ))
-        import_id = conn.execute(insert(t.list_import).values(
-            tenant_id=tenant_id, list_id=list_id, source=decl.source,
-            collected_at=decl.collected_at, evidence_ref=decl.evidence, actor=actor,
-            rows_total=checked.total, rows_imported=len(checked.rows),
-            rows_dropped=len(checked.report), report=checked.report, created_at=now,
-        ).returning(t.list_import.c.id)).scalar_one()
-    return {"import_id": import_id, "rows_total": checked.total,
-            "rows_imported": len(checked.rows), "rows_dropped": len(checked.report),
-            "report": checked.report}
+                conn.execute(
+                    insert(t.consent).values(
+                        tenant_id=tenant_id,
+                        contact_id=contact_id,
+                        channel=channel,
+                        topic=decl.topic,
+                        source=decl.source,
+                        status="confirmed",
+                        consented_at=row["consented_at"],
+                        created_at=now,
+                        confirmed_at=row["consented_at"],
+                        evidence_ref=decl.evidence,
+                        marketing_checkbox=decl.marketing_checkbox,
+                    )
+                )
+        import_id = conn.execute(
+            insert(t.list_import)
+            .values(
+                tenant_id=tenant_id,
+                list_id=list_id,
+                source=decl.source,
+                collected_at=decl.collected_at,
+                evidence_ref=decl.evidence,
+                actor=actor,
+                rows_total=checked.total,
+                rows_imported=len(checked.rows),
+                rows_dropped=len(checked.report),
+                report=checked.report,
+                created_at=now,
+            )
+            .returning(t.list_import.c.id)
+        ).scalar_one()
+    return {
+        "import_id": import_id,
+        "rows_total": checked.total,
+        "rows_imported": len(checked.rows),
+        "rows_dropped": len(checked.report),
+        "report": checked.report,
+    }
 
 
 def _contact(conn: Any, tenant_id: int, row: dict[str, Any], now: datetime) -> int:
     c = t.contact.c
     for column in ("email", "phone"):
         if row[column] is not None:
-            found = conn.scalar(select(c.id).where(c.tenant_id == tenant_id,
-                                                   getattr(c, column) == row[column]))
+            found = conn.scalar(
+                select(c.id).where(c.tenant_id == tenant_id, getattr(c, column) == row[column])
+            )
             if found is not None:
                 return int(found)
-    return int(conn.execute(insert(t.contact).values(
-        tenant_id=tenant_id, email=row["email"], phone=row["phone"], name=row["name"],
-        attributes={}, created_at=now, last_activity_at=row["last_activity_at"],
-    ).returning(c.id)).scalar_one())
-
+    return int(
+        conn.execute(
+            insert(t.contact)
+            .values(
+                tenant_id=tenant_id,
+                email=row["email"],
+                phone=row["phone"],
+                name=row["name"],
+                attributes={},
+                created_at=now,
+                last_activity_at=row["last_activity_at"],
+            )
+            .returning(c.id)
+        ).scalar_one()
+    )

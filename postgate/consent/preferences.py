@@ -55,12 +55,19 @@ def subscriber(engine: Engine, keys: tokens.Keys, token: str) -> Subscriber | No
         target, _ = references.resolve(conn, ref, utcnow(), None)
         if target is None:
             return None
-        contact_id = conn.scalar(select(t.delivery.c.contact_id).where(
-            t.delivery.c.id == target.delivery_id))
+        contact_id = conn.scalar(
+            select(t.delivery.c.contact_id).where(t.delivery.c.id == target.delivery_id)
+        )
     if contact_id is None:
         return None
-    return Subscriber(target.tenant_id, target.slug, target.channel, target.address,
-                      int(contact_id), target.delivery_id)
+    return Subscriber(
+        target.tenant_id,
+        target.slug,
+        target.channel,
+        target.address,
+        int(contact_id),
+        target.delivery_id,
+    )
 
 
 def suppressed(conn: Connection, who: Subscriber) -> str | None:
@@ -71,8 +78,11 @@ def _forms(conn: Connection, who: Subscriber) -> dict[str, Any]:
     """The newest enabled form per topic that confirms this channel."""
     f = t.signup_form.c
     out: dict[str, Any] = {}
-    for row in conn.execute(select(f.topic, f.public_id, f.channels).where(
-            f.tenant_id == who.tenant_id, f.enabled.is_(True)).order_by(f.id)):
+    for row in conn.execute(
+        select(f.topic, f.public_id, f.channels)
+        .where(f.tenant_id == who.tenant_id, f.enabled.is_(True))
+        .order_by(f.id)
+    ):
         if who.channel in (row.channels or []):
             out[row.topic] = row.public_id
     return out
@@ -85,9 +95,11 @@ def topics(conn: Connection, who: Subscriber, allow_rejoin: bool) -> list[TopicS
     rows = conn.execute(
         select(c.topic, c.status, c.source, c.consented_at, c.confirmed_at, f.consent_text)
         .outerjoin(t.signup_form, f.id == c.form_id)
-        .where(c.tenant_id == who.tenant_id, c.channel == who.channel,
-               c.contact_id == who.contact_id)
-        .order_by(c.created_at, c.id)).all()
+        .where(
+            c.tenant_id == who.tenant_id, c.channel == who.channel, c.contact_id == who.contact_id
+        )
+        .order_by(c.created_at, c.id)
+    ).all()
     latest: dict[str, Any] = {}
     texts: dict[str, str] = {}
     for row in rows:  # oldest first: the last record per topic wins
@@ -99,39 +111,69 @@ def topics(conn: Connection, who: Subscriber, allow_rejoin: bool) -> list[TopicS
     out = []
     for slug in sorted(latest):
         row = latest[slug]
-        live = row.status != "withdrawn" and (row.source != "signup_form"
-                                              or row.status == "confirmed")
+        live = row.status != "withdrawn" and (
+            row.source != "signup_form" or row.status == "confirmed"
+        )
         subscribed = live and not blocked
-        out.append(TopicState(slug, subscribed, row.confirmed_at or row.consented_at,
-                              texts.get(slug, ""),
-                              None if subscribed else forms.get(slug)))
+        out.append(
+            TopicState(
+                slug,
+                subscribed,
+                row.confirmed_at or row.consented_at,
+                texts.get(slug, ""),
+                None if subscribed else forms.get(slug),
+            )
+        )
     return out
 
 
-def _withdraw(conn: Connection, who: Subscriber, topic: str, ip: str, user_agent: str,
-              now: datetime) -> None:
-    conn.execute(insert(t.consent).values(
-        tenant_id=who.tenant_id, contact_id=who.contact_id, channel=who.channel, topic=topic,
-        source=SOURCE, status="withdrawn", consented_at=now, created_at=now,
-        signup_ip=ip[:64], signup_user_agent=user_agent[:500],
-        evidence_ref=f"unsubscribe link of delivery {who.delivery_id}"))
+def _withdraw(
+    conn: Connection, who: Subscriber, topic: str, ip: str, user_agent: str, now: datetime
+) -> None:
+    conn.execute(
+        insert(t.consent).values(
+            tenant_id=who.tenant_id,
+            contact_id=who.contact_id,
+            channel=who.channel,
+            topic=topic,
+            source=SOURCE,
+            status="withdrawn",
+            consented_at=now,
+            created_at=now,
+            signup_ip=ip[:64],
+            signup_user_agent=user_agent[:500],
+            evidence_ref=f"unsubscribe link of delivery {who.delivery_id}",
+        )
+    )
 
 
-def leave(engine: Engine, who: Subscriber, topic: str, visitor: signup.Visitor,
-          now: datetime) -> bool:
+def leave(
+    engine: Engine, who: Subscriber, topic: str, visitor: signup.Visitor, now: datetime
+) -> bool:
     """Withdraw consent to one topic; False when they were not subscribed to it."""
     with engine.begin() as conn:
         current = {s.slug: s for s in topics(conn, who, False)}
         if topic not in current or not current[topic].subscribed:
             return False
         _withdraw(conn, who, topic, visitor.ip, visitor.user_agent, now)
-    log.info("tenant=%s rcpt=%s left topic %s (delivery %s)", who.tenant_id, who.address,
-             topic, who.delivery_id)
+    log.info(
+        "tenant=%s rcpt=%s left topic %s (delivery %s)",
+        who.tenant_id,
+        who.address,
+        topic,
+        who.delivery_id,
+    )
     return True
 
 
-def leave_all(engine: Engine, keys: tokens.Keys, token: str, who: Subscriber,
-              visitor: signup.Visitor, now: datetime) -> None:
+def leave_all(
+    engine: Engine,
+    keys: tokens.Keys,
+    token: str,
+    who: Subscriber,
+    visitor: signup.Visitor,
+    now: datetime,
+) -> None:
     """Withdraw every topic and suppress the address for the tenant, as an unsubscribe."""
     with engine.begin() as conn:
         for state in topics(conn, who, False):

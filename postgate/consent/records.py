@@ -28,9 +28,14 @@ def create_list(session: Session, tenant_id: int, name: str) -> MailingList:
     return mlist
 
 
-def add_contact(session: Session, tenant_id: int, email: str | None = None,
-                phone: str | None = None, name: str = "",
-                lists: Iterable[MailingList] = ()) -> Contact:
+def add_contact(
+    session: Session,
+    tenant_id: int,
+    email: str | None = None,
+    phone: str | None = None,
+    name: str = "",
+    lists: Iterable[MailingList] = (),
+) -> Contact:
     contact = Contact(tenant_id=tenant_id, email=email, phone=phone, name=name, attributes={})
     session.add(contact)
     session.flush()
@@ -44,19 +49,39 @@ def add_contact(session: Session, tenant_id: int, email: str | None = None,
     return contact
 
 
-def add_consent(session: Session, contact: Contact, channel: str, topic: str, source: str,
-                status: str, consented_at: datetime, **proof: object) -> Consent:
+def add_consent(
+    session: Session,
+    contact: Contact,
+    channel: str,
+    topic: str,
+    source: str,
+    status: str,
+    consented_at: datetime,
+    **proof: object,
+) -> Consent:
     """Append a consent record (a change of status is a new record, never an edit)."""
     assert contact.id is not None
-    consent = Consent(tenant_id=contact.tenant_id, contact_id=contact.id, channel=channel,
-                      topic=topic, source=source, status=status, consented_at=consented_at,
-                      **proof)  # type: ignore[arg-type]
+    consent = Consent(
+        tenant_id=contact.tenant_id,
+        contact_id=contact.id,
+        channel=channel,
+        topic=topic,
+        source=source,
+        status=status,
+        consented_at=consented_at,
+        **proof,  # type: ignore[arg-type]
+    )
     session.add(consent)
     session.flush()
     return consent
 
 
-def suppress(session: Session, tenant_id: int, channel: str, address: str,
-             reason: SuppressionReason, detail: str = "") -> None:
-    ledger.suppress(session.connection(), [(tenant_id, channel, address, reason, detail,
-                                            utcnow())])
+def suppress(
+    session: Session,
+    tenant_id: int,
+    channel: str,
+    address: str,
+    reason: SuppressionReason,
+    detail: str = "",
+) -> None:
+    ledger.suppress(session.connection(), [(tenant_id, channel, address, reason, detail, utcnow())])

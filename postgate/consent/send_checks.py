@@ -19,19 +19,27 @@ from postgate.store import tables as t
 from postgate.tenants import erasure
 
 
-def suppressed_rows(found: dict[str, str], kind: str, rows: Sequence[tuple[int, str]],
-                    channel: str = "email") -> list[int]:
+def suppressed_rows(
+    found: dict[str, str], kind: str, rows: Sequence[tuple[int, str]], channel: str = "email"
+) -> list[int]:
     """Pure: which (delivery id, address) rows the suppressions ``found`` stop for ``kind``.
     Transactional mail still reaches an unsubscribed mailbox; an SMS never reaches a
     number that said STOP, whatever it carries."""
     hard_only = kind == Kind.TRANSACTIONAL and channel == "email"
     stops = (lambda r: r in HARD_SUPPRESSIONS) if hard_only else bool
-    return [delivery_id for delivery_id, address in rows
-            if address in found and stops(found[address])]
+    return [
+        delivery_id for delivery_id, address in rows if address in found and stops(found[address])
+    ]
 
 
-def late_suppressed(engine: Engine, tenant_id: int, channel: str, kind: str,
-                    rows: Sequence[tuple[int, str]], now: datetime) -> set[int]:
+def late_suppressed(
+    engine: Engine,
+    tenant_id: int,
+    channel: str,
+    kind: str,
+    rows: Sequence[tuple[int, str]],
+    now: datetime,
+) -> set[int]:
     """Block the claimed rows whose address was suppressed after planning; return their ids."""
     if not rows:
         return set()
@@ -40,15 +48,24 @@ def late_suppressed(engine: Engine, tenant_id: int, channel: str, kind: str,
         found = erasure.suppressions(conn, tenant_id, channel, sorted({a for _, a in rows}))
         ids = suppressed_rows(found, kind, rows, channel)
         if ids:
-            conn.execute(update(t.delivery).where(d.id.in_(ids), d.state == DeliveryState.SENDING)
-                         .values(state=DeliveryState.BLOCKED, reason=BlockReason.SUPPRESSED.value,
-                                 lease_until=None, updated_at=now))
+            conn.execute(
+                update(t.delivery)
+                .where(d.id.in_(ids), d.state == DeliveryState.SENDING)
+                .values(
+                    state=DeliveryState.BLOCKED,
+                    reason=BlockReason.SUPPRESSED.value,
+                    lease_until=None,
+                    updated_at=now,
+                )
+            )
     return set(ids)
 
 
 def cancel(engine: Engine, ids: Sequence[int], reason: str, now: datetime) -> None:
     d = t.delivery.c
     with engine.begin() as conn:
-        conn.execute(update(t.delivery).where(d.id.in_(list(ids)), d.state == DeliveryState.SENDING)
-                     .values(state=DeliveryState.CANCELLED, reason=reason, lease_until=None,
-                             updated_at=now))
+        conn.execute(
+            update(t.delivery)
+            .where(d.id.in_(list(ids)), d.state == DeliveryState.SENDING)
+            .values(state=DeliveryState.CANCELLED, reason=reason, lease_until=None, updated_at=now)
+        )

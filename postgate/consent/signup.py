@@ -86,16 +86,20 @@ def find_form(engine: Engine, public_id: str) -> Row[Any] | None:
     f = t.signup_form.c
     with engine.connect() as conn:
         return conn.execute(
-            select(t.signup_form, t.tenant.c.name.label("tenant_name"),
-                   t.tenant.c.slug.label("tenant_slug"),
-                   t.tenant.c.domain.label("tenant_domain"))
+            select(
+                t.signup_form,
+                t.tenant.c.name.label("tenant_name"),
+                t.tenant.c.slug.label("tenant_slug"),
+                t.tenant.c.domain.label("tenant_domain"),
+            )
             .join(t.tenant, t.tenant.c.id == f.tenant_id)
             .where(f.public_id == public_id, f.enabled.is_(True))
         ).first()
 
 
-def _contact(conn: Connection, tenant_id: int, channel: str, address: str,
-             now: datetime) -> tuple[int, bool]:
+def _contact(
+    conn: Connection, tenant_id: int, channel: str, address: str, now: datetime
+) -> tuple[int, bool]:
     """The contact holding ``address`` in ``channel``'s column, or a new one holding just
     that address: (id, created). A form post never merges contacts and never writes a
     typed address next to anything it did not prove, so confirming one channel never lets
@@ -106,42 +110,83 @@ def _contact(conn: Connection, tenant_id: int, channel: str, address: str,
     found = conn.scalar(select(c.id).where(c.tenant_id == tenant_id, column == address))
     if found is not None:
         return int(found), False
-    row: dict[str, Any] = {"tenant_id": tenant_id, "email": None, "phone": None, "name": "",
-           "attributes": {}, "created_at": now} | {key: address}
-    created = conn.scalar(insert_ignoring(conn, t.contact, ("tenant_id", key))
-                          .values(**row).returning(c.id))  # None: added meanwhile, and wins
+    row: dict[str, Any] = {
+        "tenant_id": tenant_id,
+        "email": None,
+        "phone": None,
+        "name": "",
+        "attributes": {},
+        "created_at": now,
+    } | {key: address}
+    created = conn.scalar(
+        insert_ignoring(conn, t.contact, ("tenant_id", key)).values(**row).returning(c.id)
+    )  # None: added meanwhile, and wins
     if created is not None:
         return int(created), True
     made = conn.execute(select(c.id).where(c.tenant_id == tenant_id, column == address)).one()
     return int(made.id), False
 
 
-def _confirmation(conn: Connection, form: Row[Any], channel: str, address: str,
-                  contact_id: int, digest: str, now: datetime,
-                  locale: str) -> tuple[int, int]:
+def _confirmation(
+    conn: Connection,
+    form: Row[Any],
+    channel: str,
+    address: str,
+    contact_id: int,
+    digest: str,
+    now: datetime,
+    locale: str,
+) -> tuple[int, int]:
     """A one-off transactional campaign and its single delivery: (campaign, delivery)."""
     email = channel == "email"
     subject, text = mail.confirmation(channel, locale)
-    campaign_id = conn.execute(insert(t.campaign).values(
-        tenant_id=form.tenant_id,
-        external_id=f"{CONFIRM_PREFIX}{form.public_id}:{channel}:{digest[:24]}",
-        channel=channel, kind=Kind.TRANSACTIONAL.value, topic=form.topic, list_ids=[],
-        subject=subject, text=text,
-        html="", from_email=f"no-reply@{form.tenant_domain}" if email else "",
-        from_name=brand.load(conn, form.tenant_id).name,
-        sms_policy=None if email else "transliterate",
-        state=CampaignState.SENDING.value, created_at=now, planned_at=now,
-    ).returning(t.campaign.c.id)).scalar_one()
-    delivery_id = conn.execute(insert(t.delivery).values(
-        tenant_id=form.tenant_id, campaign_id=campaign_id, contact_id=contact_id,
-        address=address, state=DeliveryState.QUEUED.value, created_at=now, updated_at=now,
-    ).returning(t.delivery.c.id)).scalar_one()
+    campaign_id = conn.execute(
+        insert(t.campaign)
+        .values(
+            tenant_id=form.tenant_id,
+            external_id=f"{CONFIRM_PREFIX}{form.public_id}:{channel}:{digest[:24]}",
+            channel=channel,
+            kind=Kind.TRANSACTIONAL.value,
+            topic=form.topic,
+            list_ids=[],
+            subject=subject,
+            text=text,
+            html="",
+            from_email=f"no-reply@{form.tenant_domain}" if email else "",
+            from_name=brand.load(conn, form.tenant_id).name,
+            sms_policy=None if email else "transliterate",
+            state=CampaignState.SENDING.value,
+            created_at=now,
+            planned_at=now,
+        )
+        .returning(t.campaign.c.id)
+    ).scalar_one()
+    delivery_id = conn.execute(
+        insert(t.delivery)
+        .values(
+            tenant_id=form.tenant_id,
+            campaign_id=campaign_id,
+            contact_id=contact_id,
+            address=address,
+            state=DeliveryState.QUEUED.value,
+            created_at=now,
+            updated_at=now,
+        )
+        .returning(t.delivery.c.id)
+    ).scalar_one()
     return int(campaign_id), int(delivery_id)
 
 
-def submit(engine: Engine, settings: Settings, form: Row[Any], who: Applicant,
-           channels: list[str], visitor: Visitor, now: datetime,
-           locale: str = i18n.DEFAULT_LOCALE) -> Signup:
+def submit(
+    engine: Engine,
+    settings: Settings,
+    form: Row[Any],
+    who: Applicant,
+    channels: list[str],
+    visitor: Visitor,
+    now: datetime,
+    locale: str = i18n.DEFAULT_LOCALE,
+) -> Signup:
     """Record a pending signup per channel in ``channels`` (the form's, less any the
     caller rate-limited) and prepare its confirmation: an email, or an SMS to the typed
     number. At most one per address and channel per 24 h, and at most
@@ -170,27 +215,53 @@ def submit(engine: Engine, settings: Settings, form: Row[Any], who: Applicant,
             contact_id, created = _contact(conn, tenant_id, channel, address, now)
             token = secrets.token_urlsafe(32)
             digest = hash_token(token)
-            pending_id = conn.execute(insert(t.pending_signup).values(
-                tenant_id=tenant_id, form_id=form.id, contact_id=contact_id,
-                channel=channel, address=address, name=who.name if created else "",
-                token_hash=digest, consent_text_hash=form.consent_text_hash,
-                consent_text_version=form.consent_text_version, signup_ip=visitor.ip[:64],
-                signup_user_agent=visitor.user_agent[:500], created_at=now,
-                expires_at=now + timedelta(seconds=settings.signup_token_ttl_s),
-            ).returning(p.id)).scalar_one()
-            campaign_id, delivery_id = _confirmation(conn, form, channel, address,
-                                                     contact_id, digest, now, locale)
+            pending_id = conn.execute(
+                insert(t.pending_signup)
+                .values(
+                    tenant_id=tenant_id,
+                    form_id=form.id,
+                    contact_id=contact_id,
+                    channel=channel,
+                    address=address,
+                    name=who.name if created else "",
+                    token_hash=digest,
+                    consent_text_hash=form.consent_text_hash,
+                    consent_text_version=form.consent_text_version,
+                    signup_ip=visitor.ip[:64],
+                    signup_user_agent=visitor.user_agent[:500],
+                    created_at=now,
+                    expires_at=now + timedelta(seconds=settings.signup_token_ttl_s),
+                )
+                .returning(p.id)
+            ).scalar_one()
+            campaign_id, delivery_id = _confirmation(
+                conn, form, channel, address, contact_id, digest, now, locale
+            )
             expires = now + timedelta(seconds=settings.signup_token_ttl_s)
-            context = {"confirm_url": f"{settings.public_url.rstrip('/')}/c/{token}",
-                       "tenant_name": shown.name, "topic": topic,
-                       "consent_text": form.consent_text,
-                       "expires": i18n.datetime_text(expires, locale, shown.time_zone)}
-            batches.append({"campaign_id": campaign_id, "ids": [delivery_id],
-                            "context": {str(delivery_id): context}})
+            context = {
+                "confirm_url": f"{settings.public_url.rstrip('/')}/c/{token}",
+                "tenant_name": shown.name,
+                "topic": topic,
+                "consent_text": form.consent_text,
+                "expires": i18n.datetime_text(expires, locale, shown.time_zone),
+            }
+            batches.append(
+                {
+                    "campaign_id": campaign_id,
+                    "ids": [delivery_id],
+                    "context": {str(delivery_id): context},
+                }
+            )
             pending_ids.append(int(pending_id))
-            log.info("tenant=%s form=%s rcpt=%s pending %s signup %s, confirmation delivery "
-                     "%s", tenant_id, form.public_id, address, channel, pending_id,
-                     delivery_id)
+            log.info(
+                "tenant=%s form=%s rcpt=%s pending %s signup %s, confirmation delivery %s",
+                tenant_id,
+                form.public_id,
+                address,
+                channel,
+                pending_id,
+                delivery_id,
+            )
     capped = "capped" in statuses
     if batches:
         return Signup("sent", batches, pending_ids, capped)
@@ -206,32 +277,53 @@ def _one_at_a_time(conn: Connection, tenant_id: int) -> None:
     the foreign-key checks of other inserts for the tenant are not held up (SQLite
     serialises writers anyway)."""
     if conn.dialect.name == "postgresql":
-        conn.execute(select(t.tenant.c.id).where(t.tenant.c.id == tenant_id)
-                     .with_for_update(key_share=True))
+        conn.execute(
+            select(t.tenant.c.id).where(t.tenant.c.id == tenant_id).with_for_update(key_share=True)
+        )
 
 
 def _sms_today(conn: Connection, tenant_id: int, now: datetime) -> int:
     """Confirmation SMS of the tenant in the last 24 h."""
     p = t.pending_signup.c
-    return int(conn.scalar(select(func.count()).where(
-        p.tenant_id == tenant_id, p.channel == "sms",
-        p.created_at > now - timedelta(days=1))) or 0)
+    return int(
+        conn.scalar(
+            select(func.count()).where(
+                p.tenant_id == tenant_id, p.channel == "sms", p.created_at > now - timedelta(days=1)
+            )
+        )
+        or 0
+    )
 
 
-def _refused(conn: Connection, settings: Settings, tenant_id: int, channel: str,
-             address: str, now: datetime) -> str | None:
+def _refused(
+    conn: Connection, settings: Settings, tenant_id: int, channel: str, address: str, now: datetime
+) -> str | None:
     """Why this address gets no confirmation now, or None when it may."""
     p = t.pending_signup.c
-    if conn.scalar(select(p.id).where(
-            p.tenant_id == tenant_id, p.address == address, p.channel == channel,
-            p.created_at > now - RESEND_AFTER).limit(1)) is not None:
+    if (
+        conn.scalar(
+            select(p.id)
+            .where(
+                p.tenant_id == tenant_id,
+                p.address == address,
+                p.channel == channel,
+                p.created_at > now - RESEND_AFTER,
+            )
+            .limit(1)
+        )
+        is not None
+    ):
         return "already_sent"
     reason = erasure.suppressions(conn, tenant_id, channel, [address]).get(address)
     if reason is not None and (channel == "sms" or reason in HARD_SUPPRESSIONS):
         return "suppressed"
     if channel == "sms" and _sms_today(conn, tenant_id, now) >= settings.signup_sms_per_day:
-        log.warning("tenant=%s rcpt=%s no confirmation SMS: %d sent in the last 24 h",
-                    tenant_id, address, settings.signup_sms_per_day)
+        log.warning(
+            "tenant=%s rcpt=%s no confirmation SMS: %d sent in the last 24 h",
+            tenant_id,
+            address,
+            settings.signup_sms_per_day,
+        )
         return "capped"
     return None
 
@@ -245,9 +337,11 @@ def abandon(engine: Engine, signup: Signup, now: datetime, first: int = 0) -> No
     d = t.delivery.c
     ids = [i for batch in batches for i in batch["ids"]]
     with engine.begin() as conn:
-        conn.execute(update(t.delivery).where(d.id.in_(ids), d.state == DeliveryState.QUEUED)
-                     .values(state=DeliveryState.CANCELLED, reason="queue_unavailable",
-                             updated_at=now))
+        conn.execute(
+            update(t.delivery)
+            .where(d.id.in_(ids), d.state == DeliveryState.QUEUED)
+            .values(state=DeliveryState.CANCELLED, reason="queue_unavailable", updated_at=now)
+        )
         conn.execute(t.pending_signup.delete().where(t.pending_signup.c.id.in_(pending_ids)))
 
 
@@ -258,9 +352,14 @@ def find_pending(conn: Connection, token: str, now: datetime) -> Row[Any] | None
     digest = hash_token(token)
     p = t.pending_signup.c
     row = conn.execute(
-        select(t.pending_signup, t.signup_form.c.topic, t.signup_form.c.list_id,
-               t.signup_form.c.confirmed_message, t.signup_form.c.name.label("form_name"),
-               t.tenant.c.slug.label("tenant_slug"))
+        select(
+            t.pending_signup,
+            t.signup_form.c.topic,
+            t.signup_form.c.list_id,
+            t.signup_form.c.confirmed_message,
+            t.signup_form.c.name.label("form_name"),
+            t.tenant.c.slug.label("tenant_slug"),
+        )
         .join(t.signup_form, t.signup_form.c.id == p.form_id)
         .join(t.tenant, t.tenant.c.id == p.tenant_id)
         .where(p.token_hash == digest)
@@ -279,26 +378,42 @@ def confirm(engine: Engine, token: str, visitor: Visitor, now: datetime) -> Row[
         row = find_pending(conn, token, now)
         if row is None:
             return None
-        taken = conn.execute(update(t.pending_signup).where(
-            p.id == row.id, p.used_at.is_(None)).values(used_at=now)).rowcount
+        taken = conn.execute(
+            update(t.pending_signup).where(p.id == row.id, p.used_at.is_(None)).values(used_at=now)
+        ).rowcount
         if taken != 1:
             return None  # a concurrent POST used it first
-        conn.execute(insert(t.consent).values(
-            tenant_id=row.tenant_id, contact_id=row.contact_id, channel=row.channel,
-            topic=row.topic, source="signup_form", status="confirmed",
-            consented_at=row.created_at, created_at=now, form_id=row.form_id,
-            consent_text_hash=row.consent_text_hash,
-            consent_text_version=row.consent_text_version, signup_ip=row.signup_ip,
-            signup_user_agent=row.signup_user_agent, confirmed_at=now,
-            confirm_ip=visitor.ip[:64], confirm_user_agent=visitor.user_agent[:500],
-        ))
-        insert_ignore(conn, t.list_member, [{"list_id": row.list_id, "contact_id": row.contact_id,
-                                             "tenant_id": row.tenant_id}],
-                      ("list_id", "contact_id"))
+        conn.execute(
+            insert(t.consent).values(
+                tenant_id=row.tenant_id,
+                contact_id=row.contact_id,
+                channel=row.channel,
+                topic=row.topic,
+                source="signup_form",
+                status="confirmed",
+                consented_at=row.created_at,
+                created_at=now,
+                form_id=row.form_id,
+                consent_text_hash=row.consent_text_hash,
+                consent_text_version=row.consent_text_version,
+                signup_ip=row.signup_ip,
+                signup_user_agent=row.signup_user_agent,
+                confirmed_at=now,
+                confirm_ip=visitor.ip[:64],
+                confirm_user_agent=visitor.user_agent[:500],
+            )
+        )
+        insert_ignore(
+            conn,
+            t.list_member,
+            [{"list_id": row.list_id, "contact_id": row.contact_id, "tenant_id": row.tenant_id}],
+            ("list_id", "contact_id"),
+        )
         c = t.contact.c
         if row.name:
-            conn.execute(update(t.contact).where(c.id == row.contact_id, c.name == "")
-                         .values(name=row.name))
+            conn.execute(
+                update(t.contact).where(c.id == row.contact_id, c.name == "").values(name=row.name)
+            )
         ledger.lift(conn, row.tenant_id, row.channel, [row.address], LIFTED_BY_RECONFIRM)
     log.info("tenant=%s form=%s rcpt=%s confirmed", row.tenant_id, row.form_id, row.address)
     return row

@@ -61,8 +61,13 @@ def window_start(now: datetime, thresholds: Thresholds, last_cleared: datetime |
     return max(start, last_cleared) if last_cleared is not None else start
 
 
-def evaluate(window: Window, thresholds: Thresholds, active_scopes: Iterable[str],
-             previous_trips: Iterable[datetime], now: datetime) -> Trip | None:
+def evaluate(
+    window: Window,
+    thresholds: Thresholds,
+    active_scopes: Iterable[str],
+    previous_trips: Iterable[datetime],
+    now: datetime,
+) -> Trip | None:
     """A trip when a rate is strictly above its threshold on enough volume, else None."""
     active = set(active_scopes)
     if BULK_EMAIL in active or ALL in active or window.sent < thresholds.min_volume:
@@ -77,14 +82,19 @@ def evaluate(window: Window, thresholds: Thresholds, active_scopes: Iterable[str
     escalated = any(now - at <= thresholds.repeat for at in previous_trips)
     scopes = (BULK_EMAIL, BULK_SMS) if escalated else (BULK_EMAIL,)
     detail = {
-        "reason": reason, "window_start": window.start.isoformat(),
-        "window_end": window.end.isoformat(), "sent": window.sent,
-        "delivered": window.delivered, "complaints": window.complaints,
-        "hard_bounces": window.hard_bounces, "complaint_rate": round(complaint, 6),
+        "reason": reason,
+        "window_start": window.start.isoformat(),
+        "window_end": window.end.isoformat(),
+        "sent": window.sent,
+        "delivered": window.delivered,
+        "complaints": window.complaints,
+        "hard_bounces": window.hard_bounces,
+        "complaint_rate": round(complaint, 6),
         "hard_bounce_rate": round(bounce, 6),
         "complaint_threshold": thresholds.complaint_rate,
         "hard_bounce_threshold": thresholds.hard_bounce_rate,
-        "min_volume": thresholds.min_volume, "escalated": escalated,
+        "min_volume": thresholds.min_volume,
+        "escalated": escalated,
     }
     return Trip(scopes, reason, escalated, detail)
 
@@ -96,8 +106,9 @@ class SoftBounceRule:
     window: timedelta = timedelta(days=30)
 
 
-def soft_bounce_suppresses(bounced_at: Iterable[datetime], rule: SoftBounceRule,
-                           now: datetime) -> bool:
+def soft_bounce_suppresses(
+    bounced_at: Iterable[datetime], rule: SoftBounceRule, now: datetime
+) -> bool:
     """Mailman-style: enough soft bounces, spread over enough days, within the window.
 
     Built from the stored events alone, so duplicates (deduplicated before) and the

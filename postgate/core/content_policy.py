@@ -68,8 +68,11 @@ class Verdict:
 
     def summary(self, action: str | None = None) -> str:
         """``"sexual: porn*, xxx; gambling: casino*"`` (only ``action``'s categories if given)."""
-        return "; ".join(f"{cat}: {', '.join(terms)}" for cat, terms in self.matches.items()
-                         if action is None or self.categories[cat] == action)
+        return "; ".join(
+            f"{cat}: {', '.join(terms)}"
+            for cat, terms in self.matches.items()
+            if action is None or self.categories[cat] == action
+        )
 
     def as_json(self) -> dict[str, Any]:
         return {"action": self.action, "matches": self.matches, "categories": self.categories}
@@ -81,11 +84,11 @@ def verdict_of(entries: Iterable[Entry]) -> Verdict:
     for entry in entries:
         matches.setdefault(entry.category, set()).add(entry.term)
         categories[entry.category] = entry.action
-    action = (BLOCK if BLOCK in categories.values()
-              else FLAG if categories else ALLOW)
+    action = BLOCK if BLOCK in categories.values() else FLAG if categories else ALLOW
     ordered = sorted(matches, key=lambda c: (categories[c] != BLOCK, c))
-    return Verdict(action, {c: sorted(matches[c]) for c in ordered},
-                   {c: categories[c] for c in ordered})
+    return Verdict(
+        action, {c: sorted(matches[c]) for c in ordered}, {c: categories[c] for c in ordered}
+    )
 
 
 def check_texts(lexicon: Lexicon, texts: Iterable[str]) -> Verdict:
@@ -99,8 +102,9 @@ def check_texts(lexicon: Lexicon, texts: Iterable[str]) -> Verdict:
     return verdict_of(found)
 
 
-def check(lexicon: Lexicon, subject: str, text: str, html: str,
-          rendered: Iterable[str] = ()) -> Verdict:
+def check(
+    lexicon: Lexicon, subject: str, text: str, html: str, rendered: Iterable[str] = ()
+) -> Verdict:
     """Check a campaign's templates (and, optionally, a sample rendering of them)."""
     sources = [without_tags(subject), without_tags(text), html_text(without_tags(html))]
     rendered = list(rendered)

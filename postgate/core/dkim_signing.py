@@ -27,8 +27,17 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
 ALGORITHMS = ("rsa-sha256", "ed25519-sha256")
 SIGNED_HEADERS = (
-    b"from", b"from", b"to", b"subject", b"date", b"message-id", b"mime-version",
-    b"content-type", b"list-unsubscribe", b"list-unsubscribe-post", b"feedback-id",
+    b"from",
+    b"from",
+    b"to",
+    b"subject",
+    b"date",
+    b"message-id",
+    b"mime-version",
+    b"content-type",
+    b"list-unsubscribe",
+    b"list-unsubscribe-post",
+    b"feedback-id",
     b"reply-to",
 )
 _WSP = re.compile(rb"[ \t]+")
@@ -53,20 +62,29 @@ def generate(algorithm: str) -> tuple[str, str]:
     """A new key pair: (private key as stored, the TXT record value to publish)."""
     if algorithm == "rsa-sha256":
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        private = key.private_bytes(serialization.Encoding.PEM,
-                                    serialization.PrivateFormat.TraditionalOpenSSL,
-                                    serialization.NoEncryption()).decode()
-        public = key.public_key().public_bytes(serialization.Encoding.DER,
-                                               serialization.PublicFormat.SubjectPublicKeyInfo)
+        private = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        ).decode()
+        public = key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
         return private, f"v=DKIM1; k=rsa; p={base64.b64encode(public).decode()}"
     if algorithm == "ed25519-sha256":
         ed = ed25519.Ed25519PrivateKey.generate()
-        seed = ed.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                                serialization.NoEncryption())
-        raw = ed.public_key().public_bytes(serialization.Encoding.Raw,
-                                           serialization.PublicFormat.Raw)
-        return (base64.b64encode(seed).decode(),
-                f"v=DKIM1; k=ed25519; p={base64.b64encode(raw).decode()}")
+        seed = ed.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+        raw = ed.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        return (
+            base64.b64encode(seed).decode(),
+            f"v=DKIM1; k=ed25519; p={base64.b64encode(raw).decode()}",
+        )
     raise DkimError(f"unknown DKIM algorithm {algorithm!r}; use one of {ALGORITHMS}")
 
 
@@ -133,13 +151,20 @@ class Signer:
             elif key.algorithm == "ed25519-sha256":
                 self._rsa = None
                 self._ed = ed25519.Ed25519PrivateKey.from_private_bytes(
-                    base64.b64decode(key.private_key, validate=True))
+                    base64.b64decode(key.private_key, validate=True)
+                )
             else:
                 raise DkimError(f"unknown DKIM algorithm {key.algorithm!r}")
         except (ValueError, TypeError) as exc:
             raise DkimError(f"cannot sign for {key.domain}: {exc}") from None
-        self._tags = (f"v=1; a={key.algorithm}; c=relaxed/relaxed;\r\n\td={key.domain}; "
-                      f"s={key.selector};\r\n\th=").encode() + _fold_names(headers) + b";"
+        self._tags = (
+            (
+                f"v=1; a={key.algorithm}; c=relaxed/relaxed;\r\n\td={key.domain}; "
+                f"s={key.selector};\r\n\th="
+            ).encode()
+            + _fold_names(headers)
+            + b";"
+        )
 
     @property
     def algorithm(self) -> str:
@@ -151,17 +176,17 @@ class Signer:
         if not sep:
             head, body = message.rstrip(b"\r\n"), b""
         stamp = int(time.time() if now is None else now)
-        value = (b" " + self._tags + b"\r\n\tt=%d; bh=" % stamp + body_hash(body)
-                 + b";\r\n\tb=")
+        value = b" " + self._tags + b"\r\n\tt=%d; bh=" % stamp + body_hash(body) + b";\r\n\tb="
         signed = _selected(_fields(head), self.headers) + _relaxed(
-            b"DKIM-Signature:" + value).rstrip(b"\r\n")
+            b"DKIM-Signature:" + value
+        ).rstrip(b"\r\n")
         if self._rsa is not None:
             raw = self._rsa.sign(signed, padding.PKCS1v15(), hashes.SHA256())
         else:
             assert self._ed is not None
             raw = self._ed.sign(hashlib.sha256(signed).digest())  # RFC 8463: sign the hash
         b = base64.b64encode(raw)
-        folded = b"\r\n\t ".join(b[i:i + 64] for i in range(0, len(b), 64))
+        folded = b"\r\n\t ".join(b[i : i + 64] for i in range(0, len(b), 64))
         return b"DKIM-Signature:" + value + folded + b"\r\n"
 
     def sign(self, message: bytes) -> bytes:

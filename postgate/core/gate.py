@@ -20,8 +20,9 @@ FRESH_MONTHS = 12
 PROOF_SOURCES = frozenset({"written_consent", "event", "import"})
 # Suppressions that stop even transactional mail: the address is dead, the person
 # complained, or asked to be erased.
-HARD_SUPPRESSIONS = frozenset({SuppressionReason.COMPLAINT, SuppressionReason.HARD_BOUNCE,
-                               SuppressionReason.ERASURE})
+HARD_SUPPRESSIONS = frozenset(
+    {SuppressionReason.COMPLAINT, SuppressionReason.HARD_BOUNCE, SuppressionReason.ERASURE}
+)
 
 
 @dataclass(frozen=True, slots=True)

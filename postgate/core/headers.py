@@ -15,17 +15,45 @@ MAX_HEADERS = 20
 MAX_VALUE = 900
 _NAME = re.compile(r"^[!-9;-~]{1,76}$")  # RFC 5322 field name: printable ASCII but ':'
 _BREAKS = frozenset("\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
-PROTECTED = frozenset({
-    # who sent it and how it travelled
-    "from", "sender", "return-path", "received", "message-id", "resent-from",
-    "resent-sender", "resent-to", "resent-cc", "resent-bcc", "resent-date",
-    "resent-message-id", "dkim-signature", "domainkey-signature", "authentication-results",
-    "arc-seal", "arc-message-signature", "arc-authentication-results", "received-spf",
-    "x-original-from", "delivered-to", "return-receipt-to",
-    # what postgate writes itself
-    "to", "cc", "bcc", "subject", "date", "mime-version", "content-type",
-    "content-transfer-encoding", "list-unsubscribe", "list-unsubscribe-post", "feedback-id",
-})
+PROTECTED = frozenset(
+    {
+        # who sent it and how it travelled
+        "from",
+        "sender",
+        "return-path",
+        "received",
+        "message-id",
+        "resent-from",
+        "resent-sender",
+        "resent-to",
+        "resent-cc",
+        "resent-bcc",
+        "resent-date",
+        "resent-message-id",
+        "dkim-signature",
+        "domainkey-signature",
+        "authentication-results",
+        "arc-seal",
+        "arc-message-signature",
+        "arc-authentication-results",
+        "received-spf",
+        "x-original-from",
+        "delivered-to",
+        "return-receipt-to",
+        # what postgate writes itself
+        "to",
+        "cc",
+        "bcc",
+        "subject",
+        "date",
+        "mime-version",
+        "content-type",
+        "content-transfer-encoding",
+        "list-unsubscribe",
+        "list-unsubscribe-post",
+        "feedback-id",
+    }
+)
 _PROTECTED_PREFIXES = ("arc-", "dkim-", "content-", "resent-")
 
 

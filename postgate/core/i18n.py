@@ -96,8 +96,7 @@ def date_text(when: datetime, code: str, time_zone: str | None = None) -> str:
 
 def datetime_text(when: datetime, code: str, time_zone: str | None = None) -> str:
     """A moment in the locale's format, in the tenant's time zone."""
-    return str(format_datetime(when, "medium", tzinfo=zone(time_zone),
-                               locale=Locale.parse(code)))
+    return str(format_datetime(when, "medium", tzinfo=zone(time_zone), locale=Locale.parse(code)))
 
 
 class Words:

@@ -71,8 +71,7 @@ class CampaignV1(BaseModel):
     channel: Channel
     kind: Kind
     topic: Line = Field(min_length=1, max_length=100)
-    audience: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(min_length=1,
-                                                                   max_length=1000)
+    audience: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(min_length=1, max_length=1000)
     content: Content
     sender: Sender | None = Field(default=None, alias="from")
     sms: SmsOptions | None = None

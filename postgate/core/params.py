@@ -10,10 +10,13 @@ from pydantic import AfterValidator
 
 
 def _text(value: str) -> str:
-    if any((ch < " " and ch not in "\t\n\r") or ch == "\x7f"
-           or "\ud800" <= ch <= "\udfff" for ch in value):
-        raise ValueError("control characters (NUL and the like) and lone surrogates are "
-                         "not allowed")
+    if any(
+        (ch < " " and ch not in "\t\n\r") or ch == "\x7f" or "\ud800" <= ch <= "\udfff"
+        for ch in value
+    ):
+        raise ValueError(
+            "control characters (NUL and the like) and lone surrogates are not allowed"
+        )
     return value
 
 
@@ -27,8 +30,9 @@ def _line(value: str) -> str:
     for ch in value:
         kind = unicodedata.category(ch)
         if kind in ("Cc", "Cs", "Co", "Zl", "Zp") or (kind == "Cf" and ch not in JOINERS):
-            raise ValueError("control characters, line breaks and invisible characters "
-                             "are not allowed")
+            raise ValueError(
+                "control characters, line breaks and invisible characters are not allowed"
+            )
     return value
 
 

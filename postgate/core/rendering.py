@@ -89,8 +89,9 @@ _ADDRESS_HEADERS = frozenset({"reply-to", "errors-to", "mail-followup-to"})
 def _tenant_header(name: str, value: str) -> bytes:
     """A tenant header; in address headers only the display names get encoded."""
     if name.lower() in _ADDRESS_HEADERS and not value.isascii():
-        value = ", ".join(formataddr((header_safe(n), a), "utf-8")
-                          for n, a in getaddresses([value]))
+        value = ", ".join(
+            formataddr((header_safe(n), a), "utf-8") for n, a in getaddresses([value])
+        )
     return _encode_header(name, value)
 
 
@@ -133,8 +134,9 @@ class _Part:
 
 
 class CompiledCampaign:
-    def __init__(self, content: CampaignContent, secret: str, public_url: str,
-                 bounce_domain: str) -> None:
+    def __init__(
+        self, content: CampaignContent, secret: str, public_url: str, bounce_domain: str
+    ) -> None:
         self.content = content
         self.secret = secret
         self.public_url = public_url.rstrip("/")
@@ -165,8 +167,7 @@ class CompiledCampaign:
         token = tokens.unsubscribe_token(self.secret, self.ref(delivery_id))
         return (f"{self.public_url}/u/{token}", f"unsubscribe+{token}@{self.bounce_domain}")
 
-    def render(self, rcpt: RecipientData, date: str,
-               extra: dict[str, str] | None = None) -> bytes:
+    def render(self, rcpt: RecipientData, date: str, extra: dict[str, str] | None = None) -> bytes:
         c = self.content
         https, mailto = self.unsubscribe_urls(rcpt.delivery_id)
         context = {
@@ -179,8 +180,7 @@ class CompiledCampaign:
         head = [
             self.from_header,
             f"To: {_address(rcpt.name, rcpt.address)}\r\n".encode(),
-            self.subject_header
-            or _encode_header("Subject", self.subject_template.render(context)),
+            self.subject_header or _encode_header("Subject", self.subject_template.render(context)),
             f"Date: {date}\r\nMessage-ID: {self.message_id(rcpt.delivery_id)}\r\n"
             "MIME-Version: 1.0\r\n".encode(),
             self.extra_headers,
@@ -215,12 +215,16 @@ class CompiledCampaign:
     def _body(self, parts: list[tuple[bytes, bytes]]) -> bytes:
         if len(parts) == 1:
             ctype, body = parts[0]
-            return (b"Content-Type: " + ctype + b'; charset="utf-8"\r\n'
-                    b"Content-Transfer-Encoding: quoted-printable\r\n\r\n" + body)
+            return (
+                b"Content-Type: " + ctype + b'; charset="utf-8"\r\n'
+                b"Content-Transfer-Encoding: quoted-printable\r\n\r\n" + body
+            )
         b = self.boundary.encode()
         out = [b'Content-Type: multipart/alternative; boundary="' + b + b'"\r\n\r\n']
         for ctype, body in parts:
-            out.append(b"--" + b + b"\r\nContent-Type: " + ctype + b'; charset="utf-8"\r\n'
-                       b"Content-Transfer-Encoding: quoted-printable\r\n\r\n" + body + b"\r\n")
+            out.append(
+                b"--" + b + b"\r\nContent-Type: " + ctype + b'; charset="utf-8"\r\n'
+                b"Content-Transfer-Encoding: quoted-printable\r\n\r\n" + body + b"\r\n"
+            )
         out.append(b"--" + b + b"--\r\n")
         return b"".join(out)

@@ -8,8 +8,12 @@ from postgate.core.clock import aware
 
 
 def next_attempt(
-    attempts: int, created_at: datetime, now: datetime,
-    base_s: float, max_s: float, deadline_s: float,
+    attempts: int,
+    created_at: datetime,
+    now: datetime,
+    base_s: float,
+    max_s: float,
+    deadline_s: float,
 ) -> datetime | None:
     """Exponential backoff after ``attempts`` tries; None once the deadline has passed."""
     delay = min(max_s, base_s * (2 ** max(0, attempts - 1)))

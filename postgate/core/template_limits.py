@@ -59,15 +59,18 @@ class Budget:
         self.steps += 1
         if self.steps > self.limits.max_steps:
             raise TemplateLimitError(
-                f"template exceeded {self.limits.max_steps} loop steps and calls")
+                f"template exceeded {self.limits.max_steps} loop steps and calls"
+            )
         if not self.steps & 63 and time.perf_counter() > self.deadline:
             raise TemplateLimitError(
-                f"template took longer than {self.limits.max_seconds:g}s to render")
+                f"template took longer than {self.limits.max_seconds:g}s to render"
+            )
 
     def size(self, value: Any) -> Any:
         if isinstance(value, str | list | tuple) and len(value) > self.limits.max_output_chars:
             raise TemplateLimitError(
-                f"template built a value over {self.limits.max_output_chars} characters")
+                f"template built a value over {self.limits.max_output_chars} characters"
+            )
         return value
 
 
@@ -139,11 +142,14 @@ class LimitedEnvironment(SandboxedEnvironment):
         for loop in tree.find_all(nodes.For):
             if loop.recursive:
                 raise TemplateLimitError("recursive loops are not allowed in templates")
-            loop.iter = nodes.Filter(loop.iter, "pg_counted", [], [], None, None,
-                                     lineno=loop.lineno)
+            loop.iter = nodes.Filter(
+                loop.iter, "pg_counted", [], [], None, None, lineno=loop.lineno
+            )
         for concat in list(tree.find_all(nodes.Concat)):
-            concat.nodes = [nodes.Filter(n, "pg_sized", [], [], None, None, lineno=n.lineno)
-                            for n in concat.nodes]
+            concat.nodes = [
+                nodes.Filter(n, "pg_sized", [], [], None, None, lineno=n.lineno)
+                for n in concat.nodes
+            ]
         return tree
 
     def _check_args(self, args: tuple[Any, ...]) -> None:
@@ -152,12 +158,12 @@ class LimitedEnvironment(SandboxedEnvironment):
             if isinstance(arg, int) and not isinstance(arg, bool) and arg > limit:
                 raise TemplateLimitError(f"argument {arg} too large in template")
 
-    def _check_growth(self, name: str, value: Any, args: tuple[Any, ...],
-                      kwargs: dict[str, Any]) -> None:
+    def _check_growth(
+        self, name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
         limit = self.limits.max_output_chars
         if grows_to(name, value, args, kwargs) > limit:
-            raise TemplateLimitError(
-                f"template {name} would build a value over {limit} characters")
+            raise TemplateLimitError(f"template {name} would build a value over {limit} characters")
 
     def _guarded(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         skip = 1 if getattr(fn, "jinja_pass_arg", None) else 0  # context / eval ctx / env
@@ -166,7 +172,7 @@ class LimitedEnvironment(SandboxedEnvironment):
         def guarded(*args: Any, **kwargs: Any) -> Any:
             self._check_args((*args, *kwargs.values()))
             if len(args) > skip:
-                self._check_growth(name, args[skip], args[skip + 1:], kwargs)
+                self._check_growth(name, args[skip], args[skip + 1 :], kwargs)
             return fn(*args, **kwargs)
 
         return guarded
@@ -181,19 +187,24 @@ class LimitedEnvironment(SandboxedEnvironment):
         limit = self.limits.max_output_chars
         if operator == "*":
             for seq, times in ((left, right), (right, left)):
-                if isinstance(seq, str | list | tuple) and isinstance(times, int) \
-                        and len(seq) * times > limit:
+                if (
+                    isinstance(seq, str | list | tuple)
+                    and isinstance(times, int)
+                    and len(seq) * times > limit
+                ):
                     raise TemplateLimitError(f"template built a value over {limit} characters")
         elif operator == "**":
-            if isinstance(left, int) and isinstance(right, int) \
-                    and abs(right) * max(abs(left), 2).bit_length() > 4 * limit:
+            if (
+                isinstance(left, int)
+                and isinstance(right, int)
+                and abs(right) * max(abs(left), 2).bit_length() > 4 * limit
+            ):
                 raise TemplateLimitError("number too large in template")
         elif operator == "%" and isinstance(left, str) and _WIDE_FORMAT.search(left):
             raise TemplateLimitError("format width too large in template")
         return super().call_binop(context, operator, left, right)
 
-    def call(__self, __context: Context, __obj: Any, *args: Any,
-             **kwargs: Any) -> Any:
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         budget = _budget()
         budget.step()
         __self._check_args((*args, *kwargs.values()))
@@ -216,11 +227,13 @@ def render(template: Any, context: dict[str, Any] | None = None) -> str:
             size += len(chunk)
             if size > limits.max_output_chars:
                 raise TemplateLimitError(
-                    f"template output is over {limits.max_output_chars} characters")
+                    f"template output is over {limits.max_output_chars} characters"
+                )
             out.append(chunk)
             if not len(out) & 255 and time.perf_counter() > budget.deadline:
                 raise TemplateLimitError(
-                    f"template took longer than {limits.max_seconds:g}s to render")
+                    f"template took longer than {limits.max_seconds:g}s to render"
+                )
         return "".join(out)
     except (TemplateLimitError, SecurityError):
         raise

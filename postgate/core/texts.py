@@ -15,17 +15,27 @@ from postgate.core import i18n
 TEMPLATES = Path(__file__).parent / "templates"
 
 # The confirmation's template variables, filled per delivery from the send batch.
-PLACEHOLDERS = {"tenant": "{{ tenant_name }}", "topic": "{{ topic }}",
-                "url": "{{ confirm_url }}", "expires": "{{ expires }}"}
+PLACEHOLDERS = {
+    "tenant": "{{ tenant_name }}",
+    "topic": "{{ topic }}",
+    "url": "{{ confirm_url }}",
+    "expires": "{{ expires }}",
+}
 
 
 @cache
 def environment(locale: str) -> Environment:
     """Plain-text templates (mails, SMS) with ``locale``'s catalogue installed."""
-    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=False,
-                      extensions=["jinja2.ext.i18n"], trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=False,
+        extensions=["jinja2.ext.i18n"],
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.install_gettext_translations(  # type: ignore[attr-defined]
-        i18n.translations(locale), newstyle=True)
+        i18n.translations(locale), newstyle=True
+    )
     env.filters["sentence"] = i18n.sentence
     env.globals["locale"] = locale
     return env

@@ -41,12 +41,14 @@ VERP_LOCAL = re.compile(rf"^b\+({_ID})\.({_ID})\.({_ID})-([a-z2-7]{{{MAC_CHARS}}
 LEGACY_VERP_LOCAL = re.compile(rf"^b\+({_ID})-([0-9a-f]{{12}})$")
 TOKEN = re.compile(rf"^({_ID})\.({_ID})\.({_ID})\.([a-z2-7]{{{MAC_CHARS}}})$")
 LEGACY_TOKEN = re.compile(rf"^({_ID})\.([0-9a-f]{{32}})$")
-MESSAGE_ID = re.compile(rf"<({_ID})\.({_ID})\.({_ID})\.([a-z2-7]{{{MAC_CHARS}}})@[^>\s]+>",
-                        re.IGNORECASE)
+MESSAGE_ID = re.compile(
+    rf"<({_ID})\.({_ID})\.({_ID})\.([a-z2-7]{{{MAC_CHARS}}})@[^>\s]+>", re.IGNORECASE
+)
 LEGACY_MESSAGE_ID = re.compile(rf"<({_ID})\.({_ID})@[^>\s]+>")
 MAILTO_LOCAL = re.compile(
     rf"^unsubscribe\+((?:{_ID}\.){{3}}[a-z2-7]{{{MAC_CHARS}}}|{_ID}\.[0-9a-f]{{32}})$",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 MAX_ROW_ID = 2**63 - 1  # BIGINT: a larger id in a reply must not reach a query
 
 
@@ -107,8 +109,9 @@ def _legacy(keys: Keys, purpose: str, head: str, mac: str) -> Ref | None:
     if ids is None:
         return None
     for key in _keys(keys):
-        if hmac.compare_digest(_legacy_mac(key, purpose, ids[0], len(mac)).encode(),
-                               mac.lower().encode()):
+        if hmac.compare_digest(
+            _legacy_mac(key, purpose, ids[0], len(mac)).encode(), mac.lower().encode()
+        ):
             return Ref(ids[0], None, None, legacy=True)
     return None
 

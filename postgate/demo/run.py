@@ -45,8 +45,10 @@ def forbidden_message(tenant: str, list_id: int) -> dict[str, object]:
     """A campaign the content policy refuses: counterfeit goods."""
     message = campaign_message(tenant, list_id)
     message["campaign_id"] = "replica-deal"
-    message["content"] = {"subject": "Replica watches -90%",
-                          "text": "Fake Rolex and other replica watches, today only."}
+    message["content"] = {
+        "subject": "Replica watches -90%",
+        "text": "Fake Rolex and other replica watches, today only.",
+    }
     return message
 
 
@@ -55,9 +57,13 @@ def run_demo(workdir: Path | None = None, say: Callable[[str], None] = print) ->
     sink = SmtpSink().start()
     sink.handler.script("nobody@example.com", "550 5.1.1 <nobody@example.com>: user unknown")
     settings = Settings(
-        database_url=f"sqlite:///{directory / 'postgate.db'}", broker_url="memory://",
-        queue_prefix=f"demo{time.time_ns()}", smtp_port=sink.port, smtp_connections=4,
-        retry_base_s=1, sweep_interval_s=0.2,
+        database_url=f"sqlite:///{directory / 'postgate.db'}",
+        broker_url="memory://",
+        queue_prefix=f"demo{time.time_ns()}",
+        smtp_port=sink.port,
+        smtp_connections=4,
+        retry_base_s=1,
+        sweep_interval_s=0.2,
         secret_key=new_secret(),  # a throwaway key: the demo's links die with its database
     )
     try:
@@ -86,11 +92,17 @@ async def _run_until_finished(ctx: Context, timeout_s: float = 60) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with ctx.engine.connect() as conn:
-                states = dict(conn.execute(select(t.campaign.c.external_id, t.campaign.c.state)
-                                           .where(t.campaign.c.external_id.in_(
-                                               ["spring-sale-2026", "replica-deal"]))).all())
-            if states == {"spring-sale-2026": CampaignState.FINISHED,
-                          "replica-deal": CampaignState.REJECTED}:
+                states = dict(
+                    conn.execute(
+                        select(t.campaign.c.external_id, t.campaign.c.state).where(
+                            t.campaign.c.external_id.in_(["spring-sale-2026", "replica-deal"])
+                        )
+                    ).all()
+                )
+            if states == {
+                "spring-sale-2026": CampaignState.FINISHED,
+                "replica-deal": CampaignState.REJECTED,
+            }:
                 break
             await asyncio.sleep(0.2)
         stop.set()
@@ -104,11 +116,13 @@ def _report(ctx: Context, sink: SmtpSink) -> dict[str, Any]:
         rows = conn.execute(
             select(d.address, d.state, d.reason, d.smtp_code, d.last_error)
             .join(t.campaign, cp.id == d.campaign_id)
-            .where(cp.external_id == "spring-sale-2026").order_by(d.id)
+            .where(cp.external_id == "spring-sale-2026")
+            .order_by(d.id)
         ).all()
         campaigns = conn.execute(select(cp.external_id, cp.state)).all()
-        rejected = conn.execute(select(cp.external_id, cp.policy).where(
-            cp.state == CampaignState.REJECTED)).all()
+        rejected = conn.execute(
+            select(cp.external_id, cp.policy).where(cp.state == CampaignState.REJECTED)
+        ).all()
         dead = conn.execute(select(t.dead_letter.c.queue, t.dead_letter.c.error)).all()
     states = Counter(r.state for r in rows)
     return {
@@ -124,8 +138,10 @@ def _report(ctx: Context, sink: SmtpSink) -> dict[str, Any]:
 
 
 def _print(report: dict[str, Any], out: Callable[[str], None], directory: Path) -> None:
-    out("postgate demo: tenant 'acme', campaign 'spring-sale-2026' (promotional, topic "
-        f"'{TOPIC}')\n")
+    out(
+        "postgate demo: tenant 'acme', campaign 'spring-sale-2026' (promotional, topic "
+        f"'{TOPIC}')\n"
+    )
     out(f"{'recipient':<24} {'result':<8} why")
     for r in report["recipients"]:
         why = r["reason"] or ""
@@ -135,13 +151,16 @@ def _print(report: dict[str, Any], out: Callable[[str], None], directory: Path) 
     blocked = report["blocked"]
     total_blocked = sum(blocked.values())
     by_reason = ", ".join(f"{k} {v}" for k, v in sorted(blocked.items()))
-    out(f"\nsent {report['sent']}, blocked {total_blocked} ({by_reason}), "
-        f"failed {report['failed']}")
+    out(
+        f"\nsent {report['sent']}, blocked {total_blocked} ({by_reason}), failed {report['failed']}"
+    )
     out(f"the local SMTP sink received {report['sink_messages']} message(s)")
     out(f"campaigns: {report['campaigns']} (the duplicate queue message made no second one)")
     for name, policy in report["rejected"]:
-        found = "; ".join(f"{category}: {', '.join(terms)}"
-                          for category, terms in (policy.get("matches") or {}).items())
+        found = "; ".join(
+            f"{category}: {', '.join(terms)}"
+            for category, terms in (policy.get("matches") or {}).items()
+        )
         out(f"campaign '{name}' rejected by the content policy ({found})")
     for queue, error in report["dead_letters"]:
         out(f"dead letter from '{queue}': {error}")

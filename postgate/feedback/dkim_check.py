@@ -28,19 +28,28 @@ def quoted(conn: Connection, tenant_id: int, raw: bytes) -> str:
         return ""
     signatures = email.message_from_bytes(original).get_all("DKIM-Signature") or []
     sd = t.sender_domain.c
-    keys = {(r.domain.lower(), r.dkim_selector): r.dkim_public_key for r in conn.execute(
-        select(sd.domain, sd.dkim_selector, sd.dkim_public_key).where(sd.tenant_id == tenant_id))}
+    keys = {
+        (r.domain.lower(), r.dkim_selector): r.dkim_public_key
+        for r in conn.execute(
+            select(sd.domain, sd.dkim_selector, sd.dkim_public_key).where(sd.tenant_id == tenant_id)
+        )
+    }
     for index, signature in enumerate(signatures):
-        tags = {k.decode(): v.decode() for k, v in SIGNATURE_TAG.findall(
-            str(signature).encode("utf-8", "replace"))}
+        tags = {
+            k.decode(): v.decode()
+            for k, v in SIGNATURE_TAG.findall(str(signature).encode("utf-8", "replace"))
+        }
         domain, selector = tags.get("d", "").lower(), tags.get("s", "")
         if not any(d == domain for d, _ in keys):
             continue  # another party's signature (the receiver's, a forwarder's)
         record = keys.get((domain, selector))
         if record is None:
             return "fail"  # our tenant's domain, but no key of ours
-        return "pass" if _verify(original, index, f"{selector}._domainkey.{domain}",
-                                 record) else "fail"
+        return (
+            "pass"
+            if _verify(original, index, f"{selector}._domainkey.{domain}", record)
+            else "fail"
+        )
     return ""
 
 

@@ -43,8 +43,10 @@ def parse(raw: bytes, keys: tokens.Keys, envelope_rcpts: tuple[str, ...] = ()) -
         msg = email.message_from_bytes(raw)
     except Exception as exc:  # the stdlib parser is lenient; this is a last resort
         return Feedback(FeedbackKind.UNKNOWN, detail=f"unparseable: {exc!r}")
-    targets = list(envelope_rcpts) + [a for _, a in getaddresses(
-        [str(v) for h in ENVELOPE_HEADERS for v in (msg.get_all(h) or [])])]
+    targets = list(envelope_rcpts) + [
+        a
+        for _, a in getaddresses([str(v) for h in ENVELOPE_HEADERS for v in (msg.get_all(h) or [])])
+    ]
     envelope_ref = _verp(keys, targets)
     for address in targets:
         token = tokens.mailto_token(address)
@@ -63,10 +65,12 @@ def best_ref(*refs: tokens.Ref | None) -> tokens.Ref | None:
     return min(found, key=lambda r: (r.legacy, not r.signed)) if found else None
 
 
-def _classify(msg: Message, raw: bytes, keys: tokens.Keys,
-              envelope_ref: tokens.Ref | None) -> Feedback:
-    report = (msg.get_param("report-type") or "") if msg.get_content_type() == \
-        "multipart/report" else ""
+def _classify(
+    msg: Message, raw: bytes, keys: tokens.Keys, envelope_ref: tokens.Ref | None
+) -> Feedback:
+    report = (
+        (msg.get_param("report-type") or "") if msg.get_content_type() == "multipart/report" else ""
+    )
     quoted_verp = _verp(keys, VERP_ANYWHERE.findall(raw.decode("latin-1")))
     ref = best_ref(envelope_ref, quoted_verp, _message_ref(msg, keys))
     if str(report).lower() == "feedback-report" or _part(msg, "message/feedback-report"):
@@ -83,19 +87,37 @@ def _classify(msg: Message, raw: bytes, keys: tokens.Keys,
         text = _text(msg)
         failed = sorted(a.decode("utf-8", "replace") for a in (permanent or temporary))
         status = m.group(0) if (m := ENHANCED.search(text)) else ""
-        hard = bool(permanent) and not POLICY.search(text) and bool(
-            (status and classify_reply(550, status).hard) or DEAD_ADDRESS.search(text)
-            or re.search(r"no mailbox here|not our customer|no such|unknown", text, re.I))
-        return Feedback(FeedbackKind.BOUNCE, hard=hard, recipients=tuple(failed),
-                        status=status, ref=ref, action="failed" if permanent else "delayed")
-    return Feedback(FeedbackKind.UNKNOWN, ref=ref,
-                    detail="no DSN, ARF report, auto-reply or known bounce format")
+        hard = (
+            bool(permanent)
+            and not POLICY.search(text)
+            and bool(
+                (status and classify_reply(550, status).hard)
+                or DEAD_ADDRESS.search(text)
+                or re.search(r"no mailbox here|not our customer|no such|unknown", text, re.I)
+            )
+        )
+        return Feedback(
+            FeedbackKind.BOUNCE,
+            hard=hard,
+            recipients=tuple(failed),
+            status=status,
+            ref=ref,
+            action="failed" if permanent else "delayed",
+        )
+    return Feedback(
+        FeedbackKind.UNKNOWN,
+        ref=ref,
+        detail="no DSN, ARF report, auto-reply or known bounce format",
+    )
 
 
 def _dsn(part: Message, ref: tokens.Ref | None) -> Feedback | None:
     """RFC 3464: per-recipient field groups after the per-message group."""
-    groups = [g for g in part.get_payload() if isinstance(g, Message)] if part.is_multipart() \
+    groups = (
+        [g for g in part.get_payload() if isinstance(g, Message)]
+        if part.is_multipart()
         else [email.message_from_string(str(part.get_payload()))]
+    )
     failed, delayed, statuses, diagnostics = [], [], [], []
     for group in groups[1:] if len(groups) > 1 else groups:
         action = str(group.get("Action", "")).strip().lower()
@@ -116,9 +138,15 @@ def _dsn(part: Message, ref: tokens.Ref | None) -> Feedback | None:
     if failed:
         code = int(status[0]) * 100 + 50 if status else 550
         hard = classify_reply(code, f"{status} {diagnostic}").hard
-    return Feedback(FeedbackKind.BOUNCE, hard=hard, recipients=tuple(failed or delayed),
-                    status=status, ref=ref, action="failed" if failed else "delayed",
-                    detail=diagnostic[:500])
+    return Feedback(
+        FeedbackKind.BOUNCE,
+        hard=hard,
+        recipients=tuple(failed or delayed),
+        status=status,
+        ref=ref,
+        action="failed" if failed else "delayed",
+        detail=diagnostic[:500],
+    )
 
 
 def _dsn_recipient(group: Message) -> str:
@@ -142,15 +170,24 @@ def _arf(msg: Message, ref: tokens.Ref | None) -> Feedback:
             fields = inner[0]
         elif isinstance(inner, str):
             fields = email.message_from_string(inner)
-    recipients = [a for _, a in getaddresses([str(v) for v in (
-        fields.get_all("Original-Rcpt-To") or [])]) if a]
+    recipients = [
+        a
+        for _, a in getaddresses([str(v) for v in (fields.get_all("Original-Rcpt-To") or [])])
+        if a
+    ]
     original = _part(msg, "message/rfc822") or _part(msg, "text/rfc822-headers")
     if not recipients and original is not None:
         headers = _original_headers(original)
         recipients = [a for _, a in getaddresses([str(v) for v in headers.get_all("To") or []])]
-    return Feedback(FeedbackKind.COMPLAINT, recipients=tuple(recipients), ref=ref, extra={
-                        "feedback_type": str(fields.get("Feedback-Type", "abuse")).strip(),
-                        "user_agent": str(fields.get("User-Agent", "")).strip()})
+    return Feedback(
+        FeedbackKind.COMPLAINT,
+        recipients=tuple(recipients),
+        ref=ref,
+        extra={
+            "feedback_type": str(fields.get("Feedback-Type", "abuse")).strip(),
+            "user_agent": str(fields.get("User-Agent", "")).strip(),
+        },
+    )
 
 
 def _auto_reply(msg: Message) -> bool:

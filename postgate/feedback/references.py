@@ -47,14 +47,26 @@ class Target:
 
 def _query() -> Select[Any]:
     d, c, tn = t.delivery.c, t.campaign.c, t.tenant.c
-    return (select(d.id, d.tenant_id, d.campaign_id, d.address, tn.slug, tn.name, c.channel,
-                   c.ref_format, c.created_at)
-            .join(t.campaign, c.id == d.campaign_id)
-            .join(t.tenant, tn.id == d.tenant_id))
+    return (
+        select(
+            d.id,
+            d.tenant_id,
+            d.campaign_id,
+            d.address,
+            tn.slug,
+            tn.name,
+            c.channel,
+            c.ref_format,
+            c.created_at,
+        )
+        .join(t.campaign, c.id == d.campaign_id)
+        .join(t.tenant, tn.id == d.tenant_id)
+    )
 
 
-def resolve(conn: Connection, ref: Ref, now: datetime, legacy_days: float | None,
-            trusted: bool = False) -> tuple[Target | None, str]:
+def resolve(
+    conn: Connection, ref: Ref, now: datetime, legacy_days: float | None, trusted: bool = False
+) -> tuple[Target | None, str]:
     """The delivery ``ref`` stands for and how it was verified, or None and why not.
 
     ``legacy_days`` None: legacy references have no time limit (unsubscribe links)."""
@@ -62,10 +74,12 @@ def resolve(conn: Connection, ref: Ref, now: datetime, legacy_days: float | None
     row = conn.execute(_query().where(d.id == ref.delivery_id)).first()
     if row is None:
         return None, "unknown_delivery"
-    target = Target(row.id, row.tenant_id, row.campaign_id, row.address, row.slug, row.name,
-                    row.channel)
+    target = Target(
+        row.id, row.tenant_id, row.campaign_id, row.address, row.slug, row.name, row.channel
+    )
     if (ref.campaign_id is not None and ref.campaign_id != row.campaign_id) or (
-            ref.tenant_id is not None and ref.tenant_id != row.tenant_id):
+        ref.tenant_id is not None and ref.tenant_id != row.tenant_id
+    ):
         return None, "reference_mismatch"
     if trusted:
         return target, Verification.PROVIDER

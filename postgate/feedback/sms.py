@@ -35,64 +35,115 @@ log = logging.getLogger("postgate.sms.feedback")
 p, d = t.sms_part.c, t.delivery.c
 
 
-def record_parts(conn: Connection, provider: str, accepted: Iterable[tuple[int, Sequence[str]]],
-                 now: datetime) -> None:
+def record_parts(
+    conn: Connection, provider: str, accepted: Iterable[tuple[int, Sequence[str]]], now: datetime
+) -> None:
     """The message ids a gateway gave for each delivery; applies reports already here."""
-    rows = [{"provider": provider, "message_id": mid, "delivery_id": did, "part": i + 1,
-             "parts": len(ids), "created_at": now}
-            for did, ids in accepted for i, mid in enumerate(ids)]
+    rows = [
+        {
+            "provider": provider,
+            "message_id": mid,
+            "delivery_id": did,
+            "part": i + 1,
+            "parts": len(ids),
+            "created_at": now,
+        }
+        for did, ids in accepted
+        for i, mid in enumerate(ids)
+    ]
     if not rows:
         return
     insert_ignore(conn, t.sms_part, rows, ("provider", "message_id"))
     conn.execute(
         update(t.sms_part)
-        .where(p.provider == provider, p.message_id == bindparam("b_mid"),
-               p.delivery_id.is_(None))
-        .values(delivery_id=bindparam("b_did"), part=bindparam("b_part"),
-                parts=bindparam("b_parts")),
-        [{"b_mid": r["message_id"], "b_did": r["delivery_id"], "b_part": r["part"],
-          "b_parts": r["parts"]} for r in rows],
+        .where(p.provider == provider, p.message_id == bindparam("b_mid"), p.delivery_id.is_(None))
+        .values(
+            delivery_id=bindparam("b_did"), part=bindparam("b_part"), parts=bindparam("b_parts")
+        ),
+        [
+            {
+                "b_mid": r["message_id"],
+                "b_did": r["delivery_id"],
+                "b_part": r["part"],
+                "b_parts": r["parts"],
+            }
+            for r in rows
+        ],
     )
     apply(conn, provider, [str(r["message_id"]) for r in rows], now)
 
 
-def record_reports(conn: Connection, reports: Sequence[DeliveryReport], now: datetime,
-                   delivery_ids: Sequence[int | None] | None = None) -> None:
+def record_reports(
+    conn: Connection,
+    reports: Sequence[DeliveryReport],
+    now: datetime,
+    delivery_ids: Sequence[int | None] | None = None,
+) -> None:
     """Store delivery reports (optionally with the delivery id the gateway echoed back)."""
     ids = list(delivery_ids or [None] * len(reports))
     for provider in {r.provider for r in reports}:
         mine = [(r, did) for r, did in zip(reports, ids, strict=True) if r.provider == provider]
-        insert_ignore(conn, t.sms_part, [
-            {"provider": provider, "message_id": r.message_id, "delivery_id": did,
-             "status": r.status.value, "error": r.code, "done_at": r.done_at, "created_at": now}
-            for r, did in mine], ("provider", "message_id"))
-        settled = or_(p.status.is_(None), p.status == DlrStatus.ACCEPTED,
-                      p.status == DlrStatus.UNKNOWN)  # a final status is never overwritten
+        insert_ignore(
+            conn,
+            t.sms_part,
+            [
+                {
+                    "provider": provider,
+                    "message_id": r.message_id,
+                    "delivery_id": did,
+                    "status": r.status.value,
+                    "error": r.code,
+                    "done_at": r.done_at,
+                    "created_at": now,
+                }
+                for r, did in mine
+            ],
+            ("provider", "message_id"),
+        )
+        settled = or_(
+            p.status.is_(None), p.status == DlrStatus.ACCEPTED, p.status == DlrStatus.UNKNOWN
+        )  # a final status is never overwritten
         conn.execute(
             update(t.sms_part)
             .where(p.provider == provider, p.message_id == bindparam("b_mid"), settled)
-            .values(status=bindparam("b_status"), error=bindparam("b_code"),
-                    done_at=bindparam("b_done")),
-            [{"b_mid": r.message_id, "b_status": r.status.value, "b_code": r.code,
-              "b_done": r.done_at} for r, _ in mine],
+            .values(
+                status=bindparam("b_status"), error=bindparam("b_code"), done_at=bindparam("b_done")
+            ),
+            [
+                {
+                    "b_mid": r.message_id,
+                    "b_status": r.status.value,
+                    "b_code": r.code,
+                    "b_done": r.done_at,
+                }
+                for r, _ in mine
+            ],
         )
         with_ids = [{"b_mid": r.message_id, "b_did": did} for r, did in mine if did]
         if with_ids:
             conn.execute(
                 update(t.sms_part)
-                .where(p.provider == provider, p.message_id == bindparam("b_mid"),
-                       p.delivery_id.is_(None))
-                .values(delivery_id=bindparam("b_did")), with_ids)
+                .where(
+                    p.provider == provider,
+                    p.message_id == bindparam("b_mid"),
+                    p.delivery_id.is_(None),
+                )
+                .values(delivery_id=bindparam("b_did")),
+                with_ids,
+            )
         apply(conn, provider, [r.message_id for r, _ in mine], now)
 
 
 def apply(conn: Connection, provider: str, message_ids: Sequence[str], now: datetime) -> int:
     """Move deliveries whose parts are all reported to delivered or failed."""
     touched = select(p.delivery_id).where(
-        p.provider == provider, p.message_id.in_(list(message_ids)), p.delivery_id.is_not(None))
+        p.provider == provider, p.message_id.in_(list(message_ids)), p.delivery_id.is_not(None)
+    )
     rows = conn.execute(
-        select(p.delivery_id, p.status, p.parts, p.done_at, p.message_id)
-        .where(p.delivery_id.in_(touched))).all()
+        select(p.delivery_id, p.status, p.parts, p.done_at, p.message_id).where(
+            p.delivery_id.in_(touched)
+        )
+    ).all()
     parts: dict[int, list[tuple[str | None, int, datetime | None, str]]] = {}
     for did, status, count, done_at, mid in rows:
         parts.setdefault(did, []).append((status, count, done_at, mid))
@@ -103,37 +154,66 @@ def apply(conn: Connection, provider: str, message_ids: Sequence[str], now: date
             continue
         done = max((x for _, _, x, _ in items if x is not None), default=now)
         if verdict is DlrStatus.DELIVERED:
-            changed += conn.execute(update(t.delivery).where(
-                d.id == did, d.state == DeliveryState.SENT, d.dlr_status.is_(None)
-            ).values(dlr_status=verdict.value, delivered_at=done, updated_at=now)).rowcount
+            changed += conn.execute(
+                update(t.delivery)
+                .where(d.id == did, d.state == DeliveryState.SENT, d.dlr_status.is_(None))
+                .values(dlr_status=verdict.value, delivered_at=done, updated_at=now)
+            ).rowcount
         elif verdict in FINAL_FAILURES:
             changed += _failed(conn, did, verdict, provider, items[0][3], now)
     return changed
 
 
-def _failed(conn: Connection, delivery_id: int, verdict: DlrStatus, provider: str,
-            message_id: str, now: datetime) -> int:
+def _failed(
+    conn: Connection,
+    delivery_id: int,
+    verdict: DlrStatus,
+    provider: str,
+    message_id: str,
+    now: datetime,
+) -> int:
     row = conn.execute(select(d.tenant_id, d.address).where(d.id == delivery_id)).first()
-    count = conn.execute(update(t.delivery).where(
-        d.id == delivery_id, d.state == DeliveryState.SENT
-    ).values(state=DeliveryState.FAILED, reason=f"sms_{verdict.value}",
-             dlr_status=verdict.value, updated_at=now)).rowcount
+    count = conn.execute(
+        update(t.delivery)
+        .where(d.id == delivery_id, d.state == DeliveryState.SENT)
+        .values(
+            state=DeliveryState.FAILED,
+            reason=f"sms_{verdict.value}",
+            dlr_status=verdict.value,
+            updated_at=now,
+        )
+    ).rowcount
     if row is not None:
-        ledger.record(conn, [ledger.Event(
-            Channel.SMS, FeedbackKind.BOUNCE, f"dlr:{provider}:{message_id}", "dlr", now,
-            row[0], delivery_id, row[1], False, verdict.value,
-            raw=f"{provider} {message_id} {verdict.value}")])
+        ledger.record(
+            conn,
+            [
+                ledger.Event(
+                    Channel.SMS,
+                    FeedbackKind.BOUNCE,
+                    f"dlr:{provider}:{message_id}",
+                    "dlr",
+                    now,
+                    row[0],
+                    delivery_id,
+                    row[1],
+                    False,
+                    verdict.value,
+                    raw=f"{provider} {message_id} {verdict.value}",
+                )
+            ],
+        )
     return int(count)
 
 
-def _mo_key(conn: Connection, message: InboundSms, resume: bool,
-            now: datetime) -> str | None:
+def _mo_key(conn: Connection, message: InboundSms, resume: bool, now: datetime) -> str | None:
     """The event's dedup key, or None when this reply was handled before. A gateway's
     message id makes a retry recognisable. Without one (SMPP MO carry none) a STOP always
     applies, suppressing being the safe side, while a START repeated word for word within
     about ``START_REPLAY_WINDOW`` is taken for a resent one, so it cannot undo a later STOP."""
-    content = hashlib.sha256(f"{message.provider}|{message.message_id}|{message.sender}|"
-                             f"{message.recipient}|{message.text}".encode()).hexdigest()[:40]
+    content = hashlib.sha256(
+        f"{message.provider}|{message.message_id}|{message.sender}|"
+        f"{message.recipient}|{message.text}".encode()
+    ).hexdigest()[:40]
     fe = t.feedback_event.c
 
     def seen(*keys: str) -> bool:
@@ -160,34 +240,52 @@ def inbound(conn: Connection, message: InboundSms, now: datetime) -> int | None:
         log.info("inbound sms from %s via %s is not an opt-out", message.sender, message.provider)
         return None
     try:
-        number = e164(message.sender if message.sender.startswith("+")
-                      else "+" + message.sender)
+        number = e164(message.sender if message.sender.startswith("+") else "+" + message.sender)
     except AddressError:  # kept as sent, minus what a database cannot hold
         number = message.sender.replace("\x00", "\ufffd")[:64]
     c = t.campaign.c
     tenant_id = conn.scalar(
-        select(d.tenant_id).join(t.campaign, c.id == d.campaign_id)
-        .where(d.address == number, c.channel == "sms",
-               and_(d.state.in_([DeliveryState.SENT, DeliveryState.FAILED])))
-        .order_by(d.updated_at.desc(), d.id.desc()).limit(1))
+        select(d.tenant_id)
+        .join(t.campaign, c.id == d.campaign_id)
+        .where(
+            d.address == number,
+            c.channel == "sms",
+            and_(d.state.in_([DeliveryState.SENT, DeliveryState.FAILED])),
+        )
+        .order_by(d.updated_at.desc(), d.id.desc())
+        .limit(1)
+    )
     key = _mo_key(conn, message, bool(resume), now)
     if key is None:
-        log.info("inbound sms %r from %s seen before: nothing changes", message.message_id,
-                 number)  # a gateway retrying an old STOP or START must not undo a later one
+        log.info(
+            "inbound sms %r from %s seen before: nothing changes", message.message_id, number
+        )  # a gateway retrying an old STOP or START must not undo a later one
         return None
     stop = ledger.Event(
-        Channel.SMS, FeedbackKind.STOP if word else FeedbackKind.START, key, message.provider,
-        now, tenant_id, address=number, raw=message.raw[:2000].replace("\x00", "\ufffd"),
+        Channel.SMS,
+        FeedbackKind.STOP if word else FeedbackKind.START,
+        key,
+        message.provider,
+        now,
+        tenant_id,
+        address=number,
+        raw=message.raw[:2000].replace("\x00", "\ufffd"),
         suppress=SuppressionReason.STOP if word else None,
-        detail=f"{word} via {message.provider}")
+        detail=f"{word} via {message.provider}",
+    )
     ledger.record(conn, [stop])
     if tenant_id is None:
         log.warning("%s from %s matches no tenant's SMS; recorded only", word or resume, number)
         return None
     if resume:
         lifted = ledger.lift(conn, tenant_id, Channel.SMS, [number], [SuppressionReason.STOP])
-        log.info("tenant=%s recipient=%s opted back in by %s (%d STOP lifted)", tenant_id,
-                 number, resume, lifted)
+        log.info(
+            "tenant=%s recipient=%s opted back in by %s (%d STOP lifted)",
+            tenant_id,
+            number,
+            resume,
+            lifted,
+        )
         return int(tenant_id)
     log.info("tenant=%s recipient=%s opted out by %s", tenant_id, number, word)
     return int(tenant_id)

@@ -37,8 +37,9 @@ def lookup(engine: Engine, keys: tokens.Keys, token: str) -> Unsubscribed | None
     return _resolve(engine, keys, token)[1]
 
 
-def _resolve(engine: Engine, keys: tokens.Keys,
-             token: str) -> tuple[int | None, Unsubscribed | None]:
+def _resolve(
+    engine: Engine, keys: tokens.Keys, token: str
+) -> tuple[int | None, Unsubscribed | None]:
     ref = tokens.unsubscribe_decode(keys, token)
     if ref is None:
         return None, None
@@ -46,8 +47,9 @@ def _resolve(engine: Engine, keys: tokens.Keys,
         target, _ = references.resolve(conn, ref, utcnow(), None)
     if target is None:
         return None, None
-    return target.delivery_id, Unsubscribed(target.tenant_id, target.tenant_name, target.slug,
-                                            target.channel, target.address)
+    return target.delivery_id, Unsubscribed(
+        target.tenant_id, target.tenant_name, target.slug, target.channel, target.address
+    )
 
 
 def event_key(delivery_id: int) -> str:
@@ -56,17 +58,36 @@ def event_key(delivery_id: int) -> str:
     return f"unsubscribe:{delivery_id}"
 
 
-def apply(engine: Engine, keys: tokens.Keys, token: str, source: str,
-          now: datetime) -> Unsubscribed | None:
+def apply(
+    engine: Engine, keys: tokens.Keys, token: str, source: str, now: datetime
+) -> Unsubscribed | None:
     """Suppress the address behind ``token`` for its tenant and record the event once."""
     delivery_id, who = _resolve(engine, keys, token)
     if who is None or delivery_id is None:
         return None
     with engine.begin() as conn:
-        ledger.record(conn, [ledger.Event(
-            Channel(who.channel), FeedbackKind.UNSUBSCRIBE, event_key(delivery_id), source, now,
-            who.tenant_id, delivery_id, who.address, suppress=SuppressionReason.UNSUBSCRIBE,
-            detail=f"{source} via delivery {delivery_id}")])
-    log.info("tenant=%s rcpt=%s unsubscribed (%s, delivery %s)", who.tenant_id, who.address,
-             source, delivery_id)
+        ledger.record(
+            conn,
+            [
+                ledger.Event(
+                    Channel(who.channel),
+                    FeedbackKind.UNSUBSCRIBE,
+                    event_key(delivery_id),
+                    source,
+                    now,
+                    who.tenant_id,
+                    delivery_id,
+                    who.address,
+                    suppress=SuppressionReason.UNSUBSCRIBE,
+                    detail=f"{source} via delivery {delivery_id}",
+                )
+            ],
+        )
+    log.info(
+        "tenant=%s rcpt=%s unsubscribed (%s, delivery %s)",
+        who.tenant_id,
+        who.address,
+        source,
+        delivery_id,
+    )
     return who

@@ -42,8 +42,9 @@ class RefuseNulInUrl:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
-            raw = bytes(scope.get("raw_path") or b"") + b"?" + bytes(scope.get("query_string")
-                                                                    or b"")
+            raw = (
+                bytes(scope.get("raw_path") or b"") + b"?" + bytes(scope.get("query_string") or b"")
+            )
             if b"%00" in raw or b"\x00" in raw or "\x00" in scope.get("path", ""):
                 reply = JSONResponse({"detail": "a URL may not contain NUL (%00)"}, 400)
                 await reply(scope, receive, send)
@@ -63,8 +64,7 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
 async def _invalid(request: Request, exc: RequestValidationError) -> Response:
     """FastAPI's 422, written as ASCII JSON: the errors quote the input, and a lone
     surrogate in it (valid in JSON, not in UTF-8) must not turn the answer into a 500."""
-    body = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=True,
-                      default=str)
+    body = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=True, default=str)
     return Response(body, status_code=422, media_type="application/json")
 
 
@@ -92,8 +92,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/v1/operator/tenants")
     def tenants(operator: Operator) -> list[dict[str, object]]:
         with engine.connect() as conn:
-            rows = conn.execute(select(t.tenant.c.slug, t.tenant.c.name, t.tenant.c.domain,
-                                       t.tenant.c.status).order_by(t.tenant.c.slug)).all()
+            rows = conn.execute(
+                select(
+                    t.tenant.c.slug, t.tenant.c.name, t.tenant.c.domain, t.tenant.c.status
+                ).order_by(t.tenant.c.slug)
+            ).all()
         return [dict(r._mapping) for r in rows]
 
     consent_api.install(app)

@@ -45,8 +45,15 @@ def create_key(engine: Engine, role: str, name: str, tenant_slug: str | None = N
             tenant_id = tenants.id_of(conn, tenant_slug or "")
             if tenant_id is None:
                 raise ValueError(f"unknown tenant {tenant_slug!r}")
-        conn.execute(insert(t.api_key).values(tenant_id=tenant_id, role=role, name=name,
-                                              key_hash=hash_key(key), created_at=utcnow()))
+        conn.execute(
+            insert(t.api_key).values(
+                tenant_id=tenant_id,
+                role=role,
+                name=name,
+                key_hash=hash_key(key),
+                created_at=utcnow(),
+            )
+        )
     return key
 
 

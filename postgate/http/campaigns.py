@@ -56,7 +56,9 @@ def list_campaigns(request: Request, user: TenantUser, limit: Limit = 50) -> lis
     with request.app.state.engine.connect() as conn:
         rows = conn.execute(
             select(c.id, c.external_id, c.channel, c.kind, c.topic, c.state, c.created_at)
-            .where(c.tenant_id == user.tenant_id).order_by(c.id.desc()).limit(limit)
+            .where(c.tenant_id == user.tenant_id)
+            .order_by(c.id.desc())
+            .limit(limit)
         ).all()
     return [dict(r._mapping) for r in rows]
 
@@ -64,16 +66,21 @@ def list_campaigns(request: Request, user: TenantUser, limit: Limit = 50) -> lis
 @router.get("/{campaign_id}")
 def status(campaign_id: RowId, request: Request, user: TenantUser) -> dict[str, Any]:
     with request.app.state.engine.connect() as conn:
-        row = conn.execute(select(c.id, c.external_id, c.state, c.created_at, c.finished_at)
-                           .where(c.id == campaign_id, c.tenant_id == user.tenant_id)).first()
+        row = conn.execute(
+            select(c.id, c.external_id, c.state, c.created_at, c.finished_at).where(
+                c.id == campaign_id, c.tenant_id == user.tenant_id
+            )
+        ).first()
         if row is None:
             raise HTTPException(404, "no such campaign")
         counts = conn.execute(
             select(d.state, d.reason, func.count())
             .where(d.campaign_id == campaign_id, d.tenant_id == user.tenant_id)
-            .group_by(d.state, d.reason)).all()
+            .group_by(d.state, d.reason)
+        ).all()
     return dict(row._mapping) | {
-        "deliveries": [{"state": s, "reason": r, "count": n} for s, r, n in counts]}
+        "deliveries": [{"state": s, "reason": r, "count": n} for s, r, n in counts]
+    }
 
 
 def _control(action: str, campaign_id: int, request: Request, user: TenantUser) -> dict[str, str]:
@@ -83,8 +90,13 @@ def _control(action: str, campaign_id: int, request: Request, user: TenantUser) 
         if action == "resume":
             broker = _broker(request)
             try:
-                state = control.resume(engine, publisher(broker, settings.batch_size),
-                                       user.tenant_id, campaign_id, user.name)
+                state = control.resume(
+                    engine,
+                    publisher(broker, settings.batch_size),
+                    user.tenant_id,
+                    campaign_id,
+                    user.name,
+                )
             finally:
                 broker.close()
         else:
@@ -113,6 +125,3 @@ def cancel(campaign_id: RowId, request: Request, user: TenantUser) -> dict[str, 
 
 def install(app: FastAPI) -> None:
     app.include_router(router)
-
-
-

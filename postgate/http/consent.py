@@ -63,52 +63,77 @@ class FormPatch(BaseModel):
 
 
 def _form_out(row: Any, public_url: str) -> dict[str, Any]:
-    return {"public_id": row.public_id, "name": row.name, "topic": row.topic,
-            "list_id": row.list_id, "channels": row.channels, "enabled": row.enabled,
-            "consent_text_version": row.consent_text_version,
-            "consent_text_hash": row.consent_text_hash,
-            "locale": row.locale, "allowed_origins": row.allowed_origins or [],
-            "url": f"{public_url.rstrip('/')}/f/{row.public_id}",
-            "embed_html": embed.snippet(row, public_url)}
+    return {
+        "public_id": row.public_id,
+        "name": row.name,
+        "topic": row.topic,
+        "list_id": row.list_id,
+        "channels": row.channels,
+        "enabled": row.enabled,
+        "consent_text_version": row.consent_text_version,
+        "consent_text_hash": row.consent_text_hash,
+        "locale": row.locale,
+        "allowed_origins": row.allowed_origins or [],
+        "url": f"{public_url.rstrip('/')}/f/{row.public_id}",
+        "embed_html": embed.snippet(row, public_url),
+    }
 
 
 @router.post("/forms", status_code=201)
 def create_form(spec: FormSpec, user: TenantUser, request: Request) -> dict[str, Any]:
-    if not spec.channels or len(set(spec.channels)) != len(spec.channels) \
-            or not set(spec.channels) <= {"email", "sms"}:
-        raise HTTPException(422, 'channels must be one or both of "email" and "sms"; each '
-                                 "is confirmed on its own address (a mail, an SMS)")
+    if (
+        not spec.channels
+        or len(set(spec.channels)) != len(spec.channels)
+        or not set(spec.channels) <= {"email", "sms"}
+    ):
+        raise HTTPException(
+            422,
+            'channels must be one or both of "email" and "sms"; each '
+            "is confirmed on its own address (a mail, an SMS)",
+        )
     engine = request.app.state.engine
     with engine.begin() as conn:
-        owner = conn.scalar(select(t.mailing_list.c.tenant_id)
-                            .where(t.mailing_list.c.id == spec.list_id))
+        owner = conn.scalar(
+            select(t.mailing_list.c.tenant_id).where(t.mailing_list.c.id == spec.list_id)
+        )
         if owner != user.tenant_id:
             raise HTTPException(404, "no such list")
         values = spec.model_dump() | {
-            "tenant_id": user.tenant_id, "public_id": secrets.token_urlsafe(16),
-            "consent_text_hash": signup.hash_text(spec.consent_text), "enabled": True,
-            "created_at": utcnow()}
+            "tenant_id": user.tenant_id,
+            "public_id": secrets.token_urlsafe(16),
+            "consent_text_hash": signup.hash_text(spec.consent_text),
+            "enabled": True,
+            "created_at": utcnow(),
+        }
         conn.execute(insert(t.signup_form).values(**values))
-        row = conn.execute(select(t.signup_form).where(
-            t.signup_form.c.public_id == values["public_id"])).one()
+        row = conn.execute(
+            select(t.signup_form).where(t.signup_form.c.public_id == values["public_id"])
+        ).one()
     return _form_out(row, request.app.state.settings.public_url)
 
 
 @router.get("/forms")
 def list_forms(user: TenantUser, request: Request) -> list[dict[str, Any]]:
     with request.app.state.engine.connect() as conn:
-        rows = conn.execute(select(t.signup_form).where(
-            t.signup_form.c.tenant_id == user.tenant_id).order_by(t.signup_form.c.id)).all()
+        rows = conn.execute(
+            select(t.signup_form)
+            .where(t.signup_form.c.tenant_id == user.tenant_id)
+            .order_by(t.signup_form.c.id)
+        ).all()
     return [_form_out(r, request.app.state.settings.public_url) for r in rows]
 
 
 @router.patch("/forms/{public_id}")
-def patch_form(public_id: str, patch: FormPatch, user: TenantUser,
-               request: Request) -> dict[str, Any]:
+def patch_form(
+    public_id: str, patch: FormPatch, user: TenantUser, request: Request
+) -> dict[str, Any]:
     f = t.signup_form.c
     with request.app.state.engine.begin() as conn:
-        done = conn.execute(update(t.signup_form).where(
-            f.public_id == public_id, f.tenant_id == user.tenant_id).values(enabled=patch.enabled))
+        done = conn.execute(
+            update(t.signup_form)
+            .where(f.public_id == public_id, f.tenant_id == user.tenant_id)
+            .values(enabled=patch.enabled)
+        )
         if done.rowcount != 1:
             raise HTTPException(404, "no such form")
         row = conn.execute(select(t.signup_form).where(f.public_id == public_id)).one()
@@ -131,8 +156,16 @@ async def import_list(list_id: RowId, user: TenantUser, request: Request) -> dic
     except UnicodeDecodeError:
         raise HTTPException(422, "the CSV must be UTF-8") from None
     try:
-        result = await asyncio.to_thread(imports.run_import, request.app.state.engine,
-                                         user.tenant_id, list_id, decl, text, user.name, utcnow())
+        result = await asyncio.to_thread(
+            imports.run_import,
+            request.app.state.engine,
+            user.tenant_id,
+            list_id,
+            decl,
+            text,
+            user.name,
+            utcnow(),
+        )
     except imports.ImportRefused as exc:
         raise HTTPException(422, str(exc)) from None
     except LookupError:
@@ -149,8 +182,9 @@ async def campaign_dry_run(user: TenantUser, request: Request) -> dict[str, Any]
         msg = parse_campaign(await request.body(), settings.max_message_bytes)
         if msg.tenant != user.tenant_slug:
             raise MessageError("the message names another tenant")
-        return await asyncio.to_thread(dry_run, request.app.state.engine, msg,
-                                       settings.page_size, utcnow(), settings)
+        return await asyncio.to_thread(
+            dry_run, request.app.state.engine, msg, settings.page_size, utcnow(), settings
+        )
     except MessageError as exc:
         raise HTTPException(422, str(exc)) from None
 
@@ -170,4 +204,3 @@ def install(app: FastAPI) -> None:
     app.state.limiter = limiter_for(settings.redis_url, settings.queue_prefix)
     app.include_router(router)
     app.include_router(public_api.router)
-

@@ -31,15 +31,18 @@ def erase_person(body: ErasureRequest, request: Request, user: TenantUser) -> di
     return dataclasses.asdict(report)
 
 
-@router.get("/export.xml", response_class=StreamingResponse,
-            responses={200: {"content": {"application/xml": {}},
-                             "description": "the export document"}})
+@router.get(
+    "/export.xml",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/xml": {}}, "description": "the export document"}},
+)
 async def export(request: Request, user: TenantUser) -> StreamingResponse:
     """The tenant's data as XML (schema: postgate/tenants/export.xsd), spooled to disk."""
     assert user.tenant_id is not None
     spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115
-    await run_in_threadpool(export_tenant, request.app.state.engine, user.tenant_id,
-                            cast(BinaryIO, spool))
+    await run_in_threadpool(
+        export_tenant, request.app.state.engine, user.tenant_id, cast(BinaryIO, spool)
+    )
     spool.seek(0)
 
     def chunks() -> Any:
@@ -47,8 +50,11 @@ async def export(request: Request, user: TenantUser) -> StreamingResponse:
             while block := spool.read(64 * 1024):
                 yield block
 
-    return StreamingResponse(chunks(), media_type="application/xml", headers={
-        "Content-Disposition": f'attachment; filename="{user.tenant_slug}-export.xml"'})
+    return StreamingResponse(
+        chunks(),
+        media_type="application/xml",
+        headers={"Content-Disposition": f'attachment; filename="{user.tenant_slug}-export.xml"'},
+    )
 
 
 def install(app: FastAPI) -> None:

@@ -26,9 +26,14 @@ def claim(body: Claim, tenant: TenantUser, request: Request) -> dict[str, Any]:
     settings = request.app.state.settings
     assert tenant.tenant_id is not None
     try:
-        row = domain_store.add(request.app.state.engine, tenant.tenant_id, body.domain,
-                               settings.dkim_algorithm, utcnow(),
-                               dual=settings.dkim_dual)
+        row = domain_store.add(
+            request.app.state.engine,
+            tenant.tenant_id,
+            body.domain,
+            settings.dkim_algorithm,
+            utcnow(),
+            dual=settings.dkim_dual,
+        )
     except DomainError as exc:
         raise HTTPException(422, str(exc)) from None
     return domain_store.describe(row)
@@ -45,8 +50,9 @@ def listing(tenant: TenantUser, request: Request) -> list[dict[str, Any]]:
 def verify(domain: str, tenant: TenantUser, request: Request) -> dict[str, Any]:
     assert tenant.tenant_id is not None
     try:
-        row, dkim_ok = domain_store.verify(request.app.state.engine, request.app.state.settings,
-                                           tenant.tenant_id, domain, utcnow())
+        row, dkim_ok = domain_store.verify(
+            request.app.state.engine, request.app.state.settings, tenant.tenant_id, domain, utcnow()
+        )
     except DomainError as exc:
         raise HTTPException(422, str(exc)) from None
     except LookupError as exc:

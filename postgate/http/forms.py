@@ -46,8 +46,9 @@ def visitor(request: Request) -> signup.Visitor:
 
 async def read_body(request: Request) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None and (not (declared.isascii() and declared.isdigit())
-                                 or int(declared) > MAX_BODY):
+    if declared is not None and (
+        not (declared.isascii() and declared.isdigit()) or int(declared) > MAX_BODY
+    ):
         raise HTTPException(413, "request body too large")
     body = b""
     async for chunk in request.stream():
@@ -72,8 +73,13 @@ async def read_fields(request: Request) -> tuple[dict[str, str], bool]:
                 raise ValueError("every field must be a string")
             return fields, True
         if ctype in ("application/x-www-form-urlencoded", ""):
-            parsed = parse_qs(text, keep_blank_values=True, strict_parsing=False,
-                              max_num_fields=MAX_FIELDS, errors="strict")
+            parsed = parse_qs(
+                text,
+                keep_blank_values=True,
+                strict_parsing=False,
+                max_num_fields=MAX_FIELDS,
+                errors="strict",
+            )
             return {k: v[0] for k, v in parsed.items()}, False
     except (UnicodeDecodeError, ValueError) as exc:
         raise HTTPException(400, f"malformed body: {exc}") from None
@@ -99,11 +105,13 @@ async def form_post(public_id: str, request: Request) -> Response:
         extra = cors.response_headers(form, request) if form is not None else {}
         if seen.get("json") or not render.wants_html(request):
             if extra:
-                raise HTTPException(exc.status_code, exc.detail,
-                                    {**(exc.headers or {}), **extra}) from None
+                raise HTTPException(
+                    exc.status_code, exc.detail, {**(exc.headers or {}), **extra}
+                ) from None
             raise
-        return await asyncio.to_thread(views.form_error, request.app.state.engine, request,
-                                       form, seen.get("fields", {}), exc)
+        return await asyncio.to_thread(
+            views.form_error, request.app.state.engine, request, form, seen.get("fields", {}), exc
+        )
 
 
 async def _form_post(public_id: str, request: Request, seen: dict[str, Any]) -> Response:
@@ -121,9 +129,13 @@ async def _form_post(public_id: str, request: Request, seen: dict[str, Any]) -> 
         raise HTTPException(404, "no such form")
     seen["form"] = form
     origin = request.headers.get("origin", "")
-    if cors.is_script(request) and origin and not cors.allowed(form, origin) \
-            and origin not in (cors.origin_of(settings.public_url),
-                               cors.origin_of(str(request.base_url))):
+    if (
+        cors.is_script(request)
+        and origin
+        and not cors.allowed(form, origin)
+        and origin
+        not in (cors.origin_of(settings.public_url), cors.origin_of(str(request.base_url)))
+    ):
         raise HTTPException(403, "this form takes no posts from scripts of " + origin[:100])
     if _limited(request, f"form:{public_id}", settings.signup_rate_per_form):
         raise HTTPException(429, "this form is receiving too many signups; try later")
@@ -141,8 +153,9 @@ async def _form_post(public_id: str, request: Request, seen: dict[str, Any]) -> 
     if fields.get(HONEYPOT):  # bots fill every field; people never see this one
         log.info("form=%s honeypot filled from %s; dropped", public_id, caller.ip)
         return await _answer(request, form, wants_json, pending, headers)
-    result = await asyncio.to_thread(signup.submit, engine, settings, form, who,
-                                     list(form.channels), caller, utcnow(), locale)
+    result = await asyncio.to_thread(
+        signup.submit, engine, settings, form, who, list(form.channels), caller, utcnow(), locale
+    )
     CONSENT_EVENTS.labels(form.tenant_slug, "signup").inc()
     if result.capped:
         CONSENT_EVENTS.labels(form.tenant_slug, "confirmation_capped").inc()
@@ -150,8 +163,11 @@ async def _form_post(public_id: str, request: Request, seen: dict[str, Any]) -> 
         try:
             await asyncio.to_thread(_publish, settings, batch)
         except Exception:
-            log.exception("form=%s rcpt=%s confirmation could not be queued", public_id,
-                          who.email or who.phone)
+            log.exception(
+                "form=%s rcpt=%s confirmation could not be queued",
+                public_id,
+                who.email or who.phone,
+            )
             await asyncio.to_thread(signup.abandon, engine, result, utcnow(), queued)
             raise HTTPException(503, "temporarily unavailable; try again shortly") from None
         CONSENT_EVENTS.labels(form.tenant_slug, "confirmation_sent").inc()
@@ -170,11 +186,14 @@ def _applicant(channels: list[str], fields: dict[str, str], regions: str) -> sig
     if phone and "sms" in channels:
         allowed = {r.strip().upper() for r in regions.split(",") if r.strip()}
         if "*" not in allowed and region_of(phone) not in allowed:
-            raise AddressError("confirmation SMS go only to numbers of: "
-                               + ", ".join(sorted(allowed)))
-    return signup.Applicant(email if "email" in channels else None,
-                            phone if "sms" in channels else None,
-                            clean_name(fields.get("name", "")))
+            raise AddressError(
+                "confirmation SMS go only to numbers of: " + ", ".join(sorted(allowed))
+            )
+    return signup.Applicant(
+        email if "email" in channels else None,
+        phone if "sms" in channels else None,
+        clean_name(fields.get("name", "")),
+    )
 
 
 def _publish(settings: Settings, batch: dict[str, Any]) -> None:
@@ -185,12 +204,14 @@ def _publish(settings: Settings, batch: dict[str, Any]) -> None:
         broker.close()
 
 
-async def _answer(request: Request, form: Any, wants_json: bool, data: dict[str, str],
-                  headers: dict[str, str]) -> Response:
+async def _answer(
+    request: Request, form: Any, wants_json: bool, data: dict[str, str], headers: dict[str, str]
+) -> Response:
     if wants_json:
         return JSONResponse(data, status_code=202, headers=headers)
-    reply = await asyncio.to_thread(views.pending_page, request.app.state.engine, request,
-                                    form, form.success_message)
+    reply = await asyncio.to_thread(
+        views.pending_page, request.app.state.engine, request, form, form.success_message
+    )
     reply.headers.update(headers)
     return reply
 
@@ -230,8 +251,9 @@ async def unsubscribe_post(token: str, request: Request) -> Response:
     source = "one_click" if b"One-Click" in body else "link"
     if source == "link" and b"action=" in body:  # a button of the preference centre
         return await preference_page.change(request, token, body)
-    who = await asyncio.to_thread(unsubscribe.apply, request.app.state.engine,
-                                  settings.keys, token, source, utcnow())
+    who = await asyncio.to_thread(
+        unsubscribe.apply, request.app.state.engine, settings.keys, token, source, utcnow()
+    )
     if who is None:
         return views.invalid_link(request, "unsubscribe")
     CONSENT_EVENTS.labels(who.tenant_slug, "unsubscribed").inc()

@@ -83,9 +83,23 @@ def _block_row(row: Any) -> dict[str, Any]:
 
 
 def _blocks(engine: Engine, tenant_id: int | None, active: bool) -> list[dict[str, Any]]:
-    query = select(t.tenant.c.slug.label("tenant"), b.id, b.scope, b.source, b.reason, b.detail,
-                   b.actor, b.created_at, b.cleared_at, b.cleared_by, b.clear_reason) \
-        .join(t.tenant, t.tenant.c.id == b.tenant_id).order_by(b.id)
+    query = (
+        select(
+            t.tenant.c.slug.label("tenant"),
+            b.id,
+            b.scope,
+            b.source,
+            b.reason,
+            b.detail,
+            b.actor,
+            b.created_at,
+            b.cleared_at,
+            b.cleared_by,
+            b.clear_reason,
+        )
+        .join(t.tenant, t.tenant.c.id == b.tenant_id)
+        .order_by(b.id)
+    )
     if tenant_id is not None:
         query = query.where(b.tenant_id == tenant_id)
     if active:
@@ -105,33 +119,44 @@ def sending_state(request: Request, operator: Operator, slug: str) -> dict[str, 
     tenant_id = _tenant(engine, slug)
     with engine.connect() as conn:
         scopes = sorted(sending_blocks.active_scopes(conn, tenant_id))
-        held = conn.scalar(select(func.count()).where(
-            t.delivery.c.tenant_id == tenant_id, t.delivery.c.state == S.HELD))
-    return {"tenant": slug, "status": sending_blocks.summary(frozenset(scopes)),
-            "scopes": scopes, "held": int(held or 0),
-            "blocks": _blocks(engine, tenant_id, active=True)}
+        held = conn.scalar(
+            select(func.count()).where(
+                t.delivery.c.tenant_id == tenant_id, t.delivery.c.state == S.HELD
+            )
+        )
+    return {
+        "tenant": slug,
+        "status": sending_blocks.summary(frozenset(scopes)),
+        "scopes": scopes,
+        "held": int(held or 0),
+        "blocks": _blocks(engine, tenant_id, active=True),
+    }
 
 
 @router.post("/tenants/{slug}/sending-blocks", status_code=201)
-def set_block(request: Request, operator: Operator, slug: str,
-              body: BlockRequest) -> dict[str, Any]:
+def set_block(
+    request: Request, operator: Operator, slug: str, body: BlockRequest
+) -> dict[str, Any]:
     engine, settings = request.app.state.engine, request.app.state.settings
     tenant_id = _tenant(engine, slug)
     with engine.begin() as conn:
-        block_id = sending_blocks.add_block(conn, tenant_id, body.scope, "operator", body.reason,
-                                            operator.name, {}, utcnow())
+        block_id = sending_blocks.add_block(
+            conn, tenant_id, body.scope, "operator", body.reason, operator.name, {}, utcnow()
+        )
     announce(settings, tenant_id)
     SENDING_BLOCKS.labels(slug, body.scope, "set").inc()
     return {"block": block_id, "tenant": slug, "scope": body.scope}
 
 
 @router.post("/tenants/{slug}/sending-blocks/clear")
-def clear_block(request: Request, operator: Operator, slug: str,
-                body: BlockRequest) -> dict[str, Any]:
+def clear_block(
+    request: Request, operator: Operator, slug: str, body: BlockRequest
+) -> dict[str, Any]:
     engine, settings = request.app.state.engine, request.app.state.settings
     tenant_id = _tenant(engine, slug)
-    cleared = sending_blocks.clear_blocks(engine, tenant_id, body.scope, operator.name,
-                                          body.reason, utcnow())
+    cleared = sending_blocks.clear_blocks(
+        engine, tenant_id, body.scope, operator.name, body.reason, utcnow()
+    )
     if not cleared:
         raise HTTPException(404, f"no active {body.scope} block for {slug!r}")
     announce(settings, tenant_id)
@@ -141,28 +166,48 @@ def clear_block(request: Request, operator: Operator, slug: str,
 
 
 @router.post("/tenants/{slug}/held/cancel")
-def cancel_held(request: Request, operator: Operator, slug: str,
-                body: CancelRequest) -> dict[str, Any]:
+def cancel_held(
+    request: Request, operator: Operator, slug: str, body: CancelRequest
+) -> dict[str, Any]:
     engine = request.app.state.engine
     tenant_id = _tenant(engine, slug)
     try:
-        count = sending_blocks.cancel_held(engine, tenant_id, operator.name, body.reason,
-                                           utcnow(), body.campaign_id, body.expected,
-                                           body.held_before)
+        count = sending_blocks.cancel_held(
+            engine,
+            tenant_id,
+            operator.name,
+            body.reason,
+            utcnow(),
+            body.campaign_id,
+            body.expected,
+            body.held_before,
+        )
     except sending_blocks.HeldChanged as exc:
         raise HTTPException(409, str(exc)) from None
     return {"tenant": slug, "cancelled": count}
 
 
 @router.get("/tenants/{slug}/audit")
-def audit_trail(request: Request, operator: Operator, slug: str,
-                limit: int = 100) -> list[dict[str, Any]]:
+def audit_trail(
+    request: Request, operator: Operator, slug: str, limit: int = 100
+) -> list[dict[str, Any]]:
     engine = request.app.state.engine
     tenant_id = _tenant(engine, slug)
     a = t.audit_log.c
     with engine.connect() as conn:
-        rows = conn.execute(select(a.id, a.actor, a.action, a.detail, a.created_at)
-                            .where(a.tenant_id == tenant_id).order_by(a.id.desc())
-                            .limit(min(limit, 1000))).all()
-    return [{"id": r.id, "actor": r.actor, "action": r.action, "detail": r.detail,
-             "at": r.created_at.isoformat()} for r in rows]
+        rows = conn.execute(
+            select(a.id, a.actor, a.action, a.detail, a.created_at)
+            .where(a.tenant_id == tenant_id)
+            .order_by(a.id.desc())
+            .limit(min(limit, 1000))
+        ).all()
+    return [
+        {
+            "id": r.id,
+            "actor": r.actor,
+            "action": r.action,
+            "detail": r.detail,
+            "at": r.created_at.isoformat(),
+        }
+        for r in rows
+    ]

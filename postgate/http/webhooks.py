@@ -32,6 +32,8 @@ from postgate.settings import Settings
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 MAX_BODY = 1_000_000
+
+
 @router.post("/{provider}")
 async def receive(request: Request, provider: str) -> dict[str, Any]:
     settings = request.app.state.settings

@@ -68,13 +68,20 @@ def _audit_row(row: Any) -> dict[str, Any]:
     reason = detail.get("reason") or ""
     if isinstance(reason, dict):  # content verdicts carry structured reasons
         reason = ", ".join(f"{k}: {v}" for k, v in reason.items())
-    return {"id": row.id, "at": aware(row.created_at), "tenant": row.slug or "—",
-            "actor": row.actor, "action": row.action, "scope": detail.get("scope", ""),
-            "reason": str(reason)}
+    return {
+        "id": row.id,
+        "at": aware(row.created_at),
+        "tenant": row.slug or "—",
+        "actor": row.actor,
+        "action": row.action,
+        "scope": detail.get("scope", ""),
+        "reason": str(reason),
+    }
 
 
-def read(engine: Engine, settings: Settings, blocks: list[dict[str, Any]],
-         now: datetime) -> Overview:
+def read(
+    engine: Engine, settings: Settings, blocks: list[dict[str, Any]], now: datetime
+) -> Overview:
     """Everything the page shows; ``blocks`` are the active sending blocks."""
     limits = reputation.thresholds(settings)
     start = now - limits.window
@@ -83,38 +90,71 @@ def read(engine: Engine, settings: Settings, blocks: list[dict[str, Any]],
         by_tenant.setdefault(block["tenant"], []).append(block)
     overview = Overview(at=now, window_days=settings.breaker_window_days)
     with engine.connect() as conn:
-        held: dict[int, int] = {tenant_id: int(n) for tenant_id, n in conn.execute(
-            select(d.tenant_id, func.count()).where(d.state == S.HELD).group_by(d.tenant_id))}
+        held: dict[int, int] = {
+            tenant_id: int(n)
+            for tenant_id, n in conn.execute(
+                select(d.tenant_id, func.count()).where(d.state == S.HELD).group_by(d.tenant_id)
+            )
+        }
         windows = reputation.measure_all(conn, start, now)
         quiet = breaker.Window(start, now, 0, 0, 0, 0)
-        for row in conn.execute(select(tn.id, tn.slug, tn.name, tn.status, tn.status_reason,
-                                       tn.closed_at).order_by(tn.slug)):
+        for row in conn.execute(
+            select(tn.id, tn.slug, tn.name, tn.status, tn.status_reason, tn.closed_at).order_by(
+                tn.slug
+            )
+        ):
             window = windows.get(row.id, quiet)
-            overview.tenants.append(TenantRow(
-                slug=row.slug, name=row.name, status=row.status, why=row.status_reason,
-                standing=judge(window, limits), blocks=by_tenant.get(row.slug, []),
-                held=int(held.get(row.id, 0)), closed=row.closed_at is not None))
-        overview.tenants.sort(key=lambda r: (attention(r.status, r.standing),
-                                             -r.standing.sent, r.slug))
+            overview.tenants.append(
+                TenantRow(
+                    slug=row.slug,
+                    name=row.name,
+                    status=row.status,
+                    why=row.status_reason,
+                    standing=judge(window, limits),
+                    blocks=by_tenant.get(row.slug, []),
+                    held=int(held.get(row.id, 0)),
+                    closed=row.closed_at is not None,
+                )
+            )
+        overview.tenants.sort(
+            key=lambda r: (attention(r.status, r.standing), -r.standing.sent, r.slug)
+        )
         flying = conn.execute(
-            select(c.id, c.channel, c.kind, tn.slug).join(t.tenant, tn.id == c.tenant_id)
-            .where(c.state.in_(progress.IN_FLIGHT)).order_by(c.id.desc())
-            .limit(MAX_CAMPAIGNS)).all()
+            select(c.id, c.channel, c.kind, tn.slug)
+            .join(t.tenant, tn.id == c.tenant_id)
+            .where(c.state.in_(progress.IN_FLIGHT))
+            .order_by(c.id.desc())
+            .limit(MAX_CAMPAIGNS)
+        ).all()
         counts = progress.read_many(conn, [r.id for r in flying])
         overview.campaigns.extend(
-            CampaignRow(r.slug, r.channel, r.kind, counts[r.id]) for r in flying
-            if r.id in counts)
-        overview.audit.extend(_audit_row(r) for r in conn.execute(
-            select(a.id, a.created_at, a.actor, a.action, a.detail, tn.slug)
-            .outerjoin(t.tenant, tn.id == a.tenant_id)
-            .order_by(a.id.desc()).limit(MAX_AUDIT)))
+            CampaignRow(r.slug, r.channel, r.kind, counts[r.id]) for r in flying if r.id in counts
+        )
+        overview.audit.extend(
+            _audit_row(r)
+            for r in conn.execute(
+                select(a.id, a.created_at, a.actor, a.action, a.detail, tn.slug)
+                .outerjoin(t.tenant, tn.id == a.tenant_id)
+                .order_by(a.id.desc())
+                .limit(MAX_AUDIT)
+            )
+        )
         e = t.feedback_event.c
         overview.unverified.extend(
             {"source": r.source, "kind": r.kind, "count": int(r.n), "latest": aware(r.latest)}
             for r in conn.execute(
-                select(e.source, e.kind, func.count().label("n"),
-                       func.max(e.created_at).label("latest"))
-                .where(e.verification == Verification.UNVERIFIED,
-                       e.created_at >= now - timedelta(days=1))
-                .group_by(e.source, e.kind).order_by(func.count().desc())))
+                select(
+                    e.source,
+                    e.kind,
+                    func.count().label("n"),
+                    func.max(e.created_at).label("latest"),
+                )
+                .where(
+                    e.verification == Verification.UNVERIFIED,
+                    e.created_at >= now - timedelta(days=1),
+                )
+                .group_by(e.source, e.kind)
+                .order_by(func.count().desc())
+            )
+        )
     return overview

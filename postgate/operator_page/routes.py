@@ -42,17 +42,25 @@ HEADERS = {
     "Referrer-Policy": "same-origin",
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
 }
 LOGIN_LIMIT, LOGIN_WINDOW_S = 20, 600.0
-NOTICES = {"stopped": "Sending stopped", "resumed": "Sending re-enabled",
-           "cancelled": "Held deliveries cancelled"}
+NOTICES = {
+    "stopped": "Sending stopped",
+    "resumed": "Sending re-enabled",
+    "cancelled": "Held deliveries cancelled",
+}
 DONE = {"stop": "stopped", "resume": "resumed", "cancel": "cancelled"}
-UNCONFIRMED = {"stop": "Tick the confirmation to stop sending.",
-               "cancel": "Tick the confirmation to cancel held deliveries."}
-INVALID = {"stop": "A scope and a reason of at least 3 characters are required.",
-           "resume": "A scope and a reason of at least 3 characters are required.",
-           "cancel": "A reason of at least 3 characters is required."}
+UNCONFIRMED = {
+    "stop": "Tick the confirmation to stop sending.",
+    "cancel": "Tick the confirmation to cancel held deliveries.",
+}
+INVALID = {
+    "stop": "A scope and a reason of at least 3 characters are required.",
+    "resume": "A scope and a reason of at least 3 characters are required.",
+    "cancel": "A reason of at least 3 characters is required.",
+}
 
 
 def _render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -70,14 +78,28 @@ def _to(path: str) -> RedirectResponse:
     return RedirectResponse(path, status_code=303, headers={"Cache-Control": "no-store"})
 
 
-def _page(request: Request, operator: Principal, token: str, status: int = 200,
-          error: str = "", notice: str = "") -> HTMLResponse:
+def _page(
+    request: Request,
+    operator: Principal,
+    token: str,
+    status: int = 200,
+    error: str = "",
+    notice: str = "",
+) -> HTMLResponse:
     app = request.app.state
     blocks = kill_switch.list_blocks(request, operator, active=True)
     view = overview.read(app.engine, app.settings, blocks, utcnow())
-    return _render(request, "page.html", status, view=view, operator=operator, error=error,
-                   notice=notice, csrf=sessions.csrf_token(app.settings.secret_key, token),
-                   refresh_ms=int(app.settings.operator_refresh_s * 1000))
+    return _render(
+        request,
+        "page.html",
+        status,
+        view=view,
+        operator=operator,
+        error=error,
+        notice=notice,
+        csrf=sessions.csrf_token(app.settings.secret_key, token),
+        refresh_ms=int(app.settings.operator_refresh_s * 1000),
+    )
 
 
 @router.get("")
@@ -110,8 +132,7 @@ def login_form(request: Request) -> Response:
 def _limiter(request: Request) -> Limiter:
     app = request.app.state
     if not hasattr(app, "operator_login_limiter"):
-        app.operator_login_limiter = limiter_for(app.settings.redis_url,
-                                                 app.settings.queue_prefix)
+        app.operator_login_limiter = limiter_for(app.settings.redis_url, app.settings.queue_prefix)
     limiter: Limiter = app.operator_login_limiter
     return limiter
 
@@ -125,14 +146,24 @@ def login(request: Request, key: Annotated[str, Form(max_length=500)]) -> Respon
     if not _limiter(request).allow(f"operator-login:{client}", LOGIN_LIMIT, LOGIN_WINDOW_S):
         return _render(request, "login.html", 429, error="Too many attempts; wait a few minutes.")
     try:
-        token = sessions.start(request.app.state.engine, key,
-                               timedelta(seconds=settings.operator_session_ttl_s), utcnow())
+        token = sessions.start(
+            request.app.state.engine,
+            key,
+            timedelta(seconds=settings.operator_session_ttl_s),
+            utcnow(),
+        )
     except sessions.Refused as exc:
         return _render(request, "login.html", exc.status, error=str(exc))
     response = _to(sessions.PATH)
-    response.set_cookie(sessions.COOKIE, token, max_age=int(settings.operator_session_ttl_s),
-                        path=sessions.PATH, httponly=True, samesite="strict",
-                        secure=sessions.secure_cookie(request, settings.public_url))
+    response.set_cookie(
+        sessions.COOKIE,
+        token,
+        max_age=int(settings.operator_session_ttl_s),
+        path=sessions.PATH,
+        httponly=True,
+        samesite="strict",
+        secure=sessions.secure_cookie(request, settings.public_url),
+    )
     return response
 
 
@@ -143,8 +174,13 @@ def _checked(request: Request, csrf: str) -> tuple[Principal, str] | Response:
         return _to(f"{sessions.PATH}/login")
     secret = request.app.state.settings.secret_key
     if not sessions.same_origin(request) or not sessions.csrf_ok(secret, token, csrf):
-        return _page(request, operator, token, 403,
-                     error="The form expired or did not come from this page; try again.")
+        return _page(
+            request,
+            operator,
+            token,
+            403,
+            error="The form expired or did not come from this page; try again.",
+        )
     return operator, token
 
 
@@ -159,8 +195,9 @@ def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
     return response
 
 
-def _change(request: Request, slug: str, action: str, csrf: str, confirmed: bool,
-            **fields: Any) -> Response:
+def _change(
+    request: Request, slug: str, action: str, csrf: str, confirmed: bool, **fields: Any
+) -> Response:
     """One kill switch form: the session and its CSRF token, the confirmation tick, then
     the kill switch api's own handler, whose refusals come back as the page's error."""
     checked = _checked(request, csrf)
@@ -171,8 +208,9 @@ def _change(request: Request, slug: str, action: str, csrf: str, confirmed: bool
         return _page(request, operator, token, 422, error=UNCONFIRMED[action])
     try:
         if action == "cancel":
-            done = kill_switch.cancel_held(request, operator, slug,
-                                           kill_switch.CancelRequest(**fields))
+            done = kill_switch.cancel_held(
+                request, operator, slug, kill_switch.CancelRequest(**fields)
+            )
             scope = f"{done['cancelled']} deliveries"
         else:
             body = kill_switch.BlockRequest(**fields)
@@ -183,39 +221,63 @@ def _change(request: Request, slug: str, action: str, csrf: str, confirmed: bool
         return _page(request, operator, token, 422, error=INVALID[action])
     except HTTPException as exc:
         return _page(request, operator, token, exc.status_code, error=str(exc.detail))
-    return _to(f"{sessions.PATH}?" + urlencode(
-        {"done": DONE[action], "tenant": slug, "scope": scope}))
+    return _to(
+        f"{sessions.PATH}?" + urlencode({"done": DONE[action], "tenant": slug, "scope": scope})
+    )
 
 
 @router.post("/tenants/{slug}/stop")
-def stop(request: Request, slug: str, scope: Annotated[str, Form()] = "",
-         reason: Annotated[str, Form(max_length=2000)] = "", csrf: Annotated[str, Form()] = "",
-         confirm: Annotated[str, Form()] = "") -> Response:
-    return _change(request, slug, "stop", csrf, confirm == "yes", scope=scope,
-                   reason=reason.strip())
+def stop(
+    request: Request,
+    slug: str,
+    scope: Annotated[str, Form()] = "",
+    reason: Annotated[str, Form(max_length=2000)] = "",
+    csrf: Annotated[str, Form()] = "",
+    confirm: Annotated[str, Form()] = "",
+) -> Response:
+    return _change(
+        request, slug, "stop", csrf, confirm == "yes", scope=scope, reason=reason.strip()
+    )
 
 
 @router.post("/tenants/{slug}/resume")
-def resume(request: Request, slug: str, scope: Annotated[str, Form()] = "",
-           reason: Annotated[str, Form(max_length=2000)] = "",
-           csrf: Annotated[str, Form()] = "") -> Response:
+def resume(
+    request: Request,
+    slug: str,
+    scope: Annotated[str, Form()] = "",
+    reason: Annotated[str, Form(max_length=2000)] = "",
+    csrf: Annotated[str, Form()] = "",
+) -> Response:
     return _change(request, slug, "resume", csrf, True, scope=scope, reason=reason.strip())
 
 
 @router.post("/tenants/{slug}/cancel-held")
-def cancel_held(request: Request, slug: str,
-                reason: Annotated[str, Form(max_length=2000)] = "",
-                held: Annotated[int, Form(ge=0)] = 0, held_at: Annotated[str, Form()] = "",
-                csrf: Annotated[str, Form()] = "",
-                confirm: Annotated[str, Form()] = "") -> Response:
+def cancel_held(
+    request: Request,
+    slug: str,
+    reason: Annotated[str, Form(max_length=2000)] = "",
+    held: Annotated[int, Form(ge=0)] = 0,
+    held_at: Annotated[str, Form()] = "",
+    csrf: Annotated[str, Form()] = "",
+    confirm: Annotated[str, Form()] = "",
+) -> Response:
     """Cancel a stopped tenant's held deliveries for good (they are never sent): exactly
     the ``held`` the operator was shown at ``held_at``, else nothing and the page says
     why."""
-    return _change(request, slug, "cancel", csrf, confirm == "yes", reason=reason.strip(),
-                   expected=held, held_before=held_at or None)
+    return _change(
+        request,
+        slug,
+        "cancel",
+        csrf,
+        confirm == "yes",
+        reason=reason.strip(),
+        expected=held,
+        held_before=held_at or None,
+    )
 
 
 def install(app: FastAPI) -> None:
     app.include_router(router)
-    app.mount(f"{sessions.PATH}/static", StaticFiles(directory=HERE / "static"),
-              name="operator-static")
+    app.mount(
+        f"{sessions.PATH}/static", StaticFiles(directory=HERE / "static"), name="operator-static"
+    )

@@ -42,16 +42,19 @@ def start(engine: Engine, key: str, ttl: timedelta, now: datetime) -> str:
     with engine.begin() as conn:
         row = None
         if key.startswith(KEY_PREFIX) and len(key) <= 200:
-            row = conn.execute(select(k.id, k.role).where(
-                k.key_hash == hash_key(key), k.revoked_at.is_(None))).first()
+            row = conn.execute(
+                select(k.id, k.role).where(k.key_hash == hash_key(key), k.revoked_at.is_(None))
+            ).first()
         if row is None:
             raise Refused(401, "That key is not valid.")
         if row.role != "operator":
             raise Refused(403, "Only an operator key opens this page; tenant keys cannot.")
         token = secrets.token_urlsafe(32)
-        conn.execute(insert(t.operator_session).values(
-            api_key_id=row.id, token_hash=hash_key(token), created_at=now,
-            expires_at=now + ttl))
+        conn.execute(
+            insert(t.operator_session).values(
+                api_key_id=row.id, token_hash=hash_key(token), created_at=now, expires_at=now + ttl
+            )
+        )
     return token
 
 
@@ -61,17 +64,27 @@ def principal(engine: Engine, token: str | None, now: datetime) -> Principal | N
         return None
     with engine.connect() as conn:
         row = conn.execute(
-            select(k.role, k.name).join(t.api_key, k.id == s.api_key_id)
-            .where(s.token_hash == hash_key(token), s.ended_at.is_(None), s.expires_at > now,
-                   k.revoked_at.is_(None), k.role == "operator")).first()
+            select(k.role, k.name)
+            .join(t.api_key, k.id == s.api_key_id)
+            .where(
+                s.token_hash == hash_key(token),
+                s.ended_at.is_(None),
+                s.expires_at > now,
+                k.revoked_at.is_(None),
+                k.role == "operator",
+            )
+        ).first()
     return Principal(row.role, row.name) if row else None
 
 
 def end(engine: Engine, token: str | None, now: datetime) -> None:
     if token:
         with engine.begin() as conn:
-            conn.execute(update(t.operator_session).where(
-                s.token_hash == hash_key(token), s.ended_at.is_(None)).values(ended_at=now))
+            conn.execute(
+                update(t.operator_session)
+                .where(s.token_hash == hash_key(token), s.ended_at.is_(None))
+                .values(ended_at=now)
+            )
 
 
 def csrf_token(secret: str, token: str) -> str:

@@ -41,9 +41,12 @@ def judge(window: Window, limits: Thresholds) -> Standing:
     judged = window.sent >= limits.min_volume
     complaint, bounce = window.complaint_rate(), window.hard_bounce_rate()
     return Standing(
-        sent=window.sent, delivered=window.delivered, complaints=window.complaints,
+        sent=window.sent,
+        delivered=window.delivered,
+        complaints=window.complaints,
         hard_bounces=window.hard_bounces,
-        complaints_per_1000=round(complaint * 1000, 2), bounce_percent=round(bounce * 100, 2),
+        complaints_per_1000=round(complaint * 1000, 2),
+        bounce_percent=round(bounce * 100, 2),
         complaint_level=level(complaint, limits.complaint_rate, judged),
         bounce_level=level(bounce, limits.hard_bounce_rate, judged),
         complaint_limit_per_1000=round(limits.complaint_rate * 1000, 3),

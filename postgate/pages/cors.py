@@ -47,7 +47,10 @@ def preflight_headers(form: Any, request: Request) -> dict[str, str] | None:
     wanted = {h.strip().lower() for h in asked.split(",") if h.strip()}
     if not wanted <= {"content-type", "accept", "accept-language"}:
         return None
-    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin",
-            "Access-Control-Allow-Methods": "POST",
-            "Access-Control-Allow-Headers": "Content-Type, Accept, Accept-Language",
-            "Access-Control-Max-Age": str(MAX_AGE_S)}
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Vary": "Origin",
+        "Access-Control-Allow-Methods": "POST",
+        "Access-Control-Allow-Headers": "Content-Type, Accept, Accept-Language",
+        "Access-Control-Max-Age": str(MAX_AGE_S),
+    }

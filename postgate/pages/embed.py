@@ -12,6 +12,14 @@ from postgate.pages import render
 
 def snippet(form: Any, public_url: str) -> str:
     locale = i18n.choose(form.locale)
-    return render.environment(locale).get_template("embed.html").render(
-        form=form, action=f"{public_url.rstrip('/')}/f/{form.public_id}",
-        channels=list(form.channels)).strip() + "\n"
+    return (
+        render.environment(locale)
+        .get_template("embed.html")
+        .render(
+            form=form,
+            action=f"{public_url.rstrip('/')}/f/{form.public_id}",
+            channels=list(form.channels),
+        )
+        .strip()
+        + "\n"
+    )

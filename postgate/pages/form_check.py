@@ -14,8 +14,7 @@ from postgate.core.i18n import Words
 MAX_FIELD = 1000
 
 
-def problems(channels: list[str], fields: dict[str, str], regions: str,
-             _: Words) -> dict[str, str]:
+def problems(channels: list[str], fields: dict[str, str], regions: str, _: Words) -> dict[str, str]:
     """Field name -> what to fix; empty when every field is fine."""
     out: dict[str, str] = {}
     email, phone = fields.get("email", "").strip(), fields.get("phone", "").strip()
@@ -28,8 +27,9 @@ def problems(channels: list[str], fields: dict[str, str], regions: str,
             try:
                 normalise_email(email)
             except AddressError:
-                out["email"] = _("This is not a valid email address: check it for typos, "
-                                 "like name@example.com.")
+                out["email"] = _(
+                    "This is not a valid email address: check it for typos, like name@example.com."
+                )
     if "sms" in channels or phone:
         if not phone:
             out["phone"] = _("Enter your mobile number, like +36 20 123 4567.")
@@ -37,18 +37,20 @@ def problems(channels: list[str], fields: dict[str, str], regions: str,
             try:
                 number = normalise_phone(phone[:MAX_FIELD])
             except AddressError:
-                out["phone"] = _("This is not a valid phone number: check the digits, like "
-                                 "+36 20 123 4567.")
+                out["phone"] = _(
+                    "This is not a valid phone number: check the digits, like +36 20 123 4567."
+                )
             else:
                 allowed = {r.strip().upper() for r in regions.split(",") if r.strip()}
-                if "sms" in channels and "*" not in allowed \
-                        and region_of(number) not in allowed:
-                    out["phone"] = _("We can only text numbers of: %(regions)s.",
-                                     regions=", ".join(sorted(allowed)))
+                if "sms" in channels and "*" not in allowed and region_of(number) not in allowed:
+                    out["phone"] = _(
+                        "We can only text numbers of: %(regions)s.",
+                        regions=", ".join(sorted(allowed)),
+                    )
     name = fields.get("name", "")
     if name:
         try:
-            clean_name(name[:MAX_FIELD + 1])
+            clean_name(name[: MAX_FIELD + 1])
         except AddressError:
             out["name"] = _("Use letters, spaces and punctuation only, at most 200 characters.")
     return out

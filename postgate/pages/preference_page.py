@@ -41,13 +41,28 @@ def show(request: Request, token: str, notice: str = "", done: bool = False) -> 
     _ = words(locale)
     subscribed = [s for s in states if s.subscribed]
     others = [s for s in states if not s.subscribed]
-    since = {s.slug: i18n.date_text(aware(s.since), locale, shown.time_zone)
-             for s in states if s.since is not None}
+    since = {
+        s.slug: i18n.date_text(aware(s.since), locale, shown.time_zone)
+        for s in states
+        if s.since is not None
+    }
     title = _("Unsubscribed") if done else _("Your subscriptions")
-    return page(locale, "preferences.html", shown, title, subscribed=subscribed,
-                others=others, names=names, since=since, address=who.address,
-                channel=who.channel, notice=notice, blocked=blocked, done=done,
-                action=f"/u/{token}")
+    return page(
+        locale,
+        "preferences.html",
+        shown,
+        title,
+        subscribed=subscribed,
+        others=others,
+        names=names,
+        since=since,
+        address=who.address,
+        channel=who.channel,
+        notice=notice,
+        blocked=blocked,
+        done=done,
+        action=f"/u/{token}",
+    )
 
 
 def unsubscribed(request: Request, token: str) -> HTMLResponse:
@@ -80,8 +95,9 @@ async def change(request: Request, token: str, body: bytes) -> Response:
         name = brand.topic(conn, who.tenant_id, topic, locale).name if topic else ""
     _ = words(locale)
     if action == "leave_all":
-        await asyncio.to_thread(preferences.leave_all, engine, settings.keys, token, who,
-                                caller, now)
+        await asyncio.to_thread(
+            preferences.leave_all, engine, settings.keys, token, who, caller, now
+        )
         CONSENT_EVENTS.labels(who.tenant_slug, "unsubscribed").inc()
         return await asyncio.to_thread(unsubscribed, request, token)
     if action == "leave":
@@ -96,13 +112,25 @@ async def change(request: Request, token: str, body: bytes) -> Response:
             email = who.address if who.channel == "email" else None
             phone = who.address if who.channel == "sms" else None
             result = await asyncio.to_thread(
-                signup.submit, engine, settings, form_row, signup.Applicant(email, phone, ""),
-                [who.channel], caller, now, locale)
+                signup.submit,
+                engine,
+                settings,
+                form_row,
+                signup.Applicant(email, phone, ""),
+                [who.channel],
+                caller,
+                now,
+                locale,
+            )
             for batch in result.batches:
                 await asyncio.to_thread(_publish, settings, batch)
             CONSENT_EVENTS.labels(who.tenant_slug, "signup").inc()
             # the same words whether or not a link went out (24 h limit, suppression)
-            notice = _("We sent a confirmation link to %(address)s. Open it to subscribe "
-                       "to %(topic)s again.", address=who.address, topic=name)
+            notice = _(
+                "We sent a confirmation link to %(address)s. Open it to subscribe "
+                "to %(topic)s again.",
+                address=who.address,
+                topic=name,
+            )
             return await asyncio.to_thread(show, request, token, notice)
     return await asyncio.to_thread(show, request, token, "")

@@ -25,8 +25,13 @@ STATIC = Path(__file__).parent / "static"
 
 @cache
 def environment(locale: str) -> Environment:
-    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(
-        ["html"]), extensions=["jinja2.ext.i18n"], trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html"]),
+        extensions=["jinja2.ext.i18n"],
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.install_gettext_translations(i18n.translations(locale), newstyle=True)  # type: ignore[attr-defined]
     env.filters["sentence"] = i18n.sentence
     env.globals["locale"] = locale
@@ -34,8 +39,7 @@ def environment(locale: str) -> Environment:
 
 
 def _brand_style(brand: Brand) -> str:
-    return (f":root{{--accent:{brand.accent};--on-accent:{brand.accent_text};"
-            f"--link:{brand.link}}}")
+    return f":root{{--accent:{brand.accent};--on-accent:{brand.accent_text};--link:{brand.link}}}"
 
 
 def headers(style: str) -> dict[str, str]:
@@ -47,15 +51,20 @@ def headers(style: str) -> dict[str, str]:
         "Content-Security-Policy": (
             "default-src 'none'; img-src 'self' https:; "
             f"style-src 'self' 'sha256-{digest}'; form-action 'self'; base-uri 'none'; "
-            "frame-ancestors 'none'"),
+            "frame-ancestors 'none'"
+        ),
     }
 
 
-def page(locale: str, template: str, brand: Brand, title: str, status: int = 200,
-         **context: Any) -> HTMLResponse:
+def page(
+    locale: str, template: str, brand: Brand, title: str, status: int = 200, **context: Any
+) -> HTMLResponse:
     style = _brand_style(brand)
-    body = environment(locale).get_template(template).render(
-        brand=brand, title=title, brand_style=Markup(style), **context)
+    body = (
+        environment(locale)
+        .get_template(template)
+        .render(brand=brand, title=title, brand_style=Markup(style), **context)
+    )
     response = HTMLResponse(body, status_code=status, headers=headers(style))
     response.headers["Content-Language"] = locale
     return response

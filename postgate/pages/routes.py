@@ -30,15 +30,19 @@ ASSETS = {"pages.css": "text/css", "favicon.svg": "image/svg+xml"}
 def asset(name: str) -> Response:
     if name not in ASSETS:
         raise HTTPException(404, "no such file")
-    return FileResponse(STATIC / name, media_type=ASSETS[name],
-                        headers={"Cache-Control": "public, max-age=3600"})
+    return FileResponse(
+        STATIC / name, media_type=ASSETS[name], headers={"Cache-Control": "public, max-age=3600"}
+    )
 
 
 @public.get("/f/{public_id}")
 async def hosted_form(public_id: str, request: Request) -> Response:
     engine = request.app.state.engine
-    form = None if len(public_id) > 64 else await asyncio.to_thread(
-        signup.find_form, engine, public_id)
+    form = (
+        None
+        if len(public_id) > 64
+        else await asyncio.to_thread(signup.find_form, engine, public_id)
+    )
     if form is None:
         return views.error_page(request, 404)
     return await asyncio.to_thread(views.form_page, engine, request, form)
@@ -46,8 +50,11 @@ async def hosted_form(public_id: str, request: Request) -> Response:
 
 @public.options("/f/{public_id}")
 async def preflight(public_id: str, request: Request) -> Response:
-    form = None if len(public_id) > 64 else await asyncio.to_thread(
-        signup.find_form, request.app.state.engine, public_id)
+    form = (
+        None
+        if len(public_id) > 64
+        else await asyncio.to_thread(signup.find_form, request.app.state.engine, public_id)
+    )
     answer = cors.preflight_headers(form, request) if form is not None else None
     if answer is None:
         return Response(status_code=403, headers={"Vary": "Origin"})
@@ -122,8 +129,9 @@ def put_brand(spec: BrandSpec, user: TenantUser, request: Request) -> dict[str, 
     b = brand.brand_table
     with request.app.state.engine.begin() as conn:
         conn.execute(delete(b).where(b.c.tenant_id == tenant_id))
-        conn.execute(insert(b).values(tenant_id=tenant_id, updated_at=utcnow(),
-                                      **spec.model_dump()))
+        conn.execute(
+            insert(b).values(tenant_id=tenant_id, updated_at=utcnow(), **spec.model_dump())
+        )
         return _brand_out(conn, tenant_id)
 
 
@@ -147,8 +155,7 @@ class TopicSpec(BaseModel):
 
 
 @tenant.put("/topics/{topic}")
-def put_topic(topic: str, spec: TopicSpec, user: TenantUser,
-              request: Request) -> dict[str, Any]:
+def put_topic(topic: str, spec: TopicSpec, user: TenantUser, request: Request) -> dict[str, Any]:
     """A topic's name and description per language (replacing the ones it had)."""
     if not 1 <= len(topic) <= 100:
         raise HTTPException(422, "a topic is 1 to 100 characters")
@@ -156,9 +163,19 @@ def put_topic(topic: str, spec: TopicSpec, user: TenantUser,
     lt = brand.label_table
     with request.app.state.engine.begin() as conn:
         conn.execute(delete(lt).where(lt.c.tenant_id == tenant_id, lt.c.topic == topic))
-        conn.execute(insert(lt), [{"tenant_id": tenant_id, "topic": topic, "locale": code,
-                                   "name": label.name, "description": label.description}
-                                  for code, label in spec.labels.items()])
+        conn.execute(
+            insert(lt),
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "topic": topic,
+                    "locale": code,
+                    "name": label.name,
+                    "description": label.description,
+                }
+                for code, label in spec.labels.items()
+            ],
+        )
     return {"topic": topic, "labels": {k: v.model_dump() for k, v in spec.labels.items()}}
 
 

@@ -86,12 +86,15 @@ class MxProvider:
         except DnsFailure as failure:
             return failure.result
         slots, users = self.limits.get(domain) or (
-            asyncio.Semaphore(self.settings.mx_connections_per_domain), 0)
+            asyncio.Semaphore(self.settings.mx_connections_per_domain),
+            0,
+        )
         self.limits[domain] = (slots, users + 1)
         try:
             async with slots:
                 result = self._held(domain) or await self._deliver(
-                    domain, hosts, envelope_from, recipient, data)
+                    domain, hosts, envelope_from, recipient, data
+                )
         finally:
             slots, users = self.limits[domain]
             if users > 1:
@@ -106,8 +109,9 @@ class MxProvider:
         if not left:
             return None
         PROVIDER_ERRORS.labels("email", self.name, "backoff").inc()
-        return SendResult(Outcome.DEFERRED, None,
-                          f"{domain} asked us to slow down: held back {left:.0f}s more")
+        return SendResult(
+            Outcome.DEFERRED, None, f"{domain} asked us to slow down: held back {left:.0f}s more"
+        )
 
     def _learn(self, domain: str, result: SendResult) -> None:
         if is_throttle(result.code, result.detail):
@@ -115,14 +119,20 @@ class MxProvider:
             state = throttled(previous, time.monotonic(), s.mx_backoff_base_s, s.mx_backoff_max_s)
             if state is not previous:
                 PROVIDER_ERRORS.labels("email", self.name, "throttled").inc()
-                log.warning("%s throttles (%s %s): deferring its mail for %.0fs", domain,
-                            result.code, result.detail, state.until - time.monotonic())
+                log.warning(
+                    "%s throttles (%s %s): deferring its mail for %.0fs",
+                    domain,
+                    result.code,
+                    result.detail,
+                    state.until - time.monotonic(),
+                )
             self.backoff[domain] = state
         elif result.outcome is Outcome.SENT:
             self.backoff.pop(domain, None)
 
-    async def _deliver(self, domain: str, hosts: list[str], envelope_from: str,
-                       recipient: str, data: bytes) -> SendResult:
+    async def _deliver(
+        self, domain: str, hosts: list[str], envelope_from: str, recipient: str, data: bytes
+    ) -> SendResult:
         last = SendResult(Outcome.DEFERRED, None, f"no MX host of {domain} has an address")
         for host in hosts:
             try:
@@ -131,8 +141,9 @@ class MxProvider:
                 last = failure.result
                 continue
             if not addresses and hosts == [domain]:  # implicit MX without an address
-                return SendResult(Outcome.FAILED, 550,
-                                  f"5.1.2 {domain} has no MX and no address record")
+                return SendResult(
+                    Outcome.FAILED, 550, f"5.1.2 {domain} has no MX and no address record"
+                )
             for address in addresses:
                 port = self.settings.mx_port_overrides.get(host, self.settings.mx_port)
                 dest = Destination(host, address, port)
@@ -143,11 +154,11 @@ class MxProvider:
                 if final(result):
                     return result
                 last = result
-        return SendResult(last.outcome, last.code, f"no MX host of {domain} took it: "
-                          f"{last.detail}")
+        return SendResult(last.outcome, last.code, f"no MX host of {domain} took it: {last.detail}")
 
-    async def _over(self, dest: Destination, envelope_from: str, recipient: str,
-                    data: bytes) -> SendResult:
+    async def _over(
+        self, dest: Destination, envelope_from: str, recipient: str, data: bytes
+    ) -> SendResult:
         """One transaction with ``dest``: a reused connection that turns out to be closed
         before DATA is replaced by a fresh one. A result that is not ``final``: next host."""
         pool = self.idle.get(dest, [])
@@ -162,16 +173,23 @@ class MxProvider:
         try:
             client = await self._connect(dest)
         except aiosmtplib.SMTPResponseException as exc:  # a 421 greeting, say
-            return SendResult(Outcome.DEFERRED if exc.code < 500 else Outcome.FAILED,
-                              exc.code, exc.message)
+            return SendResult(
+                Outcome.DEFERRED if exc.code < 500 else Outcome.FAILED, exc.code, exc.message
+            )
         except CONNECT_ERRORS as exc:
             PROVIDER_ERRORS.labels("email", self.name, "connect").inc()
             self.down[dest] = time.monotonic() + self.settings.mx_host_down_s
             return SendResult(Outcome.DEFERRED, None, f"{dest.host} [{dest.address}]: {exc}")
         return await self._transact(client, dest, envelope_from, recipient, data)
 
-    async def _transact(self, client: aiosmtplib.SMTP, dest: Destination, envelope_from: str,
-                        recipient: str, data: bytes) -> SendResult:
+    async def _transact(
+        self,
+        client: aiosmtplib.SMTP,
+        dest: Destination,
+        envelope_from: str,
+        recipient: str,
+        data: bytes,
+    ) -> SendResult:
         started = time.perf_counter()
         result = await self.transaction.transact(client, envelope_from, recipient, data)
         self._latency.observe(time.perf_counter() - started)
@@ -205,9 +223,13 @@ class MxProvider:
         return client
 
     def _client(self, dest: Destination) -> aiosmtplib.SMTP:
-        return aiosmtplib.SMTP(hostname=dest.address, port=dest.port, start_tls=False,
-                               timeout=self.settings.mx_timeout_s,
-                               local_hostname=self.settings.helo_name)
+        return aiosmtplib.SMTP(
+            hostname=dest.address,
+            port=dest.port,
+            start_tls=False,
+            timeout=self.settings.mx_timeout_s,
+            local_hostname=self.settings.helo_name,
+        )
 
     async def _reap(self) -> None:
         """Close idle connections past ``MX_IDLE_S`` so quiet destinations hold no socket;

@@ -71,8 +71,9 @@ class MxRoutes:
         """The host's IPv4 addresses, then its IPv6 ones; [] when it has none."""
         return await self._cached(("A", host), lambda: self._addresses(host))
 
-    async def _cached(self, key: tuple[str, str],
-                      query: Callable[[], Awaitable[tuple[float, T | DnsFailure]]]) -> T:
+    async def _cached(
+        self, key: tuple[str, str], query: Callable[[], Awaitable[tuple[float, T | DnsFailure]]]
+    ) -> T:
         hit = self.cache.get(key)
         if hit is None or hit[0] <= self.clock():
             future = self.pending.get(key)
@@ -85,8 +86,9 @@ class MxRoutes:
             raise value
         return value  # type: ignore[return-value]
 
-    async def _fill(self, key: tuple[str, str],
-                    query: Callable[[], Awaitable[tuple[float, object]]]) -> tuple[float, object]:
+    async def _fill(
+        self, key: tuple[str, str], query: Callable[[], Awaitable[tuple[float, object]]]
+    ) -> tuple[float, object]:
         try:
             self.queries += 1
             ttl, value = await query()
@@ -113,8 +115,15 @@ class MxRoutes:
         except dns.exception.DNSException as exc:
             return -1, temporary(f"MX look-up of {domain} failed: {exc}")
         ttl = answer.rrset.ttl if answer.rrset is not None else 0
-        hosts = [MxHost(r.preference, r.exchange.to_text(omit_final_dot=True).lower()
-                        if r.exchange != dns.name.root else "") for r in answer]
+        hosts = [
+            MxHost(
+                r.preference,
+                r.exchange.to_text(omit_final_dot=True).lower()
+                if r.exchange != dns.name.root
+                else "",
+            )
+            for r in answer
+        ]
         if null_mx(hosts):
             return ttl, permanent(556, f"5.1.10 {domain} accepts no mail (null MX, RFC 7505)")
         return ttl, hosts

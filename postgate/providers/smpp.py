@@ -45,17 +45,27 @@ from postgate.settings import ProviderSettings, Settings
 log = logging.getLogger("postgate.smpp")
 S = SmppCommandStatus
 ERRORS: dict[SmppCommandStatus, SmsError] = {
-    S.ESME_RTHROTTLED: SmsError.THROTTLED, S.ESME_RMSGQFUL: SmsError.THROTTLED,
-    S.ESME_RINVDSTADR: SmsError.INVALID_NUMBER, S.ESME_RINVNUMDESTS: SmsError.INVALID_NUMBER,
-    S.ESME_RINVSRCADR: SmsError.REJECTED, S.ESME_RSUBMITFAIL: SmsError.REJECTED,
-    S.ESME_RSYSERR: SmsError.TEMPORARY, S.ESME_RX_T_APPN: SmsError.TEMPORARY,
-    S.ESME_RINVPASWD: SmsError.AUTH, S.ESME_RINVSYSID: SmsError.AUTH,
+    S.ESME_RTHROTTLED: SmsError.THROTTLED,
+    S.ESME_RMSGQFUL: SmsError.THROTTLED,
+    S.ESME_RINVDSTADR: SmsError.INVALID_NUMBER,
+    S.ESME_RINVNUMDESTS: SmsError.INVALID_NUMBER,
+    S.ESME_RINVSRCADR: SmsError.REJECTED,
+    S.ESME_RSUBMITFAIL: SmsError.REJECTED,
+    S.ESME_RSYSERR: SmsError.TEMPORARY,
+    S.ESME_RX_T_APPN: SmsError.TEMPORARY,
+    S.ESME_RINVPASWD: SmsError.AUTH,
+    S.ESME_RINVSYSID: SmsError.AUTH,
     S.ESME_RBINDFAIL: SmsError.AUTH,
 }
 RECEIPT_STATES: dict[str, DlrStatus] = {
-    "DELIVRD": DlrStatus.DELIVERED, "UNDELIV": DlrStatus.UNDELIVERED,
-    "EXPIRED": DlrStatus.EXPIRED, "REJECTD": DlrStatus.REJECTED, "DELETED": DlrStatus.REJECTED,
-    "ACCEPTD": DlrStatus.ACCEPTED, "ENROUTE": DlrStatus.ACCEPTED, "UNKNOWN": DlrStatus.UNKNOWN,
+    "DELIVRD": DlrStatus.DELIVERED,
+    "UNDELIV": DlrStatus.UNDELIVERED,
+    "EXPIRED": DlrStatus.EXPIRED,
+    "REJECTD": DlrStatus.REJECTED,
+    "DELETED": DlrStatus.REJECTED,
+    "ACCEPTD": DlrStatus.ACCEPTED,
+    "ENROUTE": DlrStatus.ACCEPTED,
+    "UNKNOWN": DlrStatus.UNKNOWN,
 }
 PARTIAL_LIMIT = 100_000
 RECEIPT_FIELD = re.compile(r"(?i)\b(id|stat|err):(\S+)")
@@ -72,18 +82,27 @@ def submits(message: SmsMessage) -> list[SubmitSm]:
     """One submit_sm per part, its octets encoded by :mod:`postgate.core.sms.encoding`."""
     sms, pdus = message.sms, []
     numeric = message.sender.isascii() and message.sender.isdigit()
-    sender = PhoneNumber(message.sender, TON.INTERNATIONAL, NPI.ISDN) if numeric else \
-        PhoneNumber(message.sender, TON.ALPHANUMERIC, NPI.UNKNOWN)
+    sender = (
+        PhoneNumber(message.sender, TON.INTERNATIONAL, NPI.ISDN)
+        if numeric
+        else PhoneNumber(message.sender, TON.ALPHANUMERIC, NPI.UNKNOWN)
+    )
     dest = PhoneNumber(message.to.lstrip("+"), TON.INTERNATIONAL, NPI.ISDN)
     for i, part in enumerate(sms.parts):
         octets = to_bytes(part, sms.encoding)
         multi = sms.segments > 1
         if multi:
             octets = udh(message.delivery_id, sms.segments, i + 1) + octets
-        pdu = SubmitSm(short_message=part or " ", source=sender, destination=dest,
-                       esm_class=0x40 if multi else 0, registered_delivery=1,
-                       encoding=DATA_CODING[sms.encoding], auto_message_payload=False,
-                       log_id=f"{message.delivery_id}:{i + 1}")
+        pdu = SubmitSm(
+            short_message=part or " ",
+            source=sender,
+            destination=dest,
+            esm_class=0x40 if multi else 0,
+            registered_delivery=1,
+            encoding=DATA_CODING[sms.encoding],
+            auto_message_payload=False,
+            log_id=f"{message.delivery_id}:{i + 1}",
+        )
         pdu.set_encoded_message(octets)
         pdus.append(pdu)
     return pdus
@@ -97,10 +116,17 @@ def report(pdu: DeliverSm) -> DeliveryReport | None:
     text = pdu.short_message or pdu.message_payload
     found = dict(RECEIPT_FIELD.findall(text))
     message_id = found.get("id") or next(
-        (str(p.value) for p in pdu.optional_params or [] if p.tag == RECEIPTED_MESSAGE_ID), "")
+        (str(p.value) for p in pdu.optional_params or [] if p.tag == RECEIPTED_MESSAGE_ID), ""
+    )
     stat = found.get("stat", "").upper()
-    return DeliveryReport("smpp", message_id, RECEIPT_STATES.get(stat, DlrStatus.UNKNOWN),
-                          f"{stat} err:{found.get('err', '')}".strip(), None, text[:500])
+    return DeliveryReport(
+        "smpp",
+        message_id,
+        RECEIPT_STATES.get(stat, DlrStatus.UNKNOWN),
+        f"{stat} err:{found.get('err', '')}".strip(),
+        None,
+        text[:500],
+    )
 
 
 class SmppSettings(ProviderSettings):
@@ -126,11 +152,25 @@ class SmppGateway(SmsGateway):
 
     def __init__(self, settings: Settings, feedback: FeedbackSink) -> None:
         own = settings.provider(SmppSettings)
-        super().__init__(GatewayLimits(own.rate_per_s, own.timeout_s, settings.sms_retries,
-                                       settings.sms_backoff_s), feedback)
-        self.session = SmppSession(SessionConfig(
-            own.host, own.port, own.system_id, own.password, own.system_type, own.window,
-            own.timeout_s, own.enquire_link_s), self._on_deliver)
+        super().__init__(
+            GatewayLimits(
+                own.rate_per_s, own.timeout_s, settings.sms_retries, settings.sms_backoff_s
+            ),
+            feedback,
+        )
+        self.session = SmppSession(
+            SessionConfig(
+                own.host,
+                own.port,
+                own.system_id,
+                own.password,
+                own.system_type,
+                own.window,
+                own.timeout_s,
+                own.enquire_link_s,
+            ),
+            self._on_deliver,
+        )
         # delivery id -> part -> message id, for messages with parts still to send
         self.accepted: OrderedDict[int, dict[int, str]] = OrderedDict()
 
@@ -141,8 +181,11 @@ class SmppGateway(SmsGateway):
         await self.session.close()
 
     def health(self) -> dict[str, object]:
-        return {**super().health(), "bound": self.session.bound.is_set(),
-                "binds": self.session.binds}
+        return {
+            **super().health(),
+            "bound": self.session.bound.is_set(),
+            "binds": self.session.binds,
+        }
 
     async def submit(self, message: SmsMessage) -> SmsResult:
         done = self.accepted.setdefault(message.delivery_id, {})
@@ -160,8 +203,9 @@ class SmppGateway(SmsGateway):
                 kind = ERRORS.get(resp.command_status, SmsError.UNKNOWN)
                 if kind in (SmsError.INVALID_NUMBER, SmsError.REJECTED):
                     self.accepted.pop(message.delivery_id, None)
-                return SmsResult.failure(kind, resp.command_status.name,
-                                         f"part {i + 1}/{len(pdus)}")
+                return SmsResult.failure(
+                    kind, resp.command_status.name, f"part {i + 1}/{len(pdus)}"
+                )
             done[i] = resp.message_id
         ids = tuple(done[i] for i in range(len(pdus)))
         del self.accepted[message.delivery_id]
@@ -173,7 +217,13 @@ class SmppGateway(SmsGateway):
             await self.feedback.reports([receipt])
         else:
             text = pdu.short_message or pdu.message_payload
-            await self.feedback.inbound(InboundSms(
-                "smpp", "+" + pdu.source.number.lstrip("+"), pdu.destination.number, text,
-                raw=f"{pdu.source.number}>{pdu.destination.number}: {text}"[:2000]))
+            await self.feedback.inbound(
+                InboundSms(
+                    "smpp",
+                    "+" + pdu.source.number.lstrip("+"),
+                    pdu.destination.number,
+                    text,
+                    raw=f"{pdu.source.number}>{pdu.destination.number}: {text}"[:2000],
+                )
+            )
         return S.ESME_ROK

@@ -91,8 +91,9 @@ async def read_pdu(reader: asyncio.StreamReader) -> SmppMessage | None:
 
 
 class SmppSession:
-    def __init__(self, config: SessionConfig,
-                 on_deliver: Callable[[DeliverSm], Awaitable[SmppCommandStatus]]) -> None:
+    def __init__(
+        self, config: SessionConfig, on_deliver: Callable[[DeliverSm], Awaitable[SmppCommandStatus]]
+    ) -> None:
         self.config = config
         self.on_deliver = on_deliver
         self.window = asyncio.Semaphore(config.window)
@@ -155,7 +156,8 @@ class SmppSession:
             delay = min(30.0, cfg.reconnect_s * 2 ** min(failures, 8))  # backoff while down
             try:
                 reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(cfg.host, cfg.port), cfg.timeout_s)
+                    asyncio.open_connection(cfg.host, cfg.port), cfg.timeout_s
+                )
             except (OSError, TimeoutError) as exc:
                 log.warning("smpp %s:%s connect failed: %s", cfg.host, cfg.port, exc)
                 failures += 1
@@ -183,12 +185,18 @@ class SmppSession:
 
     async def _bind(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         cfg = self.config
-        bind = BindTransceiver(sequence_num=next(self._seq), system_id=cfg.system_id,
-                               password=cfg.password, system_type=cfg.system_type)
+        bind = BindTransceiver(
+            sequence_num=next(self._seq),
+            system_id=cfg.system_id,
+            password=cfg.password,
+            system_type=cfg.system_type,
+        )
         writer.write(bind.pdu())
         resp = await asyncio.wait_for(read_pdu(reader), cfg.timeout_s)
-        if not isinstance(resp, BindTransceiverResp) or \
-                resp.command_status is not SmppCommandStatus.ESME_ROK:
+        if (
+            not isinstance(resp, BindTransceiverResp)
+            or resp.command_status is not SmppCommandStatus.ESME_ROK
+        ):
             status = getattr(resp, "command_status", None)
             raise ConnectionError(f"bind refused: {status!r}")
         self.binds += 1
@@ -221,8 +229,7 @@ class SmppSession:
             log.exception("smpp deliver_sm not recorded; the gateway will retry")
             status = SmppCommandStatus.ESME_RX_T_APPN
         if not writer.is_closing():
-            writer.write(DeliverSmResp(sequence_num=pdu.sequence_num,
-                                       command_status=status).pdu())
+            writer.write(DeliverSmResp(sequence_num=pdu.sequence_num, command_status=status).pdu())
 
     async def _keepalive(self) -> None:
         while True:

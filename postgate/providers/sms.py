@@ -52,8 +52,9 @@ class SmsResult:
     unknown: bool = False  # no answer: the gateway may have taken it
 
     @classmethod
-    def failure(cls, error: SmsError, code: str = "", detail: str = "",
-                unknown: bool = False) -> SmsResult:
+    def failure(
+        cls, error: SmsError, code: str = "", detail: str = "", unknown: bool = False
+    ) -> SmsResult:
         return cls(decide(error).outcome, (), error, code, detail, unknown)
 
 
@@ -168,8 +169,12 @@ class SmsGateway:
         await self.shut()
 
     def health(self) -> dict[str, Any]:
-        return {"provider": self.name, "halted": self.state.halted, "sent": self.state.sent,
-                "errors": dict(self.state.errors)}
+        return {
+            "provider": self.name,
+            "halted": self.state.halted,
+            "sent": self.state.sent,
+            "errors": dict(self.state.errors),
+        }
 
     async def send_batch(self, messages: Sequence[SmsMessage]) -> list[SmsResult]:
         return list(await asyncio.gather(*(self.send(m) for m in messages)))
@@ -179,33 +184,45 @@ class SmsGateway:
         attempt = 0
         while True:
             if self.state.halted:
-                return SmsResult.failure(SmsError.AUTH, detail=f"provider halted: "
-                                         f"{self.state.halted}")
+                return SmsResult.failure(
+                    SmsError.AUTH, detail=f"provider halted: {self.state.halted}"
+                )
             await self.limiter.acquire()
             started = time.perf_counter()
             try:
                 result = await asyncio.wait_for(self.submit(message), limits.timeout_s)
             except (TimeoutError, ConnectionError, OSError) as exc:
-                result = SmsResult.failure(SmsError.TEMPORARY, detail=f"no answer: {exc!r}",
-                                           unknown=True)
+                result = SmsResult.failure(
+                    SmsError.TEMPORARY, detail=f"no answer: {exc!r}", unknown=True
+                )
             self._latency.observe(time.perf_counter() - started)
             if result.error is None:
                 self.state.sent += 1
                 return result
-            self.state.errors[result.error.value] = self.state.errors.get(
-                result.error.value, 0) + 1
+            self.state.errors[result.error.value] = self.state.errors.get(result.error.value, 0) + 1
             decision = decide(result.error)
             if decision.action is Action.HALT_PROVIDER:
                 self.state.halted = f"{result.code} {result.detail}".strip()
-                log.error("provider %s halted: %s (tenant=%s campaign=%s)", self.name,
-                          self.state.halted, message.tenant, message.campaign)
+                log.error(
+                    "provider %s halted: %s (tenant=%s campaign=%s)",
+                    self.name,
+                    self.state.halted,
+                    message.tenant,
+                    message.campaign,
+                )
             retry = decision.retry_now and (not result.unknown or self.retry_unknown)
             if not retry or attempt >= limits.retries:
                 return result
-            delay = min(limits.backoff_max_s, limits.backoff_s * 2 ** attempt)
+            delay = min(limits.backoff_max_s, limits.backoff_s * 2**attempt)
             if result.error is SmsError.THROTTLED:
                 self.limiter.slow_down(delay)
             attempt += 1
-            log.info("provider %s: %s for delivery %s, retry %d in %.2fs", self.name,
-                     result.error.value, message.delivery_id, attempt, delay)
+            log.info(
+                "provider %s: %s for delivery %s, retry %d in %.2fs",
+                self.name,
+                result.error.value,
+                message.delivery_id,
+                attempt,
+                delay,
+            )
             await asyncio.sleep(delay)

@@ -45,20 +45,38 @@ def callback_key(secret: str) -> str:
 def notify_url(public_url: str, secret: str) -> str:
     return callback_url(public_url, secret, "smsapi")
 
+
 ERRORS: dict[int, SmsError] = {
-    8: SmsError.REJECTED, 11: SmsError.REJECTED, 12: SmsError.REJECTED,
-    13: SmsError.INVALID_NUMBER, 14: SmsError.REJECTED, 17: SmsError.REJECTED,
-    18: SmsError.REJECTED, 20: SmsError.REJECTED,
-    101: SmsError.AUTH, 102: SmsError.AUTH, 103: SmsError.NO_CREDIT, 105: SmsError.AUTH,
-    200: SmsError.TEMPORARY, 201: SmsError.TEMPORARY, 202: SmsError.THROTTLED,
-    203: SmsError.THROTTLED, 999: SmsError.TEMPORARY,
+    8: SmsError.REJECTED,
+    11: SmsError.REJECTED,
+    12: SmsError.REJECTED,
+    13: SmsError.INVALID_NUMBER,
+    14: SmsError.REJECTED,
+    17: SmsError.REJECTED,
+    18: SmsError.REJECTED,
+    20: SmsError.REJECTED,
+    101: SmsError.AUTH,
+    102: SmsError.AUTH,
+    103: SmsError.NO_CREDIT,
+    105: SmsError.AUTH,
+    200: SmsError.TEMPORARY,
+    201: SmsError.TEMPORARY,
+    202: SmsError.THROTTLED,
+    203: SmsError.THROTTLED,
+    999: SmsError.TEMPORARY,
 }
 DUPLICATE_IDX = 53  # check_idx=1: a message with this idx was already accepted
 
 STATUSES: dict[str, DlrStatus] = {
-    "401": DlrStatus.UNKNOWN, "402": DlrStatus.EXPIRED, "403": DlrStatus.ACCEPTED,
-    "404": DlrStatus.DELIVERED, "405": DlrStatus.UNDELIVERED, "406": DlrStatus.UNDELIVERED,
-    "407": DlrStatus.REJECTED, "408": DlrStatus.UNKNOWN, "409": DlrStatus.ACCEPTED,
+    "401": DlrStatus.UNKNOWN,
+    "402": DlrStatus.EXPIRED,
+    "403": DlrStatus.ACCEPTED,
+    "404": DlrStatus.DELIVERED,
+    "405": DlrStatus.UNDELIVERED,
+    "406": DlrStatus.UNDELIVERED,
+    "407": DlrStatus.REJECTED,
+    "408": DlrStatus.UNKNOWN,
+    "409": DlrStatus.ACCEPTED,
     "410": DlrStatus.ACCEPTED,
 }
 
@@ -104,9 +122,16 @@ def parse_callback(params: Mapping[str, str]) -> list[DeliveryReport]:
     for i, message_id in enumerate(ids):
         code = statuses[i].strip() if i < len(statuses) else ""
         stamp = done[i].strip() if i < len(done) else ""
-        reports.append(DeliveryReport("smsapi", message_id,
-                                      STATUSES.get(code, DlrStatus.UNKNOWN), code, _stamp(stamp),
-                                      json.dumps(dict(params))[:2000]))
+        reports.append(
+            DeliveryReport(
+                "smsapi",
+                message_id,
+                STATUSES.get(code, DlrStatus.UNKNOWN),
+                code,
+                _stamp(stamp),
+                json.dumps(dict(params))[:2000],
+            )
+        )
     return reports
 
 
@@ -133,9 +158,14 @@ class Callbacks:
 
     @staticmethod
     def inbound(params: Mapping[str, str]) -> InboundSms | None:
-        message = InboundSms("smsapi", params.get("sms_from", ""), params.get("sms_to", ""),
-                             params.get("sms_text", ""), params.get("MsgId", ""),
-                             str(sorted(params.items()))[:2000])
+        message = InboundSms(
+            "smsapi",
+            params.get("sms_from", ""),
+            params.get("sms_to", ""),
+            params.get("sms_text", ""),
+            params.get("MsgId", ""),
+            str(sorted(params.items()))[:2000],
+        )
         return message if message.sender and message.text else None
 
 
@@ -159,8 +189,12 @@ class SmsApiGateway(SmsGateway):
 
     def __init__(self, settings: Settings, feedback: FeedbackSink) -> None:
         own = settings.provider(SmsApiSettings)
-        super().__init__(GatewayLimits(own.rate_per_s, own.timeout_s, settings.sms_retries,
-                                       settings.sms_backoff_s), feedback)
+        super().__init__(
+            GatewayLimits(
+                own.rate_per_s, own.timeout_s, settings.sms_retries, settings.sms_backoff_s
+            ),
+            feedback,
+        )
         self.url = own.url.rstrip("/") + "/sms.do"
         self.token = own.token
         self.notify_url = notify_url(settings.public_url, settings.secret_key)
@@ -182,10 +216,15 @@ class SmsApiGateway(SmsGateway):
 
     def form(self, message: SmsMessage) -> dict[str, str]:
         return {
-            "to": message.to.lstrip("+"), "message": message.sms.text,
-            "from": message.sender, "format": "json", "encoding": "utf-8",
-            "idx": str(message.delivery_id), "check_idx": "1",
-            "max_parts": str(max(message.sms.segments, 1)), "notify_url": self.notify_url,
+            "to": message.to.lstrip("+"),
+            "message": message.sms.text,
+            "from": message.sender,
+            "format": "json",
+            "encoding": "utf-8",
+            "idx": str(message.delivery_id),
+            "check_idx": "1",
+            "max_parts": str(max(message.sms.segments, 1)),
+            "notify_url": self.notify_url,
         }
 
     async def submit(self, message: SmsMessage) -> SmsResult:
@@ -198,5 +237,4 @@ class SmsApiGateway(SmsGateway):
         except aiohttp.ClientConnectorError as exc:  # never reached the gateway
             return SmsResult.failure(SmsError.TEMPORARY, detail=f"connect: {exc}")
         except (aiohttp.ClientError, TimeoutError) as exc:
-            return SmsResult.failure(SmsError.TEMPORARY, detail=f"no answer: {exc!r}",
-                                     unknown=True)
+            return SmsResult.failure(SmsError.TEMPORARY, detail=f"no answer: {exc!r}", unknown=True)

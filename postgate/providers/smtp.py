@@ -97,8 +97,11 @@ class SmtpPool:
                         continue
                 started = time.perf_counter()
                 if isinstance(client, PipelinedSmtp):
-                    result = await client.transact(envelope_from, recipient, data) \
-                        if _safe(envelope_from) and _safe(recipient) else _UNSAFE
+                    result = (
+                        await client.transact(envelope_from, recipient, data)
+                        if _safe(envelope_from) and _safe(recipient)
+                        else _UNSAFE
+                    )
                 else:
                     result = await self.transact(client, envelope_from, recipient, data)
                 self._latency.observe(time.perf_counter() - started)
@@ -133,10 +136,13 @@ class SmtpPool:
             response, _ = await client.sendmail(envelope_from, [recipient], data)
             reply = response.get(recipient)
             return reply_outcome(reply[0], reply[1]) if reply else SendResult(Outcome.SENT, 250)
-        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError,
-                TimeoutError, OSError) as exc:
-            return SendResult(Outcome.DEFERRED, None, f"connection lost: {exc}",
-                              unknown=in_data[0])
+        except (
+            aiosmtplib.SMTPServerDisconnected,
+            aiosmtplib.SMTPTimeoutError,
+            TimeoutError,
+            OSError,
+        ) as exc:
+            return SendResult(Outcome.DEFERRED, None, f"connection lost: {exc}", unknown=in_data[0])
         except aiosmtplib.SMTPRecipientsRefused as exc:
             await self._reset(client)
             return reply_outcome(exc.recipients[0].code, exc.recipients[0].message)
@@ -146,8 +152,14 @@ class SmtpPool:
         except aiosmtplib.SMTPException as exc:
             return SendResult(Outcome.DEFERRED, None, f"smtp error: {exc}", unknown=in_data[0])
 
-    async def _commands(self, client: aiosmtplib.SMTP, envelope_from: str, recipient: str,
-                        data: bytes, in_data: list[bool]) -> SendResult:
+    async def _commands(
+        self,
+        client: aiosmtplib.SMTP,
+        envelope_from: str,
+        recipient: str,
+        data: bytes,
+        in_data: list[bool],
+    ) -> SendResult:
         """MAIL, RCPT, DATA as raw commands: the addresses are ours (VERP) or normalised
         at import, so nothing is gained by ``sendmail`` parsing each one twice."""
         if client.is_ehlo_or_helo_needed:

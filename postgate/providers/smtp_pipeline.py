@@ -45,7 +45,7 @@ class _Protocol(asyncio.Protocol):
         self.buffer += data
         while (end := self.buffer.find(b"\n")) >= 0:
             line = bytes(self.buffer[:end]).rstrip(b"\r")
-            del self.buffer[:end + 1]
+            del self.buffer[: end + 1]
             self.lines.append(line)
             if len(line) < 4 or line[3:4] != b"-":  # the last line of a reply
                 self._reply()
@@ -113,8 +113,9 @@ class PipelinedSmtp:
     async def connect(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            _, protocol = await asyncio.wait_for(loop.create_connection(
-                _Protocol, self.host, self.port), self.timeout)
+            _, protocol = await asyncio.wait_for(
+                loop.create_connection(_Protocol, self.host, self.port), self.timeout
+            )
         except TimeoutError as exc:
             raise SmtpLost(f"connect timed out after {self.timeout} s") from exc
         self.protocol = protocol
@@ -130,8 +131,11 @@ class PipelinedSmtp:
         self.extensions = {line.split(" ", 1)[0].upper() for line in text.split("\n")[1:]}
 
     def _write(self, data: bytes) -> None:
-        if self.protocol is None or self.protocol.transport is None or \
-                self.protocol.lost is not None:
+        if (
+            self.protocol is None
+            or self.protocol.transport is None
+            or self.protocol.lost is not None
+        ):
             raise SmtpLost("not connected")
         self.protocol.transport.write(data)
 
@@ -159,13 +163,15 @@ class PipelinedSmtp:
         """One transaction; ``envelope_from`` and ``recipient`` are already checked safe."""
         utf8 = not (envelope_from.isascii() and recipient.isascii())
         if utf8 and "SMTPUTF8" not in self.extensions:
-            return SendResult(Outcome.FAILED, None,
-                              "the server does not offer SMTPUTF8 for a non-ASCII address")
+            return SendResult(
+                Outcome.FAILED, None, "the server does not offer SMTPUTF8 for a non-ASCII address"
+            )
         mail = b"MAIL FROM:<%s>%s\r\n" % (envelope_from.encode(), b" SMTPUTF8" if utf8 else b"")
         sent_payload = False
         try:
             replies = await self._commands(
-                [mail, b"RCPT TO:<%s>\r\n" % recipient.encode(), b"DATA\r\n"])
+                [mail, b"RCPT TO:<%s>\r\n" % recipient.encode(), b"DATA\r\n"]
+            )
             mail_reply, rcpt_reply, data_reply = (replies + [(0, "")] * 3)[:3]
             if data_reply[0] == 354 and mail_reply[0] == 250 and rcpt_reply[0] in (250, 251):
                 self._write(payload(data))
@@ -175,13 +181,15 @@ class PipelinedSmtp:
                 self._write(b".\r\n")
                 await self._reply()
             await self._reset()
-            refusal = next(r for r in (mail_reply, rcpt_reply, data_reply)
-                           if r[0] not in (250, 251, 354))
+            refusal = next(
+                r for r in (mail_reply, rcpt_reply, data_reply) if r[0] not in (250, 251, 354)
+            )
             return _outcome(*refusal)
         except (SmtpLost, OSError) as exc:
             self.close()
-            return SendResult(Outcome.DEFERRED, None, f"connection lost: {exc}",
-                              unknown=sent_payload)
+            return SendResult(
+                Outcome.DEFERRED, None, f"connection lost: {exc}", unknown=sent_payload
+            )
 
     async def _reset(self) -> None:
         with contextlib.suppress(SmtpLost, OSError):

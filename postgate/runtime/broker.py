@@ -26,12 +26,14 @@ QUEUES = ("campaigns", "send", "dead")
 class Broker:
     def __init__(self, url: str, prefix: str, visibility_timeout_s: float = 60.0) -> None:
         self.prefix = prefix
-        self.connection = Connection(url, transport_options={
-            "visibility_timeout": visibility_timeout_s})
+        self.connection = Connection(
+            url, transport_options={"visibility_timeout": visibility_timeout_s}
+        )
         self.exchange = Exchange(prefix, type="direct", durable=True)
         self.queues = {
-            name: Queue(f"{prefix}.{name}", self.exchange, routing_key=f"{prefix}.{name}",
-                        durable=True)
+            name: Queue(
+                f"{prefix}.{name}", self.exchange, routing_key=f"{prefix}.{name}", durable=True
+            )
             for name in QUEUES
         }
         self._channel: Any = None
@@ -46,8 +48,9 @@ class Broker:
             self._channel = channel
         return self._channel
 
-    def publish(self, name: str, body: bytes | str | dict[str, Any],
-                headers: dict[str, Any] | None = None) -> None:
+    def publish(
+        self, name: str, body: bytes | str | dict[str, Any], headers: dict[str, Any] | None = None
+    ) -> None:
         payload = body if isinstance(body, bytes | str) else json.dumps(body, separators=(",", ":"))
         self._open()
         self._producer.publish(

@@ -21,5 +21,8 @@ class Context:
         return cls(settings=settings, engine=engine_for(settings.database_url))
 
     def broker(self) -> Broker:
-        return Broker(self.settings.broker_url, self.settings.queue_prefix,
-                      self.settings.broker_visibility_timeout_s)
+        return Broker(
+            self.settings.broker_url,
+            self.settings.queue_prefix,
+            self.settings.broker_visibility_timeout_s,
+        )

@@ -44,7 +44,7 @@ def raw(stored: str) -> bytes:
     """The bytes a stored preview was made from."""
     if is_base64(stored):
         try:
-            return base64.b64decode(stored[len(BASE64):], validate=True)
+            return base64.b64decode(stored[len(BASE64) :], validate=True)
         except (binascii.Error, ValueError):
             pass
     return stored.encode("utf-8", "surrogatepass")
@@ -65,7 +65,7 @@ def _escaped(ch: str) -> str:
     if ch == "\\":
         return "\\\\"
     if "\udc80" <= ch <= "\udcff":  # a byte that is not UTF-8, kept by surrogateescape
-        return f"\\x{ord(ch) - 0xdc00:02x}"
+        return f"\\x{ord(ch) - 0xDC00:02x}"
     if _CONTROL.match(ch):
         return f"\\x{ord(ch):02x}"
     return ch

@@ -49,8 +49,9 @@ class PubSub:
             with contextlib.suppress(RuntimeError):  # that loop has closed
                 loop.call_soon_threadsafe(handler, data)
 
-    async def listen(self, name: str, handler: Handler, stop: asyncio.Event,
-                     ready: asyncio.Event | None = None) -> None:
+    async def listen(
+        self, name: str, handler: Handler, stop: asyncio.Event, ready: asyncio.Event | None = None
+    ) -> None:
         """Call ``handler`` on this loop for every notice until ``stop``."""
         channel = self.channel(name)
         if not self.redis_url:
@@ -73,8 +74,9 @@ class PubSub:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.5)
 
-    async def _listen_redis(self, channel: str, handler: Handler, stop: asyncio.Event,
-                            ready: asyncio.Event | None) -> None:
+    async def _listen_redis(
+        self, channel: str, handler: Handler, stop: asyncio.Event, ready: asyncio.Event | None
+    ) -> None:
         import redis.asyncio as aioredis
 
         client = aioredis.Redis.from_url(self.redis_url, socket_connect_timeout=5)

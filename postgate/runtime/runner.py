@@ -101,7 +101,8 @@ class Runner:
         try:
             if time.monotonic() >= self._restore_at:
                 self._restore_at = time.monotonic() + max(
-                    1.0, self.ctx.settings.broker_visibility_timeout_s / 4)
+                    1.0, self.ctx.settings.broker_visibility_timeout_s / 4
+                )
                 self.broker.restore_unacked()
             return self.broker.get(self.queue)
         except Exception as exc:  # broker down: back off, reconnect on next call

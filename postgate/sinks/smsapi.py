@@ -115,17 +115,25 @@ class SmsApiSink:
         with st.lock:
             st.seen_idx.add(idx)
             st.accepted.append(Accepted(message_id, form))
-        item = {"id": message_id, "points": 0.16, "number": number,
-                "date_sent": int(time.time()), "submitted_number": number,
-                "status": "QUEUE", "error": None, "idx": idx,
-                "parts": int(form.get("max_parts", "1"))}
+        item = {
+            "id": message_id,
+            "points": 0.16,
+            "number": number,
+            "date_sent": int(time.time()),
+            "submitted_number": number,
+            "status": "QUEUE",
+            "error": None,
+            "idx": idx,
+            "parts": int(form.get("max_parts", "1")),
+        }
         return web.json_response({"count": 1, "list": [item]})
 
     def report(self, statuses: dict[str, int] | None = None, default: int = 404) -> int:
         """Call each accepted message's notify_url with its report (404 = DELIVERED), as
         SMSAPI does: MsgId, status, idx, donedate, to. Returns the HTTP status."""
-        return asyncio.run_coroutine_threadsafe(self._report(statuses or {}, default),
-                                                self.loop).result(30)
+        return asyncio.run_coroutine_threadsafe(
+            self._report(statuses or {}, default), self.loop
+        ).result(30)
 
     async def _report(self, statuses: dict[str, int], default: int) -> int:
         with self.state.lock:
@@ -141,7 +149,8 @@ class SmsApiSink:
                     "status": ",".join(str(statuses.get(a.form["to"], default)) for a in batch),
                     "idx": ",".join(a.form.get("idx", "") for a in batch),
                     "donedate": ",".join(str(int(time.time())) for _ in batch),
-                    "to": ",".join(a.form["to"] for a in batch), "username": "postgate",
+                    "to": ",".join(a.form["to"] for a in batch),
+                    "username": "postgate",
                 }
                 async with session.get(url, params=params) as response:
                     status = response.status
@@ -152,8 +161,9 @@ class SmsApiSink:
 def _error(code: int, status: int = 200) -> web.Response:
     body: dict[str, Any] = {"error": code, "message": ERROR_BODIES.get(code, "Error")}
     if code == 13:
-        body["invalid_numbers"] = [{"number": "", "submitted_number": "",
-                                    "message": "Invalid phone number"}]
+        body["invalid_numbers"] = [
+            {"number": "", "submitted_number": "", "message": "Invalid phone number"}
+        ]
     return web.Response(status=status, text=json.dumps(body), content_type="application/json")
 
 

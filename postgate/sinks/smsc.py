@@ -37,9 +37,12 @@ from aiosmpplib import (
 )
 
 PARSERS: dict[SmppCommand, type[SmppMessage]] = {
-    SmppCommand.BIND_TRANSCEIVER: BindTransceiver, SmppCommand.SUBMIT_SM: SubmitSm,
-    SmppCommand.ENQUIRE_LINK: EnquireLink, SmppCommand.UNBIND: Unbind,
-    SmppCommand.DELIVER_SM_RESP: DeliverSmResp, SmppCommand.ENQUIRE_LINK_RESP: EnquireLinkResp,
+    SmppCommand.BIND_TRANSCEIVER: BindTransceiver,
+    SmppCommand.SUBMIT_SM: SubmitSm,
+    SmppCommand.ENQUIRE_LINK: EnquireLink,
+    SmppCommand.UNBIND: Unbind,
+    SmppCommand.DELIVER_SM_RESP: DeliverSmResp,
+    SmppCommand.ENQUIRE_LINK_RESP: EnquireLinkResp,
 }
 
 
@@ -90,7 +93,8 @@ class SmscSink:
     def start(self) -> SmscSink:
         self.thread.start()
         self.server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._serve, "127.0.0.1", self.port), self.loop).result(5)
+            asyncio.start_server(self._serve, "127.0.0.1", self.port), self.loop
+        ).result(5)
         return self
 
     def stop(self) -> None:
@@ -99,6 +103,7 @@ class SmscSink:
             self.server.close()
             for writer in list(self.writers):
                 writer.close()
+
         asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
@@ -111,9 +116,13 @@ class SmscSink:
 
     def send_mo(self, source: str, text: str, destination: str = "1234") -> None:
         """Deliver an inbound SMS from ``source`` to every bound client."""
-        mo = DeliverSm(short_message=text, source=PhoneNumber(source.lstrip("+"),
-                       TON.INTERNATIONAL, NPI.ISDN), destination=PhoneNumber(destination),
-                       esm_class=0, registered_delivery=0)
+        mo = DeliverSm(
+            short_message=text,
+            source=PhoneNumber(source.lstrip("+"), TON.INTERNATIONAL, NPI.ISDN),
+            destination=PhoneNumber(destination),
+            esm_class=0,
+            registered_delivery=0,
+        )
         asyncio.run_coroutine_threadsafe(self._push(mo), self.loop).result(5)
 
     async def _push(self, pdu: DeliverSm) -> None:
@@ -138,8 +147,9 @@ class SmscSink:
                         refuse = st.refuse_binds > 0
                         st.refuse_binds -= refuse
                         st.binds += not refuse
-                    status = SmppCommandStatus.ESME_RBINDFAIL if refuse else \
-                        SmppCommandStatus.ESME_ROK
+                    status = (
+                        SmppCommandStatus.ESME_RBINDFAIL if refuse else SmppCommandStatus.ESME_ROK
+                    )
                     writer.write(BindTransceiverResp(seq, status, system_id="sink").pdu())
                     if refuse:
                         break
@@ -181,8 +191,9 @@ class SmscSink:
         with st.lock:
             rejected = st.rejecting.get(pdu.destination.number)
             if rejected is not None:
-                writer.write(SubmitSmResp(sequence_num=pdu.sequence_num,
-                                          command_status=rejected).pdu())
+                writer.write(
+                    SubmitSmResp(sequence_num=pdu.sequence_num, command_status=rejected).pdu()
+                )
                 return True
             if st.drop_on_submit > 0:
                 st.drop_on_submit -= 1
@@ -190,26 +201,51 @@ class SmscSink:
             if st.throttle > 0:
                 st.throttle -= 1
                 st.throttled += 1
-                writer.write(SubmitSmResp(sequence_num=pdu.sequence_num,
-                             command_status=SmppCommandStatus.ESME_RTHROTTLED).pdu())
+                writer.write(
+                    SubmitSmResp(
+                        sequence_num=pdu.sequence_num,
+                        command_status=SmppCommandStatus.ESME_RTHROTTLED,
+                    ).pdu()
+                )
                 return True
             message_id = f"{next(self.ids):x}"
             segmentation = pdu.get_segmentation_data() if pdu.is_segmented() else None
             udh = (segmentation[0], segmentation[1], segmentation[2]) if segmentation else None
-            st.submitted.append(Submitted(message_id, pdu.destination.number, pdu.source.number,
-                                          pdu.encoding or "gsm0338", pdu.short_message, udh))
+            st.submitted.append(
+                Submitted(
+                    message_id,
+                    pdu.destination.number,
+                    pdu.source.number,
+                    pdu.encoding or "gsm0338",
+                    pdu.short_message,
+                    udh,
+                )
+            )
             stat = st.failing.get(pdu.destination.number, "DELIVRD")
             receipts = st.receipts
         writer.write(SubmitSmResp(sequence_num=pdu.sequence_num, message_id=message_id).pdu())
         if receipts and pdu.registered_delivery:
             now = datetime.now()
-            text = DeliverSm.encode_receipt({
-                "id": message_id, "sub": 1, "dlvrd": int(stat == "DELIVRD"), "stat": stat,
-                "submit date": now, "done date": now, "err": 0 if stat == "DELIVRD" else 1,
-                "text": pdu.short_message[:20]})
-            receipt = DeliverSm(sequence_num=next(self.seq), short_message=text,
-                                source=pdu.destination, destination=pdu.source,
-                                esm_class=0b00000100, registered_delivery=0)
+            text = DeliverSm.encode_receipt(
+                {
+                    "id": message_id,
+                    "sub": 1,
+                    "dlvrd": int(stat == "DELIVRD"),
+                    "stat": stat,
+                    "submit date": now,
+                    "done date": now,
+                    "err": 0 if stat == "DELIVRD" else 1,
+                    "text": pdu.short_message[:20],
+                }
+            )
+            receipt = DeliverSm(
+                sequence_num=next(self.seq),
+                short_message=text,
+                source=pdu.destination,
+                destination=pdu.source,
+                esm_class=0b00000100,
+                registered_delivery=0,
+            )
             writer.write(receipt.pdu())
         return True
 

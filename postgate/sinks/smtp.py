@@ -32,8 +32,9 @@ class SinkHandler:
     pipelining: bool = True  # offer PIPELINING (RFC 2920), as Postfix and most MTAs do
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
-                          responses: list[str]) -> list[str]:
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
         session.host_name = hostname
         if self.pipelining:  # aiosmtpd reads commands in turn, so it handles a pipeline
             responses.insert(-1, "250-PIPELINING")
@@ -47,8 +48,9 @@ class SinkHandler:
         """Hang up after DATA for ``address``, ``times`` times (the outcome is unknown)."""
         self.drop_after_data[address.lower()] += times
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
         with self.lock:
             queue = self.rcpt_replies.get(address.lower())
             reply = queue.popleft() if queue else None
@@ -65,13 +67,23 @@ class SinkHandler:
                 self.drop_after_data[address.lower()] -= 1
         if dropped:
             with self.lock:
-                self.dropped.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
-                                             envelope.original_content or envelope.content))
+                self.dropped.append(
+                    Received(
+                        envelope.mail_from,
+                        list(envelope.rcpt_tos),
+                        envelope.original_content or envelope.content,
+                    )
+                )
             server.transport.close()
             return "451 4.3.0 connection closed"
         with self.lock:
-            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
-                                          envelope.original_content or envelope.content))
+            self.received.append(
+                Received(
+                    envelope.mail_from,
+                    list(envelope.rcpt_tos),
+                    envelope.original_content or envelope.content,
+                )
+            )
         return "250 2.0.0 OK queued"
 
     def to(self, address: str) -> list[Received]:
@@ -84,8 +96,13 @@ class SmtpSink:
 
     def __init__(self, port: int = 0, handler: SinkHandler | None = None) -> None:
         self.handler = handler or SinkHandler()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=port or _free_port(),
-                                     decode_data=False, data_size_limit=10_000_000)
+        self.controller = Controller(
+            self.handler,
+            hostname="127.0.0.1",
+            port=port or _free_port(),
+            decode_data=False,
+            data_size_limit=10_000_000,
+        )
 
     @property
     def port(self) -> int:

@@ -18,9 +18,17 @@ from postgate.core.sms.routing import route
 from postgate.core.states import Kind
 
 
-def estimate(text: str, kind: str, opt_out: str, policy: str, max_parts: int,
-             numbers: Iterable[str], routes: Mapping[str, str],
-             override: Mapping[str, str] | None, prices: Mapping[str, float]) -> dict[str, Any]:
+def estimate(
+    text: str,
+    kind: str,
+    opt_out: str,
+    policy: str,
+    max_parts: int,
+    numbers: Iterable[str],
+    routes: Mapping[str, str],
+    override: Mapping[str, str] | None,
+    prices: Mapping[str, float],
+) -> dict[str, Any]:
     body = TEXT_ENV.from_string(text).render(name="", phone="", contact={})
     if kind == Kind.PROMOTIONAL and opt_out:
         body = f"{body.rstrip()}\n{opt_out}"

@@ -41,8 +41,11 @@ class Brand:
     @property
     def accent_text(self) -> str:
         """Black or white, whichever reads better on the accent colour."""
-        return "#000000" if contrast(self.accent, "#000000") > contrast(self.accent,
-                                                                       "#ffffff") else "#ffffff"
+        return (
+            "#000000"
+            if contrast(self.accent, "#000000") > contrast(self.accent, "#ffffff")
+            else "#ffffff"
+        )
 
     @property
     def link(self) -> str:
@@ -54,7 +57,7 @@ def _luminance(colour: str) -> float:
     def lin(c: float) -> float:
         return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
 
-    r, g, b = (lin(int(colour[i:i + 2], 16) / 255) for i in (1, 3, 5))
+    r, g, b = (lin(int(colour[i : i + 2], 16) / 255) for i in (1, 3, 5))
     return 0.2126 * r + 0.7152 * g + 0.0722 * b
 
 
@@ -67,8 +70,17 @@ def contrast(a: str, b: str) -> float:
 def load(conn: Connection, tenant_id: int) -> Brand:
     b = brand_table.c
     row = conn.execute(
-        select(tenant_table.c.name, b.display_name, b.logo_url, b.accent_color, b.website_url,
-               b.privacy_url, b.locale, b.time_zone, b.allow_resubscribe)
+        select(
+            tenant_table.c.name,
+            b.display_name,
+            b.logo_url,
+            b.accent_color,
+            b.website_url,
+            b.privacy_url,
+            b.locale,
+            b.time_zone,
+            b.allow_resubscribe,
+        )
         .select_from(tenant_table)
         .outerjoin(brand_table, b.tenant_id == tenant_table.c.id)
         .where(tenant_table.c.id == tenant_id)
@@ -79,11 +91,16 @@ def load(conn: Connection, tenant_id: int) -> Brand:
 def from_row(tenant_id: int, row: Any) -> Brand:
     accent = row.accent_color if row.accent_color and COLOUR.match(row.accent_color) else ""
     return Brand(
-        tenant_id, (row.display_name or row.name or "").strip(),
-        safe_url(row.logo_url or "", https_only=True), accent or DEFAULT_ACCENT,
-        safe_url(row.website_url or ""), safe_url(row.privacy_url or ""), row.locale or "",
+        tenant_id,
+        (row.display_name or row.name or "").strip(),
+        safe_url(row.logo_url or "", https_only=True),
+        accent or DEFAULT_ACCENT,
+        safe_url(row.website_url or ""),
+        safe_url(row.privacy_url or ""),
+        row.locale or "",
         row.time_zone or "",
-        True if row.allow_resubscribe is None else bool(row.allow_resubscribe))
+        True if row.allow_resubscribe is None else bool(row.allow_resubscribe),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +114,11 @@ def topics(conn: Connection, tenant_id: int, slugs: list[str], locale: str) -> d
     """Each topic in ``locale`` (else in any language it has, else its slug)."""
     lc = label_table.c
     found: dict[str, Topic] = {s: Topic(s, s) for s in slugs}
-    rows = conn.execute(select(lc.topic, lc.locale, lc.name, lc.description).where(
-        lc.tenant_id == tenant_id, lc.topic.in_(slugs)).order_by(lc.locale)).all()
+    rows = conn.execute(
+        select(lc.topic, lc.locale, lc.name, lc.description)
+        .where(lc.tenant_id == tenant_id, lc.topic.in_(slugs))
+        .order_by(lc.locale)
+    ).all()
     for row in sorted(rows, key=lambda r: r.locale == locale):  # the reader's language last
         found[row.topic] = Topic(row.topic, row.name, row.description)
     return found

@@ -25,8 +25,9 @@ def address_hash(address: str) -> str:
     return HASH_PREFIX + hashlib.sha256(address.strip().lower().encode()).hexdigest()
 
 
-def suppressions(conn: Connection, tenant_id: int, channel: str,
-                 addresses: Sequence[str]) -> dict[str, str]:
+def suppressions(
+    conn: Connection, tenant_id: int, channel: str, addresses: Sequence[str]
+) -> dict[str, str]:
     """The suppression reason of each address that has one, erased people's hashed
     entries included: the one lookup every check of suppression goes through."""
     if not addresses:
@@ -35,9 +36,13 @@ def suppressions(conn: Connection, tenant_id: int, channel: str,
     hashed: dict[str, list[str]] = {}
     for address in addresses:  # 'Ann@x' and 'ann@x' share one erasure entry
         hashed.setdefault(address_hash(address), []).append(address)
-    rows = conn.execute(select(s.address, s.reason).where(
-        s.tenant_id == tenant_id, s.channel == channel,
-        s.address.in_(sorted({*addresses, *hashed})))).all()
+    rows = conn.execute(
+        select(s.address, s.reason).where(
+            s.tenant_id == tenant_id,
+            s.channel == channel,
+            s.address.in_(sorted({*addresses, *hashed})),
+        )
+    ).all()
     found: dict[str, str] = {}
     for stored, reason in rows:
         if stored not in hashed:
@@ -65,29 +70,65 @@ def erase(engine: Engine, tenant_id: int, address: str, actor: str) -> ErasureRe
     now = utcnow()
     c = t.contact.c
     with engine.begin() as conn:
-        ids = list(conn.scalars(select(c.id).where(
-            c.tenant_id == tenant_id, or_(c.email == address.lower(), c.phone == address,
-                                          c.email == address))))
-        deliveries = list(conn.scalars(select(t.delivery.c.id).where(
-            t.delivery.c.tenant_id == tenant_id,
-            or_(t.delivery.c.contact_id.in_(ids), t.delivery.c.address == address))))
-        consents = conn.execute(delete(t.consent).where(
-            t.consent.c.tenant_id == tenant_id, t.consent.c.contact_id.in_(ids))).rowcount
-        conn.execute(delete(t.pending_signup).where(
-            t.pending_signup.c.tenant_id == tenant_id,
-            or_(t.pending_signup.c.contact_id.in_(ids), t.pending_signup.c.address == address)))
-        conn.execute(delete(t.list_member).where(
-            t.list_member.c.tenant_id == tenant_id, t.list_member.c.contact_id.in_(ids)))
-        conn.execute(update(t.delivery).where(t.delivery.c.id.in_(deliveries))
-                     .values(address=digest, last_error=None))
-        conn.execute(update(t.contact).where(c.id.in_(ids)).values(
-            email=None, phone=None, name="", attributes={}, last_activity_at=None,
-            erased_at=now))
+        ids = list(
+            conn.scalars(
+                select(c.id).where(
+                    c.tenant_id == tenant_id,
+                    or_(c.email == address.lower(), c.phone == address, c.email == address),
+                )
+            )
+        )
+        deliveries = list(
+            conn.scalars(
+                select(t.delivery.c.id).where(
+                    t.delivery.c.tenant_id == tenant_id,
+                    or_(t.delivery.c.contact_id.in_(ids), t.delivery.c.address == address),
+                )
+            )
+        )
+        consents = conn.execute(
+            delete(t.consent).where(
+                t.consent.c.tenant_id == tenant_id, t.consent.c.contact_id.in_(ids)
+            )
+        ).rowcount
+        conn.execute(
+            delete(t.pending_signup).where(
+                t.pending_signup.c.tenant_id == tenant_id,
+                or_(t.pending_signup.c.contact_id.in_(ids), t.pending_signup.c.address == address),
+            )
+        )
+        conn.execute(
+            delete(t.list_member).where(
+                t.list_member.c.tenant_id == tenant_id, t.list_member.c.contact_id.in_(ids)
+            )
+        )
+        conn.execute(
+            update(t.delivery)
+            .where(t.delivery.c.id.in_(deliveries))
+            .values(address=digest, last_error=None)
+        )
+        conn.execute(
+            update(t.contact)
+            .where(c.id.in_(ids))
+            .values(
+                email=None, phone=None, name="", attributes={}, last_activity_at=None, erased_at=now
+            )
+        )
         events = ledger.erase(conn, tenant_id, channel, address, digest, deliveries, now)
         report = ErasureReport(digest, len(ids), consents, len(deliveries), events)
-        conn.execute(insert(t.audit_log).values(
-            tenant_id=tenant_id, actor=actor, action="erasure", created_at=now,
-            detail={"address_hash": digest, "contacts": report.contacts,
-                    "consents": report.consents, "deliveries": report.deliveries,
-                    "events": report.events}))
+        conn.execute(
+            insert(t.audit_log).values(
+                tenant_id=tenant_id,
+                actor=actor,
+                action="erasure",
+                created_at=now,
+                detail={
+                    "address_hash": digest,
+                    "contacts": report.contacts,
+                    "consents": report.consents,
+                    "deliveries": report.deliveries,
+                    "events": report.events,
+                },
+            )
+        )
     return report

@@ -27,32 +27,92 @@ SCHEMA = Path(__file__).with_name("export.xsd")
 SECTIONS: list[tuple[str, str, Table, dict[str, str], list[str]]] = [
     ("lists", "list", t.mailing_list, {"id": "id", "name": "name", "created": "created_at"}, []),
     ("members", "member", t.list_member, {"list": "list_id", "contact": "contact_id"}, []),
-    ("contacts", "contact", t.contact, {
-        "id": "id", "email": "email", "phone": "phone", "name": "name",
-        "created": "created_at", "last-activity": "last_activity_at", "erased": "erased_at",
-    }, []),
-    ("consents", "consent", t.consent, {
-        "id": "id", "contact": "contact_id", "channel": "channel", "topic": "topic",
-        "source": "source", "status": "status", "consented": "consented_at",
-        "recorded": "created_at", "form": "form_id", "text-hash": "consent_text_hash",
-        "text-version": "consent_text_version", "signup-ip": "signup_ip",
-        "signup-user-agent": "signup_user_agent", "confirmed": "confirmed_at",
-        "confirm-ip": "confirm_ip", "confirm-user-agent": "confirm_user_agent",
-        "evidence": "evidence_ref", "marketing-checkbox": "marketing_checkbox",
-    }, []),
-    ("campaigns", "campaign", t.campaign, {
-        "id": "id", "external-id": "external_id", "channel": "channel", "kind": "kind",
-        "topic": "topic", "state": "state", "from": "from_email", "created": "created_at",
-        "finished": "finished_at",
-    }, ["subject", "text", "html"]),
-    ("deliveries", "delivery", t.delivery, {
-        "id": "id", "campaign": "campaign_id", "contact": "contact_id", "address": "address",
-        "state": "state", "reason": "reason", "attempts": "attempts", "sent": "sent_at",
-    }, []),
-    ("suppressions", "suppression", t.suppression, {
-        "channel": "channel", "address": "address", "reason": "reason",
-        "created": "created_at",
-    }, []),
+    (
+        "contacts",
+        "contact",
+        t.contact,
+        {
+            "id": "id",
+            "email": "email",
+            "phone": "phone",
+            "name": "name",
+            "created": "created_at",
+            "last-activity": "last_activity_at",
+            "erased": "erased_at",
+        },
+        [],
+    ),
+    (
+        "consents",
+        "consent",
+        t.consent,
+        {
+            "id": "id",
+            "contact": "contact_id",
+            "channel": "channel",
+            "topic": "topic",
+            "source": "source",
+            "status": "status",
+            "consented": "consented_at",
+            "recorded": "created_at",
+            "form": "form_id",
+            "text-hash": "consent_text_hash",
+            "text-version": "consent_text_version",
+            "signup-ip": "signup_ip",
+            "signup-user-agent": "signup_user_agent",
+            "confirmed": "confirmed_at",
+            "confirm-ip": "confirm_ip",
+            "confirm-user-agent": "confirm_user_agent",
+            "evidence": "evidence_ref",
+            "marketing-checkbox": "marketing_checkbox",
+        },
+        [],
+    ),
+    (
+        "campaigns",
+        "campaign",
+        t.campaign,
+        {
+            "id": "id",
+            "external-id": "external_id",
+            "channel": "channel",
+            "kind": "kind",
+            "topic": "topic",
+            "state": "state",
+            "from": "from_email",
+            "created": "created_at",
+            "finished": "finished_at",
+        },
+        ["subject", "text", "html"],
+    ),
+    (
+        "deliveries",
+        "delivery",
+        t.delivery,
+        {
+            "id": "id",
+            "campaign": "campaign_id",
+            "contact": "contact_id",
+            "address": "address",
+            "state": "state",
+            "reason": "reason",
+            "attempts": "attempts",
+            "sent": "sent_at",
+        },
+        [],
+    ),
+    (
+        "suppressions",
+        "suppression",
+        t.suppression,
+        {
+            "channel": "channel",
+            "address": "address",
+            "reason": "reason",
+            "created": "created_at",
+        },
+        [],
+    ),
 ]
 PAGE = 5000
 
@@ -93,14 +153,22 @@ def export_tenant(engine: Engine, tenant_id: int, out: BinaryIO) -> None:
     """Write the tenant's export (UTF-8 XML) to the binary stream ``out``."""
     tn = t.tenant.c
     with engine.connect() as conn:
-        tenant = conn.execute(select(tn.slug, tn.name, tn.domain, tn.created_at)
-                              .where(tn.id == tenant_id)).one()
+        tenant = conn.execute(
+            select(tn.slug, tn.name, tn.domain, tn.created_at).where(tn.id == tenant_id)
+        ).one()
     xml = XMLGenerator(out, encoding="utf-8", short_empty_elements=True)
     xml.startDocument()
-    _start(xml, "export", {"xmlns": NAMESPACE, "generated": utcnow().isoformat(),
-                                "version": "1"})
-    _start(xml, "tenant", {"slug": tenant.slug, "name": tenant.name,
-                                "domain": tenant.domain, "created": _text(tenant.created_at)})
+    _start(xml, "export", {"xmlns": NAMESPACE, "generated": utcnow().isoformat(), "version": "1"})
+    _start(
+        xml,
+        "tenant",
+        {
+            "slug": tenant.slug,
+            "name": tenant.name,
+            "domain": tenant.domain,
+            "created": _text(tenant.created_at),
+        },
+    )
     xml.endElement("tenant")
     for section, element, table, attributes, children in SECTIONS:
         _start(xml, section, {})

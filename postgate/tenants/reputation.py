@@ -40,7 +40,8 @@ def measure(conn: Connection, tenant_id: int, start: datetime, end: datetime) ->
     """One tenant's window: sent (accepted or rejected at send time), delivered, and the
     deliveries complained about or hard-bounced (each counted once)."""
     return _windows(conn, start, end, tenant_id).get(
-        tenant_id, breaker.Window(start, end, 0, 0, 0, 0))
+        tenant_id, breaker.Window(start, end, 0, 0, 0, 0)
+    )
 
 
 def measure_all(conn: Connection, start: datetime, end: datetime) -> dict[int, breaker.Window]:
@@ -49,35 +50,50 @@ def measure_all(conn: Connection, start: datetime, end: datetime) -> dict[int, b
     return _windows(conn, start, end)
 
 
-def _windows(conn: Connection, start: datetime, end: datetime,
-             tenant_id: int | None = None) -> dict[int, breaker.Window]:
+def _windows(
+    conn: Connection, start: datetime, end: datetime, tenant_id: int | None = None
+) -> dict[int, breaker.Window]:
     def grouped(query: Any, column: Any) -> dict[int, int]:
         if tenant_id is not None:
             query = query.where(column == tenant_id)
-        return {int(tid): int(n) for tid, n in conn.execute(query.group_by(column))
-                if tid is not None}
+        return {
+            int(tid): int(n) for tid, n in conn.execute(query.group_by(column)) if tid is not None
+        }
 
-    delivered = grouped(select(d.tenant_id, func.count()).where(
-        d.state == S.SENT, d.sent_at >= start), d.tenant_id)
-    rejected = grouped(select(d.tenant_id, func.count()).where(
-        d.state == S.FAILED, d.reason == "smtp_rejected", d.updated_at >= start), d.tenant_id)
+    delivered = grouped(
+        select(d.tenant_id, func.count()).where(d.state == S.SENT, d.sent_at >= start), d.tenant_id
+    )
+    rejected = grouped(
+        select(d.tenant_id, func.count()).where(
+            d.state == S.FAILED, d.reason == "smtp_rejected", d.updated_at >= start
+        ),
+        d.tenant_id,
+    )
 
     def events(*where: Any) -> dict[int, int]:
-        return grouped(select(e.tenant_id, func.count(func.distinct(
-            func.coalesce(e.delivery_id, e.id)))).where(e.created_at >= start, *where),
-            e.tenant_id)
+        return grouped(
+            select(
+                e.tenant_id, func.count(func.distinct(func.coalesce(e.delivery_id, e.id)))
+            ).where(e.created_at >= start, *where),
+            e.tenant_id,
+        )
 
     complaints = events(e.kind == FeedbackKind.COMPLAINT)
     hard = events(e.kind == FeedbackKind.BOUNCE, e.hard.is_(True))
-    return {tid: breaker.Window(
-        start=start, end=end, sent=delivered.get(tid, 0) + rejected.get(tid, 0),
-        delivered=delivered.get(tid, 0), complaints=complaints.get(tid, 0),
-        hard_bounces=hard.get(tid, 0))
-        for tid in delivered.keys() | rejected.keys() | complaints.keys() | hard.keys()}
+    return {
+        tid: breaker.Window(
+            start=start,
+            end=end,
+            sent=delivered.get(tid, 0) + rejected.get(tid, 0),
+            delivered=delivered.get(tid, 0),
+            complaints=complaints.get(tid, 0),
+            hard_bounces=hard.get(tid, 0),
+        )
+        for tid in delivered.keys() | rejected.keys() | complaints.keys() | hard.keys()
+    }
 
 
-def check(engine: Engine, settings: Settings, tenant_id: int,
-          now: datetime) -> breaker.Trip | None:
+def check(engine: Engine, settings: Settings, tenant_id: int, now: datetime) -> breaker.Trip | None:
     """Measure the tenant's window and trip the breaker when the policy says so."""
     limits = thresholds(settings)
     with engine.begin() as conn:
@@ -87,27 +103,43 @@ def check(engine: Engine, settings: Settings, tenant_id: int,
         slug = conn.scalar(locked)
         if slug is None:
             return None
-        breaker_blocks = conn.execute(select(b.created_at, b.cleared_at).where(
-            b.tenant_id == tenant_id, b.source == BlockSource.BREAKER,
-            or_(b.cleared_at.is_(None), b.created_at >= now - limits.repeat))).all()
-        last_cleared = max((aware(r[1]) for r in breaker_blocks if r[1] is not None),
-                           default=None)
+        breaker_blocks = conn.execute(
+            select(b.created_at, b.cleared_at).where(
+                b.tenant_id == tenant_id,
+                b.source == BlockSource.BREAKER,
+                or_(b.cleared_at.is_(None), b.created_at >= now - limits.repeat),
+            )
+        ).all()
+        last_cleared = max((aware(r[1]) for r in breaker_blocks if r[1] is not None), default=None)
         start = breaker.window_start(now, limits, last_cleared)
         window = measure(conn, tenant_id, start, now)
-        trip = breaker.evaluate(window, limits, sending_blocks.active_scopes(conn, tenant_id),
-                                [aware(r[0]) for r in breaker_blocks], now)
+        trip = breaker.evaluate(
+            window,
+            limits,
+            sending_blocks.active_scopes(conn, tenant_id),
+            [aware(r[0]) for r in breaker_blocks],
+            now,
+        )
         if trip is None:
             return None
-        why = (f"circuit breaker: {trip.reason} {window.complaints}/{window.delivered} "
-               f"complaints, {window.hard_bounces}/{window.sent} hard bounces since "
-               f"{start.isoformat(timespec='seconds')}")
+        why = (
+            f"circuit breaker: {trip.reason} {window.complaints}/{window.delivered} "
+            f"complaints, {window.hard_bounces}/{window.sent} hard bounces since "
+            f"{start.isoformat(timespec='seconds')}"
+        )
         for scope in trip.scopes:
-            sending_blocks.add_block(conn, tenant_id, scope, BlockSource.BREAKER, why, "breaker",
-                                     trip.detail, now)
-    BREAKER_TRIPS.labels(slug, trip.reason, "suspended" if trip.escalated else "bulk_disabled") \
-        .inc()
-    log.error("OPERATOR: tenant %s %s by the circuit breaker: %s",
-              slug, "suspended" if trip.escalated else "bulk email disabled", trip.detail)
+            sending_blocks.add_block(
+                conn, tenant_id, scope, BlockSource.BREAKER, why, "breaker", trip.detail, now
+            )
+    BREAKER_TRIPS.labels(
+        slug, trip.reason, "suspended" if trip.escalated else "bulk_disabled"
+    ).inc()
+    log.error(
+        "OPERATOR: tenant %s %s by the circuit breaker: %s",
+        slug,
+        "suspended" if trip.escalated else "bulk email disabled",
+        trip.detail,
+    )
     return trip
 
 
@@ -125,14 +157,26 @@ class BreakerWatch:
         self.last: datetime | None = None
 
     def check(self, engine: Engine, settings: Settings, now: datetime) -> list[int]:
-        since = (self.last - self.LOOKBACK if self.last is not None
-                 else now - timedelta(days=settings.breaker_window_days))
+        since = (
+            self.last - self.LOOKBACK
+            if self.last is not None
+            else now - timedelta(days=settings.breaker_window_days)
+        )
         with engine.connect() as conn:
-            tenants = list(conn.scalars(
-                select(e.tenant_id).where(
-                    e.created_at >= since, e.tenant_id.is_not(None),
-                    e.kind.in_((FeedbackKind.BOUNCE, FeedbackKind.COMPLAINT)))
-                .distinct()))
+            tenants = list(
+                conn.scalars(
+                    select(e.tenant_id)
+                    .where(
+                        e.created_at >= since,
+                        e.tenant_id.is_not(None),
+                        e.kind.in_((FeedbackKind.BOUNCE, FeedbackKind.COMPLAINT)),
+                    )
+                    .distinct()
+                )
+            )
         self.last = now
-        return [tenant_id for tenant_id in tenants
-                if check(engine, settings, tenant_id, now) is not None]
+        return [
+            tenant_id
+            for tenant_id in tenants
+            if check(engine, settings, tenant_id, now) is not None
+        ]

@@ -25,15 +25,17 @@ b, d, c = t.sending_block.c, t.delivery.c, t.campaign.c
 
 
 def active_scopes(conn: Connection, tenant_id: int) -> frozenset[str]:
-    return frozenset(conn.scalars(
-        select(b.scope).where(b.tenant_id == tenant_id, b.cleared_at.is_(None))))
+    return frozenset(
+        conn.scalars(select(b.scope).where(b.tenant_id == tenant_id, b.cleared_at.is_(None)))
+    )
 
 
 def all_active(engine: Engine) -> dict[int, frozenset[str]]:
     found: dict[int, set[str]] = defaultdict(set)
     with engine.connect() as conn:
         for tenant_id, scope in conn.execute(
-                select(b.tenant_id, b.scope).where(b.cleared_at.is_(None))):
+            select(b.tenant_id, b.scope).where(b.cleared_at.is_(None))
+        ):
             found[tenant_id].add(scope)
     return {k: frozenset(v) for k, v in found.items()}
 
@@ -46,69 +48,129 @@ def summary(scopes: frozenset[str]) -> str:
     return TenantStatus.BULK_DISABLED if scopes else TenantStatus.ACTIVE
 
 
-def audit(conn: Connection, tenant_id: int, actor: str, action: str, detail: dict[str, Any],
-          now: datetime) -> None:
-    conn.execute(insert(t.audit_log).values(tenant_id=tenant_id, actor=actor, action=action,
-                                            detail=detail, created_at=now))
+def audit(
+    conn: Connection, tenant_id: int, actor: str, action: str, detail: dict[str, Any], now: datetime
+) -> None:
+    conn.execute(
+        insert(t.audit_log).values(
+            tenant_id=tenant_id, actor=actor, action=action, detail=detail, created_at=now
+        )
+    )
 
 
-def add_block(conn: Connection, tenant_id: int, scope: str, source: str, reason: str,
-              actor: str, detail: dict[str, Any], now: datetime) -> int:
+def add_block(
+    conn: Connection,
+    tenant_id: int,
+    scope: str,
+    source: str,
+    reason: str,
+    actor: str,
+    detail: dict[str, Any],
+    now: datetime,
+) -> int:
     """Add an active block unless one of this scope and source is active already."""
-    existing = conn.scalar(select(b.id).where(
-        b.tenant_id == tenant_id, b.scope == scope, b.source == source, b.cleared_at.is_(None)))
+    existing = conn.scalar(
+        select(b.id).where(
+            b.tenant_id == tenant_id, b.scope == scope, b.source == source, b.cleared_at.is_(None)
+        )
+    )
     if existing is not None:
         return int(existing)
-    block_id = conn.scalar(insert(t.sending_block).values(
-        tenant_id=tenant_id, scope=scope, source=source, reason=reason, detail=detail,
-        actor=actor, created_at=now).returning(b.id))
-    audit(conn, tenant_id, actor, f"sending_block.{source}",
-          {"block": block_id, "scope": scope, "reason": reason, **detail}, now)
+    block_id = conn.scalar(
+        insert(t.sending_block)
+        .values(
+            tenant_id=tenant_id,
+            scope=scope,
+            source=source,
+            reason=reason,
+            detail=detail,
+            actor=actor,
+            created_at=now,
+        )
+        .returning(b.id)
+    )
+    audit(
+        conn,
+        tenant_id,
+        actor,
+        f"sending_block.{source}",
+        {"block": block_id, "scope": scope, "reason": reason, **detail},
+        now,
+    )
     _sync_status(conn, tenant_id, reason)
     return int(block_id or 0)
 
 
-def clear_blocks(engine: Engine, tenant_id: int, scope: str, actor: str, reason: str,
-                 now: datetime) -> list[int]:
+def clear_blocks(
+    engine: Engine, tenant_id: int, scope: str, actor: str, reason: str, now: datetime
+) -> list[int]:
     """Clear every active block of ``scope`` (operator's and breaker's alike)."""
     with engine.begin() as conn:
-        ids = list(conn.scalars(
-            update(t.sending_block)
-            .where(b.tenant_id == tenant_id, b.scope == scope, b.cleared_at.is_(None))
-            .values(cleared_at=now, cleared_by=actor, clear_reason=reason)
-            .returning(b.id)))
+        ids = list(
+            conn.scalars(
+                update(t.sending_block)
+                .where(b.tenant_id == tenant_id, b.scope == scope, b.cleared_at.is_(None))
+                .values(cleared_at=now, cleared_by=actor, clear_reason=reason)
+                .returning(b.id)
+            )
+        )
         if ids:
-            audit(conn, tenant_id, actor, "sending_block.clear",
-                  {"blocks": ids, "scope": scope, "reason": reason}, now)
+            audit(
+                conn,
+                tenant_id,
+                actor,
+                "sending_block.clear",
+                {"blocks": ids, "scope": scope, "reason": reason},
+                now,
+            )
             _sync_status(conn, tenant_id, reason)
     return ids
 
 
 def _sync_status(conn: Connection, tenant_id: int, reason: str) -> None:
     status = summary(active_scopes(conn, tenant_id))
-    conn.execute(update(t.tenant).where(t.tenant.c.id == tenant_id)
-                 .values(status=status, status_reason="" if status == "active" else reason))
+    conn.execute(
+        update(t.tenant)
+        .where(t.tenant.c.id == tenant_id)
+        .values(status=status, status_reason="" if status == "active" else reason)
+    )
 
 
 def release_held(engine: Engine, tenant_id: int, now: datetime) -> list[tuple[int, int]]:
     """Requeue the tenant's held rows that its remaining blocks allow; (id, campaign) pairs."""
     with engine.begin() as conn:
         scopes = active_scopes(conn, tenant_id)
-        campaigns = [cid for cid, channel, kind in conn.execute(
-            select(c.id, c.channel, c.kind).where(
-                c.tenant_id == tenant_id,
-                c.id.in_(select(d.campaign_id).where(
-                    d.tenant_id == tenant_id, d.state == S.HELD,
-                    d.reason == BlockReason.TENANT_DISABLED).distinct())))
-            if may_send(scopes, channel, kind)]
+        campaigns = [
+            cid
+            for cid, channel, kind in conn.execute(
+                select(c.id, c.channel, c.kind).where(
+                    c.tenant_id == tenant_id,
+                    c.id.in_(
+                        select(d.campaign_id)
+                        .where(
+                            d.tenant_id == tenant_id,
+                            d.state == S.HELD,
+                            d.reason == BlockReason.TENANT_DISABLED,
+                        )
+                        .distinct()
+                    ),
+                )
+            )
+            if may_send(scopes, channel, kind)
+        ]
         if not campaigns:
             return []
         rows = conn.execute(
             update(t.delivery)
-            .where(d.tenant_id == tenant_id, d.campaign_id.in_(campaigns), d.state == S.HELD,
-                   d.reason == BlockReason.TENANT_DISABLED)  # not canary holds
+            .where(
+                d.tenant_id == tenant_id,
+                d.campaign_id.in_(campaigns),
+                d.state == S.HELD,
+                d.reason == BlockReason.TENANT_DISABLED,
+            )  # not canary holds
             .values(state=S.QUEUED, reason=None, updated_at=now)
-            .returning(d.id, d.campaign_id)).all()
+            .returning(d.id, d.campaign_id)
+        ).all()
     return [(r[0], r[1]) for r in rows]
 
 
@@ -116,9 +178,16 @@ class HeldChanged(ValueError):
     """The held deliveries are not the ones the operator saw; nothing was cancelled."""
 
 
-def cancel_held(engine: Engine, tenant_id: int, actor: str, reason: str, now: datetime,
-                campaign_id: int | None = None, expected: int | None = None,
-                held_before: datetime | None = None) -> int:
+def cancel_held(
+    engine: Engine,
+    tenant_id: int,
+    actor: str,
+    reason: str,
+    now: datetime,
+    campaign_id: int | None = None,
+    expected: int | None = None,
+    held_before: datetime | None = None,
+) -> int:
     """Cancel the tenant's held deliveries (of one campaign, if given). An operator
     cancels what they were shown: with ``held_before`` only rows held by then, and with
     ``expected`` only if exactly that many are (else nothing, and :class:`HeldChanged`)."""
@@ -128,11 +197,21 @@ def cancel_held(engine: Engine, tenant_id: int, actor: str, reason: str, now: da
             where.append(d.campaign_id == campaign_id)
         if held_before is not None:
             where.append(d.updated_at <= held_before)
-        count = conn.execute(update(t.delivery).where(*where).values(
-            state=S.CANCELLED, reason="operator_cancelled", updated_at=now)).rowcount
+        count = conn.execute(
+            update(t.delivery)
+            .where(*where)
+            .values(state=S.CANCELLED, reason="operator_cancelled", updated_at=now)
+        ).rowcount
         if expected is not None and count != expected:  # raising rolls the update back
-            raise HeldChanged(f"{count} deliveries are held now, not {expected}; "
-                              "look again and confirm")
-        audit(conn, tenant_id, actor, "held.cancel",
-              {"cancelled": count, "campaign": campaign_id, "reason": reason}, now)
+            raise HeldChanged(
+                f"{count} deliveries are held now, not {expected}; look again and confirm"
+            )
+        audit(
+            conn,
+            tenant_id,
+            actor,
+            "held.cancel",
+            {"cancelled": count, "campaign": campaign_id, "reason": reason},
+            now,
+        )
     return int(count or 0)

@@ -38,8 +38,9 @@ def install_loop(settings: Settings) -> None:
             log.info("uvloop not available; using asyncio's loop")
 
 
-async def run_workers(ctx: Context, names: list[str], stop: asyncio.Event,
-                      extra: list[Awaitable[Any]] | None = None) -> None:
+async def run_workers(
+    ctx: Context, names: list[str], stop: asyncio.Event, extra: list[Awaitable[Any]] | None = None
+) -> None:
     """Run the named workers until ``stop``; each drains what it holds before returning."""
     runs: list[Coroutine[Any, Any, Any]] = [WORKERS[name](ctx).run(stop) for name in names]
     await asyncio.gather(*runs, *(extra or []))

@@ -21,8 +21,9 @@ RETRIES = (0.5, 1.0, 2.0, 4.0)  # seconds between tries to write what a flush co
 
 
 class Outcomes(Generic[T]):
-    def __init__(self, write: Callable[[list[T]], Awaitable[None]], count: int,
-                 interval: float) -> None:
+    def __init__(
+        self, write: Callable[[list[T]], Awaitable[None]], count: int, interval: float
+    ) -> None:
         self.write, self.count, self.interval = write, count, interval
         self.pending: list[T] = []
         self.flushes: list[asyncio.Task[None]] = []

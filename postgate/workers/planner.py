@@ -41,12 +41,17 @@ def take_lease(engine: Engine, settings: Settings, campaign_id: int) -> bool:
     leaves it to run out, and the sweeper then plans the campaign again."""
     c, now = t.campaign.c, utcnow()
     with engine.begin() as conn:
-        return bool(conn.execute(
-            update(t.campaign)
-            .where(c.id == campaign_id, c.state == CampaignState.PLANNING,
-                   or_(c.plan_lease_until.is_(None), c.plan_lease_until < now))
-            .values(plan_lease_until=now + timedelta(seconds=settings.plan_lease_s))
-        ).rowcount)
+        return bool(
+            conn.execute(
+                update(t.campaign)
+                .where(
+                    c.id == campaign_id,
+                    c.state == CampaignState.PLANNING,
+                    or_(c.plan_lease_until.is_(None), c.plan_lease_until < now),
+                )
+                .values(plan_lease_until=now + timedelta(seconds=settings.plan_lease_s))
+            ).rowcount
+        )
 
 
 def abandoned(engine: Engine, settings: Settings, now: datetime) -> list[int]:
@@ -55,10 +60,19 @@ def abandoned(engine: Engine, settings: Settings, now: datetime) -> list[int]:
     c = t.campaign.c
     before = now - timedelta(seconds=settings.plan_lease_s)
     with engine.connect() as conn:
-        return list(conn.scalars(select(c.id).where(
-            c.state == CampaignState.PLANNING,
-            or_(c.plan_lease_until < now,
-                and_(c.plan_lease_until.is_(None), c.created_at < before))).order_by(c.id)))
+        return list(
+            conn.scalars(
+                select(c.id)
+                .where(
+                    c.state == CampaignState.PLANNING,
+                    or_(
+                        c.plan_lease_until < now,
+                        and_(c.plan_lease_until.is_(None), c.created_at < before),
+                    ),
+                )
+                .order_by(c.id)
+            )
+        )
 
 
 def plan_campaign(
@@ -87,8 +101,11 @@ def plan_campaign(
     while True:
         now = utcnow()
         with engine.begin() as conn:
-            conn.execute(update(t.campaign).where(c.id == campaign_id).values(
-                plan_lease_until=now + timedelta(seconds=settings.plan_lease_s)))
+            conn.execute(
+                update(t.campaign)
+                .where(c.id == campaign_id)
+                .values(plan_lease_until=now + timedelta(seconds=settings.plan_lease_s))
+            )
             recipients = audience.page(conn, spec, after, settings.page_size, now)
             if not recipients:
                 break
@@ -97,17 +114,22 @@ def plan_campaign(
                 held = canary_left is not None and not reason and canary_left <= 0
                 if canary_left is not None and not reason:
                     canary_left -= 1
-                rows.append({
-                    "tenant_id": tenant_id,
-                    "campaign_id": campaign_id,
-                    "contact_id": recipient.contact_id,
-                    "address": recipient.address or "",
-                    "state": DeliveryState.BLOCKED if reason else (
-                        DeliveryState.HELD if held else DeliveryState.QUEUED),
-                    "reason": reason.value if reason else (canary.CANARY_HELD if held else None),
-                    "created_at": now,
-                    "updated_at": now,
-                })
+                rows.append(
+                    {
+                        "tenant_id": tenant_id,
+                        "campaign_id": campaign_id,
+                        "contact_id": recipient.contact_id,
+                        "address": recipient.address or "",
+                        "state": DeliveryState.BLOCKED
+                        if reason
+                        else (DeliveryState.HELD if held else DeliveryState.QUEUED),
+                        "reason": reason.value
+                        if reason
+                        else (canary.CANARY_HELD if held else None),
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
                 if reason:
                     report.blocked[reason.value] += 1  # type: ignore[index]
                     BLOCKED.labels(slug, channel, reason.value).inc()
@@ -116,23 +138,36 @@ def plan_campaign(
             d = t.delivery.c
             # this page's rows by the (campaign_id, contact_id) key range: the state is
             # filtered here, not in SQL, so the unique index serves the query at any size
-            queued = sorted(row.id for row in conn.execute(
-                select(d.id, d.state).where(
-                    d.campaign_id == campaign_id, d.contact_id > first, d.contact_id <= after)
-            ) if row.state == DeliveryState.QUEUED)
+            queued = sorted(
+                row.id
+                for row in conn.execute(
+                    select(d.id, d.state).where(
+                        d.campaign_id == campaign_id, d.contact_id > first, d.contact_id <= after
+                    )
+                )
+                if row.state == DeliveryState.QUEUED
+            )
         publish_batches(broker, campaign_id, queued, settings.batch_size)
         report.queued += len(queued)
         PLANNED.labels(slug, channel).inc(len(rows))
     with engine.begin() as conn:  # a campaign paused meanwhile stays paused
-        conn.execute(update(t.campaign).where(c.id == campaign_id).values(
-            planned_at=utcnow(), plan_lease_until=None))
+        conn.execute(
+            update(t.campaign)
+            .where(c.id == campaign_id)
+            .values(planned_at=utcnow(), plan_lease_until=None)
+        )
         conn.execute(
             update(t.campaign)
             .where(c.id == campaign_id, c.state == CampaignState.PLANNING)
             .values(state=CampaignState.SENDING)
         )
-    log.info("campaign %s (%s) planned: %s queued, blocked %s",
-             campaign_id, slug, report.queued, dict(report.blocked or {}))
+    log.info(
+        "campaign %s (%s) planned: %s queued, blocked %s",
+        campaign_id,
+        slug,
+        report.queued,
+        dict(report.blocked or {}),
+    )
     return report
 
 
@@ -147,7 +182,12 @@ class Planner(Runner):
         msg = parse_campaign(body, settings.max_message_bytes)
         with self.ctx.engine.begin() as conn:
             accepted = accept(conn, msg, utcnow(), settings.lexicon_dir)
-        log.info("campaign %s/%s accepted as %s (%s)", msg.tenant, msg.campaign_id,
-                 accepted.campaign_id, accepted.state)
+        log.info(
+            "campaign %s/%s accepted as %s (%s)",
+            msg.tenant,
+            msg.campaign_id,
+            accepted.campaign_id,
+            accepted.state,
+        )
         if accepted.state == CampaignState.PLANNING:
             plan_campaign(self.ctx.engine, self.broker, settings, accepted.campaign_id)

@@ -24,37 +24,66 @@ CLOSED_TENANT_DAYS = 90
 AUDIT_DAYS = 365
 
 
-def purge(engine: Engine, now: datetime, closed_days: int = CLOSED_TENANT_DAYS,
-          audit_days: int = AUDIT_DAYS) -> dict[str, int]:
+def purge(
+    engine: Engine,
+    now: datetime,
+    closed_days: int = CLOSED_TENANT_DAYS,
+    audit_days: int = AUDIT_DAYS,
+) -> dict[str, int]:
     report: dict[str, int] = {"tenants": 0}
     tn = t.tenant.c
     with engine.connect() as conn:
-        due = list(conn.execute(select(tn.id, tn.slug).where(
-            tn.closed_at.is_not(None), tn.closed_at < now - timedelta(days=closed_days))))
-    owned = [tbl for tbl in reversed(metadata.sorted_tables)
-             if "tenant_id" in tbl.c and tbl.name not in ("tenant", "audit_log")]
+        due = list(
+            conn.execute(
+                select(tn.id, tn.slug).where(
+                    tn.closed_at.is_not(None), tn.closed_at < now - timedelta(days=closed_days)
+                )
+            )
+        )
+    owned = [
+        tbl
+        for tbl in reversed(metadata.sorted_tables)
+        if "tenant_id" in tbl.c and tbl.name not in ("tenant", "audit_log")
+    ]
     for tenant_id, slug in due:
         with engine.begin() as conn:
             for table in owned:
                 deleted = conn.execute(delete(table).where(table.c.tenant_id == tenant_id))
                 report[table.name] = report.get(table.name, 0) + deleted.rowcount
-            conn.execute(update(t.audit_log).where(t.audit_log.c.tenant_id == tenant_id)
-                         .values(tenant_id=None))
+            conn.execute(
+                update(t.audit_log)
+                .where(t.audit_log.c.tenant_id == tenant_id)
+                .values(tenant_id=None)
+            )
             conn.execute(delete(t.tenant).where(tn.id == tenant_id))
-            conn.execute(insert(t.audit_log).values(
-                tenant_id=None, actor="retention", action="tenant_purged", created_at=now,
-                detail={"tenant": slug, "tenant_id": tenant_id}))
+            conn.execute(
+                insert(t.audit_log).values(
+                    tenant_id=None,
+                    actor="retention",
+                    action="tenant_purged",
+                    created_at=now,
+                    detail={"tenant": slug, "tenant_id": tenant_id},
+                )
+            )
         report["tenants"] += 1
         log.info("purged closed tenant %s (%s)", slug, tenant_id)
     cutoff = now - timedelta(days=audit_days)
     with engine.begin() as conn:
         report["audit_log"] = conn.execute(
-            delete(t.audit_log).where(t.audit_log.c.created_at < cutoff)).rowcount
+            delete(t.audit_log).where(t.audit_log.c.created_at < cutoff)
+        ).rowcount
         report["dead_letter"] = conn.execute(
-            delete(t.dead_letter).where(t.dead_letter.c.created_at < cutoff)).rowcount
-        conn.execute(insert(t.audit_log).values(
-            tenant_id=None, actor="retention", action="retention_run", created_at=now,
-            detail=report))
+            delete(t.dead_letter).where(t.dead_letter.c.created_at < cutoff)
+        ).rowcount
+        conn.execute(
+            insert(t.audit_log).values(
+                tenant_id=None,
+                actor="retention",
+                action="retention_run",
+                created_at=now,
+                detail=report,
+            )
+        )
     return report
 
 

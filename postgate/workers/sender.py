@@ -95,14 +95,16 @@ class Sender(Runner):
     def __init__(self, ctx: Context, provider: EmailProvider | None = None) -> None:
         super().__init__(ctx)
         self.concurrency = ctx.settings.sender_prefetch
-        self.provider: EmailProvider = provider or registry.factory(
-            ctx.settings.email_provider)(ctx.settings)  # EMAIL_PROVIDER: smtp or mx
+        self.provider: EmailProvider = provider or registry.factory(ctx.settings.email_provider)(
+            ctx.settings
+        )  # EMAIL_PROVIDER: smtp or mx
         self.campaigns: dict[int, CampaignInfo] = {}
         self.switch = SendingSwitch(ctx)
         self.slots = asyncio.Semaphore(ctx.settings.smtp_connections)
         self.sms: SmsDispatch | None = None  # started on the first SMS batch
-        self.signing = ThreadPoolExecutor(ctx.settings.dkim_threads or os.cpu_count() or 1,
-                                          thread_name_prefix="dkim")
+        self.signing = ThreadPoolExecutor(
+            ctx.settings.dkim_threads or os.cpu_count() or 1, thread_name_prefix="dkim"
+        )
 
     async def setup(self) -> None:
         await self.switch.start()
@@ -126,11 +128,21 @@ class Sender(Runner):
 
     async def _hold(self, info: CampaignInfo, claimed: list[store.Claimed]) -> None:
         reason = BlockReason.TENANT_DISABLED.value
-        await asyncio.to_thread(store.hold, self.ctx.engine,
-                                [c.recipient.delivery_id for c in claimed], reason, utcnow())
+        await asyncio.to_thread(
+            store.hold,
+            self.ctx.engine,
+            [c.recipient.delivery_id for c in claimed],
+            reason,
+            utcnow(),
+        )
         BLOCKED.labels(info.tenant_slug, info.channel, reason).inc(len(claimed))
-        log.warning("tenant %s may not send %s now: held %d deliveries of campaign %s",
-                    info.tenant_slug, info.kind, len(claimed), info.compiled.content.campaign_id)
+        log.warning(
+            "tenant %s may not send %s now: held %d deliveries of campaign %s",
+            info.tenant_slug,
+            info.kind,
+            len(claimed),
+            info.compiled.content.campaign_id,
+        )
 
     async def dispose(self, body: bytes) -> None:
         started = time.perf_counter()
@@ -141,8 +153,7 @@ class Sender(Runner):
         claimed = await asyncio.to_thread(store.claim, engine, ids, now, settings.lease_s)
         if not claimed:
             return
-        keeper = asyncio.create_task(self._keep_leases([c.recipient.delivery_id
-                                                        for c in claimed]))
+        keeper = asyncio.create_task(self._keep_leases([c.recipient.delivery_id for c in claimed]))
         try:
             await self._deliver(info, claimed, context, now, started)
         finally:
@@ -155,14 +166,20 @@ class Sender(Runner):
         while True:
             await asyncio.sleep(lease / 3)
             try:
-                await asyncio.to_thread(store.renew, self.ctx.engine, ids,
-                                        utcnow() + timedelta(seconds=lease))
+                await asyncio.to_thread(
+                    store.renew, self.ctx.engine, ids, utcnow() + timedelta(seconds=lease)
+                )
             except Exception as exc:  # the database is away: try again at the next beat
                 log.warning("could not renew the lease of %d rows: %s", len(ids), exc)
 
-    async def _deliver(self, info: CampaignInfo, claimed: list[store.Claimed],
-                       context: dict[int, dict[str, str]], now: datetime,
-                       started: float) -> None:
+    async def _deliver(
+        self,
+        info: CampaignInfo,
+        claimed: list[store.Claimed],
+        context: dict[int, dict[str, str]],
+        now: datetime,
+        started: float,
+    ) -> None:
         engine, settings = self.ctx.engine, self.ctx.settings
         campaign_id = info.compiled.content.campaign_id
         claimed, extra = await self._late_checks(info, claimed, context, now)
@@ -179,8 +196,7 @@ class Sender(Runner):
         date = formatdate(usegmt=True)
 
         async def write(done: list[tuple[store.Claimed, SendResult]]) -> None:
-            await asyncio.to_thread(store.record, engine, settings, info.tenant_id, done,
-                                    utcnow())
+            await asyncio.to_thread(store.record, engine, settings, info.tenant_id, done, utcnow())
 
         outcomes = Outcomes(write, settings.outcome_flush_count, settings.outcome_flush_s)
         todo = claimed
@@ -197,13 +213,17 @@ class Sender(Runner):
         BATCH_SECONDS.observe(time.perf_counter() - started)
 
     async def _late_checks(
-        self, info: CampaignInfo, claimed: list[store.Claimed],
-        context: dict[int, dict[str, str]], now: datetime,
+        self,
+        info: CampaignInfo,
+        claimed: list[store.Claimed],
+        context: dict[int, dict[str, str]],
+        now: datetime,
     ) -> tuple[list[store.Claimed], dict[int, dict[str, str]]]:
         engine = self.ctx.engine
         pairs = [(c.recipient.delivery_id, c.recipient.address) for c in claimed]
-        stopped = await asyncio.to_thread(send_checks.late_suppressed, engine, info.tenant_id,
-                                          info.channel, info.kind, pairs, now)
+        stopped = await asyncio.to_thread(
+            send_checks.late_suppressed, engine, info.tenant_id, info.channel, info.kind, pairs, now
+        )
         if stopped:
             BLOCKED.labels(info.tenant_slug, info.channel, "suppressed").inc(len(stopped))
         if info.needs_context:
@@ -211,58 +231,94 @@ class Sender(Runner):
             if lost:
                 await asyncio.to_thread(send_checks.cancel, engine, lost, "link_lost", now)
             stopped |= set(lost)
-            claimed = [replace(c, recipient=replace(c.recipient, name="", attributes={}))
-                       for c in claimed]
+            claimed = [
+                replace(c, recipient=replace(c.recipient, name="", attributes={})) for c in claimed
+            ]
         claimed = [c for c in claimed if c.recipient.delivery_id not in stopped]
         if info.kind == Kind.PROMOTIONAL and claimed:
             footers = await asyncio.to_thread(
-                reminder.for_deliveries, engine, reminder.Audience(
-                    info.tenant_id, info.channel, info.topic, info.tenant_name,
-                    info.compiled.content.campaign_id),
-                [(c.recipient.delivery_id, c.contact_id) for c in claimed], now,
-                self.ctx.settings.reminder_after_days)
+                reminder.for_deliveries,
+                engine,
+                reminder.Audience(
+                    info.tenant_id,
+                    info.channel,
+                    info.topic,
+                    info.tenant_name,
+                    info.compiled.content.campaign_id,
+                ),
+                [(c.recipient.delivery_id, c.contact_id) for c in claimed],
+                now,
+                self.ctx.settings.reminder_after_days,
+            )
             for delivery_id, text in footers.items():
                 context.setdefault(delivery_id, {})["provenance_reminder"] = text
         return claimed, context
 
-    async def _send_all(self, info: CampaignInfo, todo: list[store.Claimed], date: str,
-                        extra: dict[int, dict[str, str]],
-                        outcomes: Outcomes[tuple[store.Claimed, SendResult]],
-                        ) -> list[SendResult | None]:
+    async def _send_all(
+        self,
+        info: CampaignInfo,
+        todo: list[store.Claimed],
+        date: str,
+        extra: dict[int, dict[str, str]],
+        outcomes: Outcomes[tuple[store.Claimed, SendResult]],
+    ) -> list[SendResult | None]:
         """Render and sign in chunks of SIGN_CHUNK (one hand-off to a signing thread per
         chunk, the chunks on every core at once) and send each chunk as soon as it is
         signed; a result is None where the tenant was switched off before its turn."""
         loop = asyncio.get_running_loop()
 
         async def chunk(part: list[store.Claimed]) -> list[SendResult | None]:
-            datas = [info.compiled.render(c.recipient, date, extra.get(c.recipient.delivery_id))
-                     for c in part]
+            datas = [
+                info.compiled.render(c.recipient, date, extra.get(c.recipient.delivery_id))
+                for c in part
+            ]
             if info.dkim:  # off the event loop; OpenSSL drops the GIL
                 datas = await loop.run_in_executor(self.signing, _sign, info.dkim, datas)
-            return list(await asyncio.gather(*(self._send(info, c, data, outcomes)
-                                               for c, data in zip(part, datas, strict=True))))
+            return list(
+                await asyncio.gather(
+                    *(
+                        self._send(info, c, data, outcomes)
+                        for c, data in zip(part, datas, strict=True)
+                    )
+                )
+            )
 
-        parts = await asyncio.gather(*(chunk(todo[i:i + SIGN_CHUNK])
-                                       for i in range(0, len(todo), SIGN_CHUNK)))
+        parts = await asyncio.gather(
+            *(chunk(todo[i : i + SIGN_CHUNK]) for i in range(0, len(todo), SIGN_CHUNK))
+        )
         return [result for part in parts for result in part]
 
-    async def _send(self, info: CampaignInfo, claimed: store.Claimed, data: bytes,
-                    outcomes: Outcomes[tuple[store.Claimed, SendResult]]) -> SendResult | None:
+    async def _send(
+        self,
+        info: CampaignInfo,
+        claimed: store.Claimed,
+        data: bytes,
+        outcomes: Outcomes[tuple[store.Claimed, SendResult]],
+    ) -> SendResult | None:
         """Send one rendered message and hand its outcome on at once; None when the tenant
         was switched off before its turn came."""
         rcpt = claimed.recipient
         async with self.slots:  # a free connection: the kill switch is checked right here
             if not self._allowed(info):
                 return None
-            result = await self.provider.send(info.compiled.envelope_from(rcpt.delivery_id),
-                                              rcpt.address, data)
+            result = await self.provider.send(
+                info.compiled.envelope_from(rcpt.delivery_id), rcpt.address, data
+            )
         outcomes.add((claimed, result))
-        MESSAGES.labels(info.tenant_slug, info.channel, self.provider.name,
-                        result.outcome.value).inc()
+        MESSAGES.labels(
+            info.tenant_slug, info.channel, self.provider.name, result.outcome.value
+        ).inc()
         if result.outcome.value != "sent":
-            log.info("tenant=%s campaign=%s delivery=%s rcpt=%s %s %s %s",
-                     info.tenant_slug, info.compiled.content.campaign_id, rcpt.delivery_id,
-                     rcpt.address, result.outcome.value, result.code, result.detail)
+            log.info(
+                "tenant=%s campaign=%s delivery=%s rcpt=%s %s %s %s",
+                info.tenant_slug,
+                info.compiled.content.campaign_id,
+                rcpt.delivery_id,
+                rcpt.address,
+                result.outcome.value,
+                result.code,
+                result.detail,
+            )
         return result
 
     async def _campaign(self, campaign_id: int) -> CampaignInfo:
@@ -281,13 +337,27 @@ class Sender(Runner):
         with self.ctx.engine.connect() as conn:
             if cached is not None:
                 self.switch.scopes[cached.tenant_id] = sending_blocks.active_scopes(
-                    conn, cached.tenant_id)
+                    conn, cached.tenant_id
+                )
                 cached.checked_at = time.monotonic()
                 return cached
             row = conn.execute(
-                select(c.tenant_id, tn.slug, tn.domain, c.channel, c.kind, c.subject,
-                       c.text, c.html, c.from_email, c.from_name, c.external_id, c.headers,
-                       c.topic, tn.name)
+                select(
+                    c.tenant_id,
+                    tn.slug,
+                    tn.domain,
+                    c.channel,
+                    c.kind,
+                    c.subject,
+                    c.text,
+                    c.html,
+                    c.from_email,
+                    c.from_name,
+                    c.external_id,
+                    c.headers,
+                    c.topic,
+                    tn.name,
+                )
                 .join(t.tenant, tn.id == c.tenant_id)
                 .where(c.id == campaign_id)
             ).first()
@@ -295,15 +365,51 @@ class Sender(Runner):
                 raise MessageError(f"send batch for unknown campaign {campaign_id}")
             keys = domain_store.signing_keys(conn, row.tenant_id, row.from_email)
             locale = i18n.choose(brand.load(conn, row.tenant_id).locale)  # its footer's
-        (tenant_id, slug, domain, channel, kind, subject, text, html,
-         from_email, from_name, external_id, headers, topic, tenant_name) = row
+        (
+            tenant_id,
+            slug,
+            domain,
+            channel,
+            kind,
+            subject,
+            text,
+            html,
+            from_email,
+            from_name,
+            external_id,
+            headers,
+            topic,
+            tenant_name,
+        ) = row
         s = self.ctx.settings
         compiled = CompiledCampaign(
-            CampaignContent(campaign_id, slug, domain, kind, subject, text, html,
-                            from_email, from_name, tuple((headers or {}).items()), tenant_id,
-                            locale),
-            s.secret_key, s.public_url, s.bounce_domain,
+            CampaignContent(
+                campaign_id,
+                slug,
+                domain,
+                kind,
+                subject,
+                text,
+                html,
+                from_email,
+                from_name,
+                tuple((headers or {}).items()),
+                tenant_id,
+                locale,
+            ),
+            s.secret_key,
+            s.public_url,
+            s.bounce_domain,
         )
-        return CampaignInfo(tenant_id, slug, channel, kind, compiled, time.monotonic(),
-                            external_id.startswith(CONFIRM_PREFIX),
-                            tuple(Signer(key) for key in keys), topic, tenant_name)
+        return CampaignInfo(
+            tenant_id,
+            slug,
+            channel,
+            kind,
+            compiled,
+            time.monotonic(),
+            external_id.startswith(CONFIRM_PREFIX),
+            tuple(Signer(key) for key in keys),
+            topic,
+            tenant_name,
+        )

@@ -41,8 +41,7 @@ class SendingSwitch:
         self.scopes = await asyncio.to_thread(sending_blocks.all_active, self.ctx.engine)
         ready = asyncio.Event()
         self._tasks = [
-            asyncio.create_task(self.pubsub.listen(STATE_CHANNEL, self._notice,
-                                                   self._stop, ready)),
+            asyncio.create_task(self.pubsub.listen(STATE_CHANNEL, self._notice, self._stop, ready)),
             asyncio.create_task(self._refresh()),
         ]
         with contextlib.suppress(TimeoutError):

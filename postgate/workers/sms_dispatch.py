@@ -41,11 +41,14 @@ from postgate.tenants import sending as sending_blocks
 from postgate.workers.outcomes import Outcomes
 
 log = logging.getLogger("postgate.sms.dispatch")
-SEGMENTS = Counter("postgate_sms_segments_total", "SMS parts handed to a gateway.",
-                   ["tenant", "provider"])
-ALERTS = Counter("postgate_provider_alerts_total",
-                 "Provider conditions an operator must act on (no credit, auth failure).",
-                 ["provider", "kind"])
+SEGMENTS = Counter(
+    "postgate_sms_segments_total", "SMS parts handed to a gateway.", ["tenant", "provider"]
+)
+ALERTS = Counter(
+    "postgate_provider_alerts_total",
+    "Provider conditions an operator must act on (no credit, auth failure).",
+    ["provider", "kind"],
+)
 REASONS = {SmsError.INVALID_NUMBER: "sms_invalid_number", SmsError.REJECTED: "sms_rejected"}
 STATE_TTL_S = 1.0
 
@@ -86,8 +89,12 @@ class SmsDispatch:
         for gateway in self.providers.values():
             await gateway.close()
 
-    async def dispose(self, campaign_id: int, claimed: list[email_store.Claimed],
-                      context: dict[int, dict[str, str]] | None = None) -> None:
+    async def dispose(
+        self,
+        campaign_id: int,
+        claimed: list[email_store.Claimed],
+        context: dict[int, dict[str, str]] | None = None,
+    ) -> None:
         """Send a claimed batch; ``context`` adds per-delivery template values (a signup
         confirmation's link, which travels in the batch message only)."""
         info = await self._campaign(campaign_id)
@@ -95,20 +102,21 @@ class SmsDispatch:
         if info.paused and info.kind == Kind.PROMOTIONAL:
             ids = [c.recipient.delivery_id for c in claimed]
             await asyncio.to_thread(email_store.hold, engine, ids, "sms_paused", now)
-            log.warning("tenant=%s campaign=%s sms paused: held %d", info.tenant,
-                        campaign_id, len(ids))
+            log.warning(
+                "tenant=%s campaign=%s sms paused: held %d", info.tenant, campaign_id, len(ids)
+            )
             return
         extra = context or {}
 
         async def write(done: list[store.SmsOutcome]) -> None:
-            await asyncio.to_thread(store.record, engine, settings, info.tenant_id, done,
-                                    utcnow())
+            await asyncio.to_thread(store.record, engine, settings, info.tenant_id, done, utcnow())
 
         recorder = Outcomes(write, settings.outcome_flush_count, settings.outcome_flush_s)
 
         async def one(claimed_row: email_store.Claimed) -> store.SmsOutcome:
-            outcome = await self._one(info, claimed_row,
-                                      extra.get(claimed_row.recipient.delivery_id, {}))
+            outcome = await self._one(
+                info, claimed_row, extra.get(claimed_row.recipient.delivery_id, {})
+            )
             recorder.add(outcome)  # recorded as it comes: a crash re-sends only what flew
             return outcome
 
@@ -119,56 +127,101 @@ class SmsDispatch:
         if any(o.error is SmsError.NO_CREDIT for o in outcomes):
             await self._pause(info, next(o for o in outcomes if o.error is SmsError.NO_CREDIT))
 
-    async def _one(self, info: SmsCampaign, claimed: email_store.Claimed,
-                   extra: dict[str, str]) -> store.SmsOutcome:
+    async def _one(
+        self, info: SmsCampaign, claimed: email_store.Claimed, extra: dict[str, str]
+    ) -> store.SmsOutcome:
         rcpt = claimed.recipient
         try:
             number = e164(rcpt.address)
-            text = info.template.render(extra | {"name": rcpt.name, "phone": number, "contact": {
-                "name": rcpt.name, "phone": number, **rcpt.attributes}})
+            text = info.template.render(
+                extra
+                | {
+                    "name": rcpt.name,
+                    "phone": number,
+                    "contact": {"name": rcpt.name, "phone": number, **rcpt.attributes},
+                }
+            )
             if info.kind == Kind.PROMOTIONAL and self.ctx.settings.sms_opt_out_text:
                 text = f"{text.rstrip()}\n{self.ctx.settings.sms_opt_out_text}"
             sms = encode(text, info.policy, info.max_parts)
         except (AddressError, SmsTooLong) as exc:
             why = "sms_too_long" if isinstance(exc, SmsTooLong) else "sms_invalid_number"
-            log.info("tenant=%s campaign=%s delivery=%s rcpt=%s %s", info.tenant,
-                     info.campaign_id, rcpt.delivery_id, rcpt.address, exc)
+            log.info(
+                "tenant=%s campaign=%s delivery=%s rcpt=%s %s",
+                info.tenant,
+                info.campaign_id,
+                rcpt.delivery_id,
+                rcpt.address,
+                exc,
+            )
             return store.SmsOutcome(claimed, Outcome.FAILED, reason=why, detail=str(exc))
         name = route(number, self.routes, info.routes)
         try:
             gateway = await self.provider(name)
         except registry.UnknownProvider as exc:  # a route names no provider: keep the row
-            log.error("tenant=%s campaign=%s delivery=%s rcpt=%s: %s", info.tenant,
-                      info.campaign_id, rcpt.delivery_id, number, exc)
+            log.error(
+                "tenant=%s campaign=%s delivery=%s rcpt=%s: %s",
+                info.tenant,
+                info.campaign_id,
+                rcpt.delivery_id,
+                number,
+                exc,
+            )
             return store.SmsOutcome(claimed, Outcome.DEFERRED, name, detail=str(exc))
-        result: SmsResult = await gateway.send(SmsMessage(
-            rcpt.delivery_id, number, info.sender, sms, info.tenant, info.campaign_id))
+        result: SmsResult = await gateway.send(
+            SmsMessage(rcpt.delivery_id, number, info.sender, sms, info.tenant, info.campaign_id)
+        )
         MESSAGES.labels(info.tenant, "sms", name, result.outcome.value).inc()
         if result.outcome is Outcome.SENT:
             SEGMENTS.labels(info.tenant, name).inc(sms.segments)
         else:
-            log.info("tenant=%s campaign=%s delivery=%s rcpt=%s via %s: %s %s %s", info.tenant,
-                     info.campaign_id, rcpt.delivery_id, number, name, result.outcome.value,
-                     result.code, result.detail)
+            log.info(
+                "tenant=%s campaign=%s delivery=%s rcpt=%s via %s: %s %s %s",
+                info.tenant,
+                info.campaign_id,
+                rcpt.delivery_id,
+                number,
+                name,
+                result.outcome.value,
+                result.code,
+                result.detail,
+            )
             if result.error is not None and decide(result.error).action is Action.HALT_PROVIDER:
                 ALERTS.labels(name, "auth").inc()
         reason = REASONS.get(result.error) if result.error is not None else None
-        return store.SmsOutcome(claimed, result.outcome, name, sms.segments, result.message_ids,
-                                reason, result.error, f"{result.code} {result.detail}".strip())
+        return store.SmsOutcome(
+            claimed,
+            result.outcome,
+            name,
+            sms.segments,
+            result.message_ids,
+            reason,
+            result.error,
+            f"{result.code} {result.detail}".strip(),
+        )
 
     async def _pause(self, info: SmsCampaign, outcome: store.SmsOutcome) -> None:
         ALERTS.labels(outcome.provider, "no_credit").inc()
         try:
-            fresh = await asyncio.to_thread(store.pause_tenant_sms, self.ctx.engine,
-                                            info.tenant_id, outcome.provider, outcome.detail,
-                                            utcnow())
+            fresh = await asyncio.to_thread(
+                store.pause_tenant_sms,
+                self.ctx.engine,
+                info.tenant_id,
+                outcome.provider,
+                outcome.detail,
+                utcnow(),
+            )
         except SQLAlchemyError:
             log.exception("could not record the sms pause of tenant %s", info.tenant)
             return
         info.paused = True
         if fresh:
-            log.error("tenant=%s bulk SMS paused: %s has no credit (%s)", info.tenant,
-                      outcome.provider, outcome.detail)
+            log.error(
+                "tenant=%s bulk SMS paused: %s has no credit (%s)",
+                info.tenant,
+                outcome.provider,
+                outcome.detail,
+            )
 
     async def _campaign(self, campaign_id: int) -> SmsCampaign:
         info = self.campaigns.get(campaign_id)
@@ -181,18 +234,37 @@ class SmsDispatch:
         c, tn = t.campaign.c, t.tenant.c
         with self.ctx.engine.connect() as conn:
             row = conn.execute(
-                select(c.tenant_id, tn.slug, c.kind, c.text, c.sms_sender, c.sms_policy,
-                       c.sms_max_parts, tn.sms_routes)
-                .join(t.tenant, tn.id == c.tenant_id).where(c.id == campaign_id)).one()
+                select(
+                    c.tenant_id,
+                    tn.slug,
+                    c.kind,
+                    c.text,
+                    c.sms_sender,
+                    c.sms_policy,
+                    c.sms_max_parts,
+                    tn.sms_routes,
+                )
+                .join(t.tenant, tn.id == c.tenant_id)
+                .where(c.id == campaign_id)
+            ).one()
             # the one answer (core.sending_policy) for this campaign's promotional texts
-            paused = not may_send(sending_blocks.active_scopes(conn, row.tenant_id),
-                                  Channel.SMS, Kind.PROMOTIONAL)
+            paused = not may_send(
+                sending_blocks.active_scopes(conn, row.tenant_id), Channel.SMS, Kind.PROMOTIONAL
+            )
         if cached is not None:
             cached.paused, cached.routes = paused, row.sms_routes or None
             cached.checked_at = time.monotonic()
             return cached
         return SmsCampaign(
-            campaign_id, row.tenant_id, row.slug, row.kind, TEXT_ENV.from_string(row.text),
+            campaign_id,
+            row.tenant_id,
+            row.slug,
+            row.kind,
+            TEXT_ENV.from_string(row.text),
             row.sms_sender or self.ctx.settings.sms_default_sender,
-            Policy(row.sms_policy or Policy.UNICODE), row.sms_max_parts or 6,
-            row.sms_routes or None, paused, time.monotonic())
+            Policy(row.sms_policy or Policy.UNICODE),
+            row.sms_max_parts or 6,
+            row.sms_routes or None,
+            paused,
+            time.monotonic(),
+        )

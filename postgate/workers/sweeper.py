@@ -55,27 +55,35 @@ def _release_late_holds(engine: Engine, now: datetime) -> list[tuple[int, int]]:
     remaining blocks allow."""
     sb = t.sending_block.c
     with engine.connect() as conn:
-        tenants = list(conn.scalars(select(sb.tenant_id).where(
-            sb.cleared_at >= now - timedelta(seconds=LATE_HOLD_WINDOW_S)).distinct()))
+        tenants = list(
+            conn.scalars(
+                select(sb.tenant_id)
+                .where(sb.cleared_at >= now - timedelta(seconds=LATE_HOLD_WINDOW_S))
+                .distinct()
+            )
+        )
     return [row for tenant_id in tenants for row in release_held(engine, tenant_id, now)]
 
 
 def sweep_once(engine: Engine, broker: Broker, settings: Settings, now: datetime) -> dict[str, int]:
     done: dict[str, int] = {}
     with engine.begin() as conn:
-        due = list(conn.scalars(
-            update(t.campaign)
-            .where(c.state == CampaignState.SCHEDULED, c.scheduled_at <= now)
-            .values(state=CampaignState.PLANNING)
-            .returning(c.id)
-        ))
+        due = list(
+            conn.scalars(
+                update(t.campaign)
+                .where(c.state == CampaignState.SCHEDULED, c.scheduled_at <= now)
+                .values(state=CampaignState.PLANNING)
+                .returning(c.id)
+            )
+        )
     for campaign_id in due:
         plan_campaign(engine, broker, settings, campaign_id)
     done["planned"] = len(due)
     replanned = abandoned(engine, settings, now)
     for campaign_id in replanned:  # a planner died mid-way: rows written stay (exactly once)
-        log.warning("campaign %s was left in planning by a planner that died; planning it",
-                    campaign_id)
+        log.warning(
+            "campaign %s was left in planning by a planner that died; planning it", campaign_id
+        )
         plan_campaign(engine, broker, settings, campaign_id)
     done["replanned"] = len(replanned)
 
@@ -86,9 +94,7 @@ def sweep_once(engine: Engine, broker: Broker, settings: Settings, now: datetime
     steps = {
         "retried": and_(d.state == S.DEFERRED, d.next_attempt_at <= now),
         "recovered": and_(d.state == S.SENDING, d.lease_until < now),
-        "requeued": and_(
-            d.state == S.QUEUED, d.updated_at < now - timedelta(seconds=orphan_after)
-        ),
+        "requeued": and_(d.state == S.QUEUED, d.updated_at < now - timedelta(seconds=orphan_after)),
     }
     sendable = d.campaign_id.in_(select(c.id).where(c.state.in_(SENDABLE_CAMPAIGN)))
     for name, condition in steps.items():
@@ -106,8 +112,10 @@ def sweep_once(engine: Engine, broker: Broker, settings: Settings, now: datetime
     with engine.begin() as conn:  # rows of cancelled campaigns that came back from flight
         done["cancelled"] = conn.execute(
             update(t.delivery)
-            .where(d.state.in_((S.QUEUED, S.DEFERRED, S.HELD)),
-                   d.campaign_id.in_(select(c.id).where(c.state == CampaignState.CANCELLED)))
+            .where(
+                d.state.in_((S.QUEUED, S.DEFERRED, S.HELD)),
+                d.campaign_id.in_(select(c.id).where(c.state == CampaignState.CANCELLED)),
+            )
             .values(state=S.CANCELLED, reason="campaign_cancelled", updated_at=now)
         ).rowcount
     publish = publisher(broker, settings.batch_size)

@@ -22,17 +22,21 @@ def test_erased_person_is_gone_and_never_mailed_again(world: World) -> None:
 
     with world.ctx.engine.connect() as conn:
         contact = conn.execute(select(t.contact).where(t.contact.c.id == anna.id)).one()
-        consents = conn.execute(select(t.consent).where(
-            t.consent.c.contact_id == anna.id)).all()
-        deliveries = conn.execute(select(t.delivery.c.address).where(
-            t.delivery.c.contact_id == anna.id)).all()
-        suppressed = conn.execute(select(t.suppression.c.address, t.suppression.c.reason).where(
-            t.suppression.c.tenant_id == world.tenant_id)).all()
-        everything = " ".join(str(v) for table in (t.contact, t.consent, t.delivery,
-                                                     t.feedback_event, t.suppression)
-                              for row in conn.execute(select(table).where(
-                                  table.c.tenant_id == world.tenant_id))
-                              for v in row)
+        consents = conn.execute(select(t.consent).where(t.consent.c.contact_id == anna.id)).all()
+        deliveries = conn.execute(
+            select(t.delivery.c.address).where(t.delivery.c.contact_id == anna.id)
+        ).all()
+        suppressed = conn.execute(
+            select(t.suppression.c.address, t.suppression.c.reason).where(
+                t.suppression.c.tenant_id == world.tenant_id
+            )
+        ).all()
+        everything = " ".join(
+            str(v)
+            for table in (t.contact, t.consent, t.delivery, t.feedback_event, t.suppression)
+            for row in conn.execute(select(table).where(table.c.tenant_id == world.tenant_id))
+            for v in row
+        )
     assert contact.email is None and contact.name == "" and contact.erased_at is not None
     assert consents == [] and deliveries == [(address_hash(address),)]
     assert suppressed == [(address_hash(address), "erasure")]
@@ -53,10 +57,20 @@ def test_every_spelling_of_an_erased_address_counts_as_erased(world: World) -> N
     address = f"gone@{world.tenant.domain}"
     erase(world.ctx.engine, world.tenant_id, address, actor="dpo")
     with world.ctx.engine.begin() as conn:
-        conn.execute(insert(t.suppression).values(  # an older plain entry of one spelling
-            tenant_id=world.tenant_id, channel="email", address=address.upper(),
-            reason="unsubscribe", detail="", created_at=utcnow()))
+        conn.execute(
+            insert(t.suppression).values(  # an older plain entry of one spelling
+                tenant_id=world.tenant_id,
+                channel="email",
+                address=address.upper(),
+                reason="unsubscribe",
+                detail="",
+                created_at=utcnow(),
+            )
+        )
         spellings = [address, address.upper(), f" {address.title()} ", "other@example.com"]
         found = suppressions(conn, world.tenant_id, "email", spellings)
-    assert found == {address: "erasure", address.upper(): "erasure",
-                     f" {address.title()} ": "erasure"}
+    assert found == {
+        address: "erasure",
+        address.upper(): "erasure",
+        f" {address.title()} ": "erasure",
+    }

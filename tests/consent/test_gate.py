@@ -22,8 +22,9 @@ def doi(days: float = 10, status: str = "confirmed", tenant_id: int = 1) -> Cons
 
 
 def rcpt(consent: ConsentView | None = None, **kw: object) -> Recipient:
-    return Recipient(contact_id=1, address=str(kw.pop("address", "a@x.example")),
-                     consent=consent, **kw)  # type: ignore[arg-type]
+    return Recipient(
+        contact_id=1, address=str(kw.pop("address", "a@x.example")), consent=consent, **kw
+    )  # type: ignore[arg-type]
 
 
 def test_confirmed_double_opt_in_passes() -> None:
@@ -76,8 +77,13 @@ def test_old_consent_kept_alive_by_a_promotional_send_within_twelve_months() -> 
 
 
 def test_double_opt_in_counts_from_confirmation() -> None:
-    consent = ConsentView(1, "signup_form", "confirmed", NOW - timedelta(days=380),
-                          confirmed_at=NOW - timedelta(days=300))
+    consent = ConsentView(
+        1,
+        "signup_form",
+        "confirmed",
+        NOW - timedelta(days=380),
+        confirmed_at=NOW - timedelta(days=300),
+    )
     assert decide(PROMO, rcpt(consent), NOW) is None
 
 
@@ -86,22 +92,28 @@ def test_add_months_clamps_to_month_end() -> None:
     assert add_months(datetime(2025, 1, 31, tzinfo=UTC), 1) == datetime(2025, 2, 28, tzinfo=UTC)
 
 
-instants = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1),
-                        timezones=st.just(UTC))
+instants = st.datetimes(
+    min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1), timezones=st.just(UTC)
+)
 
 
-@given(given_at=instants, offset=st.integers(min_value=-10**6, max_value=10**6))
-def test_freshness_boundary_is_exactly_twelve_calendar_months(given_at: datetime,
-                                                             offset: int) -> None:
+@given(given_at=instants, offset=st.integers(min_value=-(10**6), max_value=10**6))
+def test_freshness_boundary_is_exactly_twelve_calendar_months(
+    given_at: datetime, offset: int
+) -> None:
     consent = ConsentView(1, "written_consent", "confirmed", given_at, evidence_ref="e")
     now = add_months(given_at, 12) + timedelta(seconds=offset)
     assert is_fresh(consent, (), now) is (offset <= 0)
 
 
-@given(given_at=instants, send_offset=st.integers(min_value=-10**6, max_value=10**6),
-       later=st.integers(min_value=1, max_value=3650))
-def test_a_send_keeps_consent_alive_only_inside_the_window(given_at: datetime, send_offset: int,
-                                                          later: int) -> None:
+@given(
+    given_at=instants,
+    send_offset=st.integers(min_value=-(10**6), max_value=10**6),
+    later=st.integers(min_value=1, max_value=3650),
+)
+def test_a_send_keeps_consent_alive_only_inside_the_window(
+    given_at: datetime, send_offset: int, later: int
+) -> None:
     consent = ConsentView(1, "written_consent", "confirmed", given_at, evidence_ref="e")
     horizon = add_months(given_at, 12)
     now = horizon + timedelta(days=later)

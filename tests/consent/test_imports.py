@@ -26,33 +26,50 @@ def iso(days_ago: float) -> str:
 
 
 def declaration(**overrides: Any) -> dict[str, Any]:
-    decl = {"source": "written_consent", "topic": "news", "collected_at": iso(10),
-            "evidence": "paper forms, box 7"}
+    decl = {
+        "source": "written_consent",
+        "topic": "news",
+        "collected_at": iso(10),
+        "evidence": "paper forms, box 7",
+    }
     decl.update(overrides)
     return decl
 
 
 def imported(world: World) -> tuple[int, int, int]:
     with world.ctx.engine.connect() as conn:
-        n = [conn.scalar(select(func.count()).select_from(table).where(
-            table.c.tenant_id == world.tenant_id))
-            for table in (t.contact, t.consent, t.list_import)]
+        n = [
+            conn.scalar(
+                select(func.count()).select_from(table).where(table.c.tenant_id == world.tenant_id)
+            )
+            for table in (t.contact, t.consent, t.list_import)
+        ]
     return int(n[0] or 0), int(n[1] or 0), int(n[2] or 0)
 
 
 def cli(world: World, *args: str) -> subprocess.CompletedProcess[str]:
     env = os.environ | {"DATABASE_URL": world.ctx.settings.database_url}
-    return subprocess.run([sys.executable, "-m", "postgate", *args], env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "postgate", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.mark.parametrize("source", ["purchased", "rented", "other_company"])
-def test_forbidden_provenance_is_refused_and_nothing_imported(world: World, api: str,
-                                                              source: str) -> None:
+def test_forbidden_provenance_is_refused_and_nothing_imported(
+    world: World, api: str, source: str
+) -> None:
     key = create_key(world.ctx.engine, "tenant", "crm", world.tenant.slug)
     body = f"email\nx@{world.tenant.domain}\n".encode()
-    r = httpx.post(f"{api}/v1/lists/{world.mlist.id}/imports", params=declaration(source=source),
-                   content=body, headers={"Authorization": f"Bearer {key}"})
+    r = httpx.post(
+        f"{api}/v1/lists/{world.mlist.id}/imports",
+        params=declaration(source=source),
+        content=body,
+        headers={"Authorization": f"Bearer {key}"},
+    )
     assert r.status_code == 422 and "refused" in r.json()["detail"][0]["msg"]
     assert imported(world) == (0, 0, 0)
 
@@ -61,8 +78,9 @@ def test_purchase_needs_date_and_a_ticked_box() -> None:
     with pytest.raises(ValueError, match="purchase_date and marketing_checkbox"):
         Provenance.model_validate(declaration(source="purchase"))
     with pytest.raises(ValueError, match="unticked"):
-        Provenance.model_validate(declaration(source="purchase", purchase_date=iso(5),
-                                              marketing_checkbox=False))
+        Provenance.model_validate(
+            declaration(source="purchase", purchase_date=iso(5), marketing_checkbox=False)
+        )
 
 
 def test_import_drops_stale_and_invalid_rows_and_reports_them(world: World, api: str) -> None:
@@ -80,8 +98,12 @@ def test_import_drops_stale_and_invalid_rows_and_reports_them(world: World, api:
         f"ok1@{d},,Dup,,\n"  # 9
         f"date@{d},,Bad date,yesterday,\n"  # 10
     )
-    r = httpx.post(f"{api}/v1/lists/{world.mlist.id}/imports", params=declaration(),
-                   content=csv_text.encode(), headers={"Authorization": f"Bearer {key}"})
+    r = httpx.post(
+        f"{api}/v1/lists/{world.mlist.id}/imports",
+        params=declaration(),
+        content=csv_text.encode(),
+        headers={"Authorization": f"Bearer {key}"},
+    )
     assert r.status_code == 201, r.text
     result = r.json()
     assert (result["rows_total"], result["rows_imported"], result["rows_dropped"]) == (9, 2, 7)
@@ -94,15 +116,19 @@ def test_import_drops_stale_and_invalid_rows_and_reports_them(world: World, api:
     assert "bad date" in reasons[10]
     c, cs = t.contact.c, t.consent.c
     with world.ctx.engine.connect() as conn:
-        contacts = conn.execute(select(c.email, c.phone).where(c.tenant_id == world.tenant_id)
-                                .order_by(c.id)).all()
-        proofs = conn.execute(select(cs.channel, cs.source, cs.evidence_ref).where(
-            cs.tenant_id == world.tenant_id)).all()
-        report = conn.scalar(select(t.list_import.c.report).where(
-            t.list_import.c.tenant_id == world.tenant_id))
+        contacts = conn.execute(
+            select(c.email, c.phone).where(c.tenant_id == world.tenant_id).order_by(c.id)
+        ).all()
+        proofs = conn.execute(
+            select(cs.channel, cs.source, cs.evidence_ref).where(cs.tenant_id == world.tenant_id)
+        ).all()
+        report = conn.scalar(
+            select(t.list_import.c.report).where(t.list_import.c.tenant_id == world.tenant_id)
+        )
     assert contacts == [(f"ok1@{d}", "+36301234567"), (f"OK2@{d}", None)]
     assert sorted(proofs) == [("email", "written_consent", "paper forms, box 7")] * 2 + [
-        ("sms", "written_consent", "paper forms, box 7")]
+        ("sms", "written_consent", "paper forms, box 7")
+    ]
     assert report == result["report"]
 
     world.publish(world.message("to-imported"))
@@ -126,8 +152,19 @@ def test_cli_import_and_dry_run(world: World, tmp_path: Path) -> None:
     d = world.tenant.domain
     csv_file = tmp_path / "list.csv"
     csv_file.write_text(f"email,name\nnew@{d},New\nbad,Bad\n", encoding="utf-8")
-    base = ["import", "--tenant", world.tenant.slug, "--list", str(world.mlist.id),
-            "--topic", "news", "--collected-at", iso(3), "--evidence", "signup sheet 4"]
+    base = [
+        "import",
+        "--tenant",
+        world.tenant.slug,
+        "--list",
+        str(world.mlist.id),
+        "--topic",
+        "news",
+        "--collected-at",
+        iso(3),
+        "--evidence",
+        "signup sheet 4",
+    ]
     refused = cli(world, *base, "--source", "rented", str(csv_file))
     assert refused.returncode == 2 and "rented" in refused.stderr
     done = cli(world, *base, "--source", "event", str(csv_file))
@@ -140,8 +177,13 @@ def test_cli_import_and_dry_run(world: World, tmp_path: Path) -> None:
     dry = cli(world, "campaign", "dry-run", str(msg_file))
     assert dry.returncode == 0, dry.stderr
     assert json.loads(dry.stdout) == {
-        "tenant": world.tenant.slug, "campaign_id": "dry", "topic": "news", "would_send": 2,
-        "blocked": {"consent_stale": 1, "no_consent": 1}, "total": 4}
+        "tenant": world.tenant.slug,
+        "campaign_id": "dry",
+        "topic": "news",
+        "would_send": 2,
+        "blocked": {"consent_stale": 1, "no_consent": 1},
+        "total": 4,
+    }
     assert world.campaign_count() == 0  # nothing written
 
 
@@ -164,9 +206,16 @@ def test_dry_run_api_and_evidence_export(world: World, api: str) -> None:
     data = bundle.json()
     assert data["contact"]["email"] == f"anna@{world.tenant.domain}"
     assert [(c["source"], c["status"], c["signup_ip"]) for c in data["consents"]] == [
-        ("signup_form", "confirmed", "203.0.113.9")]
+        ("signup_form", "confirmed", "203.0.113.9")
+    ]
     assert [(m["campaign"], m["state"], m["kind"]) for m in data["deliveries"]] == [
-        ("mailed", "sent", "promotional")]
+        ("mailed", "sent", "promotional")
+    ]
     other_key = create_key(world.ctx.engine, "tenant", "crm", other.tenant.slug)
-    assert httpx.get(f"{api}/v1/contacts/{anna.id}/evidence",
-                     headers={"Authorization": f"Bearer {other_key}"}).status_code == 404
+    assert (
+        httpx.get(
+            f"{api}/v1/contacts/{anna.id}/evidence",
+            headers={"Authorization": f"Bearer {other_key}"},
+        ).status_code
+        == 404
+    )

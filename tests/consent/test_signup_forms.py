@@ -23,9 +23,15 @@ CONSENT_TEXT = "I want the Acme newsletter about news. I can unsubscribe at any 
 
 def make_form(world: World, api: str, **overrides: Any) -> tuple[str, dict[str, Any]]:
     key = create_key(world.ctx.engine, "tenant", "crm", world.tenant.slug)
-    spec = {"name": "Footer form", "topic": "news", "list_id": world.mlist.id,
-            "consent_text": CONSENT_TEXT, "consent_text_version": "v3",
-            "success_message": "Check your inbox", "confirmed_message": "Welcome aboard"}
+    spec = {
+        "name": "Footer form",
+        "topic": "news",
+        "list_id": world.mlist.id,
+        "consent_text": CONSENT_TEXT,
+        "consent_text_version": "v3",
+        "success_message": "Check your inbox",
+        "confirmed_message": "Welcome aboard",
+    }
     spec.update(overrides)
     r = httpx.post(f"{api}/v1/forms", json=spec, headers={"Authorization": f"Bearer {key}"})
     assert r.status_code == 201, r.text
@@ -33,8 +39,10 @@ def make_form(world: World, api: str, **overrides: Any) -> tuple[str, dict[str, 
 
 
 def mails_to(world: World, address: str) -> list[email.message.EmailMessage]:
-    return [email.message_from_bytes(r.data, policy=email.policy.default)  # type: ignore[misc]
-            for r in world.sink.handler.to(address)]
+    return [
+        email.message_from_bytes(r.data, policy=email.policy.default)  # type: ignore[misc]
+        for r in world.sink.handler.to(address)
+    ]
 
 
 def count(world: World, table: Any, *where: Any) -> int:
@@ -54,9 +62,11 @@ def confirm_token(world: World, address: str) -> str:
 def test_double_opt_in_then_a_campaign_reaches_them(world: World, api: str) -> None:
     _, form = make_form(world, api)
     address = f"zoe@{world.tenant.domain}"
-    r = httpx.post(f"{api}/f/{form['public_id']}",
-                   data={"email": address, "name": "Zoe Evil"},
-                   headers={"User-Agent": "Browser/1.0"})
+    r = httpx.post(
+        f"{api}/f/{form['public_id']}",
+        data={"email": address, "name": "Zoe Evil"},
+        headers={"User-Agent": "Browser/1.0"},
+    )
     assert r.status_code == 202 and "Check your inbox" in r.text
     token = confirm_token(world, address)
     (mail,) = mails_to(world, address)
@@ -66,8 +76,9 @@ def test_double_opt_in_then_a_campaign_reaches_them(world: World, api: str) -> N
     assert "List-Unsubscribe" not in mail  # transactional
     p = t.pending_signup.c
     with world.ctx.engine.connect() as conn:
-        stored = conn.execute(select(p.token_hash, p.name).where(
-            p.tenant_id == world.tenant_id)).one()
+        stored = conn.execute(
+            select(p.token_hash, p.name).where(p.tenant_id == world.tenant_id)
+        ).one()
         queued_bodies = [str(v) for v in conn.execute(select(t.delivery)).all()]
     assert stored.token_hash == hash_token(token) and stored.name == "Zoe Evil"
     assert not any(token in row for row in queued_bodies)
@@ -85,11 +96,16 @@ def test_double_opt_in_then_a_campaign_reaches_them(world: World, api: str) -> N
     c = t.consent.c
     with world.ctx.engine.connect() as conn:
         proof = conn.execute(select(t.consent).where(*consents)).one()
-        form_id = conn.scalar(select(t.signup_form.c.id).where(
-            t.signup_form.c.public_id == form["public_id"]))
+        form_id = conn.scalar(
+            select(t.signup_form.c.id).where(t.signup_form.c.public_id == form["public_id"])
+        )
         name = conn.scalar(select(t.contact.c.name).where(t.contact.c.id == proof.contact_id))
     assert (proof.source, proof.status, proof.topic, proof.channel) == (
-        "signup_form", "confirmed", "news", "email")
+        "signup_form",
+        "confirmed",
+        "news",
+        "email",
+    )
     assert proof.form_id == form_id
     assert proof.consent_text_hash == hash_text(CONSENT_TEXT) == form["consent_text_hash"]
     assert proof.consent_text_version == "v3"
@@ -122,9 +138,15 @@ def test_bombing_one_address_sends_one_confirmation(world: World, api: str) -> N
     from postgate.core.clock import utcnow
 
     row = signup.find_form(world.ctx.engine, form["public_id"])
-    again = signup.submit(world.ctx.engine, world.ctx.settings, row,
-                          signup.Applicant(address, None, ""), ["email"],
-                          signup.Visitor("::1", "t"), utcnow())
+    again = signup.submit(
+        world.ctx.engine,
+        world.ctx.settings,
+        row,
+        signup.Applicant(address, None, ""),
+        ["email"],
+        signup.Visitor("::1", "t"),
+        utcnow(),
+    )
     assert (again.status, again.batches) == ("already_sent", [])
 
 
@@ -156,15 +178,27 @@ def test_hostile_inputs_are_refused_and_nothing_is_stored(world: World, api: str
         other = World.create(world.ctx, world.sink)
         other_key = create_key(world.ctx.engine, "tenant", "crm", other.tenant.slug)
         auth = {"Authorization": f"Bearer {other_key}"}
-        assert http.patch(f"{api}/v1/forms/{form['public_id']}", json={"enabled": False},
-                          headers=auth).status_code == 404
-        stolen_list = {"name": "x", "topic": "news", "list_id": world.mlist.id,
-                       "consent_text": "x", "consent_text_version": "1"}
+        assert (
+            http.patch(
+                f"{api}/v1/forms/{form['public_id']}", json={"enabled": False}, headers=auth
+            ).status_code
+            == 404
+        )
+        stolen_list = {
+            "name": "x",
+            "topic": "news",
+            "list_id": world.mlist.id,
+            "consent_text": "x",
+            "consent_text_version": "1",
+        }
         assert http.post(f"{api}/v1/forms", json=stolen_list, headers=auth).status_code == 404
         assert [f["public_id"] for f in http.get(f"{api}/v1/forms", headers=auth).json()] == []
 
-        off = http.patch(f"{api}/v1/forms/{form['public_id']}", json={"enabled": False},
-                         headers={"Authorization": f"Bearer {key}"})
+        off = http.patch(
+            f"{api}/v1/forms/{form['public_id']}",
+            json={"enabled": False},
+            headers={"Authorization": f"Bearer {key}"},
+        )
         assert off.status_code == 200 and off.json()["enabled"] is False
         assert http.post(url, data={"email": ok}).status_code == 404
     assert count(world, t.pending_signup, t.pending_signup.c.tenant_id == world.tenant_id) == 0
@@ -176,9 +210,12 @@ def test_per_ip_rate_limit(world: World) -> None:
     settings = world.ctx.settings.model_copy(update={"signup_rate_per_ip": 3})
     for api in serve_api(settings):
         _, form = make_form(world, api)
-        codes = [httpx.post(f"{api}/f/{form['public_id']}",
-                            data={"email": f"p{i}@{world.tenant.domain}"}).status_code
-                 for i in range(5)]
+        codes = [
+            httpx.post(
+                f"{api}/f/{form['public_id']}", data={"email": f"p{i}@{world.tenant.domain}"}
+            ).status_code
+            for i in range(5)
+        ]
         assert codes == [202, 202, 202, 429, 429]
     assert count(world, t.pending_signup, t.pending_signup.c.tenant_id == world.tenant_id) == 3
 
@@ -189,12 +226,19 @@ def test_forms_keep_working_while_bulk_sending_is_disabled(world: World, api: st
     from postgate.tenants import sending
 
     with world.ctx.engine.begin() as conn:  # as the circuit breaker leaves it
-        sending.add_block(conn, world.tenant_id, Scope.BULK_EMAIL, BlockSource.BREAKER,
-                          "complaints", "breaker", {}, utcnow())
+        sending.add_block(
+            conn,
+            world.tenant_id,
+            Scope.BULK_EMAIL,
+            BlockSource.BREAKER,
+            "complaints",
+            "breaker",
+            {},
+            utcnow(),
+        )
     _, form = make_form(world, api)
     address = f"late@{world.tenant.domain}"
-    assert httpx.post(f"{api}/f/{form['public_id']}",
-                      data={"email": address}).status_code == 202
+    assert httpx.post(f"{api}/f/{form['public_id']}", data={"email": address}).status_code == 202
     token = confirm_token(world, address)
     assert httpx.post(f"{api}/c/{token}").status_code == 200
 
@@ -208,17 +252,25 @@ def test_a_confirmation_whose_link_was_lost_is_cancelled_not_sent(world: World, 
     _, form = make_form(world, api)
     address = f"lost@{world.tenant.domain}"
     row = signup.find_form(world.ctx.engine, form["public_id"])
-    made = signup.submit(world.ctx.engine, world.ctx.settings, row,
-                         signup.Applicant(address, None, ""), ["email"],
-                         signup.Visitor("::1", "t"), utcnow())
+    made = signup.submit(
+        world.ctx.engine,
+        world.ctx.settings,
+        row,
+        signup.Applicant(address, None, ""),
+        ["email"],
+        signup.Visitor("::1", "t"),
+        utcnow(),
+    )
     (mail,) = made.batches
     broker = world.ctx.broker()
     broker.publish("send", {"campaign_id": mail["campaign_id"], "ids": mail["ids"]})
     broker.close()
     d = t.delivery.c
     with world.ctx.engine.connect() as conn:
+
         def state() -> Any:
             return conn.execute(select(d.state, d.reason).where(d.id == mail["ids"][0])).one()
+
         world.run(lambda: state()[0] != "queued", workers=("sender",))
         assert tuple(state()) == ("cancelled", "link_lost")
     assert world.sink.handler.to(address) == []
@@ -236,11 +288,16 @@ def test_expired_links_neither_show_nor_confirm(world: World, api: str) -> None:
 
     _, form = make_form(world, api)
     row = signup.find_form(world.ctx.engine, form["public_id"])
-    expired = world.ctx.settings.model_copy(update={"public_url": api,
-                                                    "signup_token_ttl_s": -1})
-    made = signup.submit(world.ctx.engine, expired, row,
-                         signup.Applicant(f"slow@{world.tenant.domain}", None, ""), ["email"],
-                         signup.Visitor("::1", "t"), utcnow())
+    expired = world.ctx.settings.model_copy(update={"public_url": api, "signup_token_ttl_s": -1})
+    made = signup.submit(
+        world.ctx.engine,
+        expired,
+        row,
+        signup.Applicant(f"slow@{world.tenant.domain}", None, ""),
+        ["email"],
+        signup.Visitor("::1", "t"),
+        utcnow(),
+    )
     (mail,) = made.batches
     (context,) = mail["context"].values()
     url = context["confirm_url"]

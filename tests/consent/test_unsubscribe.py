@@ -25,11 +25,20 @@ def unsubscribe_url(world: World, address: str, api: str) -> str:
 
 def counts(world: World, address: str) -> tuple[int, int]:
     with world.ctx.engine.connect() as conn:
-        s = conn.scalar(select(func.count()).select_from(t.suppression).where(
-            t.suppression.c.tenant_id == world.tenant_id, t.suppression.c.address == address))
-        f = conn.scalar(select(func.count()).select_from(t.feedback_event).where(
-            t.feedback_event.c.tenant_id == world.tenant_id,
-            t.feedback_event.c.kind == "unsubscribe", t.feedback_event.c.address == address))
+        s = conn.scalar(
+            select(func.count())
+            .select_from(t.suppression)
+            .where(t.suppression.c.tenant_id == world.tenant_id, t.suppression.c.address == address)
+        )
+        f = conn.scalar(
+            select(func.count())
+            .select_from(t.feedback_event)
+            .where(
+                t.feedback_event.c.tenant_id == world.tenant_id,
+                t.feedback_event.c.kind == "unsubscribe",
+                t.feedback_event.c.address == address,
+            )
+        )
     return int(s or 0), int(f or 0)
 
 
@@ -45,15 +54,21 @@ def test_one_click_unsubscribe_blocks_the_next_campaign(world: World, api: str) 
     assert page.status_code == 200 and 'method="post"' in page.text and anna in page.text
     assert counts(world, anna) == (0, 0)  # GET changes nothing
     for _ in range(2):  # no cookies, idempotent
-        r = httpx.post(url, content=b"List-Unsubscribe=One-Click",
-                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+        r = httpx.post(
+            url,
+            content=b"List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
         assert r.status_code == 200
     multipart = httpx.post(url, files={"List-Unsubscribe": (None, "One-Click")})
     assert multipart.status_code == 200  # RFC 8058 prefers multipart/form-data
     assert counts(world, anna) == (1, 1)
     with world.ctx.engine.connect() as conn:
-        reason, detail = conn.execute(select(t.suppression.c.reason, t.suppression.c.detail)
-                                      .where(t.suppression.c.address == anna)).one()
+        reason, detail = conn.execute(
+            select(t.suppression.c.reason, t.suppression.c.detail).where(
+                t.suppression.c.address == anna
+            )
+        ).one()
     assert reason == "unsubscribe" and detail.startswith("one_click")
 
     world.publish(world.message("second"))
@@ -83,8 +98,9 @@ def test_unsubscribe_between_planning_and_sending_still_wins(world: World, api: 
 def test_forged_or_unknown_tokens_are_refused(world: World, api: str) -> None:
     secret = world.ctx.settings.secret_key
     forged = tokens.unsubscribe_token("another-secret", tokens.Ref(1, 1, world.tenant_id))
-    assert httpx.post(f"{api}/u/{forged}", data={"List-Unsubscribe": "One-Click"}
-                      ).status_code == 404
+    assert (
+        httpx.post(f"{api}/u/{forged}", data={"List-Unsubscribe": "One-Click"}).status_code == 404
+    )
     unknown = tokens.Ref(10**12, 1, world.tenant_id)
     assert httpx.get(f"{api}/u/{tokens.unsubscribe_token(secret, unknown)}").status_code == 404
     assert httpx.get(f"{api}/u/garbage").status_code == 404

@@ -23,23 +23,59 @@ N = 1500
 def audience(world: World, n: int) -> None:
     now = utcnow()
     with world.ctx.engine.begin() as conn:
-        ids = conn.execute(insert(t.contact).returning(t.contact.c.id), [
-            {"tenant_id": world.tenant_id, "email": f"u{i}@{world.tenant.domain}", "name": "",
-             "attributes": {}, "created_at": now} for i in range(n)]).scalars().all()
-        conn.execute(insert(t.list_member), [
-            {"list_id": world.mlist.id, "contact_id": i, "tenant_id": world.tenant_id}
-            for i in ids])
-        conn.execute(insert(t.consent), [
-            {"tenant_id": world.tenant_id, "contact_id": i, "channel": "email", "topic": "news",
-             "source": "signup_form", "status": "confirmed", "consented_at": now,
-             "confirmed_at": now, "created_at": now} for i in ids])
+        ids = (
+            conn.execute(
+                insert(t.contact).returning(t.contact.c.id),
+                [
+                    {
+                        "tenant_id": world.tenant_id,
+                        "email": f"u{i}@{world.tenant.domain}",
+                        "name": "",
+                        "attributes": {},
+                        "created_at": now,
+                    }
+                    for i in range(n)
+                ],
+            )
+            .scalars()
+            .all()
+        )
+        conn.execute(
+            insert(t.list_member),
+            [
+                {"list_id": world.mlist.id, "contact_id": i, "tenant_id": world.tenant_id}
+                for i in ids
+            ],
+        )
+        conn.execute(
+            insert(t.consent),
+            [
+                {
+                    "tenant_id": world.tenant_id,
+                    "contact_id": i,
+                    "channel": "email",
+                    "topic": "news",
+                    "source": "signup_form",
+                    "status": "confirmed",
+                    "consented_at": now,
+                    "confirmed_at": now,
+                    "created_at": now,
+                }
+                for i in ids
+            ],
+        )
 
 
 def campaign_id(world: World, external_id: str) -> int:
     with world.ctx.engine.connect() as conn:
-        return int(conn.scalar(select(t.campaign.c.id).where(
-            t.campaign.c.tenant_id == world.tenant_id,
-            t.campaign.c.external_id == external_id)))
+        return int(
+            conn.scalar(
+                select(t.campaign.c.id).where(
+                    t.campaign.c.tenant_id == world.tenant_id,
+                    t.campaign.c.external_id == external_id,
+                )
+            )
+        )
 
 
 def run_while(world: World, external_id: str, toggler, until) -> None:  # type: ignore[no-untyped-def]
@@ -69,8 +105,13 @@ def test_fifty_pauses_and_resumes_send_everyone_exactly_once(world: World) -> No
                 control.pause(world.ctx.engine, world.tenant_id, cid, "test")
                 actions["pause"] += 1
                 time.sleep(rng.uniform(0.0, 0.03))
-                control.resume(world.ctx.engine, publisher(broker, world.ctx.settings.batch_size),
-                               world.tenant_id, cid, "test")
+                control.resume(
+                    world.ctx.engine,
+                    publisher(broker, world.ctx.settings.batch_size),
+                    world.tenant_id,
+                    cid,
+                    "test",
+                )
                 actions["resume"] += 1
             except control.ControlError:  # finished before all 50 rounds
                 break
@@ -95,7 +136,8 @@ def test_cancel_mid_send_stops_and_never_duplicates(world: World) -> None:
     def settled() -> bool:
         states = Counter(r.state for r in world.deliveries("cancel"))
         return world.campaign_state("cancel") == "cancelled" and not (
-            set(states) & {"queued", "sending", "deferred", "held"})
+            set(states) & {"queued", "sending", "deferred", "held"}
+        )
 
     run_while(world, "cancel", cancel_soon, settled)
     states = Counter(r.state for r in world.deliveries("cancel"))
@@ -104,9 +146,13 @@ def test_cancel_mid_send_stops_and_never_duplicates(world: World) -> None:
     assert states["sent"] == len(received) and states["cancelled"] == N - len(received)
     assert states["cancelled"] > 0
     with pytest.raises(control.ControlError):
-        control.resume(world.ctx.engine,
-                       publisher(world.ctx.broker(), world.ctx.settings.batch_size),
-                       world.tenant_id, campaign_id(world, "cancel"), "test")
+        control.resume(
+            world.ctx.engine,
+            publisher(world.ctx.broker(), world.ctx.settings.batch_size),
+            world.tenant_id,
+            campaign_id(world, "cancel"),
+            "test",
+        )
 
 
 def test_other_tenants_cannot_control_a_campaign(world: World) -> None:

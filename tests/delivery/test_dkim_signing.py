@@ -27,8 +27,10 @@ BODIES = {
     "html": ("", "<p>Hello {{ name }}</p>\n"),
     "multipart": ("Hello {{ name }}\n", "<p>Hello {{ name }}</p>"),
 }
-PEOPLE = {"ascii": ("Anna Smith", "Spring sale"),
-          "hungarian": ("Árvíztűrő Tükörfúrógép", "Tavaszi akció, ő és ű")}
+PEOPLE = {
+    "ascii": ("Anna Smith", "Spring sale"),
+    "hungarian": ("Árvíztűrő Tükörfúrógép", "Tavaszi akció, ő és ű"),
+}
 
 
 def key_pair(algorithm: str) -> tuple[DkimKey, str]:
@@ -39,11 +41,20 @@ def key_pair(algorithm: str) -> tuple[DkimKey, str]:
 def rendered(kind: str, body: str, person: str) -> bytes:
     text, html = BODIES[body]
     name, subject = PEOPLE[person]
-    content = CampaignContent(9, "acme", "acme.example", kind, subject, text, html,
-                              "news@acme.example", "Ács Kft.", tenant_id=3)
+    content = CampaignContent(
+        9,
+        "acme",
+        "acme.example",
+        kind,
+        subject,
+        text,
+        html,
+        "news@acme.example",
+        "Ács Kft.",
+        tenant_id=3,
+    )
     camp = CompiledCampaign(content, "k" * 32, "https://pg.example", "bounces.example")
-    return camp.render(RecipientData(1, "anna@x.example", name),
-                       "Wed, 25 Nov 2026 10:00:00 +0000")
+    return camp.render(RecipientData(1, "anna@x.example", name), "Wed, 25 Nov 2026 10:00:00 +0000")
 
 
 def verifies(message: bytes, public: str) -> bool:
@@ -57,33 +68,48 @@ def verifies(message: bytes, public: str) -> bool:
 @pytest.mark.parametrize("body", sorted(BODIES))
 @pytest.mark.parametrize("person", sorted(PEOPLE))
 @pytest.mark.parametrize("kind", ["promotional", "transactional"])
-def test_every_signature_verifies_with_dkimpy(algorithm: str, body: str, person: str,
-                                              kind: str) -> None:
+def test_every_signature_verifies_with_dkimpy(
+    algorithm: str, body: str, person: str, kind: str
+) -> None:
     key, public = key_pair(algorithm)
     signer = Signer(key)
     message = rendered(kind, body, person)
     signed = signer.sign(message)
     assert verifies(signed, public)
     assert not verifies(signed.replace(b"Hello", b"Hullo", 1), public)
-    assert not verifies(signed.replace(b"\r\n\r\n", b"\r\nFrom: x@evil.example\r\n\r\n", 1),
-                        public)
-    assert all(len(line) <= 78 for line in signed.split(b"\r\n\r\n")[0].split(b"\r\n")
-               if line.startswith((b"DKIM", b"\t")))
+    assert not verifies(signed.replace(b"\r\n\r\n", b"\r\nFrom: x@evil.example\r\n\r\n", 1), public)
+    assert all(
+        len(line) <= 78
+        for line in signed.split(b"\r\n\r\n")[0].split(b"\r\n")
+        if line.startswith((b"DKIM", b"\t"))
+    )
 
 
-@pytest.mark.parametrize("body", [
-    b"", b"\r\n", b"one line", b"trailing spaces   \r\n\r\n\r\n", b"tabs\t\tand  spaces \t\r\n",
-    b"\r\n\r\nleading empty lines\r\n", b"a\r\n \r\n\t\r\n", b"x" * 5000 + b"\r\n",
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"\r\n",
+        b"one line",
+        b"trailing spaces   \r\n\r\n\r\n",
+        b"tabs\t\tand  spaces \t\r\n",
+        b"\r\n\r\nleading empty lines\r\n",
+        b"a\r\n \r\n\t\r\n",
+        b"x" * 5000 + b"\r\n",
+    ],
+)
 def test_awkward_bodies_hash_as_dkimpy_hashes_them(body: bytes) -> None:
     key, public = key_pair("rsa-sha256")
-    message = (b"From: News <news@acme.example>\r\nTo: anna@x.example\r\n"
-               b"Subject:   folded\r\n  subject\t here \r\nDate: Wed, 25 Nov 2026 10:00:00 +0000"
-               b"\r\nMessage-ID: <1@acme.example>\r\n\r\n" + body)
+    message = (
+        b"From: News <news@acme.example>\r\nTo: anna@x.example\r\n"
+        b"Subject:   folded\r\n  subject\t here \r\nDate: Wed, 25 Nov 2026 10:00:00 +0000"
+        b"\r\nMessage-ID: <1@acme.example>\r\n\r\n" + body
+    )
     ours = Signer(key).sign(message)
     assert verifies(ours, public)
-    theirs = dkim.sign(message, b"pg1", b"acme.example", key.private_key,
-                       canonicalize=(b"relaxed", b"relaxed"))
+    theirs = dkim.sign(
+        message, b"pg1", b"acme.example", key.private_key, canonicalize=(b"relaxed", b"relaxed")
+    )
 
     def bh(signed: bytes) -> bytes:
         match = re.search(rb"bh=([^;]+);", signed.replace(b"\r\n\t", b""))
@@ -98,8 +124,12 @@ def test_a_signer_is_reused_across_messages_and_threads() -> None:
     signer = Signer(key)
     from concurrent.futures import ThreadPoolExecutor
 
-    messages = [rendered("promotional", "multipart", "hungarian").replace(
-        b"anna@x.example", f"r{i}@x.example".encode()) for i in range(40)]
+    messages = [
+        rendered("promotional", "multipart", "hungarian").replace(
+            b"anna@x.example", f"r{i}@x.example".encode()
+        )
+        for i in range(40)
+    ]
     with ThreadPoolExecutor(4) as pool:
         signed = list(pool.map(signer.sign, messages))
     assert all(verifies(s, public) for s in signed)
@@ -111,8 +141,11 @@ def test_the_sender_loop_keeps_ticking_while_it_signs(world: World) -> None:
     engine, now = world.ctx.engine, utcnow()
     domain_store.add(engine, world.tenant_id, world.tenant.domain, "rsa-sha256", now)
     with engine.begin() as conn:
-        conn.execute(update(t.sender_domain).where(
-            t.sender_domain.c.tenant_id == world.tenant_id).values(verified_at=now))
+        conn.execute(
+            update(t.sender_domain)
+            .where(t.sender_domain.c.tenant_id == world.tenant_id)
+            .values(verified_at=now)
+        )
     from tests.workers.test_crash import bulk_audience
 
     bulk_audience(world, 2000)
@@ -133,17 +166,20 @@ def test_the_sender_loop_keeps_ticking_while_it_signs(world: World) -> None:
         async def watch() -> None:
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and not await asyncio.to_thread(
-                    world.finished("signed")):
+                world.finished("signed")
+            ):
                 await asyncio.sleep(0.1)
             stop.set()
 
-        await run_workers(world.ctx, ["planner", "sender", "sweeper"], stop,
-                          extra=[tick(), watch()])
+        await run_workers(
+            world.ctx, ["planner", "sender", "sweeper"], stop, extra=[tick(), watch()]
+        )
 
     asyncio.run(go())
     assert world.campaign_state("signed") == "finished"
-    received: list[Any] = [r for r in world.sink.handler.received
-                           if b"DKIM-Signature:" in r.data[:20]]
+    received: list[Any] = [
+        r for r in world.sink.handler.received if b"DKIM-Signature:" in r.data[:20]
+    ]
     assert len(received) == 2000
     # the loop also runs the planner and the database hand-offs: generous, but a blocking
     # signer (2,000 x 13 ms) could never pass it
@@ -155,15 +191,19 @@ def test_dual_signing_with_ed25519_and_rsa(world: World) -> None:
     """DKIM_DUAL: a domain claimed with both keys gets both signatures (RFC 8463), each
     verifying against its own published record."""
     engine, now = world.ctx.engine, utcnow()
-    row = domain_store.add(engine, world.tenant_id, world.tenant.domain, "rsa-sha256", now,
-                           dual=True)
+    row = domain_store.add(
+        engine, world.tenant_id, world.tenant.domain, "rsa-sha256", now, dual=True
+    )
     shown = domain_store.describe(row)
     _token, rsa_record, ed_record = shown["dns"]
     assert shown["dkim2"]["algorithm"] == "ed25519-sha256"
     assert "k=rsa" in rsa_record["value"] and "k=ed25519" in ed_record["value"]
     with engine.begin() as conn:
-        conn.execute(update(t.sender_domain).where(
-            t.sender_domain.c.tenant_id == world.tenant_id).values(verified_at=now))
+        conn.execute(
+            update(t.sender_domain)
+            .where(t.sender_domain.c.tenant_id == world.tenant_id)
+            .values(verified_at=now)
+        )
     world.contact("dual")
     world.publish(world.message("dual"))
     world.run(world.finished("dual"))

@@ -22,8 +22,12 @@ def test_export_is_valid_and_complete(world: World) -> None:
     with Session(world.ctx.engine) as s:
         records.suppress(s, world.tenant_id, "email", "gone@x.example", "hard_bounce")
         s.commit()
-    world.publish(world.message("exported", content={
-        "subject": "Ünnep <3", "text": "Hi & welcome\n", "html": "<p>Hi</p>"}))
+    world.publish(
+        world.message(
+            "exported",
+            content={"subject": "Ünnep <3", "text": "Hi & welcome\n", "html": "<p>Hi</p>"},
+        )
+    )
     world.run(world.finished("exported"))
     other = World.create(world.ctx, world.sink)
     other.contact("secret")
@@ -44,6 +48,7 @@ def test_export_is_valid_and_complete(world: World) -> None:
     states = sorted(d.get("state") for d in root.iterfind("x:deliveries/x:delivery", NS))
     assert states == ["blocked", "sent"]
     assert [s.get("reason") for s in root.iterfind("x:suppressions/x:suppression", NS)] == [
-        "hard_bounce"]
+        "hard_bounce"
+    ]
     assert len(list(root.iterfind("x:members/x:member", NS))) == 2
     assert b"secret@" not in document

@@ -19,18 +19,41 @@ from postgate.feedback.mail import parse
 from postgate.feedback.webhook import normalise, signature, verify
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "feedback"
-MAILS = [p.read_bytes() for p in sorted(FIXTURES.glob("*.eml"))] + \
-    [p.read_bytes() for p in sorted((FIXTURES / "flufl").glob("*.txt"))]
+MAILS = [p.read_bytes() for p in sorted(FIXTURES.glob("*.eml"))] + [
+    p.read_bytes() for p in sorted((FIXTURES / "flufl").glob("*.txt"))
+]
 SECRET = "fixture-secret"
 KINDS = {"bounce", "complaint", "auto_reply", "unsubscribe", "unknown"}
 QUICK_S = 1.0  # per input, on a busy 2-core machine; typical is a few milliseconds
-FUZZ = settings(max_examples=200, deadline=None, derandomize=False,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=200,
+    deadline=None,
+    derandomize=False,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
-hostile_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=200) | \
-    st.sampled_from(["", "\r\n", "\n\n", ";", "rfc822;", "<>", "5.1.1", "9.9.9", "x" * 5000,
-                     "=?utf-8?q?=0D=0ABcc:_x@y?=", "\u2028", "\x00", "rfc822; <" * 50,
-                     "<9999999999999999999.1@x>", "<1.\u0661\u0662@x>", "<²³.1@x>"])
+hostile_text = st.text(
+    st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=200
+) | st.sampled_from(
+    [
+        "",
+        "\r\n",
+        "\n\n",
+        ";",
+        "rfc822;",
+        "<>",
+        "5.1.1",
+        "9.9.9",
+        "x" * 5000,
+        "=?utf-8?q?=0D=0ABcc:_x@y?=",
+        "\u2028",
+        "\x00",
+        "rfc822; <" * 50,
+        "<9999999999999999999.1@x>",
+        "<1.\u0661\u0662@x>",
+        "<²³.1@x>",
+    ]
+)
 
 
 @st.composite
@@ -42,18 +65,31 @@ def mutated(draw: st.DrawFn) -> bytes:
         if op == "flip" and data:
             data[at] = draw(st.integers(0, 255))
         elif op == "cut":
-            del data[at:at + draw(st.integers(1, 400))]
+            del data[at : at + draw(st.integers(1, 400))]
         elif op == "insert":
             data[at:at] = draw(st.binary(max_size=200))
         elif op == "repeat":
-            chunk = bytes(data[at:at + draw(st.integers(1, 300))])
+            chunk = bytes(data[at : at + draw(st.integers(1, 300))])
             data[at:at] = chunk * draw(st.integers(1, 20))
         elif op == "truncate":
             del data[at:]
         else:
-            name = draw(st.sampled_from([b"Content-Type", b"Action", b"Status", b"Final-Recipient",
-                                         b"Diagnostic-Code", b"Feedback-Type", b"Message-ID",
-                                         b"Original-Rcpt-To", b"Auto-Submitted", b"Subject"]))
+            name = draw(
+                st.sampled_from(
+                    [
+                        b"Content-Type",
+                        b"Action",
+                        b"Status",
+                        b"Final-Recipient",
+                        b"Diagnostic-Code",
+                        b"Feedback-Type",
+                        b"Message-ID",
+                        b"Original-Rcpt-To",
+                        b"Auto-Submitted",
+                        b"Subject",
+                    ]
+                )
+            )
             value = draw(hostile_text).encode("utf-8", "surrogateescape")
             data[at:at] = b"\n" + name + b": " + value + b"\n"
     return bytes(data)
@@ -63,9 +99,27 @@ def mutated(draw: st.DrawFn) -> bytes:
 def report(draw: st.DrawFn) -> bytes:
     """A multipart/report (DSN or ARF) whose fields are hostile."""
     kind = draw(st.sampled_from(["delivery-status", "feedback-report"]))
-    fields = "".join(f"{name}: {draw(hostile_text)}\n" for name in draw(st.lists(st.sampled_from(
-        ["Action", "Status", "Final-Recipient", "Original-Recipient", "Diagnostic-Code",
-         "Feedback-Type", "User-Agent", "Original-Rcpt-To", "Reporting-MTA"]), max_size=12)))
+    fields = "".join(
+        f"{name}: {draw(hostile_text)}\n"
+        for name in draw(
+            st.lists(
+                st.sampled_from(
+                    [
+                        "Action",
+                        "Status",
+                        "Final-Recipient",
+                        "Original-Recipient",
+                        "Diagnostic-Code",
+                        "Feedback-Type",
+                        "User-Agent",
+                        "Original-Rcpt-To",
+                        "Reporting-MTA",
+                    ]
+                ),
+                max_size=12,
+            )
+        )
+    )
     groups = draw(st.integers(0, 30))
     quoted = draw(st.sampled_from(["message/rfc822", "text/rfc822-headers"]))
     body = (
@@ -73,7 +127,9 @@ def report(draw: st.DrawFn) -> bytes:
         f"Subject: {draw(hostile_text)}\nMIME-Version: 1.0\n"
         f'Content-Type: multipart/report; report-type={kind}; boundary="BB"\n\n'
         f"--BB\nContent-Type: text/plain\n\n{draw(hostile_text)}\n"
-        f"--BB\nContent-Type: message/{kind}\n\n" + ("Reporting-MTA: dns; mx\n\n" + fields) * groups
+        f"--BB\nContent-Type: message/{kind}\n\n"
+        + ("Reporting-MTA: dns; mx\n\n" + fields)
+        * groups
         + f"\n--BB\nContent-Type: {quoted}"
         f"\n\nMessage-ID: {draw(hostile_text)}\nTo: {draw(hostile_text)}\n\n"
         + ("--BB--\n" if draw(st.booleans()) else "")
@@ -89,8 +145,10 @@ def assert_parses(raw: bytes, rcpts: tuple[str, ...] = ()) -> None:
     assert feedback.hard in (True, False, None)
     assert all(isinstance(a, str) for a in feedback.recipients)
     ref = feedback.ref
-    assert ref is None or max(i or 0 for i in (ref.delivery_id, ref.campaign_id,
-                                               ref.tenant_id)) <= MAX_ROW_ID
+    assert (
+        ref is None
+        or max(i or 0 for i in (ref.delivery_id, ref.campaign_id, ref.tenant_id)) <= MAX_ROW_ID
+    )
     assert took < QUICK_S, f"{took:.2f}s for {len(raw)} bytes"
 
 
@@ -120,19 +178,39 @@ def test_arbitrary_bytes_never_raise(raw: bytes) -> None:
 json_value = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | hostile_text,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(hostile_text, inner, max_size=4),
-    max_leaves=12)
+    max_leaves=12,
+)
 event_value = json_value | st.sampled_from(
-    ["²", "١٢", "9" * 19, "9" * 400, "<1.2@x>", "<99999999999999999999.1@x>", "0", "-1", " 7"])
+    ["²", "١٢", "9" * 19, "9" * 400, "<1.2@x>", "<99999999999999999999.1@x>", "0", "-1", " 7"]
+)
 
 
 @st.composite
 def webhook_event(draw: st.DrawFn) -> dict[str, Any]:
-    keys = st.sampled_from(["id", "type", "event", "stat", "message_id", "delivery_id",
-                            "recipient", "email", "to", "status"]) | hostile_text
+    keys = (
+        st.sampled_from(
+            [
+                "id",
+                "type",
+                "event",
+                "stat",
+                "message_id",
+                "delivery_id",
+                "recipient",
+                "email",
+                "to",
+                "status",
+            ]
+        )
+        | hostile_text
+    )
     event = draw(st.dictionaries(keys, event_value, max_size=8))
     if draw(st.booleans()):
-        event["type"] = draw(st.sampled_from(["hard_bounce", "complaint", "undeliv", "open",
-                                              "stop", "HARD_BOUNCE", "weird"]))
+        event["type"] = draw(
+            st.sampled_from(
+                ["hard_bounce", "complaint", "undeliv", "open", "stop", "HARD_BOUNCE", "weird"]
+            )
+        )
     return event
 
 
@@ -149,10 +227,15 @@ def test_webhook_events_normalise_without_raising(event: dict[str, Any]) -> None
 
 
 @FUZZ
-@given(st.text(max_size=20) | st.sampled_from(["²", "１２", "1" * 400, " 1", "-1"])
-       | st.builds(lambda: str(int(time.time()))),
-       st.text(max_size=80), st.binary(max_size=200))
+@given(
+    st.text(max_size=20)
+    | st.sampled_from(["²", "１２", "1" * 400, " 1", "-1"])
+    | st.builds(lambda: str(int(time.time()))),
+    st.text(max_size=80),
+    st.binary(max_size=200),
+)
 def test_signature_checks_never_raise(timestamp: str, sent: str, body: bytes) -> None:
     now = time.time()
-    assert verify("s3cret", timestamp, sent, body, now) is False or \
-        sent == signature("s3cret", timestamp, body)
+    assert verify("s3cret", timestamp, sent, body, now) is False or sent == signature(
+        "s3cret", timestamp, body
+    )

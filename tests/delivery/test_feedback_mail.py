@@ -87,20 +87,36 @@ def test_forged_verp_is_not_trusted(fixtures_dir: Path) -> None:
     assert fb.kind == "bounce" and fb.ref is not None and not fb.ref.signed
 
 
-@pytest.mark.parametrize("raw", [b"", b"\x00\xff" * 50, b"Content-Type: multipart/report\r\n\r\n",
-                                 b"Content-Type: message/delivery-status\r\n\r\nAction: x\r\n"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"\x00\xff" * 50,
+        b"Content-Type: multipart/report\r\n\r\n",
+        b"Content-Type: message/delivery-status\r\n\r\nAction: x\r\n",
+    ],
+)
 def test_garbage_is_unknown_and_never_raises(raw: bytes) -> None:
     assert parse(raw, SECRET).kind == "unknown"
 
 
 def test_classify_command_prints_one_json_line_per_file(fixtures_dir: Path) -> None:
-    files = [str(fixtures_dir / "feedback" / n) for n in ("gmail_550_5.1.1.eml", "yahoo_arf.eml",
-                                                         "out_of_office.eml", "garbage.eml")]
-    out = subprocess.run([sys.executable, "-m", "postgate", "feedback", "classify", *files],
-                         env=os.environ | {"SECRET_KEY": SECRET}, capture_output=True,
-                         check=True, timeout=60).stdout.decode()
+    files = [
+        str(fixtures_dir / "feedback" / n)
+        for n in ("gmail_550_5.1.1.eml", "yahoo_arf.eml", "out_of_office.eml", "garbage.eml")
+    ]
+    out = subprocess.run(
+        [sys.executable, "-m", "postgate", "feedback", "classify", *files],
+        env=os.environ | {"SECRET_KEY": SECRET},
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout.decode()
     lines = [json.loads(line) for line in out.splitlines()]
     assert [(x["kind"], x["hard"], x["delivery"]) for x in lines] == [
-        ("bounce", True, 4242), ("complaint", None, 4243), ("auto_reply", None, 4242),
-        ("unknown", None, None)]
+        ("bounce", True, 4242),
+        ("complaint", None, 4243),
+        ("auto_reply", None, 4242),
+        ("unknown", None, None),
+    ]
     assert lines[0]["recipients"] == ["no.such.user@gmail.com"] and lines[0]["status"] == "5.1.1"

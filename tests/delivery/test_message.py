@@ -14,8 +14,13 @@ LIMIT = 100_000
 
 def valid(**overrides: Any) -> dict[str, Any]:
     msg: dict[str, Any] = {
-        "version": "campaign.v1", "tenant": "acme", "campaign_id": "c1", "channel": "email",
-        "kind": "promotional", "topic": "news", "audience": [1],
+        "version": "campaign.v1",
+        "tenant": "acme",
+        "campaign_id": "c1",
+        "channel": "email",
+        "kind": "promotional",
+        "topic": "news",
+        "audience": [1],
         "from": {"email": "news@acme.example"},
         "content": {"subject": "Hi", "text": "Hello"},
     }

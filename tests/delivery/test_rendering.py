@@ -13,15 +13,25 @@ from hypothesis import strategies as st
 
 from postgate.core.rendering import CampaignContent, CompiledCampaign, RecipientData
 
-HOSTILE = ["Eve\r\nBcc: victim@x.example", "Eve\nBcc: v@x", "Eve\u2028Bcc: v@x",
-           "Eve\rBcc: v@x", "=?utf-8?q?Eve=0D=0ABcc:_v@x?=", "Eve\x85Bcc: v@x"]
+HOSTILE = [
+    "Eve\r\nBcc: victim@x.example",
+    "Eve\nBcc: v@x",
+    "Eve\u2028Bcc: v@x",
+    "Eve\rBcc: v@x",
+    "=?utf-8?q?Eve=0D=0ABcc:_v@x?=",
+    "Eve\x85Bcc: v@x",
+]
 
 
-def compiled(subject: str = "Hi {{ name }}", kind: str = "promotional",
-             text: str = "Hello {{ name }}\n", html: str = "<p>Hello {{ name }}</p>"
-             ) -> CompiledCampaign:
-    content = CampaignContent(9, "acme", "acme.example", kind, subject, text, html,
-                              "news@acme.example", "Acme Kft.")
+def compiled(
+    subject: str = "Hi {{ name }}",
+    kind: str = "promotional",
+    text: str = "Hello {{ name }}\n",
+    html: str = "<p>Hello {{ name }}</p>",
+) -> CompiledCampaign:
+    content = CampaignContent(
+        9, "acme", "acme.example", kind, subject, text, html, "news@acme.example", "Acme Kft."
+    )
     return CompiledCampaign(content, "secret", "https://pg.example", "bounces.example")
 
 
@@ -83,7 +93,7 @@ def test_the_sandbox_refuses_unsafe_templates() -> None:
 def _raw_header(data: bytes, name: bytes) -> str:
     head = data.split(b"\r\n\r\n", 1)[0].replace(b"\r\n ", b" ")
     line = next(h for h in head.split(b"\r\n") if h.startswith(name + b": "))
-    return line[len(name) + 2:].decode("ascii")
+    return line[len(name) + 2 :].decode("ascii")
 
 
 @given(name=st.text(min_size=1, max_size=120), subject=st.text(min_size=1, max_size=300))
@@ -104,21 +114,46 @@ def test_any_name_and_subject_round_trip_through_a_mail_parser(name: str, subjec
         decoded = str(make_header(decode_header(raw)))
         assert decoded == f"{clean} <a@x.example>"
     assert " ".join(msg["Subject"].split()) == " ".join(
-        header_safe(subject.encode("utf-8", "replace").decode("utf-8")).split())
+        header_safe(subject.encode("utf-8", "replace").decode("utf-8")).split()
+    )
 
 
 def test_one_unsubscribe_footer_in_the_mails_language() -> None:
-    own = CampaignContent(9, "acme", "acme.example", "promotional", "Hírek",
-                          "Szia!\nLeiratkozás: {{ unsubscribe_url }}\n",
-                          '<p>Szia!</p><a href="{{ unsubscribe_url }}">Leiratkozás</a>',
-                          "news@acme.example", "Acme Kft.", locale="hu")
-    text, html = parse(CompiledCampaign(own, "secret", "https://pg.example", "b.example").render(
-        RecipientData(1, "a@x.example"), formatdate())).iter_parts()  # type: ignore[misc]
+    own = CampaignContent(
+        9,
+        "acme",
+        "acme.example",
+        "promotional",
+        "Hírek",
+        "Szia!\nLeiratkozás: {{ unsubscribe_url }}\n",
+        '<p>Szia!</p><a href="{{ unsubscribe_url }}">Leiratkozás</a>',
+        "news@acme.example",
+        "Acme Kft.",
+        locale="hu",
+    )
+    text, html = parse(
+        CompiledCampaign(own, "secret", "https://pg.example", "b.example").render(
+            RecipientData(1, "a@x.example"), formatdate()
+        )
+    ).iter_parts()  # type: ignore[misc]
     assert text.get_content().count("https://pg.example/u/1.") == 1  # the tenant's link only
     assert html.get_content().count("https://pg.example/u/1.") == 1
-    ours = CampaignContent(9, "acme", "acme.example", "promotional", "Hírek", "Szia!\n",
-                           "<p>Szia!</p>", "news@acme.example", "Acme Kft.", locale="hu")
-    text, html = parse(CompiledCampaign(ours, "secret", "https://pg.example", "b.example").render(
-        RecipientData(1, "a@x.example"), formatdate())).iter_parts()  # type: ignore[misc]
+    ours = CampaignContent(
+        9,
+        "acme",
+        "acme.example",
+        "promotional",
+        "Hírek",
+        "Szia!\n",
+        "<p>Szia!</p>",
+        "news@acme.example",
+        "Acme Kft.",
+        locale="hu",
+    )
+    text, html = parse(
+        CompiledCampaign(ours, "secret", "https://pg.example", "b.example").render(
+            RecipientData(1, "a@x.example"), formatdate()
+        )
+    ).iter_parts()  # type: ignore[misc]
     assert "Leiratkozás vagy a témák módosítása: https://pg.example/u/1." in text.get_content()
     assert "Unsubscribe" not in text.get_content() + html.get_content()

@@ -12,16 +12,30 @@ from postgate.core.dkim_signing import ALGORITHMS, DkimError, DkimKey, generate,
 from postgate.core.rendering import CampaignContent, CompiledCampaign, RecipientData
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    ("Acme.Example.", "acme.example"), (" mail.acme.example ", "mail.acme.example"),
-    ("bútor.example", "xn--btor-qra.example"),
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Acme.Example.", "acme.example"),
+        (" mail.acme.example ", "mail.acme.example"),
+        ("bútor.example", "xn--btor-qra.example"),
+    ],
+)
 def test_domains_are_normalised(raw: str, expected: str) -> None:
     assert sd.normalise(raw) == expected
 
 
-@pytest.mark.parametrize("raw", ["localhost", "-bad.example", "a..example", "1.2.3.4",
-                                 "x" * 64 + ".example", "acme.example/path", "ac me.example"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "localhost",
+        "-bad.example",
+        "a..example",
+        "1.2.3.4",
+        "x" * 64 + ".example",
+        "acme.example/path",
+        "ac me.example",
+    ],
+)
 def test_bad_domains_are_refused(raw: str) -> None:
     with pytest.raises(sd.DomainError):
         sd.normalise(raw)
@@ -52,11 +66,21 @@ def test_dkim_record_comparison_ignores_spacing_and_tag_order() -> None:
 
 
 def message(kind: str = "promotional") -> bytes:
-    content = CampaignContent(9, "acme", "acme.example", kind, "Hi {{ name }}",
-                              "Hello {{ name }}\n", "<p>Hello</p>", "news@acme.example", "Acme")
+    content = CampaignContent(
+        9,
+        "acme",
+        "acme.example",
+        kind,
+        "Hi {{ name }}",
+        "Hello {{ name }}\n",
+        "<p>Hello</p>",
+        "news@acme.example",
+        "Acme",
+    )
     camp = CompiledCampaign(content, "secret", "https://pg.example", "bounces.example")
-    return camp.render(RecipientData(1, "anna@x.example", "Anna Ödön"),
-                       "Wed, 25 Nov 2026 10:00:00 +0000")
+    return camp.render(
+        RecipientData(1, "anna@x.example", "Anna Ödön"), "Wed, 25 Nov 2026 10:00:00 +0000"
+    )
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
@@ -71,12 +95,21 @@ def test_signatures_verify_and_cover_the_required_headers(algorithm: str) -> Non
 
     assert dkim.verify(signed, dnsfunc=dns)
     header = signed.split(b"\r\n\r\n")[0].decode()
-    tags = dict(part.strip().split("=", 1) for part in
-                "".join(header.split("DKIM-Signature:", 1)[1].split("\r\n")[0:8]).split(";")
-                if "=" in part)
+    tags = dict(
+        part.strip().split("=", 1)
+        for part in "".join(header.split("DKIM-Signature:", 1)[1].split("\r\n")[0:8]).split(";")
+        if "=" in part
+    )
     signed_headers = {h.strip().lower() for h in "".join(tags["h"].split()).split(":")}
-    assert {"from", "to", "subject", "date", "message-id", "list-unsubscribe",
-            "list-unsubscribe-post"} <= signed_headers
+    assert {
+        "from",
+        "to",
+        "subject",
+        "date",
+        "message-id",
+        "list-unsubscribe",
+        "list-unsubscribe-post",
+    } <= signed_headers
     assert tags["a"].strip() == algorithm and tags["d"].strip() == "acme.example"
     tampered = signed.replace(b"Date: Wed, 25 Nov", b"Date: Thu, 26 Nov")
     assert tampered != signed and not dkim.verify(tampered, dnsfunc=dns)
@@ -89,8 +122,7 @@ def test_transactional_mail_signs_list_unsubscribe_as_absent() -> None:
     key = DkimKey("acme.example", "s1", "ed25519-sha256", private.encode())
     signed = sign(message("transactional"), key)
     assert dkim.verify(signed, dnsfunc=lambda name, timeout=5: public.encode())
-    added = signed.replace(b"\r\n\r\n", b"\r\nList-Unsubscribe: <https://evil.example>\r\n\r\n",
-                           1)
+    added = signed.replace(b"\r\n\r\n", b"\r\nList-Unsubscribe: <https://evil.example>\r\n\r\n", 1)
     assert not dkim.verify(added, dnsfunc=lambda name, timeout=5: public.encode())
 
 

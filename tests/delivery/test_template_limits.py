@@ -13,11 +13,13 @@ from postgate.core.template_limits import LimitedEnvironment, Limits, TemplateLi
 ENV = LimitedEnvironment()
 RUNAWAY = {
     "nested-range": "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}"
-                    "{% endfor %}",
-    "nested-literals": "".join("{% for x" + str(i) + " in [0,0,0,0,0,0,0,0,0,0] %}"
-                               for i in range(8)) + "{% endfor %}" * 8,
+    "{% endfor %}",
+    "nested-literals": "".join(
+        "{% for x" + str(i) + " in [0,0,0,0,0,0,0,0,0,0] %}" for i in range(8)
+    )
+    + "{% endfor %}" * 8,
     "macro-loops": "{% macro m() %}{% for i in range(50) %}{{ m() }}{% endfor %}{% endmacro %}"
-                   "{{ m() }}",
+    "{{ m() }}",
     "macro-recursion": "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}",
     "huge-repeat": "{{ 'x' * 1000000000 }}",
     "huge-list": "{{ ([0] * 100000000)|length }}",
@@ -28,7 +30,7 @@ RUNAWAY = {
     "huge-format": "{{ '{:>1000000000}'.format('x') }}",
     "huge-lipsum": "{{ lipsum(1000000000) }}",
     "doubling": "{% set ns = namespace(s='0123456789') %}{% for i in range(64) %}"
-                "{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+    "{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
     "huge-replace": "{{ ('x' * 999999)|replace('x', 'x' * 999) }}",
     "huge-replace-method": "{{ ('x' * 999999).replace('x', 'yy') }}",
     "huge-indent-lines": "{{ ('\\n' * 999999)|indent(999) }}",
@@ -36,7 +38,7 @@ RUNAWAY = {
     "huge-join": "{{ ([('x' * 999999)] * 999)|join }}",
     "huge-join-method": "{{ '-'.join([('x' * 999999)] * 999) }}",
     "slow-loop": "{% for i in range(99999) %}{{ ('x' * 999999)|replace('x', 'y')|length }}"
-                 "{% endfor %}",
+    "{% endfor %}",
     "big-output": "{% for i in range(90000) %}{{ name }}-{{ i }}..........{% endfor %}",
     "recursive-loop": "{% for x in [[1]] recursive %}{{ loop(x) }}{% endfor %}",
 }
@@ -76,18 +78,23 @@ def test_sandbox_escapes_are_refused(source: str) -> None:
 
 
 def test_no_access_to_config_files_or_imports() -> None:
-    for source in ["{% include '/etc/passwd' %}", "{% import 'os' as os %}",
-                   "{% extends '/etc/hostname' %}"]:
+    for source in [
+        "{% include '/etc/passwd' %}",
+        "{% import 'os' as os %}",
+        "{% extends '/etc/hostname' %}",
+    ]:
         with pytest.raises(Exception) as err:
             ENV.from_string(source).render()
         assert "no loader" in str(err.value) or "TemplateNotFound" in type(err.value).__name__
 
 
 def test_ordinary_templates_render_within_the_budget() -> None:
-    source = ("{% for p in contact.products %}{{ loop.index }}. {{ p|title }} "
-              "{{ '%.2f'|format(19.5) }} {{ '{:>4}'.format('x') }}\n{% endfor %}{{ name|upper }}"
-              "{{ contact.products|join(', ') }} {{ name.replace('a', 'A') }} "
-              "{{ 'a\nb'|indent(2) }} {{ (name * 3)|truncate(5) }}")
+    source = (
+        "{% for p in contact.products %}{{ loop.index }}. {{ p|title }} "
+        "{{ '%.2f'|format(19.5) }} {{ '{:>4}'.format('x') }}\n{% endfor %}{{ name|upper }}"
+        "{{ contact.products|join(', ') }} {{ name.replace('a', 'A') }} "
+        "{{ 'a\nb'|indent(2) }} {{ (name * 3)|truncate(5) }}"
+    )
     out = ENV.from_string(source).render(name="anna", contact={"products": ["tea", "jam"]})
     assert out == "1. Tea 19.50    x\n2. Jam 19.50    x\nANNAtea, jam AnnA a\n  b an..."
 
@@ -102,8 +109,18 @@ def test_limits_are_per_render_not_per_template() -> None:
 
 
 def test_a_runaway_campaign_template_fails_in_the_renderer_too() -> None:
-    content = CampaignContent(1, "acme", "acme.example", "promotional", "Hi",
-                              RUNAWAY["nested-range"], "", "news@acme.example", "Acme")
+    content = CampaignContent(
+        1,
+        "acme",
+        "acme.example",
+        "promotional",
+        "Hi",
+        RUNAWAY["nested-range"],
+        "",
+        "news@acme.example",
+        "Acme",
+    )
     with pytest.raises(TemplateLimitError):  # static parts render once, when compiled
         CompiledCampaign(content, "secret", "https://pg.example", "bounces.example").render(
-            RecipientData(1, "a@x.example", "Anna"), "d")
+            RecipientData(1, "a@x.example", "Anna"), "d"
+        )

@@ -50,27 +50,65 @@ def seed_history(world: World, delivered: int, complaints: int, hard_bounces: in
     now, tid = utcnow(), world.tenant_id
     day_ago = now - timedelta(days=1)
     with Session(world.ctx.engine) as s:
-        campaign = Campaign(tenant_id=tid, external_id="history", channel="email",
-                            kind="promotional", topic="news", state="finished",
-                            created_at=day_ago, finished_at=day_ago)
+        campaign = Campaign(
+            tenant_id=tid,
+            external_id="history",
+            channel="email",
+            kind="promotional",
+            topic="news",
+            state="finished",
+            created_at=day_ago,
+            finished_at=day_ago,
+        )
         s.add(campaign)
         s.commit()
         campaign_id = campaign.id
     c = t.contact.c
     with world.ctx.engine.begin() as conn:
         contacts = conn.execute(select(c.id, c.email).where(c.tenant_id == tid)).all()
-        conn.execute(insert(t.delivery), [
-            {"tenant_id": tid, "campaign_id": campaign_id, "contact_id": i, "address": email,
-             "state": "sent", "attempts": 1, "created_at": day_ago, "updated_at": day_ago,
-             "sent_at": day_ago} for i, email in contacts])
-        ids = list(conn.scalars(select(t.delivery.c.id).where(
-            t.delivery.c.campaign_id == campaign_id).order_by(t.delivery.c.id)))
+        conn.execute(
+            insert(t.delivery),
+            [
+                {
+                    "tenant_id": tid,
+                    "campaign_id": campaign_id,
+                    "contact_id": i,
+                    "address": email,
+                    "state": "sent",
+                    "attempts": 1,
+                    "created_at": day_ago,
+                    "updated_at": day_ago,
+                    "sent_at": day_ago,
+                }
+                for i, email in contacts
+            ],
+        )
+        ids = list(
+            conn.scalars(
+                select(t.delivery.c.id)
+                .where(t.delivery.c.campaign_id == campaign_id)
+                .order_by(t.delivery.c.id)
+            )
+        )
         kinds = ["complaint"] * complaints + ["bounce"] * hard_bounces
         if not kinds:
             return
-        conn.execute(insert(t.feedback_event), [
-            {"tenant_id": tid, "delivery_id": delivery_id, "channel": "email", "kind": kind,
-             "hard": kind == "bounce", "status": "5.1.1" if kind == "bounce" else "",
-             "source": "arf" if kind == "complaint" else "dsn", "address": "",
-             "dedup_key": f"seed-{uuid.uuid4().hex}", "raw": "", "created_at": now}
-            for delivery_id, kind in zip(ids, kinds, strict=False)])
+        conn.execute(
+            insert(t.feedback_event),
+            [
+                {
+                    "tenant_id": tid,
+                    "delivery_id": delivery_id,
+                    "channel": "email",
+                    "kind": kind,
+                    "hard": kind == "bounce",
+                    "status": "5.1.1" if kind == "bounce" else "",
+                    "source": "arf" if kind == "complaint" else "dsn",
+                    "address": "",
+                    "dedup_key": f"seed-{uuid.uuid4().hex}",
+                    "raw": "",
+                    "created_at": now,
+                }
+                for delivery_id, kind in zip(ids, kinds, strict=False)
+            ],
+        )

@@ -26,12 +26,20 @@ from tests.support import World
 from tests.workers.switching import TimedHandler, bulk_audience
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(),
-    reason="needs Debian's Chromium at /usr/bin/chromium (apt-get install -y chromium)")
+    reason="needs Debian's Chromium at /usr/bin/chromium (apt-get install -y chromium)",
+)
 
 
 @pytest.fixture
@@ -58,12 +66,17 @@ def page() -> Iterator[Page]:
 def held(world: World) -> int:
     d = t.delivery.c
     with world.ctx.engine.connect() as conn:
-        return int(conn.scalar(select(func.count()).where(
-            d.tenant_id == world.tenant_id, d.state == "held")) or 0)
+        return int(
+            conn.scalar(
+                select(func.count()).where(d.tenant_id == world.tenant_id, d.state == "held")
+            )
+            or 0
+        )
 
 
 def test_operator_stops_a_running_campaign_from_the_page(
-        world: World, api: str, page: Page, tmp_path: Path) -> None:
+    world: World, api: str, page: Page, tmp_path: Path
+) -> None:
     handler: TimedHandler = world.sink.handler  # type: ignore[assignment]
     noisy = World.create(world.ctx, world.sink)
     seed_history(noisy, delivered=400, complaints=2, hard_bounces=8)
@@ -71,8 +84,14 @@ def test_operator_stops_a_running_campaign_from_the_page(
     slug = world.tenant.slug
     problems: list[str] = []
     page.on("pageerror", lambda exc: problems.append(str(exc)))
-    page.on("console", lambda m: problems.append(f"{m.text} {m.location.get('url')}")
-            if m.type == "error" and not m.location.get("url", "").endswith("/login") else None)
+    page.on(
+        "console",
+        lambda m: (
+            problems.append(f"{m.text} {m.location.get('url')}")
+            if m.type == "error" and not m.location.get("url", "").endswith("/login")
+            else None
+        ),
+    )
 
     world.publish(world.message("spring"))
     with workers_running(world):
@@ -106,7 +125,8 @@ def test_operator_stops_a_running_campaign_from_the_page(
 
         expect(row.locator('[data-cell="state"]')).to_contain_text("bulk disabled")
         expect(row.locator('[data-cell="state"]')).to_contain_text(
-            "bulk_email by operator (erika): complaint spike from a bought list")
+            "bulk_email by operator (erika): complaint spike from a bought list"
+        )
         expect(campaign.locator('[data-cell="held"]')).not_to_have_text("0", timeout=10_000)
         time.sleep(1.5)
         starts = handler.starts_for(world.tenant.domain)
@@ -126,7 +146,8 @@ def test_operator_stops_a_running_campaign_from_the_page(
         expect(complaints).to_contain_text("5.00")
         expect(complaints).to_have_class("num rate over")
         expect(noisy_row.locator('[data-cell="state"]')).to_contain_text(
-            "circuit breaker: complaint_rate", timeout=10_000)
+            "circuit breaker: complaint_rate", timeout=10_000
+        )
         page.screenshot(path=str(tmp_path / "operator.png"), full_page=True)
 
         row.get_by_role("button", name="Re-enable bulk email…").click()
@@ -137,12 +158,15 @@ def test_operator_stops_a_running_campaign_from_the_page(
         expect(row.locator('[data-cell="state"]')).to_contain_text("active")
         expect(campaign).to_have_count(0, timeout=60_000)  # finished: no longer in flight
         expect(page.locator("table.audit tbody tr").first).to_contain_text(
-            "list cleaned, tenant warned")
+            "list cleaned, tenant warned"
+        )
         page.get_by_role("button", name="Log out").click()
         expect(page).to_have_url(f"{api}/operator/login")
     assert world.campaign_state("spring") == "finished"
-    assert len({a for r in handler.received for a in r.recipients
-                if a.endswith(world.tenant.domain)}) == 800
+    assert (
+        len({a for r in handler.received for a in r.recipients if a.endswith(world.tenant.domain)})
+        == 800
+    )
     assert problems == []
     print(f"\nscreenshot: {tmp_path / 'operator.png'}")
 
@@ -152,7 +176,8 @@ def open_rows(world: World, external_id: str) -> int:
 
 
 def test_operator_cancels_a_stopped_tenants_held_deliveries(
-        world: World, api: str, page: Page) -> None:
+    world: World, api: str, page: Page
+) -> None:
     handler: TimedHandler = world.sink.handler  # type: ignore[assignment]
     bulk_audience(world, 400)
     slug = world.tenant.slug
@@ -164,9 +189,11 @@ def test_operator_cancels_a_stopped_tenants_held_deliveries(
         page.click("button[type=submit]")
         campaign = page.locator("tr[data-campaign]", has_text="doomed")
         expect(campaign.locator('[data-cell="sent"]')).not_to_have_text("0", timeout=20_000)
-        stopped = httpx.post(f"{api}/v1/operator/tenants/{slug}/sending-blocks",
-                             json={"scope": "bulk_email", "reason": "bought list"},
-                             headers={"Authorization": f"Bearer {ops}"})
+        stopped = httpx.post(
+            f"{api}/v1/operator/tenants/{slug}/sending-blocks",
+            json={"scope": "bulk_email", "reason": "bought list"},
+            headers={"Authorization": f"Bearer {ops}"},
+        )
         assert stopped.status_code == 201
         deadline = time.monotonic() + 30  # every row not yet sent ends up held
         while open_rows(world, "doomed") and time.monotonic() < deadline:
@@ -176,7 +203,8 @@ def test_operator_cancels_a_stopped_tenants_held_deliveries(
         assert waiting > 0
         row = page.locator(f'tr[data-tenant="{slug}"]')
         expect(row.locator('[data-cell="state"]')).to_contain_text(
-            f"{waiting} deliveries held", timeout=10_000)
+            f"{waiting} deliveries held", timeout=10_000
+        )
 
         row.get_by_role("button", name="Cancel held…").click()
         dialog = page.locator("#cancel-dialog")
@@ -191,17 +219,17 @@ def test_operator_cancels_a_stopped_tenants_held_deliveries(
         dialog.get_by_label("I confirm").check()
         submit.click()
         expect(page.get_by_role("status")).to_contain_text(
-            f"Held deliveries cancelled: {slug}, {waiting} deliveries")
+            f"Held deliveries cancelled: {slug}, {waiting} deliveries"
+        )
         expect(row.get_by_role("button", name="Cancel held…")).to_have_count(0)
         expect(page.locator("table.audit tbody tr").first).to_contain_text("held.cancel")
-        expect(page.locator("table.audit tbody tr").first).to_contain_text(
-            "the list was bought")
+        expect(page.locator("table.audit tbody tr").first).to_contain_text("the list was bought")
         expect(campaign).to_have_count(0, timeout=30_000)  # finished: nothing left to send
     assert world.campaign_state("doomed") == "finished"
     states = Counter(r.state for r in world.deliveries("doomed"))
     assert states == {"sent": 400 - waiting, "cancelled": waiting}
     assert {r.reason for r in world.deliveries("doomed") if r.state == "cancelled"} == {
-        "operator_cancelled"}
-    mailed = [a for r in handler.received for a in r.recipients
-              if a.endswith(world.tenant.domain)]
+        "operator_cancelled"
+    }
+    mailed = [a for r in handler.received for a in r.recipients if a.endswith(world.tenant.domain)]
     assert len(mailed) == len(set(mailed)) == 400 - waiting

@@ -19,8 +19,9 @@ from tests.support import World
 
 
 def login(http: httpx.Client, key: str) -> httpx.Response:
-    return http.post("/operator/login", data={"key": key},
-                     headers={"Origin": str(http.base_url).rstrip("/")})
+    return http.post(
+        "/operator/login", data={"key": key}, headers={"Origin": str(http.base_url).rstrip("/")}
+    )
 
 
 def csrf_of(page: str) -> str:
@@ -43,10 +44,12 @@ def test_only_operator_keys_log_in(world: World, api: str) -> None:
         assert http.get("/operator/login").status_code == 200
         # a bearer operator key is not a browser session
         ops_key = create_key(engine, "operator", "alice")
-        assert http.get("/operator", headers={"Authorization": f"Bearer {ops_key}"}) \
-            .status_code == 303
-        forged = http.post("/operator/login", data={"key": ops_key},
-                           headers={"Origin": "https://evil.example"})
+        assert (
+            http.get("/operator", headers={"Authorization": f"Bearer {ops_key}"}).status_code == 303
+        )
+        forged = http.post(
+            "/operator/login", data={"key": ops_key}, headers={"Origin": "https://evil.example"}
+        )
         assert forged.status_code == 403 and sessions.COOKIE not in forged.cookies
 
         reply = login(http, ops_key)
@@ -58,8 +61,11 @@ def test_only_operator_keys_log_in(world: World, api: str) -> None:
             stored = conn.scalar(select(t.operator_session.c.token_hash))
         assert stored != token and len(token) >= 43
         with engine.begin() as conn:  # tenant-controlled text is escaped
-            conn.execute(update(t.tenant).where(t.tenant.c.id == world.tenant_id)
-                         .values(name="<script>alert(1)</script>"))
+            conn.execute(
+                update(t.tenant)
+                .where(t.tenant.c.id == world.tenant_id)
+                .values(name="<script>alert(1)</script>")
+            )
         page = http.get("/operator")
         assert page.status_code == 200 and world.tenant.slug in page.text and "alice" in page.text
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
@@ -70,8 +76,12 @@ def test_only_operator_keys_log_in(world: World, api: str) -> None:
         assert panels.status_code == 200 and f'data-tenant="{world.tenant.slug}"' in panels.text
 
         csrf = csrf_of(page.text)
-        assert http.post("/operator/logout", data={"csrf": "0" * 64},
-                         headers={"Origin": api}).status_code == 403
+        assert (
+            http.post(
+                "/operator/logout", data={"csrf": "0" * 64}, headers={"Origin": api}
+            ).status_code
+            == 403
+        )
         out = http.post("/operator/logout", data={"csrf": csrf}, headers={"Origin": api})
         assert out.status_code == 303 and out.headers["location"] == "/operator/login"
         http.cookies.set(sessions.COOKIE, token, path="/operator")  # a stolen old cookie
@@ -86,8 +96,11 @@ def test_a_revoked_key_or_an_expired_session_ends_the_login(world: World, api: s
         assert login(http, key).status_code == 303
         assert http.get("/operator").status_code == 200
         with engine.begin() as conn:
-            conn.execute(update(t.api_key).where(t.api_key.c.key_hash == hash_key(key))
-                         .values(revoked_at=utcnow()))
+            conn.execute(
+                update(t.api_key)
+                .where(t.api_key.c.key_hash == hash_key(key))
+                .values(revoked_at=utcnow())
+            )
         assert http.get("/operator").status_code == 303
     key = create_key(engine, "operator", "carol")
     token = sessions.start(engine, key, timedelta(seconds=60), utcnow() - timedelta(seconds=61))
@@ -96,29 +109,36 @@ def test_a_revoked_key_or_an_expired_session_ends_the_login(world: World, api: s
     assert sessions.principal(engine, live, utcnow()).name == "carol"  # type: ignore[union-attr]
 
 
-def test_kill_switch_forms_need_csrf_origin_reason_and_confirmation(world: World,
-                                                                    api: str) -> None:
+def test_kill_switch_forms_need_csrf_origin_reason_and_confirmation(world: World, api: str) -> None:
     engine, slug = world.ctx.engine, world.tenant.slug
     with httpx.Client(base_url=api, timeout=10) as http:
         login(http, create_key(engine, "operator", "dave"))
         csrf = csrf_of(http.get("/operator").text)
         stop = f"/operator/tenants/{slug}/stop"
-        good = {"scope": "bulk_email", "reason": "complaint spike", "confirm": "yes",
-                "csrf": csrf}
+        good = {"scope": "bulk_email", "reason": "complaint spike", "confirm": "yes", "csrf": csrf}
         origin = {"Origin": api}
         assert http.post(stop, data={**good, "csrf": ""}, headers=origin).status_code == 403
-        assert http.post(stop, data=good, headers={"Origin": "http://evil.example"}) \
-            .status_code == 403
+        assert (
+            http.post(stop, data=good, headers={"Origin": "http://evil.example"}).status_code == 403
+        )
         assert http.post(stop, data=good).status_code == 403  # no Origin, no Referer
         assert http.post(stop, data={**good, "reason": "  "}, headers=origin).status_code == 422
         assert http.post(stop, data={**good, "confirm": ""}, headers=origin).status_code == 422
-        assert http.post(stop, data={**good, "scope": "everything"},
-                         headers=origin).status_code == 422
-        assert http.post("/operator/tenants/nope/stop", data=good,
-                         headers=origin).status_code == 404
+        assert (
+            http.post(stop, data={**good, "scope": "everything"}, headers=origin).status_code == 422
+        )
+        assert (
+            http.post("/operator/tenants/nope/stop", data=good, headers=origin).status_code == 404
+        )
         with engine.connect() as conn:
-            assert conn.scalar(select(t.sending_block.c.id).where(
-                t.sending_block.c.tenant_id == world.tenant_id)) is None
+            assert (
+                conn.scalar(
+                    select(t.sending_block.c.id).where(
+                        t.sending_block.c.tenant_id == world.tenant_id
+                    )
+                )
+                is None
+            )
 
         done = http.post(stop, data=good, headers=origin)
         assert done.status_code == 303
@@ -131,30 +151,47 @@ def test_kill_switch_forms_need_csrf_origin_reason_and_confirmation(world: World
         assert status == "bulk_disabled"
 
         resume = f"/operator/tenants/{slug}/resume"
-        assert http.post(resume, data={"scope": "bulk_sms", "reason": "nothing to clear",
-                                       "csrf": csrf}, headers=origin).status_code == 404
-        back = http.post(resume, data={"scope": "bulk_email", "reason": "list cleaned",
-                                       "csrf": csrf}, headers=origin)
+        assert (
+            http.post(
+                resume,
+                data={"scope": "bulk_sms", "reason": "nothing to clear", "csrf": csrf},
+                headers=origin,
+            ).status_code
+            == 404
+        )
+        back = http.post(
+            resume,
+            data={"scope": "bulk_email", "reason": "list cleaned", "csrf": csrf},
+            headers=origin,
+        )
         assert back.status_code == 303
         audit = http.get("/operator").text.split("Audit log", 1)[1]
         assert "list cleaned" in audit and "sending_block.clear" in audit
     with engine.connect() as conn:
         status = conn.scalar(select(t.tenant.c.status).where(t.tenant.c.slug == slug))
-        actions = list(conn.scalars(select(t.audit_log.c.action).where(
-            t.audit_log.c.tenant_id == world.tenant_id).order_by(t.audit_log.c.id)))
+        actions = list(
+            conn.scalars(
+                select(t.audit_log.c.action)
+                .where(t.audit_log.c.tenant_id == world.tenant_id)
+                .order_by(t.audit_log.c.id)
+            )
+        )
     assert status == "active"
     assert actions == ["sending_block.operator", "sending_block.clear"]
 
 
-def test_cancel_held_cancels_exactly_what_the_operator_was_shown(world: World,
-                                                                 api: str) -> None:
+def test_cancel_held_cancels_exactly_what_the_operator_was_shown(world: World, api: str) -> None:
     seed_history(world, delivered=6, complaints=0, hard_bounces=0)
     d = t.delivery.c
     with world.ctx.engine.begin() as conn:  # the tenant was stopped with five in hand
-        ids = list(conn.scalars(select(d.id).where(d.tenant_id == world.tenant_id)
-                                .order_by(d.id)))
-        conn.execute(update(t.delivery).where(d.id.in_(ids[:5])).values(
-            state="held", reason="tenant_disabled", updated_at=utcnow() - timedelta(minutes=1)))
+        ids = list(conn.scalars(select(d.id).where(d.tenant_id == world.tenant_id).order_by(d.id)))
+        conn.execute(
+            update(t.delivery)
+            .where(d.id.in_(ids[:5]))
+            .values(
+                state="held", reason="tenant_disabled", updated_at=utcnow() - timedelta(minutes=1)
+            )
+        )
     slug, engine = world.tenant.slug, world.ctx.engine
     url = f"/operator/tenants/{slug}/cancel-held"
     with httpx.Client(base_url=api, timeout=10) as http:
@@ -163,8 +200,13 @@ def test_cancel_held_cancels_exactly_what_the_operator_was_shown(world: World,
         assert f'data-tenant="{slug}" data-held="5"' in page
         shown = re.search(r'data-held-at="([^"]+)"', page)
         assert shown
-        form = {"reason": "bought list", "confirm": "yes", "csrf": csrf_of(page),
-                "held": "5", "held_at": shown.group(1)}
+        form = {
+            "reason": "bought list",
+            "confirm": "yes",
+            "csrf": csrf_of(page),
+            "held": "5",
+            "held_at": shown.group(1),
+        }
         origin = {"Origin": api}
         assert http.post(url, data={**form, "csrf": ""}, headers=origin).status_code == 403
         assert http.post(url, data={**form, "confirm": ""}, headers=origin).status_code == 422
@@ -172,13 +214,20 @@ def test_cancel_held_cancels_exactly_what_the_operator_was_shown(world: World,
         assert stale.status_code == 409 and "5 deliveries are held now, not 4" in stale.text
         with engine.begin() as conn:  # meanwhile one is released and another one held
             conn.execute(update(t.delivery).where(d.id == ids[0]).values(state="queued"))
-            conn.execute(update(t.delivery).where(d.id == ids[5]).values(
-                state="held", reason="tenant_disabled", updated_at=utcnow()))
+            conn.execute(
+                update(t.delivery)
+                .where(d.id == ids[5])
+                .values(state="held", reason="tenant_disabled", updated_at=utcnow())
+            )
         swapped = http.post(url, data=form, headers=origin)  # still five, not the same five
         assert swapped.status_code == 409 and "4 deliveries are held now" in swapped.text
         with engine.connect() as conn:
-            assert conn.execute(select(d.id).where(
-                d.tenant_id == world.tenant_id, d.state == "cancelled")).first() is None
+            assert (
+                conn.execute(
+                    select(d.id).where(d.tenant_id == world.tenant_id, d.state == "cancelled")
+                ).first()
+                is None
+            )
         page = http.get("/operator").text  # look again
         shown = re.search(r'data-held-at="([^"]+)"', page)
         assert shown
@@ -186,6 +235,7 @@ def test_cancel_held_cancels_exactly_what_the_operator_was_shown(world: World,
         assert done.status_code == 303
         assert "Held deliveries cancelled" in http.get(done.headers["location"]).text
     with engine.connect() as conn:
-        states = dict(conn.execute(select(d.id, d.state).where(
-            d.tenant_id == world.tenant_id)).all())
+        states = dict(
+            conn.execute(select(d.id, d.state).where(d.tenant_id == world.tenant_id)).all()
+        )
     assert states == {ids[0]: "queued"} | {i: "cancelled" for i in ids[1:]}

@@ -46,9 +46,21 @@ def test_near_starts_at_eighty_percent_of_the_threshold() -> None:
 
 
 def test_progress_counts_final_rows_as_done() -> None:
-    p = tally(7, "spring", "sending", {"sent": 50, "blocked": 5, "failed": 2, "held": 30,
-                                       "queued": 10, "sending": 2, "deferred": 1,
-                                       "cancelled": 0})
+    p = tally(
+        7,
+        "spring",
+        "sending",
+        {
+            "sent": 50,
+            "blocked": 5,
+            "failed": 2,
+            "held": 30,
+            "queued": 10,
+            "sending": 2,
+            "deferred": 1,
+            "cancelled": 0,
+        },
+    )
     assert (p.total, p.done, p.open, p.held) == (100, 57, 13, 30)
     assert p.percent == 57.0 and not p.terminal
     assert tally(7, "spring", "finished", {}).terminal

@@ -32,21 +32,40 @@ from tests.support import World
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(),
-    reason="needs Debian's Chromium at /usr/bin/chromium (apt-get install -y chromium)")
+    reason="needs Debian's Chromium at /usr/bin/chromium (apt-get install -y chromium)",
+)
 
 WORDS = {
-    "hu": {"accept": "hu-HU", "email": "E-mail-cím", "name": "Név", "subscribe": "Feliratkozom",
-           "bad_email": "Ez nem érvényes e-mail-cím", "pending": "Már majdnem kész",
-           "confirm": "Megerősítem", "confirmed": "Feliratkozás megerősítve",
-           "leave": "Leiratkozás: Heti akciók", "left": "Nem kap több üzenetet",
-           "leave_all": "Leiratkozás mindenről", "unsubscribed": "Leiratkozott",
-           "invalid": "A link nem érvényes"},
-    "en": {"accept": "en-GB", "email": "Email address", "name": "Name", "subscribe": "Subscribe",
-           "bad_email": "This is not a valid email address", "pending": "Almost done",
-           "confirm": "Confirm", "confirmed": "Subscription confirmed",
-           "leave": "Leave Weekly deals", "left": "You will get no more messages",
-           "leave_all": "Unsubscribe from everything", "unsubscribed": "Unsubscribed",
-           "invalid": "Link not valid"},
+    "hu": {
+        "accept": "hu-HU",
+        "email": "E-mail-cím",
+        "name": "Név",
+        "subscribe": "Feliratkozom",
+        "bad_email": "Ez nem érvényes e-mail-cím",
+        "pending": "Már majdnem kész",
+        "confirm": "Megerősítem",
+        "confirmed": "Feliratkozás megerősítve",
+        "leave": "Leiratkozás: Heti akciók",
+        "left": "Nem kap több üzenetet",
+        "leave_all": "Leiratkozás mindenről",
+        "unsubscribed": "Leiratkozott",
+        "invalid": "A link nem érvényes",
+    },
+    "en": {
+        "accept": "en-GB",
+        "email": "Email address",
+        "name": "Name",
+        "subscribe": "Subscribe",
+        "bad_email": "This is not a valid email address",
+        "pending": "Almost done",
+        "confirm": "Confirm",
+        "confirmed": "Subscription confirmed",
+        "leave": "Leave Weekly deals",
+        "left": "You will get no more messages",
+        "leave_all": "Unsubscribe from everything",
+        "unsubscribed": "Unsubscribed",
+        "invalid": "Link not valid",
+    },
 }
 
 
@@ -82,23 +101,34 @@ class Visit:
         font = self.page.evaluate("parseFloat(getComputedStyle(document.body).fontSize)")
         assert font >= 16  # readable on a phone without zooming
         SHOTS.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(SHOTS / f"{name}-{self.locale}-{self.width}.png"),
-                             full_page=True)
+        self.page.screenshot(
+            path=str(SHOTS / f"{name}-{self.locale}-{self.width}.png"), full_page=True
+        )
 
     def clean(self) -> list[tuple[str, str]]:
-        return [(text, url) for text, url in self.problems
-                if not (text.startswith("Failed to load resource: the server responded with a "
-                                        "status of 4") and url in self.expected_errors)]
+        return [
+            (text, url)
+            for text, url in self.problems
+            if not (
+                text.startswith("Failed to load resource: the server responded with a status of 4")
+                and url in self.expected_errors
+            )
+        ]
 
 
 def visit(browser: Browser, locale: str, width: int) -> Visit:
-    context = browser.new_context(locale=WORDS[locale]["accept"],
-                                  viewport={"width": width, "height": 800})
+    context = browser.new_context(
+        locale=WORDS[locale]["accept"], viewport={"width": width, "height": 800}
+    )
     page = context.new_page()
     seen = Visit(page, locale, width)
     page.on("pageerror", lambda exc: seen.problems.append((str(exc), page.url)))
-    page.on("console", lambda m: seen.problems.append((m.text, m.location.get("url", "")))
-            if m.type == "error" else None)
+    page.on(
+        "console",
+        lambda m: (
+            seen.problems.append((m.text, m.location.get("url", ""))) if m.type == "error" else None
+        ),
+    )
     return seen
 
 
@@ -113,9 +143,14 @@ def until(condition: Callable[[], bool], timeout: float = 30) -> None:
 def consent_rows(world: World) -> list[tuple[str, str, str, str | None]]:
     c = t.consent.c
     with world.ctx.engine.connect() as conn:
-        return [(r.topic, r.status, r.source, r.signup_user_agent) for r in conn.execute(
-            select(c.topic, c.status, c.source, c.signup_user_agent)
-            .where(c.tenant_id == world.tenant_id).order_by(c.id))]
+        return [
+            (r.topic, r.status, r.source, r.signup_user_agent)
+            for r in conn.execute(
+                select(c.topic, c.status, c.source, c.signup_user_agent)
+                .where(c.tenant_id == world.tenant_id)
+                .order_by(c.id)
+            )
+        ]
 
 
 def walk_through(site: Site, api: str, seen: Visit, check_gate: bool) -> None:
@@ -169,7 +204,8 @@ def walk_through(site: Site, api: str, seen: Visit, check_gate: bool) -> None:
         world.publish(world.message(f"{name}-after", topic="news"))
         until(world.finished(f"{name}-after"))
         assert [(r.state, r.reason) for r in world.deliveries(f"{name}-after")] == [
-            ("blocked", "consent_withdrawn")]
+            ("blocked", "consent_withdrawn")
+        ]
     page.get_by_role("button", name=w["leave_all"]).click()
     expect(page.locator("h1")).to_have_text(w["unsubscribed"])
     seen.look("unsubscribed", *brand)
@@ -183,7 +219,8 @@ def walk_through(site: Site, api: str, seen: Visit, check_gate: bool) -> None:
 @pytest.mark.parametrize("width", [1280, 360])
 @pytest.mark.parametrize("locale", ["hu", "en"])
 def test_visitor_pages_in_both_languages_on_desktop_and_phone(
-        world: World, api: str, browser: Browser, locale: str, width: int) -> None:
+    world: World, api: str, browser: Browser, locale: str, width: int
+) -> None:
     site = branded(world, api)
     seen = visit(browser, locale, width)
     try:
@@ -231,7 +268,8 @@ FETCH = """async ([url, email]) => {
 
 
 def test_a_script_posts_from_an_allowed_origin_and_not_from_another(
-        world: World, api: str, browser: Browser, shops: tuple[str, str]) -> None:
+    world: World, api: str, browser: Browser, shops: tuple[str, str]
+) -> None:
     allowed, other = shops
     site = branded(world, api)
     form = site.new_form(allowed_origins=[allowed])
@@ -240,15 +278,18 @@ def test_a_script_posts_from_an_allowed_origin_and_not_from_another(
     try:
         seen.page.goto(allowed)
         ok = seen.page.evaluate(FETCH, [url, f"script@{world.tenant.domain}"])
-        assert ok == {"status": 202, "body": {"status": "pending",
-                                              "message": "Check your mailbox."}}
+        assert ok == {
+            "status": 202,
+            "body": {"status": "pending", "message": "Check your mailbox."},
+        }
         seen.page.goto(other)
         refused = seen.page.evaluate(FETCH, [url, f"other@{world.tenant.domain}"])
         assert "Failed to fetch" in refused.get("error", ""), refused
     finally:
         seen.page.context.close()
-    assert [text for text, _ in seen.problems if "CORS policy" not in text
-            and "ERR_FAILED" not in text] == []
+    assert [
+        text for text, _ in seen.problems if "CORS policy" not in text and "ERR_FAILED" not in text
+    ] == []
     assert any("CORS policy" in text for text, _ in seen.problems)  # the browser refused it
     c, k = t.consent.c, t.pending_signup.c
     with world.ctx.engine.connect() as conn:

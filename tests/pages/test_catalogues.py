@@ -16,10 +16,18 @@ def untranslated(catalogue: Catalog, asked: dict[str | tuple[str, str], list[str
     for key, where in asked.items():
         msgid = key[0] if isinstance(key, tuple) else key
         message = catalogue.get(msgid)
-        strings = () if message is None else (
-            message.string if isinstance(message.string, tuple) else (message.string,))
-        if message is None or not strings or not all(strings) or message.fuzzy \
-                or isinstance(key, tuple) != isinstance(message.string, tuple):
+        strings = (
+            ()
+            if message is None
+            else (message.string if isinstance(message.string, tuple) else (message.string,))
+        )
+        if (
+            message is None
+            or not strings
+            or not all(strings)
+            or message.fuzzy
+            or isinstance(key, tuple) != isinstance(message.string, tuple)
+        ):
             missing.append(f"{msgid!r} ({where[0]})")
     return missing
 

@@ -24,8 +24,9 @@ class MxHandler(SinkHandler):
     quits: int = 0
     tls: list[bool] = field(default_factory=list)  # per accepted message: was it over TLS
 
-    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
-                          responses: list[str]) -> list[str]:
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
         session.host_name = hostname  # what aiosmtpd does itself when there is no hook
         with self.lock:
             self.ehlos += 1
@@ -50,8 +51,14 @@ class MxServer:
     def __init__(self, tls_context: ssl.SSLContext | None = None, **smtp_options: Any) -> None:
         self.handler = MxHandler()
         self.port = _free_port()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port,
-                                     decode_data=False, tls_context=tls_context, **smtp_options)
+        self.controller = Controller(
+            self.handler,
+            hostname="127.0.0.1",
+            port=self.port,
+            decode_data=False,
+            tls_context=tls_context,
+            **smtp_options,
+        )
         self.controller.start()
 
     def stop(self) -> None:
@@ -60,9 +67,13 @@ class MxServer:
 
 def mx_settings(dns: LocalDns, ports: dict[str, int], **overrides: Any) -> Settings:
     """Settings that resolve through ``dns`` and reach each fake MX host on its port."""
-    values: dict[str, Any] = {"dns_resolver": dns.address, "dns_timeout_s": 3,
-                              "mx_port_overrides": ports, "mx_timeout_s": 5,
-                              "helo_name": "out.postgate.test"}
+    values: dict[str, Any] = {
+        "dns_resolver": dns.address,
+        "dns_timeout_s": 3,
+        "mx_port_overrides": ports,
+        "mx_timeout_s": 5,
+        "helo_name": "out.postgate.test",
+    }
     return Settings(**(values | overrides))
 
 

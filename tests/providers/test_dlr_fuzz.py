@@ -23,21 +23,52 @@ from postgate.providers.smsapi import parse_callback
 
 SESSION_ENDS = (OSError, asyncio.IncompleteReadError, ConnectionError, TimeoutError)
 QUICK_S = 1.0
-FUZZ = settings(max_examples=200, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 hostile = st.text(max_size=300) | st.sampled_from(
-    ["", "²", "１２", "9" * 400, "-1", "id: stat:", "id:" + "x" * 2000, "stat:DELIVRD " * 100,
-     "\x00", "\u2028", ",,,,", "1,2,3"])
+    [
+        "",
+        "²",
+        "１２",
+        "9" * 400,
+        "-1",
+        "id: stat:",
+        "id:" + "x" * 2000,
+        "stat:DELIVRD " * 100,
+        "\x00",
+        "\u2028",
+        ",,,,",
+        "1,2,3",
+    ]
+)
 
 
 def receipt_pdu(text: str, esm_class: int = 0b00000100) -> bytes:
     now = datetime(2026, 11, 25, 12, 0)
     if not text:
-        text = DeliverSm.encode_receipt({"id": "abc123", "sub": 1, "dlvrd": 1, "stat": "DELIVRD",
-                                         "submit date": now, "done date": now, "err": 0,
-                                         "text": "Szia"})
-    pdu = DeliverSm(sequence_num=7, short_message=text, source=PhoneNumber("36201234567"),
-                    destination=PhoneNumber("Acme"), esm_class=esm_class, registered_delivery=0)
+        text = DeliverSm.encode_receipt(
+            {
+                "id": "abc123",
+                "sub": 1,
+                "dlvrd": 1,
+                "stat": "DELIVRD",
+                "submit date": now,
+                "done date": now,
+                "err": 0,
+                "text": "Szia",
+            }
+        )
+    pdu = DeliverSm(
+        sequence_num=7,
+        short_message=text,
+        source=PhoneNumber("36201234567"),
+        destination=PhoneNumber("Acme"),
+        esm_class=esm_class,
+        registered_delivery=0,
+    )
     return bytes(pdu.pdu())
 
 
@@ -62,7 +93,7 @@ def mutated_pdu(draw: st.DrawFn) -> bytes:
         if op == "flip" and data:
             data[at] = draw(st.integers(0, 255))
         elif op == "cut":
-            del data[at:at + draw(st.integers(1, 20))]
+            del data[at : at + draw(st.integers(1, 20))]
         elif op == "insert":
             data[at:at] = draw(st.binary(max_size=40))
         else:  # the length field, which decides how much the reader waits for
@@ -97,8 +128,14 @@ def test_receipt_text_never_raises(text: str) -> None:
 
 
 @FUZZ
-@given(st.dictionaries(st.sampled_from(["MsgId", "status", "donedate", "idx", "to", "username"])
-                       | st.text(max_size=10), hostile, max_size=6))
+@given(
+    st.dictionaries(
+        st.sampled_from(["MsgId", "status", "donedate", "idx", "to", "username"])
+        | st.text(max_size=10),
+        hostile,
+        max_size=6,
+    )
+)
 def test_smsapi_callback_fields_never_raise(params: dict[str, str]) -> None:
     started = time.perf_counter()
     reports = parse_callback(params)

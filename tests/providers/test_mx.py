@@ -43,8 +43,12 @@ def servers() -> Iterator[Callable[..., MxServer]]:
 
 
 def errors(kind: str) -> float:
-    return REGISTRY.get_sample_value("postgate_provider_errors_total", {
-        "channel": "email", "provider": "mx", "kind": kind}) or 0.0
+    return (
+        REGISTRY.get_sample_value(
+            "postgate_provider_errors_total", {"channel": "email", "provider": "mx", "kind": kind}
+        )
+        or 0.0
+    )
 
 
 async def run_async(provider: MxProvider, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -65,21 +69,27 @@ Sends = Callable[[], Coroutine[Any, Any, list[SendResult]]]
 def send(provider: MxProvider, *recipients: str) -> Sends:
     async def one_by_one() -> list[SendResult]:
         return [await provider.send(FROM, r, MESSAGE) for r in recipients]
+
     return one_by_one
 
 
 def test_each_domain_goes_to_its_own_mx_and_a_refused_host_falls_to_the_next(
-        dns: LocalDns, servers: Callable[..., MxServer]) -> None:
+    dns: LocalDns, servers: Callable[..., MxServer]
+) -> None:
     a_backup, b_main = servers(), servers()
     publish(dns, "a.example", (10, "mx1.a.example"), (20, "mx2.a.example"))
     publish(dns, "b.example", (5, "mx.b.example"))
-    ports = {"mx1.a.example": _free_port(),  # nothing listens: connection refused
-             "mx2.a.example": a_backup.port, "mx.b.example": b_main.port}
+    ports = {
+        "mx1.a.example": _free_port(),  # nothing listens: connection refused
+        "mx2.a.example": a_backup.port,
+        "mx.b.example": b_main.port,
+    }
     provider = MxProvider(mx_settings(dns, ports))
     refused = errors("connect")
 
-    results = run(provider, send(provider, "ann@a.example", "bob@b.example", "cy@A.example",
-                                 "dee@b.example"))
+    results = run(
+        provider, send(provider, "ann@a.example", "bob@b.example", "cy@A.example", "dee@b.example")
+    )
 
     assert [r.outcome for r in results] == [Outcome.SENT] * 4
     assert a_backup.handler.recipients() == ["ann@a.example", "cy@A.example"]
@@ -91,7 +101,8 @@ def test_each_domain_goes_to_its_own_mx_and_a_refused_host_falls_to_the_next(
 
 
 def test_when_no_mx_host_answers_the_send_is_deferred(
-        dns: LocalDns, servers: Callable[..., MxServer]) -> None:
+    dns: LocalDns, servers: Callable[..., MxServer]
+) -> None:
     publish(dns, "dark.example", (10, "mx1.dark.example"), (10, "mx2.dark.example"))
     ports = {"mx1.dark.example": _free_port(), "mx2.dark.example": _free_port()}
     provider = MxProvider(mx_settings(dns, ports))
@@ -105,22 +116,30 @@ def test_when_no_mx_host_answers_the_send_is_deferred(
     assert errors("connect") - refused == 2  # each host tried once, then left alone
 
 
-@pytest.mark.parametrize("reply", ["421 4.7.0 Too many connections, slow down",
-                                   "451 4.7.1 Rate limited, please retry later"])
+@pytest.mark.parametrize(
+    "reply",
+    ["421 4.7.0 Too many connections, slow down", "451 4.7.1 Rate limited, please retry later"],
+)
 def test_a_domain_that_says_slow_down_is_held_back_until_a_later_success(
-        dns: LocalDns, servers: Callable[..., MxServer], reply: str) -> None:
+    dns: LocalDns, servers: Callable[..., MxServer], reply: str
+) -> None:
     slow, other = servers(), servers()
     publish(dns, "slow.example", (10, "mx.slow.example"))
     publish(dns, "other.example", (10, "mx.other.example"))
     slow.handler.script("x1@slow.example", reply)
-    provider = MxProvider(mx_settings(
-        dns, {"mx.slow.example": slow.port, "mx.other.example": other.port},
-        mx_backoff_base_s=1.5))
+    provider = MxProvider(
+        mx_settings(
+            dns,
+            {"mx.slow.example": slow.port, "mx.other.example": other.port},
+            mx_backoff_base_s=1.5,
+        )
+    )
     backoffs = errors("backoff")
 
     async def work() -> tuple[list[SendResult], int, list[SendResult]]:
-        during = await send(provider, "x1@slow.example", "x2@slow.example", "x3@slow.example",
-                            "y@other.example")()
+        during = await send(
+            provider, "x1@slow.example", "x2@slow.example", "x3@slow.example", "y@other.example"
+        )()
         sessions = slow.handler.ehlos
         await asyncio.sleep(1.6)
         return during, sessions, await send(provider, "x4@slow.example", "x5@slow.example")()
@@ -140,15 +159,19 @@ def test_a_domain_that_says_slow_down_is_held_back_until_a_later_success(
 
 
 def test_missing_domains_and_null_mx_fail_hard_and_a_domain_without_mx_uses_its_address(
-        dns: LocalDns, servers: Callable[..., MxServer]) -> None:
+    dns: LocalDns, servers: Callable[..., MxServer]
+) -> None:
     bare = servers()
     dns.publish_mx("nomail.example", 0, ".")
     dns.publish_a("bare.example")  # no MX record: the domain is its own mail host
     provider = MxProvider(mx_settings(dns, {"bare.example": bare.port}))
 
-    gone, gone_again, null, implicit = run(provider, send(
-        provider, "u@nowhere.example", "v@nowhere.example", "w@nomail.example",
-        "z@bare.example"))
+    gone, gone_again, null, implicit = run(
+        provider,
+        send(
+            provider, "u@nowhere.example", "v@nowhere.example", "w@nomail.example", "z@bare.example"
+        ),
+    )
 
     assert (gone.outcome, gone.code) == (Outcome.FAILED, 550) and "5.1.2" in gone.detail
     assert gone_again == gone
@@ -159,11 +182,13 @@ def test_missing_domains_and_null_mx_fail_hard_and_a_domain_without_mx_uses_its_
 
 
 def test_sends_to_one_domain_share_at_most_its_connection_limit(
-        dns: LocalDns, servers: Callable[..., MxServer]) -> None:
+    dns: LocalDns, servers: Callable[..., MxServer]
+) -> None:
     mx = servers()
     publish(dns, "busy.example", (10, "mx.busy.example"))
-    provider = MxProvider(mx_settings(dns, {"mx.busy.example": mx.port},
-                                      mx_connections_per_domain=2))
+    provider = MxProvider(
+        mx_settings(dns, {"mx.busy.example": mx.port}, mx_connections_per_domain=2)
+    )
     recipients = [f"r{i}@busy.example" for i in range(8)]
 
     async def together() -> list[SendResult]:
@@ -176,13 +201,15 @@ def test_sends_to_one_domain_share_at_most_its_connection_limit(
     assert mx.handler.ehlos == 2
 
 
-def test_starttls_is_used_when_offered(dns: LocalDns, servers: Callable[..., MxServer],
-                                       tmp_path: Path) -> None:
+def test_starttls_is_used_when_offered(
+    dns: LocalDns, servers: Callable[..., MxServer], tmp_path: Path
+) -> None:
     secure, plain = servers(tls_context=tls_context(tmp_path)), servers()
     publish(dns, "secure.example", (10, "mx.secure.example"))
     publish(dns, "plain.example", (10, "mx.plain.example"))
-    provider = MxProvider(mx_settings(
-        dns, {"mx.secure.example": secure.port, "mx.plain.example": plain.port}))
+    provider = MxProvider(
+        mx_settings(dns, {"mx.secure.example": secure.port, "mx.plain.example": plain.port})
+    )
 
     results = run(provider, send(provider, "s@secure.example", "p@plain.example"))
 
@@ -191,7 +218,8 @@ def test_starttls_is_used_when_offered(dns: LocalDns, servers: Callable[..., MxS
 
 
 def test_an_idle_connection_the_server_closed_is_replaced(
-        dns: LocalDns, servers: Callable[..., MxServer]) -> None:
+    dns: LocalDns, servers: Callable[..., MxServer]
+) -> None:
     mx = servers(timeout=0.3)  # the server hangs up on sessions idle this long
     publish(dns, "quiet.example", (10, "mx.quiet.example"))
     provider = MxProvider(mx_settings(dns, {"mx.quiet.example": mx.port}))
@@ -209,7 +237,8 @@ def test_an_idle_connection_the_server_closed_is_replaced(
 
 
 def test_connections_idle_too_long_are_closed(
-        dns: LocalDns, servers: Callable[..., MxServer]) -> None:
+    dns: LocalDns, servers: Callable[..., MxServer]
+) -> None:
     mx = servers()
     publish(dns, "idle.example", (10, "mx.idle.example"))
     provider = MxProvider(mx_settings(dns, {"mx.idle.example": mx.port}, mx_idle_s=0.5))

@@ -47,8 +47,7 @@ def test_concurrent_look_ups_of_one_name_share_a_query(dns: LocalDns) -> None:
 
     async def ask() -> tuple[list[list[MxHost]], list[list[str]]]:
         hosts = await asyncio.gather(*(routes.mx("many.example") for _ in range(10)))
-        addresses = await asyncio.gather(*(routes.addresses("mx1.many.example")
-                                           for _ in range(10)))
+        addresses = await asyncio.gather(*(routes.addresses("mx1.many.example") for _ in range(10)))
         return list(hosts), list(addresses)
 
     hosts, addresses = asyncio.run(ask())
@@ -63,8 +62,9 @@ def test_concurrent_look_ups_of_one_name_share_a_query(dns: LocalDns) -> None:
 def test_an_unanswered_look_up_is_temporary_and_asked_again() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:  # never answers
         silent.bind(("127.0.0.1", 0))
-        routes = MxRoutes(Settings(dns_resolver=f"127.0.0.1:{silent.getsockname()[1]}",
-                                   dns_timeout_s=0.3))
+        routes = MxRoutes(
+            Settings(dns_resolver=f"127.0.0.1:{silent.getsockname()[1]}", dns_timeout_s=0.3)
+        )
 
         async def ask() -> list[DnsFailure]:
             failures = []

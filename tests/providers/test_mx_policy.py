@@ -18,11 +18,17 @@ from postgate.providers.mx_policy import (
 
 
 def test_hosts_go_by_preference_and_ties_are_shuffled() -> None:
-    records = [MxHost(20, "c.example"), MxHost(10, "a.example"), MxHost(10, "b.example"),
-               MxHost(30, "d.example")]
+    records = [
+        MxHost(20, "c.example"),
+        MxHost(10, "a.example"),
+        MxHost(10, "b.example"),
+        MxHost(30, "d.example"),
+    ]
     orders = {tuple(order_hosts(records, random.Random(seed))) for seed in range(40)}
-    assert orders == {("a.example", "b.example", "c.example", "d.example"),
-                      ("b.example", "a.example", "c.example", "d.example")}
+    assert orders == {
+        ("a.example", "b.example", "c.example", "d.example"),
+        ("b.example", "a.example", "c.example", "d.example"),
+    }
 
 
 def test_a_repeated_host_is_tried_once_at_its_best_preference() -> None:
@@ -33,8 +39,7 @@ def test_a_repeated_host_is_tried_once_at_its_best_preference() -> None:
 def test_null_mx_only_when_it_stands_alone() -> None:
     assert null_mx([MxHost(0, "")])
     assert not null_mx([MxHost(0, ""), MxHost(10, "mx.example")])
-    assert order_hosts([MxHost(0, ""), MxHost(10, "mx.example")], random.Random()) == [
-        "mx.example"]
+    assert order_hosts([MxHost(0, ""), MxHost(10, "mx.example")], random.Random()) == ["mx.example"]
     assert not null_mx([MxHost(10, "mx.example")])
 
 

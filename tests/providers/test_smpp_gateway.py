@@ -39,6 +39,7 @@ def _send(settings: Settings, messages: list[SmsMessage]) -> tuple[list[SmsResul
             return await gateway.send_batch(messages), time.monotonic() - started
         finally:
             await gateway.close()
+
     return asyncio.run(go())
 
 
@@ -53,8 +54,7 @@ def _messages(n: int, number: str = HU) -> list[SmsMessage]:
 
 def test_outstanding_submits_never_exceed_the_window(settings: Settings, smsc: SmscSink) -> None:
     smsc.state.delay_s = 0.05
-    results, _ = _send(_settings(settings, smsc, window=4, rate_per_s=0),
-                       _messages(24))
+    results, _ = _send(_settings(settings, smsc, window=4, rate_per_s=0), _messages(24))
     assert all(r.outcome is Outcome.SENT for r in results)
     assert smsc.state.max_in_flight == 4
 
@@ -69,12 +69,16 @@ def test_an_invalid_destination_fails_without_retry(settings: Settings, smsc: Sm
     smsc.state.rejecting[HU.lstrip("+")] = SmppCommandStatus.ESME_RINVDSTADR
     (result,), _ = _send(_settings(settings, smsc), _messages(1))
     assert (result.outcome, result.error, result.code) == (
-        Outcome.FAILED, SmsError.INVALID_NUMBER, "ESME_RINVDSTADR")
+        Outcome.FAILED,
+        SmsError.INVALID_NUMBER,
+        "ESME_RINVDSTADR",
+    )
     assert smsc.state.submitted == []
 
 
-def test_a_full_queue_is_retried_and_a_refused_bind_is_retried(settings: Settings,
-                                                               smsc: SmscSink) -> None:
+def test_a_full_queue_is_retried_and_a_refused_bind_is_retried(
+    settings: Settings, smsc: SmscSink
+) -> None:
     smsc.state.refuse_binds = 2
     smsc.state.throttle = 2
     results, _ = _send(_settings(settings, smsc), _messages(3))
@@ -88,8 +92,9 @@ def test_an_unreachable_smsc_defers_instead_of_failing(settings: Settings) -> No
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    closed = settings.model_copy(update={"smpp_port": port, "smpp_timeout_s": 0.3,
-                                         "sms_retries": 0})
+    closed = settings.model_copy(
+        update={"smpp_port": port, "smpp_timeout_s": 0.3, "sms_retries": 0}
+    )
     (result,), _ = _send(closed, _messages(1))
     assert result.outcome is Outcome.DEFERRED and result.error is SmsError.TEMPORARY
 
@@ -101,4 +106,5 @@ def test_the_token_bucket_spaces_acquisitions() -> None:
         for _ in range(41):
             await limiter.acquire()
         return time.monotonic() - started
+
     assert asyncio.run(go()) >= 0.19

@@ -26,14 +26,18 @@ def test_smsapi_success_gives_the_message_id(fixtures_dir: Path) -> None:
     assert (result.outcome, result.message_ids) == (Outcome.SENT, ("5F0A6C0B3463384A1A7B0E01",))
 
 
-@pytest.mark.parametrize(("name", "http", "error", "outcome"), [
-    ("send_to_invalid_number.json", 200, SmsError.INVALID_NUMBER, Outcome.FAILED),
-    ("no_credit.json", 200, SmsError.NO_CREDIT, Outcome.DEFERRED),
-    ("auth.json", 401, SmsError.AUTH, Outcome.DEFERRED),
-    ("throttled.json", 200, SmsError.THROTTLED, Outcome.DEFERRED),
-])
+@pytest.mark.parametrize(
+    ("name", "http", "error", "outcome"),
+    [
+        ("send_to_invalid_number.json", 200, SmsError.INVALID_NUMBER, Outcome.FAILED),
+        ("no_credit.json", 200, SmsError.NO_CREDIT, Outcome.DEFERRED),
+        ("auth.json", 401, SmsError.AUTH, Outcome.DEFERRED),
+        ("throttled.json", 200, SmsError.THROTTLED, Outcome.DEFERRED),
+    ],
+)
 def test_smsapi_errors_with_any_http_status_are_mapped(
-        fixtures_dir: Path, name: str, http: int, error: SmsError, outcome: Outcome) -> None:
+    fixtures_dir: Path, name: str, http: int, error: SmsError, outcome: Outcome
+) -> None:
     result = classify(http, body(fixtures_dir, name))
     assert (result.error, result.outcome) == (error, outcome)
 
@@ -43,20 +47,35 @@ def test_smsapi_duplicate_idx_means_already_sent(fixtures_dir: Path) -> None:
     assert result.outcome is Outcome.SENT and result.error is None
 
 
-@pytest.mark.parametrize(("http", "text", "error"), [
-    (500, "<html>oops</html>", SmsError.TEMPORARY), (502, "", SmsError.TEMPORARY),
-    (200, "not json", SmsError.UNKNOWN), (200, '{"error": 777}', SmsError.UNKNOWN),
-    (200, '{"count": 0, "list": []}', SmsError.UNKNOWN)])
+@pytest.mark.parametrize(
+    ("http", "text", "error"),
+    [
+        (500, "<html>oops</html>", SmsError.TEMPORARY),
+        (502, "", SmsError.TEMPORARY),
+        (200, "not json", SmsError.UNKNOWN),
+        (200, '{"error": 777}', SmsError.UNKNOWN),
+        (200, '{"count": 0, "list": []}', SmsError.UNKNOWN),
+    ],
+)
 def test_smsapi_odd_answers_never_count_as_sent(http: int, text: str, error: SmsError) -> None:
     result = classify(http, text)
     assert result.error is error and result.outcome is not Outcome.SENT
 
 
 def test_smsapi_callback_batches_are_split_and_normalised() -> None:
-    reports = parse_callback({"MsgId": "A1,B2,C3", "status": "404,405,409",
-                              "idx": "7,8,9", "donedate": "1700000000,1700000001,"})
+    reports = parse_callback(
+        {
+            "MsgId": "A1,B2,C3",
+            "status": "404,405,409",
+            "idx": "7,8,9",
+            "donedate": "1700000000,1700000001,",
+        }
+    )
     assert [(r.message_id, r.status) for r in reports] == [
-        ("A1", DlrStatus.DELIVERED), ("B2", DlrStatus.UNDELIVERED), ("C3", DlrStatus.ACCEPTED)]
+        ("A1", DlrStatus.DELIVERED),
+        ("B2", DlrStatus.UNDELIVERED),
+        ("C3", DlrStatus.ACCEPTED),
+    ]
     assert reports[0].done_at is not None and reports[2].done_at is None
     assert parse_callback({"MsgId": "X", "status": "499"})[0].status is DlrStatus.UNKNOWN
 
@@ -68,24 +87,38 @@ def test_decisions() -> None:
     assert decide(SmsError.UNKNOWN).outcome is Outcome.DEFERRED  # never dropped
 
 
-@pytest.mark.parametrize(("statuses", "parts", "expected"), [
-    (["delivered"], 1, DlrStatus.DELIVERED), (["delivered", None], 2, None),
-    (["delivered", "accepted"], 2, None), (["delivered", "delivered"], 2, DlrStatus.DELIVERED),
-    (["delivered", "undelivered"], 2, DlrStatus.UNDELIVERED), ([None], 1, None),
-    (["expired"], 1, DlrStatus.EXPIRED)])
-def test_a_delivery_is_settled_by_all_its_parts(statuses: list[str | None], parts: int,
-                                                expected: DlrStatus | None) -> None:
+@pytest.mark.parametrize(
+    ("statuses", "parts", "expected"),
+    [
+        (["delivered"], 1, DlrStatus.DELIVERED),
+        (["delivered", None], 2, None),
+        (["delivered", "accepted"], 2, None),
+        (["delivered", "delivered"], 2, DlrStatus.DELIVERED),
+        (["delivered", "undelivered"], 2, DlrStatus.UNDELIVERED),
+        ([None], 1, None),
+        (["expired"], 1, DlrStatus.EXPIRED),
+    ],
+)
+def test_a_delivery_is_settled_by_all_its_parts(
+    statuses: list[str | None], parts: int, expected: DlrStatus | None
+) -> None:
     assert overall(statuses, parts) == expected
 
 
 def _deliver(text: str, esm_class: int, params: list[OptionalParam] | None = None) -> DeliverSm:
-    return DeliverSm(short_message=text, esm_class=esm_class, optional_params=params,
-                     source=PhoneNumber("36201234567", TON.INTERNATIONAL, NPI.ISDN))
+    return DeliverSm(
+        short_message=text,
+        esm_class=esm_class,
+        optional_params=params,
+        source=PhoneNumber("36201234567", TON.INTERNATIONAL, NPI.ISDN),
+    )
 
 
 def test_smpp_receipts_are_parsed_and_replies_are_not_receipts() -> None:
-    text = ("id:0A1B2C sub:001 dlvrd:001 submit date:2611251200 done date:2611251201 "
-            "stat:DELIVRD err:000 Text:Hello")
+    text = (
+        "id:0A1B2C sub:001 dlvrd:001 submit date:2611251200 done date:2611251201 "
+        "stat:DELIVRD err:000 Text:Hello"
+    )
     got = report(_deliver(text, 0x04))
     assert got is not None and (got.message_id, got.status) == ("0A1B2C", DlrStatus.DELIVERED)
     odd = report(_deliver("stat:UNDELIV err:011", 0x04, [OptionalParam(0x001E, "77")]))

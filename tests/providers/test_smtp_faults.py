@@ -33,8 +33,9 @@ class FaultyHandler(SinkHandler):
         self.slow_once: set[str] = set()  # their first DATA takes ``slow_s`` to answer
         self.slow_s = 0.0
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
         with self.lock:
             reply = self.tempfail.pop() if self.tempfail else None
         if reply is not None:
@@ -77,11 +78,13 @@ def message_ids(handler: SinkHandler, address: str) -> set[str]:
     return {str(email.message_from_bytes(r.data)["Message-ID"]) for r in handler.to(address)}
 
 
-def test_a_burst_of_4xx_defers_and_then_delivers_each_once(world: World,
-                                                          faulty: FaultyHandler) -> None:
+def test_a_burst_of_4xx_defers_and_then_delivers_each_once(
+    world: World, faulty: FaultyHandler
+) -> None:
     addresses = audience(world, 60)
-    faulty.tempfail = ["451 4.3.0 greylisted, try later"] * 90 + \
-        ["421 4.7.0 too many connections"] * 10
+    faulty.tempfail = ["451 4.3.0 greylisted, try later"] * 90 + [
+        "421 4.7.0 too many connections"
+    ] * 10
     world.publish(world.message("burst"))
     world.run(world.finished("burst"), timeout=60)
     rows = world.deliveries("burst")
@@ -92,7 +95,8 @@ def test_a_burst_of_4xx_defers_and_then_delivers_each_once(world: World,
 
 
 def test_5xx_fails_without_retry_and_only_dead_addresses_are_suppressed(
-        world: World, faulty: FaultyHandler) -> None:
+    world: World, faulty: FaultyHandler
+) -> None:
     addresses = audience(world, 30)
     dead, policy = addresses[:5], addresses[5:10]
     for address in dead:
@@ -113,7 +117,8 @@ def test_5xx_fails_without_retry_and_only_dead_addresses_are_suppressed(
 
 
 def test_a_server_slower_than_the_timeout_is_retried_with_the_same_message_id(
-        world: World, faulty: FaultyHandler) -> None:
+    world: World, faulty: FaultyHandler
+) -> None:
     world.ctx.settings = world.ctx.settings.model_copy(update={"smtp_timeout_s": 0.5})
     addresses = audience(world, 40)
     faulty.slow_once, faulty.slow_s = set(addresses[::7]), 1.5
@@ -131,7 +136,8 @@ def test_a_server_slower_than_the_timeout_is_retried_with_the_same_message_id(
 
 
 def test_a_server_that_goes_away_and_comes_back_loses_nothing(
-        world: World, faulty: FaultyHandler, settings: Settings) -> None:
+    world: World, faulty: FaultyHandler, settings: Settings
+) -> None:
     addresses = audience(world, 300)
     sink = world.sink
     outage: dict[str, float] = {}
@@ -144,7 +150,8 @@ def test_a_server_that_goes_away_and_comes_back_loses_nothing(
         outage["at"] = len(faulty.received)
         time.sleep(1.5)
         sink.controller = type(sink.controller)(
-            faulty, hostname="127.0.0.1", port=sink.port, decode_data=False)
+            faulty, hostname="127.0.0.1", port=sink.port, decode_data=False
+        )
         sink.start()
 
     thread = threading.Thread(target=outage_midway)
@@ -164,5 +171,7 @@ def test_a_server_that_goes_away_and_comes_back_loses_nothing(
     assert len(twice) <= settings.smtp_connections  # at most the transactions cut mid-DATA
     for address in twice:
         assert len(message_ids(faulty, address)) == 1
-    print(f"\nsmarthost outage after {outage['at']} mails: {len(twice)} sent twice, "
-          f"{sum(r.attempts > 1 for r in rows)} retried")
+    print(
+        f"\nsmarthost outage after {outage['at']} mails: {len(twice)} sent twice, "
+        f"{sum(r.attempts > 1 for r in rows)} retried"
+    )

@@ -18,8 +18,10 @@ from postgate.providers.smtp_pipeline import PipelinedSmtp, payload
 from postgate.sinks.smtp import SinkHandler, SmtpSink
 from tests.local_services import _wait_port as wait_port
 
-MESSAGE = (b"From: a@acme.example\r\nTo: b@x.example\r\nSubject: hi\r\n\r\n"
-           b".a line that starts with a dot\r\nand a bare\nLF\r\n..two dots\r\n")
+MESSAGE = (
+    b"From: a@acme.example\r\nTo: b@x.example\r\nSubject: hi\r\n\r\n"
+    b".a line that starts with a dot\r\nand a bare\nLF\r\n..two dots\r\n"
+)
 
 
 def run(coro):  # type: ignore[no-untyped-def]
@@ -38,17 +40,24 @@ def test_delivers_to_aiosmtpd_with_and_without_pipelining(pipelining: bool) -> N
     handler.script("refused@x.example", "550 5.1.1 user unknown")
     handler.script("later@x.example", "451 4.3.0 try later")
     with SmtpSink(handler=handler) as sink:
+
         async def go() -> list[object]:
             client = await session(sink.port)
             assert client.pipelining is pipelining
-            results = [await client.transact("b+1@bounce.test", rcpt, MESSAGE) for rcpt in
-                       ("b@x.example", "refused@x.example", "later@x.example", "c@x.example")]
+            results = [
+                await client.transact("b+1@bounce.test", rcpt, MESSAGE)
+                for rcpt in ("b@x.example", "refused@x.example", "later@x.example", "c@x.example")
+            ]
             await client.quit()
             return results
 
         sent, refused, later, after = run(go())
     assert [r.outcome for r in (sent, refused, later, after)] == [  # type: ignore[attr-defined]
-        Outcome.SENT, Outcome.FAILED, Outcome.DEFERRED, Outcome.SENT]
+        Outcome.SENT,
+        Outcome.FAILED,
+        Outcome.DEFERRED,
+        Outcome.SENT,
+    ]
     assert (refused.code, later.code) == (550, 451)  # type: ignore[attr-defined]
     assert "user unknown" in refused.detail  # type: ignore[attr-defined]
     got = {r.recipients[0]: r.data for r in handler.received}
@@ -130,30 +139,47 @@ def test_mail_rcpt_and_data_go_out_in_one_write() -> None:
 
     server, result = with_server([OK], body)
     assert result.outcome is Outcome.SENT and result.code == 250  # type: ignore[attr-defined]
-    assert server.chunks[0].startswith(b"MAIL FROM:<b+1@bounce.test>\r\nRCPT TO:<b@x.example>"
-                                       b"\r\nDATA\r\n")
+    assert server.chunks[0].startswith(
+        b"MAIL FROM:<b+1@bounce.test>\r\nRCPT TO:<b@x.example>\r\nDATA\r\n"
+    )
 
 
-@pytest.mark.parametrize(("replies", "outcome", "code", "unknown"), [
-    (["250 ok", "550 5.1.1 no such user", "554 no valid recipients"], Outcome.FAILED, 550, False),
-    (["250 ok", "452 4.2.2 mailbox full", "554 no valid recipients"], Outcome.DEFERRED, 452,
-     False),
-    (["553 sender rejected", "503 need MAIL", "503 need MAIL"], Outcome.FAILED, 553, False),
-    (["250 ok", "250 ok", "451 4.3.0 no DATA now"], Outcome.DEFERRED, 451, False),
-    (["250 ok", "250 ok", "354 go", "554 5.7.1 spam"], Outcome.FAILED, 554, False),
-    (["250 ok", "250 ok", "354 go", "421 4.4.2 closing"], Outcome.DEFERRED, 421, False),
-    (["250 ok", None, None], Outcome.DEFERRED, None, False),  # lost mid-pipeline
-    (["250 ok", "250 ok", "354 go", None], Outcome.DEFERRED, None, True),  # lost after data
-])
-def test_each_reply_maps_to_its_outcome(replies: list[str | None], outcome: Outcome,
-                                        code: int | None, unknown: bool) -> None:
+@pytest.mark.parametrize(
+    ("replies", "outcome", "code", "unknown"),
+    [
+        (
+            ["250 ok", "550 5.1.1 no such user", "554 no valid recipients"],
+            Outcome.FAILED,
+            550,
+            False,
+        ),
+        (
+            ["250 ok", "452 4.2.2 mailbox full", "554 no valid recipients"],
+            Outcome.DEFERRED,
+            452,
+            False,
+        ),
+        (["553 sender rejected", "503 need MAIL", "503 need MAIL"], Outcome.FAILED, 553, False),
+        (["250 ok", "250 ok", "451 4.3.0 no DATA now"], Outcome.DEFERRED, 451, False),
+        (["250 ok", "250 ok", "354 go", "554 5.7.1 spam"], Outcome.FAILED, 554, False),
+        (["250 ok", "250 ok", "354 go", "421 4.4.2 closing"], Outcome.DEFERRED, 421, False),
+        (["250 ok", None, None], Outcome.DEFERRED, None, False),  # lost mid-pipeline
+        (["250 ok", "250 ok", "354 go", None], Outcome.DEFERRED, None, True),  # lost after data
+    ],
+)
+def test_each_reply_maps_to_its_outcome(
+    replies: list[str | None], outcome: Outcome, code: int | None, unknown: bool
+) -> None:
     async def body(port: int) -> object:
         client = await session(port)
         return await client.transact("b+1@bounce.test", "b@x.example", MESSAGE)
 
     server, result = with_server([replies], body)
     assert (result.outcome, result.code, result.unknown) == (  # type: ignore[attr-defined]
-        outcome, code, unknown)
+        outcome,
+        code,
+        unknown,
+    )
     assert server.payloads == (1 if len(replies) > 3 else 0)
 
 
@@ -161,6 +187,7 @@ def test_a_connection_dropped_mid_pipeline_is_retried_and_sent_once() -> None:
     """The pool's worker reconnects and sends again; nothing went out the first time."""
     handler = SinkHandler()
     with SmtpSink(handler=handler) as sink:
+
         async def go() -> list[object]:
             client = await session(sink.port)
             # the server goes away between transactions (a restart, an idle timeout)
@@ -181,10 +208,12 @@ def test_a_connection_dropped_mid_pipeline_is_retried_and_sent_once() -> None:
 @pytest.mark.parametrize("offered", [True, False])
 def test_non_ascii_addresses_need_smtputf8(offered: bool) -> None:
     handler = SinkHandler()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port(),
-                            decode_data=False, enable_SMTPUTF8=offered)
+    controller = Controller(
+        handler, hostname="127.0.0.1", port=free_port(), decode_data=False, enable_SMTPUTF8=offered
+    )
     controller.start()
     try:
+
         async def go() -> object:
             client = await session(int(controller.port))
             return await client.transact("b+1@bounce.test", "árvíz@példa.hu", MESSAGE)
@@ -212,8 +241,11 @@ def postfix_sink() -> Iterator[int]:
     if not shutil.which(binary):
         pytest.skip("Postfix's smtp-sink is not installed (apt-get install postfix)")
     port = free_port()
-    proc = subprocess.Popen([binary, "-u", "root", f"127.0.0.1:{port}", "100"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [binary, "-u", "root", f"127.0.0.1:{port}", "100"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_port(port, up=True)
         yield port
@@ -226,8 +258,9 @@ def test_pipelines_into_postfix_smtp_sink(postfix_sink: int) -> None:
     async def go() -> list[object]:
         client = await session(postfix_sink)
         assert client.pipelining
-        results = [await client.transact("b+1@bounce.test", f"r{i}@x.example", MESSAGE)
-                   for i in range(200)]
+        results = [
+            await client.transact("b+1@bounce.test", f"r{i}@x.example", MESSAGE) for i in range(200)
+        ]
         await client.quit()
         return results
 

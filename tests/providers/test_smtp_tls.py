@@ -29,21 +29,32 @@ def tls_context(tmp: Path) -> ssl.SSLContext:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=1))
-            .not_valid_after(now + dt.timedelta(hours=1)).sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .sign(key, hashes.SHA256())
+    )
     (tmp / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp / "key.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
+    (tmp / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(tmp / "cert.pem", tmp / "key.pem")
     return context
 
 
-def authenticator(server: Any, session: Any, envelope: Any, mechanism: str,
-                  data: Any) -> AuthResult:
+def authenticator(
+    server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+) -> AuthResult:
     ok = isinstance(data, LoginPassword) and (data.login, data.password) == (b"pg", b"s3cret")
     return AuthResult(success=ok, handled=False)
 
@@ -51,19 +62,30 @@ def authenticator(server: Any, session: Any, envelope: Any, mechanism: str,
 @pytest.fixture
 def smarthost(tmp_path: Path) -> Any:
     handler = SinkHandler()
-    controller = Controller(handler, hostname="127.0.0.1", port=_free_port(),
-                            tls_context=tls_context(tmp_path), require_starttls=True,
-                            auth_required=True, authenticator=authenticator)
+    controller = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=_free_port(),
+        tls_context=tls_context(tmp_path),
+        require_starttls=True,
+        auth_required=True,
+        authenticator=authenticator,
+    )
     controller.start()
     yield controller, handler
     controller.stop()
 
 
 def pool(port: int, **overrides: Any) -> SmtpPool:
-    values: dict[str, Any] = {"smtp_port": port, "smtp_tls": "starttls",
-                              "smtp_validate_certs": False, "smtp_user": "pg",
-                              "smtp_password": "s3cret", "smtp_connections": 1,
-                              "smtp_timeout_s": 5}
+    values: dict[str, Any] = {
+        "smtp_port": port,
+        "smtp_tls": "starttls",
+        "smtp_validate_certs": False,
+        "smtp_user": "pg",
+        "smtp_password": "s3cret",
+        "smtp_connections": 1,
+        "smtp_timeout_s": 5,
+    }
     settings = Settings(**(values | overrides))
     return SmtpPool(settings)
 

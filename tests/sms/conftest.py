@@ -25,9 +25,13 @@ def smsapi() -> Iterator[SmsApiSink]:
 
 @pytest.fixture
 def settings(settings: Settings, smsc: SmscSink, smsapi: SmsApiSink) -> Settings:
-    settings.providers["smpp"] = {"port": smsc.port, "system_id": "postgate",
-                                  "password": "secret", "timeout_s": 3, "rate_per_s": 0}
-    settings.providers["smsapi"] = {"url": smsapi.url, "token": smsapi.state.token,
-                                    "timeout_s": 3}
+    settings.providers["smpp"] = {
+        "port": smsc.port,
+        "system_id": "postgate",
+        "password": "secret",
+        "timeout_s": 3,
+        "rate_per_s": 0,
+    }
+    settings.providers["smsapi"] = {"url": smsapi.url, "token": smsapi.state.token, "timeout_s": 3}
     settings.sms_backoff_s = 0.05
     return settings

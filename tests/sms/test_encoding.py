@@ -41,8 +41,10 @@ def test_transliteration_leaves_other_scripts_in_ucs2() -> None:
     assert (sms.encoding, sms.text) == (Encoding.UCS2, "Привет ö")
 
 
-@pytest.mark.parametrize(("length", "segments"), [
-    (1, 1), (159, 1), (160, 1), (161, 2), (306, 2), (307, 3), (459, 3), (460, 4)])
+@pytest.mark.parametrize(
+    ("length", "segments"),
+    [(1, 1), (159, 1), (160, 1), (161, 2), (306, 2), (307, 3), (459, 3), (460, 4)],
+)
 def test_gsm7_boundaries(length: int, segments: int) -> None:
     sms = encode("a" * length)
     assert (sms.encoding, sms.segments, sms.units) == (Encoding.GSM7, segments, length)
@@ -50,16 +52,19 @@ def test_gsm7_boundaries(length: int, segments: int) -> None:
         assert all(len(p) == 153 for p in sms.parts[:-1])
 
 
-@pytest.mark.parametrize(("length", "segments"), [
-    (1, 1), (69, 1), (70, 1), (71, 2), (134, 2), (135, 3), (201, 3), (202, 4)])
+@pytest.mark.parametrize(
+    ("length", "segments"),
+    [(1, 1), (69, 1), (70, 1), (71, 2), (134, 2), (135, 3), (201, 3), (202, 4)],
+)
 def test_ucs2_boundaries(length: int, segments: int) -> None:
     sms = encode("á" * length)
     assert (sms.encoding, sms.segments) == (Encoding.UCS2, segments)
 
 
-@pytest.mark.parametrize(("text", "units", "segments"), [
-    ("€" * 80, 160, 1), ("€" * 80 + "a", 161, 2), ("a" * 159 + "€", 161, 2),
-    ("[" * 81, 162, 2)])
+@pytest.mark.parametrize(
+    ("text", "units", "segments"),
+    [("€" * 80, 160, 1), ("€" * 80 + "a", 161, 2), ("a" * 159 + "€", 161, 2), ("[" * 81, 162, 2)],
+)
 def test_extension_characters_count_double(text: str, units: int, segments: int) -> None:
     sms = encode(text)
     assert (sms.units, sms.segments) == (units, segments)
@@ -98,7 +103,12 @@ def test_wire_octets_of_gsm7_and_ucs2() -> None:
 
 def test_summary_is_what_the_cli_prints() -> None:
     assert encode("Hello").summary() == {
-        "encoding": "gsm7", "segments": 1, "chars": 5, "units": 5, "text": "Hello"}
+        "encoding": "gsm7",
+        "segments": 1,
+        "chars": 5,
+        "units": 5,
+        "text": "Hello",
+    }
 
 
 gsm_chars = st.sampled_from([c for i, c in enumerate(BASIC) if i != ESCAPE] + list(EXTENSION))

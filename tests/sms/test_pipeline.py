@@ -49,8 +49,9 @@ def replies(world: World, smsc: SmscSink, *texts: tuple[str, str]) -> None:
     asyncio.run(run())
 
 
-def test_numbers_route_encode_and_get_their_reports(world: World, smsc: SmscSink,
-                                                    smsapi: SmsApiSink) -> None:
+def test_numbers_route_encode_and_get_their_reports(
+    world: World, smsc: SmscSink, smsapi: SmsApiSink
+) -> None:
     api = serve_api(world.ctx.settings)
     world.ctx.settings.public_url = next(api)
     try:
@@ -58,18 +59,28 @@ def test_numbers_route_encode_and_get_their_reports(world: World, smsc: SmscSink
         phone_contact(world, "Bela", HU2)
         phone_contact(world, "Piotr", PL)
         phone_contact(world, "Nocon", HU3, consent=False)
-        world.publish(sms_message(world, "Szia {{ name }}! Őszi akció: -20% {{ '€' }}",
-                                  "autumn"))
-        world.run(lambda: settled(world, "autumn", 4) or (smsapi.state.accepted != [] and
-                  len(smsc.state.submitted) == 2 and _smpp_settled(world)))
+        world.publish(sms_message(world, "Szia {{ name }}! Őszi akció: -20% {{ '€' }}", "autumn"))
+        world.run(
+            lambda: (
+                settled(world, "autumn", 4)
+                or (
+                    smsapi.state.accepted != []
+                    and len(smsc.state.submitted) == 2
+                    and _smpp_settled(world)
+                )
+            )
+        )
         assert smsapi.report() == 200  # the gateway calls notify_url on the real api
         world.run(lambda: settled(world, "autumn", 4), workers=("sweeper",))
     finally:
         next(api, None)
     got = rows(world, "autumn")
     assert {a: (r.state, r.provider, r.dlr_status) for a, r in got.items()} == {
-        HU1: ("sent", "smpp", "delivered"), HU2: ("sent", "smpp", "delivered"),
-        PL: ("sent", "smsapi", "delivered"), HU3: ("blocked", None, None)}
+        HU1: ("sent", "smpp", "delivered"),
+        HU2: ("sent", "smpp", "delivered"),
+        PL: ("sent", "smsapi", "delivered"),
+        HU3: ("blocked", None, None),
+    }
     assert got[HU3].reason == "no_consent"
     (anna,) = smsc.state.to(HU1)
     assert anna.encoding == "ucs2"  # Ő is not in GSM-7
@@ -84,13 +95,15 @@ def test_numbers_route_encode_and_get_their_reports(world: World, smsc: SmscSink
 def _smpp_settled(world: World) -> bool:
     d = t.delivery.c
     with world.ctx.engine.connect() as conn:
-        states = conn.execute(select(d.state, d.dlr_status, d.provider).where(
-            d.tenant_id == world.tenant_id)).all()
+        states = conn.execute(
+            select(d.state, d.dlr_status, d.provider).where(d.tenant_id == world.tenant_id)
+        ).all()
     return all(s == "blocked" or (s == "sent" and (p != "smpp" or r)) for s, r, p in states)
 
 
 def test_long_gsm_text_goes_in_parts_and_all_parts_must_be_delivered(
-        world: World, smsc: SmscSink) -> None:
+    world: World, smsc: SmscSink
+) -> None:
     phone_contact(world, "Anna", HU1)
     text = "Hello {{ name }}, " + "a" * 300  # 317 + opt-out line: 3 GSM-7 parts
     world.publish(sms_message(world, text, "long", sms={"sender": "Acme", "max_parts": 3}))
@@ -103,13 +116,15 @@ def test_long_gsm_text_goes_in_parts_and_all_parts_must_be_delivered(
     row = rows(world, "long")[HU1]
     assert (row.state, row.segments, row.dlr_status) == ("sent", 3, "delivered")
     with world.ctx.engine.connect() as conn:
-        parts_rows = conn.execute(select(t.sms_part.c.part, t.sms_part.c.status).where(
-            t.sms_part.c.delivery_id == row.id).order_by(t.sms_part.c.part)).all()
+        parts_rows = conn.execute(
+            select(t.sms_part.c.part, t.sms_part.c.status)
+            .where(t.sms_part.c.delivery_id == row.id)
+            .order_by(t.sms_part.c.part)
+        ).all()
     assert parts_rows == [(1, "delivered"), (2, "delivered"), (3, "delivered")]
 
 
-def test_too_many_parts_fails_with_a_reason_and_sends_nothing(world: World,
-                                                              smsc: SmscSink) -> None:
+def test_too_many_parts_fails_with_a_reason_and_sends_nothing(world: World, smsc: SmscSink) -> None:
     phone_contact(world, "Anna", HU1)
     world.publish(sms_message(world, "á" * 100, "toolong", sms={"max_parts": 1}))
     world.run(lambda: settled(world, "toolong", 1))
@@ -119,7 +134,8 @@ def test_too_many_parts_fails_with_a_reason_and_sends_nothing(world: World,
 
 
 def test_throttling_and_a_dropped_bind_lose_nothing_and_duplicate_nothing(
-        world: World, smsc: SmscSink) -> None:
+    world: World, smsc: SmscSink
+) -> None:
     numbers = [f"+3620{1000000 + i}" for i in range(12)]
     for i, number in enumerate(numbers):
         phone_contact(world, f"P{i}", number)
@@ -139,26 +155,29 @@ def test_an_undelivered_receipt_fails_the_row(world: World, smsc: SmscSink) -> N
     world.publish(sms_message(world, "Hi", "undeliv"))
     world.run(lambda: settled(world, "undeliv", 1))
     row = rows(world, "undeliv")[HU1]
-    assert (row.state, row.reason, row.dlr_status) == ("failed", "sms_undelivered",
-                                                       "undelivered")
+    assert (row.state, row.reason, row.dlr_status) == ("failed", "sms_undelivered", "undelivered")
     fe = t.feedback_event.c
     with world.ctx.engine.connect() as conn:
-        event = conn.execute(select(fe.kind, fe.hard, fe.source, fe.channel).where(
-            fe.delivery_id == row.id)).one()
+        event = conn.execute(
+            select(fe.kind, fe.hard, fe.source, fe.channel).where(fe.delivery_id == row.id)
+        ).one()
     assert tuple(event) == ("bounce", False, "dlr", "sms")
 
 
 def test_a_stop_reply_suppresses_the_number_before_the_next_campaign(
-        world: World, smsc: SmscSink) -> None:
+    world: World, smsc: SmscSink
+) -> None:
     anna_and_bela_got_a_first_sms(world)
 
     replies(world, smsc, (HU1, "  leiratkozás! "), (HU2, "Köszi, jó volt"))
     s, fe = t.suppression.c, t.feedback_event.c
     with world.ctx.engine.connect() as conn:
-        suppressed = conn.execute(select(s.address, s.reason, s.channel).where(
-            s.tenant_id == world.tenant_id)).all()
-        stops = conn.execute(select(fe.address).where(
-            fe.tenant_id == world.tenant_id, fe.kind == "stop")).all()
+        suppressed = conn.execute(
+            select(s.address, s.reason, s.channel).where(s.tenant_id == world.tenant_id)
+        ).all()
+        stops = conn.execute(
+            select(fe.address).where(fe.tenant_id == world.tenant_id, fe.kind == "stop")
+        ).all()
     assert suppressed == [(HU1, "stop", "sms")]
     assert stops == [(HU1,)]
     world.publish(sms_message(world, "Second", "second"))
@@ -170,34 +189,51 @@ def test_a_stop_reply_suppresses_the_number_before_the_next_campaign(
 
 
 def test_a_tenant_route_override_sends_hungarian_numbers_abroad(
-        world: World, smsc: SmscSink, smsapi: SmsApiSink) -> None:
+    world: World, smsc: SmscSink, smsapi: SmsApiSink
+) -> None:
     with world.ctx.engine.begin() as conn:
-        conn.execute(update(t.tenant).where(t.tenant.c.id == world.tenant_id).values(
-            sms_routes={"36": "smsapi"}))
+        conn.execute(
+            update(t.tenant)
+            .where(t.tenant.c.id == world.tenant_id)
+            .values(sms_routes={"36": "smsapi"})
+        )
     phone_contact(world, "Anna", HU1)
     world.publish(sms_message(world, "Hi", "override", kind="transactional"))
-    world.run(lambda: rows(world, "override").get(HU1) is not None
-              and rows(world, "override")[HU1].state == "sent")
+    world.run(
+        lambda: (
+            rows(world, "override").get(HU1) is not None
+            and rows(world, "override")[HU1].state == "sent"
+        )
+    )
     assert rows(world, "override")[HU1].provider == "smsapi"
     assert smsc.state.submitted == [] and len(smsapi.state.to(HU1)) == 1
     assert smsapi.state.to(HU1)[0].form["message"] == "Hi"  # transactional: no opt-out line
 
 
-def test_a_route_to_an_unknown_provider_keeps_the_row_for_later(world: World,
-                                                                smsc: SmscSink) -> None:
+def test_a_route_to_an_unknown_provider_keeps_the_row_for_later(
+    world: World, smsc: SmscSink
+) -> None:
     with world.ctx.engine.begin() as conn:
-        conn.execute(update(t.tenant).where(t.tenant.c.id == world.tenant_id).values(
-            sms_routes={"36": "carrier-pigeon"}))
+        conn.execute(
+            update(t.tenant)
+            .where(t.tenant.c.id == world.tenant_id)
+            .values(sms_routes={"36": "carrier-pigeon"})
+        )
     phone_contact(world, "Anna", HU1)
     world.publish(sms_message(world, "Hi", "pigeon"))
-    world.run(lambda: (rows(world, "pigeon").get(HU1) is not None
-                       and rows(world, "pigeon")[HU1].state == "deferred"),
-              workers=("planner", "sender"))
+    world.run(
+        lambda: (
+            rows(world, "pigeon").get(HU1) is not None
+            and rows(world, "pigeon")[HU1].state == "deferred"
+        ),
+        workers=("planner", "sender"),
+    )
     assert smsc.state.submitted == []
 
 
 def test_start_from_the_number_takes_its_stop_back_and_nothing_else(
-        world: World, smsc: SmscSink) -> None:
+    world: World, smsc: SmscSink
+) -> None:
     anna_and_bela_got_a_first_sms(world)
     with Session(world.ctx.engine) as s:  # Bela's number was rejected for good
         records.suppress(s, world.tenant_id, "sms", HU2, "hard_bounce")
@@ -207,8 +243,11 @@ def test_start_from_the_number_takes_its_stop_back_and_nothing_else(
 
     def suppressed() -> dict[str, str]:
         with world.ctx.engine.connect() as conn:
-            return dict(conn.execute(select(s.address, s.reason).where(
-                s.tenant_id == world.tenant_id)).all())
+            return dict(
+                conn.execute(
+                    select(s.address, s.reason).where(s.tenant_id == world.tenant_id)
+                ).all()
+            )
 
     replies(world, smsc, (HU1, "STOP"))
     assert suppressed() == {HU1: "stop", HU2: "hard_bounce"}
@@ -216,9 +255,13 @@ def test_start_from_the_number_takes_its_stop_back_and_nothing_else(
     assert suppressed() == {HU2: "hard_bounce"}  # START lifts a STOP, nothing else
     fe = t.feedback_event.c
     with world.ctx.engine.connect() as conn:
-        kinds = conn.execute(select(fe.address, fe.kind).where(
-            fe.tenant_id == world.tenant_id, fe.channel == "sms",
-            fe.kind.in_(["stop", "start"])).order_by(fe.id)).all()
+        kinds = conn.execute(
+            select(fe.address, fe.kind)
+            .where(
+                fe.tenant_id == world.tenant_id, fe.channel == "sms", fe.kind.in_(["stop", "start"])
+            )
+            .order_by(fe.id)
+        ).all()
     assert [kind for number, kind in kinds if number == HU1] == ["stop", "start"]
     assert [kind for number, kind in kinds if number == HU2] == ["start"]
     replies(world, smsc, (HU1, "STOP"))  # the same words again (SMPP MO carry no id)
@@ -239,8 +282,12 @@ def test_a_gateway_replaying_an_old_stop_does_not_undo_a_later_start(world: Worl
 
     def stopped() -> bool:
         with world.ctx.engine.connect() as conn:
-            return conn.execute(select(s.id).where(
-                s.tenant_id == world.tenant_id, s.address == HU1)).first() is not None
+            return (
+                conn.execute(
+                    select(s.id).where(s.tenant_id == world.tenant_id, s.address == HU1)
+                ).first()
+                is not None
+            )
 
     for message, expected in ((stop, True), (start, False), (stop, False), (start, False)):
         with world.ctx.engine.begin() as conn:
@@ -248,21 +295,25 @@ def test_a_gateway_replaying_an_old_stop_does_not_undo_a_later_start(world: Worl
         assert stopped() is expected, message
     # SMPP MO carry no id: a STOP always applies; the same START again soon is a resend
     bare_stop, bare_start = (InboundSms("smpp", HU1, "1234", w, raw=w) for w in ("STOP", "Start"))
-    for message, expected in ((bare_start, False), (bare_stop, True), (bare_start, True),
-                              (bare_stop, True)):
+    for message, expected in (
+        (bare_start, False),
+        (bare_stop, True),
+        (bare_start, True),
+        (bare_stop, True),
+    ):
         with world.ctx.engine.begin() as conn:
             inbound(conn, message, utcnow())
         assert stopped() is expected, message
 
 
 def test_a_transactional_sms_never_reaches_a_number_that_said_stop(
-        world: World, smsc: SmscSink) -> None:
+    world: World, smsc: SmscSink
+) -> None:
     """The gate lets transactional messages past an unsubscribe; for SMS the sender's late
     check still stops a STOP, whatever the message carries."""
     anna_and_bela_got_a_first_sms(world)
     replies(world, smsc, (HU1, "STOP"))
-    world.publish(sms_message(world, "Your parcel is on its way", "parcel",
-                              kind="transactional"))
+    world.publish(sms_message(world, "Your parcel is on its way", "parcel", kind="transactional"))
     world.run(lambda: settled(world, "parcel", 2))
     got = rows(world, "parcel")
     assert (got[HU1].state, got[HU1].reason) == ("blocked", "suppressed")

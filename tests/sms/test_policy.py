@@ -9,16 +9,24 @@ from postgate.core.sms.opt_out import RESUME_KEYWORDS, keyword
 from postgate.core.sms.routing import parse_routes, route
 
 
-@pytest.mark.parametrize("value", ["Acme", "ACME Kft.", "Shop-24", "A1234567890", "36201234567",
-                                   "+36201234567", "1234"])
+@pytest.mark.parametrize(
+    "value", ["Acme", "ACME Kft.", "Shop-24", "A1234567890", "36201234567", "+36201234567", "1234"]
+)
 def test_valid_sender_ids(value: str) -> None:
     sid = sender_id(value)
     assert sid.numeric == value.lstrip("+").isdigit()
 
 
-@pytest.mark.parametrize(("value", "why"), [
-    ("TooLongSender", "at most 11"), ("Ácme", "at most 11"), ("", "at most 11"),
-    ("12-34", "needs a letter"), ("a\nb", "at most 11")])
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("TooLongSender", "at most 11"),
+        ("Ácme", "at most 11"),
+        ("", "at most 11"),
+        ("12-34", "needs a letter"),
+        ("a\nb", "at most 11"),
+    ],
+)
 def test_invalid_sender_ids_say_why(value: str, why: str) -> None:
     with pytest.raises(AddressError, match=why):
         sender_id(value)
@@ -51,15 +59,35 @@ def test_bad_route_tables_are_refused(spec: str) -> None:
         parse_routes(spec)
 
 
-@pytest.mark.parametrize("text", ["STOP", "stop", " Stop. ", "LEIRATKOZÁS", "leiratkozas",
-                                  "Leiratkozom!", "unsubscribe", "STOP ALL", "opt out",
-                                  "Stop please"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "STOP",
+        "stop",
+        " Stop. ",
+        "LEIRATKOZÁS",
+        "leiratkozas",
+        "Leiratkozom!",
+        "unsubscribe",
+        "STOP ALL",
+        "opt out",
+        "Stop please",
+    ],
+)
 def test_opt_out_keywords(text: str) -> None:
     assert keyword(text) is not None
 
 
-@pytest.mark.parametrize("text", ["Köszönöm", "", "when does the bus stop running today",
-                                  "Nem kérek több üzenetet stop", "STOPPER"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Köszönöm",
+        "",
+        "when does the bus stop running today",
+        "Nem kérek több üzenetet stop",
+        "STOPPER",
+    ],
+)
 def test_other_replies_are_not_opt_outs(text: str) -> None:
     assert keyword(text) is None
 
@@ -70,7 +98,8 @@ def test_opt_back_in_keywords_are_not_opt_outs(text: str) -> None:
     assert keyword(text) is None
 
 
-@pytest.mark.parametrize("text", ["STOP", "please start sending me the news again now",
-                                  "restart", "Köszönöm"])
+@pytest.mark.parametrize(
+    "text", ["STOP", "please start sending me the news again now", "restart", "Köszönöm"]
+)
 def test_other_replies_are_not_opt_back_ins(text: str) -> None:
     assert keyword(text, RESUME_KEYWORDS) is None

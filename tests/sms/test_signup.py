@@ -29,10 +29,23 @@ LINK = re.compile(r"/c/([A-Za-z0-9_-]{40,})")
 def sms_consents(world: World) -> list[Any]:
     c, k = t.consent.c, t.contact.c
     with world.ctx.engine.connect() as conn:
-        return list(conn.execute(
-            select(c.channel, c.status, c.source, k.email, k.phone, c.signup_ip,
-                   c.confirm_ip, c.consent_text_version, c.form_id)
-            .join(t.contact, k.id == c.contact_id).where(c.tenant_id == world.tenant_id)))
+        return list(
+            conn.execute(
+                select(
+                    c.channel,
+                    c.status,
+                    c.source,
+                    k.email,
+                    k.phone,
+                    c.signup_ip,
+                    c.confirm_ip,
+                    c.consent_text_version,
+                    c.form_id,
+                )
+                .join(t.contact, k.id == c.contact_id)
+                .where(c.tenant_id == world.tenant_id)
+            )
+        )
 
 
 def confirmation_sms(world: World, smsc: SmscSink, number: str) -> str:
@@ -43,10 +56,12 @@ def confirmation_sms(world: World, smsc: SmscSink, number: str) -> str:
 
 
 def test_a_number_confirms_by_sms_and_then_gets_the_campaign(
-        world: World, api: str, smsc: SmscSink) -> None:
+    world: World, api: str, smsc: SmscSink
+) -> None:
     _, form = make_form(world, api, channels=["sms"], success_message="")
-    r = httpx.post(f"{api}/f/{form['public_id']}", data={"phone": "06 20 987 6543",
-                                                          "name": "Zoltán Evil"})
+    r = httpx.post(
+        f"{api}/f/{form['public_id']}", data={"phone": "06 20 987 6543", "name": "Zoltán Evil"}
+    )
     assert r.status_code == 202 and "Check your phone." in r.text
     text = confirmation_sms(world, smsc, HU)
     (sms,) = smsc.state.to(HU)
@@ -59,8 +74,9 @@ def test_a_number_confirms_by_sms_and_then_gets_the_campaign(
     token = match.group(1)
     p = t.pending_signup.c
     with world.ctx.engine.connect() as conn:
-        pending = conn.execute(select(p.channel, p.address, p.token_hash).where(
-            p.tenant_id == world.tenant_id)).one()
+        pending = conn.execute(
+            select(p.channel, p.address, p.token_hash).where(p.tenant_id == world.tenant_id)
+        ).one()
     assert tuple(pending) == ("sms", HU, hash_token(token))
 
     assert httpx.get(f"{api}/c/{token}").status_code == 200  # a link preview: nothing
@@ -69,7 +85,11 @@ def test_a_number_confirms_by_sms_and_then_gets_the_campaign(
     assert httpx.post(f"{api}/c/{token}").status_code == 404  # single use
     (consent,) = sms_consents(world)
     assert (consent.channel, consent.status, consent.source, consent.phone) == (
-        "sms", "confirmed", "signup_form", HU)
+        "sms",
+        "confirmed",
+        "signup_form",
+        HU,
+    )
     assert consent.signup_ip == consent.confirm_ip == "127.0.0.1"
     assert consent.consent_text_version == "v3" and consent.form_id is not None
 
@@ -80,25 +100,33 @@ def test_a_number_confirms_by_sms_and_then_gets_the_campaign(
 
 
 def test_each_channel_is_confirmed_on_its_own_address(
-        world: World, api: str, smsapi: SmsApiSink) -> None:
+    world: World, api: str, smsapi: SmsApiSink
+) -> None:
     world.ctx.settings.signup_sms_regions = "HU,PL"
     _, form = make_form(world, api, channels=["email", "sms"])
     address = f"both@{world.tenant.domain}"
     r = httpx.post(f"{api}/f/{form['public_id']}", json={"email": address, "phone": PL})
     assert r.status_code == 202
-    world.run(lambda: len(smsapi.state.to(PL)) == 1 and len(mails_to(world, address)) == 1,
-              workers=("sender",))
+    world.run(
+        lambda: len(smsapi.state.to(PL)) == 1 and len(mails_to(world, address)) == 1,
+        workers=("sender",),
+    )
     (sent,) = smsapi.state.to(PL)  # +48 goes abroad, through the SMSAPI stand-in
     match = LINK.search(sent.form["message"])
     assert match, sent.form
     assert httpx.post(f"{api}/c/{match.group(1)}").status_code == 200
     assert [(c.channel, c.email, c.phone) for c in sms_consents(world)] == [
-        ("sms", None, PL)]  # the mailbox is neither confirmed nor attached by the SMS link
+        ("sms", None, PL)
+    ]  # the mailbox is neither confirmed nor attached by the SMS link
 
     world.publish(world.message("mail-after", topic="news"))
     world.publish(sms_message(world, "Sms after", "sms-after"))
-    world.run(lambda: [r.state for r in rows(world, "sms-after").values()] == ["sent"]
-              and world.campaign_state("mail-after") == "finished")
+    world.run(
+        lambda: (
+            [r.state for r in rows(world, "sms-after").values()] == ["sent"]
+            and world.campaign_state("mail-after") == "finished"
+        )
+    )
     assert [r.state for r in world.deliveries("mail-after")] == ["blocked"]  # no address
     assert len(mails_to(world, address)) == 1  # the confirmation only
 
@@ -106,15 +134,20 @@ def test_each_channel_is_confirmed_on_its_own_address(
     assert mail_link
     assert httpx.post(f"{api}/c/{mail_link.group(1)}").status_code == 200
     assert sorted((c.channel, c.email, c.phone) for c in sms_consents(world)) == [
-        ("email", address, None), ("sms", None, PL)]
+        ("email", address, None),
+        ("sms", None, PL),
+    ]
     world.publish(world.message("mail-later", topic="news"))
     world.run(lambda: world.campaign_state("mail-later") == "finished")
     assert {(r.address, r.state) for r in world.deliveries("mail-later")} == {
-        (address, "sent"), ("", "blocked")}
+        (address, "sent"),
+        ("", "blocked"),
+    }
 
 
 def test_a_typed_number_never_joins_an_existing_contact(
-        world: World, api: str, smsc: SmscSink) -> None:
+    world: World, api: str, smsc: SmscSink
+) -> None:
     """Someone types a known subscriber's address and their own number: the SMS consent
     belongs to a new contact with just that number, so nothing of the subscriber (name,
     attributes) ever reaches the typed phone; and a name typed next to a number that is
@@ -125,22 +158,29 @@ def test_a_typed_number_never_joins_an_existing_contact(
         s.commit()
     _, form = make_form(world, api, channels=["sms"])
     for phone in (HU, HU2):
-        r = httpx.post(f"{api}/f/{form['public_id']}",
-                       data={"email": known.email, "phone": phone, "name": "Mallory"})
+        r = httpx.post(
+            f"{api}/f/{form['public_id']}",
+            data={"email": known.email, "phone": phone, "name": "Mallory"},
+        )
         assert r.status_code == 202
         match = LINK.search(confirmation_sms(world, smsc, phone))
         assert match
         assert httpx.post(f"{api}/c/{match.group(1)}").status_code == 200
     k = t.contact.c
     with world.ctx.engine.connect() as conn:
-        contacts = conn.execute(select(k.email, k.phone, k.name).where(
-            k.tenant_id == world.tenant_id).order_by(k.id)).all()
+        contacts = conn.execute(
+            select(k.email, k.phone, k.name).where(k.tenant_id == world.tenant_id).order_by(k.id)
+        ).all()
     assert [tuple(c) for c in contacts] == [
-        (known.email, None, "Known"), (None, HU2, ""), (None, HU, "Mallory")]
+        (known.email, None, "Known"),
+        (None, HU2, ""),
+        (None, HU, "Mallory"),
+    ]
 
 
 def test_an_erased_number_is_never_texted_again_from_a_form(
-        world: World, api: str, smsc: SmscSink) -> None:
+    world: World, api: str, smsc: SmscSink
+) -> None:
     with Session(world.ctx.engine) as s:
         records.add_contact(s, world.tenant_id, phone=HU, name="Anna", lists=[world.mlist])
         s.commit()
@@ -151,16 +191,25 @@ def test_an_erased_number_is_never_texted_again_from_a_form(
     k, p = t.contact.c, t.pending_signup.c
     with world.ctx.engine.connect() as conn:
         assert conn.execute(select(p.id).where(p.tenant_id == world.tenant_id)).first() is None
-        assert conn.execute(select(k.id).where(k.tenant_id == world.tenant_id,
-                                               k.phone == HU)).first() is None
+        assert (
+            conn.execute(select(k.id).where(k.tenant_id == world.tenant_id, k.phone == HU)).first()
+            is None
+        )
     with world.ctx.engine.connect() as conn:  # nothing was prepared to be sent
-        assert conn.execute(select(t.campaign.c.id).where(
-            t.campaign.c.tenant_id == world.tenant_id,
-            t.campaign.c.external_id.like("signup-confirm:%"))).first() is None
+        assert (
+            conn.execute(
+                select(t.campaign.c.id).where(
+                    t.campaign.c.tenant_id == world.tenant_id,
+                    t.campaign.c.external_id.like("signup-confirm:%"),
+                )
+            ).first()
+            is None
+        )
 
 
 def test_forms_text_only_allowed_regions_and_a_daily_number_per_tenant(
-        world: World, api: str, smsc: SmscSink) -> None:
+    world: World, api: str, smsc: SmscSink
+) -> None:
     world.ctx.settings.signup_sms_per_day = 1
     _, form = make_form(world, api, channels=["sms"])
     url = f"{api}/f/{form['public_id']}"
@@ -177,7 +226,8 @@ def test_forms_text_only_allowed_regions_and_a_daily_number_per_tenant(
 
 
 def test_a_number_that_said_stop_is_not_texted_because_of_a_form_post(
-        world: World, api: str, smsc: SmscSink) -> None:
+    world: World, api: str, smsc: SmscSink
+) -> None:
     """Anyone can type a number into a form: one that replied STOP gets no confirmation
     SMS (the answer does not tell the poster), and no other number is held back."""
     with Session(world.ctx.engine) as s:
@@ -199,35 +249,55 @@ def test_a_number_that_said_stop_is_not_texted_because_of_a_form_post(
 def test_sms_forms_refuse_posts_without_a_valid_number(world: World, api: str) -> None:
     _, form = make_form(world, api, channels=["sms"])
     url = f"{api}/f/{form['public_id']}"
-    for fields, why in (({"email": f"x@{world.tenant.domain}"}, "phone number is required"),
-                        ({"phone": "not a number"}, ""), ({"phone": "+3620\r\n1234567"}, ""),
-                        ({"phone": HU, "email": "not-an-address"}, "")):
+    for fields, why in (
+        ({"email": f"x@{world.tenant.domain}"}, "phone number is required"),
+        ({"phone": "not a number"}, ""),
+        ({"phone": "+3620\r\n1234567"}, ""),
+        ({"phone": HU, "email": "not-an-address"}, ""),
+    ):
         r = httpx.post(url, data=fields)
         assert r.status_code == 422, (fields, r.text)
         assert why in r.text
     with world.ctx.engine.connect() as conn:
-        assert conn.execute(select(t.pending_signup.c.id).where(
-            t.pending_signup.c.tenant_id == world.tenant_id)).first() is None
+        assert (
+            conn.execute(
+                select(t.pending_signup.c.id).where(t.pending_signup.c.tenant_id == world.tenant_id)
+            ).first()
+            is None
+        )
 
 
 def test_form_channels_are_email_sms_or_both(world: World, api: str) -> None:
     for channels in ([], ["fax"], ["sms", "sms"]):
         key, _ = make_form(world, api)
-        r = httpx.post(f"{api}/v1/forms", headers={"Authorization": f"Bearer {key}"}, json={
-            "name": "f", "topic": "news", "list_id": world.mlist.id, "channels": channels,
-            "consent_text": "yes", "consent_text_version": "1"})
+        r = httpx.post(
+            f"{api}/v1/forms",
+            headers={"Authorization": f"Bearer {key}"},
+            json={
+                "name": "f",
+                "topic": "news",
+                "list_id": world.mlist.id,
+                "channels": channels,
+                "consent_text": "yes",
+                "consent_text_version": "1",
+            },
+        )
         assert r.status_code == 422, channels
         assert "channels must be" in r.text
 
 
 def test_a_hungarian_form_texts_its_confirmation_in_hungarian_in_one_part(
-        world: World, api: str, smsc: SmscSink) -> None:
+    world: World, api: str, smsc: SmscSink
+) -> None:
     from tests.pages.site import branded
 
     site = branded(world, api)
     form = site.new_form(channels=["sms"], locale="hu")
-    r = httpx.post(f"{api}/f/{form['public_id']}", data={"phone": "06 20 987 6543"},
-                   headers={"Accept-Language": "en"})  # the form's language wins
+    r = httpx.post(
+        f"{api}/f/{form['public_id']}",
+        data={"phone": "06 20 987 6543"},
+        headers={"Accept-Language": "en"},
+    )  # the form's language wins
     assert r.status_code == 202 and "Nézze meg a telefonját." in r.text
     text = confirmation_sms(world, smsc, HU)
     (sms,) = smsc.state.to(HU)

@@ -17,22 +17,30 @@ from tests.support import World
 
 def phone_contact(world: World, name: str, phone: str, consent: bool = True) -> None:
     with Session(world.ctx.engine) as s:
-        contact = records.add_contact(s, world.tenant_id, phone=phone, name=name,
-                                      lists=[world.mlist])
+        contact = records.add_contact(
+            s, world.tenant_id, phone=phone, name=name, lists=[world.mlist]
+        )
         if consent:
             when = utcnow() - timedelta(days=10)
-            records.add_consent(s, contact, "sms", "news", "signup_form", "confirmed", when,
-                                confirmed_at=when)
+            records.add_consent(
+                s, contact, "sms", "news", "signup_form", "confirmed", when, confirmed_at=when
+            )
         s.commit()
 
 
-def sms_message(world: World, text: str, campaign_id: str | None = None,
-                **overrides: Any) -> dict[str, Any]:
+def sms_message(
+    world: World, text: str, campaign_id: str | None = None, **overrides: Any
+) -> dict[str, Any]:
     msg: dict[str, Any] = {
-        "version": "campaign.v1", "tenant": world.tenant.slug,
-        "campaign_id": campaign_id or f"s-{uuid.uuid4().hex[:8]}", "channel": "sms",
-        "kind": "promotional", "topic": "news", "audience": [world.mlist.id],
-        "content": {"text": text}, "sms": {"sender": "Acme"},
+        "version": "campaign.v1",
+        "tenant": world.tenant.slug,
+        "campaign_id": campaign_id or f"s-{uuid.uuid4().hex[:8]}",
+        "channel": "sms",
+        "kind": "promotional",
+        "topic": "news",
+        "audience": [world.mlist.id],
+        "content": {"text": text},
+        "sms": {"sender": "Acme"},
     }
     msg.update(overrides)
     return msg
@@ -42,10 +50,12 @@ def rows(world: World, external_id: str) -> dict[str, Any]:
     d, c = t.delivery.c, t.campaign.c
     with world.ctx.engine.connect() as conn:
         found = conn.execute(
-            select(d.address, d.state, d.reason, d.provider, d.segments, d.dlr_status,
-                   d.attempts, d.id)
+            select(
+                d.address, d.state, d.reason, d.provider, d.segments, d.dlr_status, d.attempts, d.id
+            )
             .join(t.campaign, c.id == d.campaign_id)
-            .where(c.tenant_id == world.tenant_id, c.external_id == external_id)).all()
+            .where(c.tenant_id == world.tenant_id, c.external_id == external_id)
+        ).all()
     return {r.address: r for r in found}
 
 
@@ -53,4 +63,5 @@ def settled(world: World, external_id: str, count: int) -> bool:
     """All ``count`` rows have reached a final state and every sent one has its report."""
     found = rows(world, external_id).values()
     return len(found) == count and all(
-        r.state in ("failed", "blocked") or (r.state == "sent" and r.dlr_status) for r in found)
+        r.state in ("failed", "blocked") or (r.state == "sent" and r.dlr_status) for r in found
+    )

@@ -19,14 +19,24 @@ BATCH, PREFETCH = 50, 2
 
 def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
     return os.environ | {
-        "DATABASE_URL": settings.database_url, "BROKER_URL": settings.broker_url,
-        "REDIS_URL": settings.redis_url, "QUEUE_PREFIX": settings.queue_prefix,
-        "SMTP_PORT": str(settings.smtp_port), "SMTP_CONNECTIONS": "4",
+        "DATABASE_URL": settings.database_url,
+        "BROKER_URL": settings.broker_url,
+        "REDIS_URL": settings.redis_url,
+        "QUEUE_PREFIX": settings.queue_prefix,
+        "SMTP_PORT": str(settings.smtp_port),
+        "SMTP_CONNECTIONS": "4",
         "SMTP_TIMEOUT_S": str(settings.smtp_timeout_s),
-        "BATCH_SIZE": str(BATCH), "SENDER_PREFETCH": str(PREFETCH), "LEASE_S": "3",
-        "ORPHAN_AFTER_S": "2", "SWEEP_INTERVAL_S": "0.2", "POLL_INTERVAL_S": "0.02",
-        "RETRY_BASE_S": "0.2", "RETRY_MAX_S": "1", "CANARY_MIN_AUDIENCE": "0",
-        "SECRET_KEY": settings.secret_key, **extra,
+        "BATCH_SIZE": str(BATCH),
+        "SENDER_PREFETCH": str(PREFETCH),
+        "LEASE_S": "3",
+        "ORPHAN_AFTER_S": "2",
+        "SWEEP_INTERVAL_S": "0.2",
+        "POLL_INTERVAL_S": "0.02",
+        "RETRY_BASE_S": "0.2",
+        "RETRY_MAX_S": "1",
+        "CANARY_MIN_AUDIENCE": "0",
+        "SECRET_KEY": settings.secret_key,
+        **extra,
     }
 
 
@@ -49,17 +59,23 @@ class Fleet:
     def spawn(self, *names: str, **extra: str) -> subprocess.Popen[bytes]:
         label = "+".join(names) + f"-{len(self.procs)}"
         log = (self.logs / f"{label}.log").open("wb")
-        proc = subprocess.Popen([sys.executable, "-m", "postgate", "worker", *names],
-                                env=worker_env(self.settings, **extra),
-                                stdout=subprocess.DEVNULL, stderr=log)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "postgate", "worker", *names],
+            env=worker_env(self.settings, **extra),
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
         log.close()
         self.procs.append((label, proc))
         return proc
 
     def dead(self) -> dict[str, str]:
         """Workers that exited on their own: exit code and the tail of what they wrote."""
-        return {label: f"exit {p.returncode}: {self.tail(label)}"
-                for label, p in self.procs if p.poll() is not None}
+        return {
+            label: f"exit {p.returncode}: {self.tail(label)}"
+            for label, p in self.procs
+            if p.poll() is not None
+        }
 
     def tail(self, label: str, chars: int = 3000) -> str:
         return (self.logs / f"{label}.log").read_text(errors="replace")[-chars:]

@@ -41,8 +41,7 @@ def listener(ctx: Context) -> Iterator[int]:
     worker = FeedbackListener(ctx)
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
-    thread = threading.Thread(target=loop.run_until_complete, args=(worker.run(stop),),
-                              daemon=True)
+    thread = threading.Thread(target=loop.run_until_complete, args=(worker.run(stop),), daemon=True)
     thread.start()
     for _ in range(200):
         if worker.port:
@@ -55,8 +54,9 @@ def listener(ctx: Context) -> Iterator[int]:
     loop.close()
 
 
-def mail(fixtures_dir: Path, name: str, ctx: Context, delivery_id: int,
-         campaign_id: int | None = None) -> bytes:
+def mail(
+    fixtures_dir: Path, name: str, ctx: Context, delivery_id: int, campaign_id: int | None = None
+) -> bytes:
     """A fixture made genuine for a real delivery: its (legacy-format, fixture-signed)
     return path, unsubscribe token and Message-ID replaced by the references postgate
     signs into that delivery's mail, and a bounce's failed recipient by its address."""
@@ -67,8 +67,9 @@ def mail(fixtures_dir: Path, name: str, ctx: Context, delivery_id: int,
     fixture = parse(raw.encode(), FIXTURE_SECRET)
     if fixture.kind == "bounce":
         with ctx.engine.connect() as conn:
-            address = conn.scalar(select(t.delivery.c.address).where(
-                t.delivery.c.id == delivery_id))
+            address = conn.scalar(
+                select(t.delivery.c.address).where(t.delivery.c.id == delivery_id)
+            )
         for recipient in fixture.recipients:
             raw = raw.replace(recipient, str(address))
     raw = LEGACY_VERP.sub(tokens.verp_address(s.secret_key, ref, s.bounce_domain), raw)

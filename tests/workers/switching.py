@@ -24,8 +24,9 @@ class TimedHandler(SinkHandler):
         self.delay = delay
         self.starts: list[tuple[float, str]] = []
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
         with self.lock:
             self.starts.append((time.time(), address.lower()))
         return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
@@ -45,14 +46,39 @@ def bulk_audience(world: World, n: int) -> None:
     now, tid = utcnow(), world.tenant_id
     c = t.contact.c
     with world.ctx.engine.begin() as conn:
-        conn.execute(insert(t.contact), [
-            {"tenant_id": tid, "email": f"m{i:05d}@{world.tenant.domain}", "name": f"M{i}",
-             "attributes": {}, "created_at": now} for i in range(n)])
+        conn.execute(
+            insert(t.contact),
+            [
+                {
+                    "tenant_id": tid,
+                    "email": f"m{i:05d}@{world.tenant.domain}",
+                    "name": f"M{i}",
+                    "attributes": {},
+                    "created_at": now,
+                }
+                for i in range(n)
+            ],
+        )
         ids = list(conn.scalars(select(c.id).where(c.tenant_id == tid)))
-        conn.execute(insert(t.list_member), [
-            {"list_id": world.mlist.id, "contact_id": i, "tenant_id": tid} for i in ids])
+        conn.execute(
+            insert(t.list_member),
+            [{"list_id": world.mlist.id, "contact_id": i, "tenant_id": tid} for i in ids],
+        )
         when = now - timedelta(days=30)
-        conn.execute(insert(t.consent), [
-            {"tenant_id": tid, "contact_id": i, "channel": "email", "topic": "news",
-             "source": "signup_form", "status": "confirmed", "consented_at": when,
-             "confirmed_at": when, "created_at": now} for i in ids])
+        conn.execute(
+            insert(t.consent),
+            [
+                {
+                    "tenant_id": tid,
+                    "contact_id": i,
+                    "channel": "email",
+                    "topic": "news",
+                    "source": "signup_form",
+                    "status": "confirmed",
+                    "consented_at": when,
+                    "confirmed_at": when,
+                    "created_at": now,
+                }
+                for i in ids
+            ],
+        )

@@ -33,8 +33,9 @@ def test_a_clean_slice_lets_the_campaign_continue(world: World) -> None:
     for i in range(N):
         world.contact(f"c{i:03d}")
     world.publish(world.message("big"))
-    world.run(lambda: states(world, "big") == {("sent", None): SLICE,
-                                               ("held", "canary"): N - SLICE})
+    world.run(
+        lambda: states(world, "big") == {("sent", None): SLICE, ("held", "canary"): N - SLICE}
+    )
     assert len(world.sink.handler.received) == SLICE
     world.ctx.settings.canary_wait_s = 0
     world.run(world.finished("big"))
@@ -52,26 +53,47 @@ def test_a_complaint_in_the_slice_halts_the_campaign(world: World) -> None:
         small.contact(f"s{i}")
     world.publish(world.message("big"))
     small.publish(small.message("small"))
-    world.run(lambda: states(world, "big")[("sent", None)] == SLICE
-              and small.campaign_state("small") == "finished")
+    world.run(
+        lambda: (
+            states(world, "big")[("sent", None)] == SLICE
+            and small.campaign_state("small") == "finished"
+        )
+    )
     first = next(r for r in world.deliveries("big") if r.state == "sent")
-    feedback_store.apply(world.ctx.engine, world.ctx.settings,
-                         Feedback("complaint", delivery_id=first.id), b"ARF report", "arf",
-                         utcnow())
+    feedback_store.apply(
+        world.ctx.engine,
+        world.ctx.settings,
+        Feedback("complaint", delivery_id=first.id),
+        b"ARF report",
+        "arf",
+        utcnow(),
+    )
     world.ctx.settings.canary_wait_s = 0
     world.run(lambda: states(world, "big")[("held", "canary_halted")] == N - SLICE)
-    assert len([r for r in world.sink.handler.received
-                if r.recipients[0].endswith(world.tenant.domain)]) == SLICE
+    assert (
+        len(
+            [
+                r
+                for r in world.sink.handler.received
+                if r.recipients[0].endswith(world.tenant.domain)
+            ]
+        )
+        == SLICE
+    )
     assert world.campaign_state("big") == "sending"
     a = t.audit_log.c
     with world.ctx.engine.connect() as conn:
-        [audit] = conn.execute(select(a.action, a.detail).where(
-            a.tenant_id == world.tenant_id)).all()
+        [audit] = conn.execute(
+            select(a.action, a.detail).where(a.tenant_id == world.tenant_id)
+        ).all()
     assert audit.action == "canary.halt"
     assert (audit.detail["complaints"], audit.detail["sent"]) == (1, SLICE)
-    cancelled = sending_blocks.cancel_held(world.ctx.engine, world.tenant_id, "ops",
-                                           "bad list", utcnow())
+    cancelled = sending_blocks.cancel_held(
+        world.ctx.engine, world.tenant_id, "ops", "bad list", utcnow()
+    )
     assert cancelled == N - SLICE
     world.run(world.finished("big"))
-    assert states(world, "big") == {("sent", None): SLICE,
-                                    ("cancelled", "operator_cancelled"): N - SLICE}
+    assert states(world, "big") == {
+        ("sent", None): SLICE,
+        ("cancelled", "operator_cancelled"): N - SLICE,
+    }

@@ -30,18 +30,29 @@ def configure(world: World) -> None:
 def blocks(world: World) -> list[Any]:
     b = t.sending_block.c
     with world.ctx.engine.connect() as conn:
-        return list(conn.execute(select(b.scope, b.source, b.detail, b.cleared_at).where(
-            b.tenant_id == world.tenant_id).order_by(b.id)).all())
+        return list(
+            conn.execute(
+                select(b.scope, b.source, b.detail, b.cleared_at)
+                .where(b.tenant_id == world.tenant_id)
+                .order_by(b.id)
+            ).all()
+        )
 
 
 def ids(world: World, external_id: str) -> list[tuple[int, int]]:
     d, c = t.delivery.c, t.campaign.c
     with world.ctx.engine.connect() as conn:
-        return [(r[0], r[1]) for r in conn.execute(
-            select(d.id, d.campaign_id).join(t.campaign, c.id == d.campaign_id)
-            .where(c.tenant_id == world.tenant_id, c.external_id == external_id,
-                   d.state == "sent")
-            .order_by(d.id))]
+        return [
+            (r[0], r[1])
+            for r in conn.execute(
+                select(d.id, d.campaign_id)
+                .join(t.campaign, c.id == d.campaign_id)
+                .where(
+                    c.tenant_id == world.tenant_id, c.external_id == external_id, d.state == "sent"
+                )
+                .order_by(d.id)
+            )
+        ]
 
 
 def complain(world: World, port: int, fixtures_dir: Path, delivery: tuple[int, int]) -> None:
@@ -49,8 +60,9 @@ def complain(world: World, port: int, fixtures_dir: Path, delivery: tuple[int, i
     assert deliver(port, raw, f"fbl@{world.ctx.settings.bounce_domain}")[0] == 250
 
 
-def test_breaker_trips_at_the_threshold_and_escalates(world: World, listener: int,
-                                                      fixtures_dir: Path) -> None:
+def test_breaker_trips_at_the_threshold_and_escalates(
+    world: World, listener: int, fixtures_dir: Path
+) -> None:
     configure(world)
     for i in range(N):
         world.contact(f"r{i:03d}")
@@ -68,8 +80,9 @@ def test_breaker_trips_at_the_threshold_and_escalates(world: World, listener: in
     assert detail["reason"] == "complaint_rate" and detail["complaint_rate"] == 0.03
     a = t.audit_log.c
     with world.ctx.engine.connect() as conn:
-        audit = conn.execute(select(a.actor, a.action, a.detail).where(
-            a.tenant_id == world.tenant_id)).all()
+        audit = conn.execute(
+            select(a.actor, a.action, a.detail).where(a.tenant_id == world.tenant_id)
+        ).all()
         status = conn.scalar(select(t.tenant.c.status).where(t.tenant.c.id == world.tenant_id))
     assert [(r.actor, r.action) for r in audit] == [("breaker", "sending_block.breaker")]
     assert audit[0].detail["window_start"] and audit[0].detail["complaints"] == 3
@@ -83,22 +96,30 @@ def test_breaker_trips_at_the_threshold_and_escalates(world: World, listener: in
     world.publish(world.message("receipt", kind="transactional"))
     other.publish(other.message("theirs"))
     complained = {"blocked": 3}  # the three complainers are suppressed from now on
-    world.run(lambda: other.campaign_state("theirs") == "finished"
-              and world.campaign_state("receipt") == "finished"
-              and Counter(r.state for r in world.deliveries("second")) == {"held": N - 3,
-                                                                             **complained})
+    world.run(
+        lambda: (
+            other.campaign_state("theirs") == "finished"
+            and world.campaign_state("receipt") == "finished"
+            and Counter(r.state for r in world.deliveries("second"))
+            == {"held": N - 3, **complained}
+        )
+    )
     assert Counter(r.state for r in world.deliveries("receipt")) == {"sent": N - 3, **complained}
     assert Counter(r.state for r in other.deliveries("theirs")) == {"sent": 5}
 
     # only an operator re-enables; held mail resumes and is sent once
-    cleared = sending_blocks.clear_blocks(world.ctx.engine, world.tenant_id, "bulk_email",
-                                          "ops", "tenant cleaned its list", utcnow())
+    cleared = sending_blocks.clear_blocks(
+        world.ctx.engine, world.tenant_id, "bulk_email", "ops", "tenant cleaned its list", utcnow()
+    )
     assert len(cleared) == 1
     assert resume_held(world.ctx.engine, world.ctx.settings, world.tenant_id) == N - 3
     world.run(world.finished("second"))
     assert Counter(r.state for r in world.deliveries("second")) == {"sent": N - 3, **complained}
-    second = [r for r in world.sink.handler.received
-              if any(a.endswith(world.tenant.domain) for a in r.recipients)]
+    second = [
+        r
+        for r in world.sink.handler.received
+        if any(a.endswith(world.tenant.domain) for a in r.recipients)
+    ]
     assert len(second) == 3 * (N - 3) + 3  # first (N), receipt (N-3), second (N-3)
 
     # the old complaints do not count again; new ones on top of N new sends do

@@ -14,16 +14,25 @@ from tests.workers.test_dead_letter import dead_letters
 def audit(world: World) -> list[tuple[str, str, dict]]:
     a = t.audit_log.c
     with world.ctx.engine.connect() as conn:
-        return [(r.actor, r.action, r.detail) for r in conn.execute(
-            select(a.actor, a.action, a.detail).where(a.tenant_id == world.tenant_id)
-            .order_by(a.id))]
+        return [
+            (r.actor, r.action, r.detail)
+            for r in conn.execute(
+                select(a.actor, a.action, a.detail)
+                .where(a.tenant_id == world.tenant_id)
+                .order_by(a.id)
+            )
+        ]
 
 
 def policy(world: World, external_id: str) -> dict:
     c = t.campaign.c
     with world.ctx.engine.connect() as conn:
-        return dict(conn.scalar(select(c.policy).where(
-            c.tenant_id == world.tenant_id, c.external_id == external_id)) or {})
+        return dict(
+            conn.scalar(
+                select(c.policy).where(c.tenant_id == world.tenant_id, c.external_id == external_id)
+            )
+            or {}
+        )
 
 
 def metric(name: str, **labels: str) -> float:
@@ -32,11 +41,22 @@ def metric(name: str, **labels: str) -> float:
 
 def test_forbidden_content_rejects_the_campaign_and_sends_nothing(world: World) -> None:
     world.contact("anna")
-    before = metric("postgate_content_verdicts_total", tenant=world.tenant.slug,
-                    channel="email", verdict="block")
-    world.publish(world.message("bad", content={
-        "subject": "Hot singles", "text": "Replica watches and s.e.x tonight, {{ name }}",
-        "html": "<p>Nothing to see</p>"}))
+    before = metric(
+        "postgate_content_verdicts_total",
+        tenant=world.tenant.slug,
+        channel="email",
+        verdict="block",
+    )
+    world.publish(
+        world.message(
+            "bad",
+            content={
+                "subject": "Hot singles",
+                "text": "Replica watches and s.e.x tonight, {{ name }}",
+                "html": "<p>Nothing to see</p>",
+            },
+        )
+    )
     world.publish(world.message("good"))
     world.run(world.finished("good"))
     assert world.campaign_state("bad") == "rejected"
@@ -44,13 +64,22 @@ def test_forbidden_content_rejects_the_campaign_and_sends_nothing(world: World) 
     assert [r.recipients for r in world.sink.handler.received] == [[f"anna@{world.tenant.domain}"]]
     verdict = policy(world, "bad")
     assert verdict["action"] == "block"
-    assert verdict["matches"] == {"ip_infringement": ["replica watch*"], "sexual": ["hot singles",
-                                                                                   "sex"]}
+    assert verdict["matches"] == {
+        "ip_infringement": ["replica watch*"],
+        "sexual": ["hot singles", "sex"],
+    }
     ((actor, action, detail),) = audit(world)
     assert (actor, action) == ("content_policy", "campaign_blocked")
     assert detail["external_id"] == "bad" and detail["matches"] == verdict["matches"]
-    assert metric("postgate_content_verdicts_total", tenant=world.tenant.slug, channel="email",
-                  verdict="block") == before + 1
+    assert (
+        metric(
+            "postgate_content_verdicts_total",
+            tenant=world.tenant.slug,
+            channel="email",
+            verdict="block",
+        )
+        == before + 1
+    )
     # the same campaign id again stays rejected (idempotent), and is not re-audited
     world.publish(world.message("bad", content={"subject": "Clean", "text": "now"}))
     world.publish(world.message("good2"))
@@ -60,9 +89,16 @@ def test_forbidden_content_rejects_the_campaign_and_sends_nothing(world: World) 
 
 def test_spam_prone_content_is_sent_but_flagged(world: World) -> None:
     world.contact("anna")
-    world.publish(world.message("pills", content={
-        "subject": "Vitaminok {{ name }}", "text": "Étrend-kiegészítők és online kaszinó",
-        "html": ""}))
+    world.publish(
+        world.message(
+            "pills",
+            content={
+                "subject": "Vitaminok {{ name }}",
+                "text": "Étrend-kiegészítők és online kaszinó",
+                "html": "",
+            },
+        )
+    )
     world.run(world.finished("pills"))
     assert [r.state for r in world.deliveries("pills")] == ["sent"]
     assert policy(world, "pills") == {
@@ -71,8 +107,10 @@ def test_spam_prone_content_is_sent_but_flagged(world: World) -> None:
         "categories": {"gambling": "flag", "supplements": "flag"},
     }
     assert [(a, b) for a, b, _ in audit(world)] == [("content_policy", "campaign_flagged")]
-    assert metric("postgate_content_matches_total", tenant=world.tenant.slug,
-                  category="supplements") >= 1
+    assert (
+        metric("postgate_content_matches_total", tenant=world.tenant.slug, category="supplements")
+        >= 1
+    )
 
 
 def test_clean_content_is_allowed_without_audit_noise(world: World) -> None:
@@ -85,9 +123,16 @@ def test_clean_content_is_allowed_without_audit_noise(world: World) -> None:
 
 def test_templates_that_cannot_render_are_dead_lettered_at_the_door(world: World) -> None:
     world.contact("anna")
-    world.publish(world.message("loop", content={
-        "subject": "Hi", "text": "{% for a in range(99999) %}{% for b in range(99999) %}"
-                                 "{% endfor %}{% endfor %}"}))
+    world.publish(
+        world.message(
+            "loop",
+            content={
+                "subject": "Hi",
+                "text": "{% for a in range(99999) %}{% for b in range(99999) %}"
+                "{% endfor %}{% endfor %}",
+            },
+        )
+    )
     world.publish(world.message("syntax", content={"subject": "Hi {{ name", "text": "x"}))
     world.publish(world.message("good"))
     world.run(world.finished("good"))
@@ -105,8 +150,9 @@ def test_tenant_headers_arrive_and_forged_ones_are_dead_lettered(world: World) -
     world.contact("anna")
     world.publish(world.message("forged", headers={"Sender": "ceo@bank.example"}))
     world.publish(world.message("injected", headers={"X-Tag": "a\u2028Bcc: eve@x.example"}))
-    world.publish(world.message("tagged", headers={"X-Campaign": "spring",
-                                                   "Reply-To": "help@example.com"}))
+    world.publish(
+        world.message("tagged", headers={"X-Campaign": "spring", "Reply-To": "help@example.com"})
+    )
     world.run(world.finished("tagged"))
     errors = [e for e, _ in dead_letters(world)]
     assert len(errors) == 2
@@ -134,15 +180,28 @@ def test_tenant_and_operator_see_the_verdicts_over_the_api(world: World, api: st
     assert got["state"] == "finished" and got["policy"]["action"] == "flag"
     got = httpx.get(f"{api}/v1/campaigns/porn/policy", headers=as_tenant, timeout=10).json()
     assert got["state"] == "rejected" and got["policy"]["matches"] == {"sexual": ["porn*"]}
-    assert httpx.get(f"{api}/v1/campaigns/nope/policy", headers=as_tenant,
-                     timeout=10).status_code == 404
+    assert (
+        httpx.get(f"{api}/v1/campaigns/nope/policy", headers=as_tenant, timeout=10).status_code
+        == 404
+    )
     other = World.create(world.ctx, world.sink)
     other_key = create_key(world.ctx.engine, "tenant", "crm", other.tenant.slug)
-    assert httpx.get(f"{api}/v1/campaigns/porn/policy", timeout=10,  # never another tenant's
-                     headers={"authorization": f"Bearer {other_key}"}).status_code == 404
-    assert httpx.get(f"{api}/v1/operator/content-verdicts", headers=as_tenant,
-                     timeout=10).status_code == 403
-    listed = httpx.get(f"{api}/v1/operator/content-verdicts?limit=500",
-                       headers={"authorization": f"Bearer {operator_key}"}, timeout=10).json()
+    assert (
+        httpx.get(
+            f"{api}/v1/campaigns/porn/policy",
+            timeout=10,  # never another tenant's
+            headers={"authorization": f"Bearer {other_key}"},
+        ).status_code
+        == 404
+    )
+    assert (
+        httpx.get(f"{api}/v1/operator/content-verdicts", headers=as_tenant, timeout=10).status_code
+        == 403
+    )
+    listed = httpx.get(
+        f"{api}/v1/operator/content-verdicts?limit=500",
+        headers={"authorization": f"Bearer {operator_key}"},
+        timeout=10,
+    ).json()
     mine = [(v["campaign"], v["action"]) for v in listed if v["tenant"] == world.tenant.slug]
     assert sorted(mine) == [("casino", "campaign_flagged"), ("porn", "campaign_blocked")]

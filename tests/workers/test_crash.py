@@ -36,41 +36,83 @@ def bulk_audience(world: World, count: int) -> None:
     now = utcnow()
     domain = world.tenant.domain
     with world.ctx.engine.begin() as conn:
-        conn.execute(insert(t.contact), [
-            {"tenant_id": world.tenant_id, "email": f"k{i:05d}@{domain}", "name": f"K{i}",
-             "attributes": {}, "created_at": now} for i in range(count)
-        ])
-        ids = list(conn.scalars(select(t.contact.c.id).where(
-            t.contact.c.tenant_id == world.tenant_id).order_by(t.contact.c.id)))
-        conn.execute(insert(t.list_member), [
-            {"list_id": world.mlist.id, "contact_id": cid, "tenant_id": world.tenant_id}
-            for cid in ids
-        ])
-        conn.execute(insert(t.consent), [
-            {"tenant_id": world.tenant_id, "contact_id": cid, "channel": "email",
-             "topic": "news", "source": "signup_form", "status": "confirmed",
-             "consented_at": now, "confirmed_at": now, "created_at": now} for cid in ids
-        ])
+        conn.execute(
+            insert(t.contact),
+            [
+                {
+                    "tenant_id": world.tenant_id,
+                    "email": f"k{i:05d}@{domain}",
+                    "name": f"K{i}",
+                    "attributes": {},
+                    "created_at": now,
+                }
+                for i in range(count)
+            ],
+        )
+        ids = list(
+            conn.scalars(
+                select(t.contact.c.id)
+                .where(t.contact.c.tenant_id == world.tenant_id)
+                .order_by(t.contact.c.id)
+            )
+        )
+        conn.execute(
+            insert(t.list_member),
+            [
+                {"list_id": world.mlist.id, "contact_id": cid, "tenant_id": world.tenant_id}
+                for cid in ids
+            ],
+        )
+        conn.execute(
+            insert(t.consent),
+            [
+                {
+                    "tenant_id": world.tenant_id,
+                    "contact_id": cid,
+                    "channel": "email",
+                    "topic": "news",
+                    "source": "signup_form",
+                    "status": "confirmed",
+                    "consented_at": now,
+                    "confirmed_at": now,
+                    "created_at": now,
+                }
+                for cid in ids
+            ],
+        )
 
 
 def sender(settings: Settings) -> subprocess.Popen[bytes]:
-    env = worker_env(settings, SMTP_CONNECTIONS=str(CONNECTIONS), LEASE_S="2",
-                     BATCH_SIZE=str(BATCH), SENDER_PREFETCH=str(PREFETCH),
-                     OUTCOME_FLUSH_COUNT=str(FLUSH))
-    return subprocess.Popen([sys.executable, "-m", "postgate", "worker", "sender"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = worker_env(
+        settings,
+        SMTP_CONNECTIONS=str(CONNECTIONS),
+        LEASE_S="2",
+        BATCH_SIZE=str(BATCH),
+        SENDER_PREFETCH=str(PREFETCH),
+        OUTCOME_FLUSH_COUNT=str(FLUSH),
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "postgate", "worker", "sender"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def test_kill_9_during_a_campaign_loses_nothing(world: World) -> None:
     bulk_audience(world, RECIPIENTS)
-    settings = world.ctx.settings.model_copy(update={"batch_size": BATCH, "lease_s": 2,
-                                                     "sweep_interval_s": 0.2,
-                                                     "orphan_after_s": 3,
-                                                     "canary_min_audience": 0})
+    settings = world.ctx.settings.model_copy(
+        update={
+            "batch_size": BATCH,
+            "lease_s": 2,
+            "sweep_interval_s": 0.2,
+            "orphan_after_s": 3,
+            "canary_min_audience": 0,
+        }
+    )
     world.ctx.settings = settings
     world.publish(world.message("crash"))
-    world.run(lambda: world.campaign_state("crash") == "sending", workers=("planner",),
-              timeout=120)
+    world.run(lambda: world.campaign_state("crash") == "sending", workers=("planner",), timeout=120)
     rng = random.Random(7)
     kills, kills_mid_send = 0, 0
     procs = [sender(settings), sender(settings)]
@@ -96,9 +138,13 @@ def test_kill_9_during_a_campaign_loses_nothing(world: World) -> None:
 
     d = t.delivery.c
     with world.ctx.engine.connect() as conn:
-        states = dict(conn.execute(
-            select(d.state, func.count()).where(d.tenant_id == world.tenant_id)
-            .group_by(d.state)).all())
+        states = dict(
+            conn.execute(
+                select(d.state, func.count())
+                .where(d.tenant_id == world.tenant_id)
+                .group_by(d.state)
+            ).all()
+        )
     assert states == {"sent": RECIPIENTS}
     received = Counter(r.recipients[0] for r in world.sink.handler.received)
     assert len(received) == RECIPIENTS  # nobody lost

@@ -36,14 +36,19 @@ def test_flip_holds_a_running_campaign_and_re_enable_resumes_it(world: World, ap
     with httpx.Client(base_url=api, timeout=10) as http:
         url = f"/v1/operator/tenants/{slug}/sending-blocks"
         assert http.post(url, json={"scope": "all", "reason": "x"}, headers=ops).status_code == 422
-        assert http.post(url, json={"scope": "all", "reason": "spam wave"},
-                         headers=tenant_key).status_code == 403
+        assert (
+            http.post(
+                url, json={"scope": "all", "reason": "spam wave"}, headers=tenant_key
+            ).status_code
+            == 403
+        )
 
         def flip_midway() -> bool:
             if "at" not in flipped and len(handler.starts_for(world.tenant.domain)) >= 60:
                 flipped["at"] = time.time()
-                reply = http.post(url, json={"scope": "bulk_email", "reason": "spam wave"},
-                                  headers=ops)
+                reply = http.post(
+                    url, json={"scope": "bulk_email", "reason": "spam wave"}, headers=ops
+                )
                 assert reply.status_code == 201, reply.text
             return "at" in flipped and time.time() - flipped["at"] > 2
 
@@ -61,22 +66,30 @@ def test_flip_holds_a_running_campaign_and_re_enable_resumes_it(world: World, ap
         listed = http.get("/v1/operator/sending-blocks", headers=ops).json()
         assert [b["scope"] for b in listed if b["tenant"] == slug] == ["bulk_email"]
 
-        cleared = http.post(f"{url}/clear", json={"scope": "bulk_email", "reason": "cleaned up"},
-                            headers=ops).json()
+        cleared = http.post(
+            f"{url}/clear", json={"scope": "bulk_email", "reason": "cleaned up"}, headers=ops
+        ).json()
         assert cleared["resumed"] == states["held"]
         world.run(world.finished("big"))
         audit = http.get(f"/v1/operator/tenants/{slug}/audit", headers=ops).json()
-        assert http.post(f"{url}/clear", json={"scope": "bulk_email", "reason": "again"},
-                         headers=ops).status_code == 404
+        assert (
+            http.post(
+                f"{url}/clear", json={"scope": "bulk_email", "reason": "again"}, headers=ops
+            ).status_code
+            == 404
+        )
     assert Counter(r.state for r in world.deliveries("big")) == {"sent": 600}
     received = Counter(a for r in handler.received for a in r.recipients)
     assert len(received) == 600 and set(received.values()) == {1}
     assert [(a["action"], a["actor"]) for a in reversed(audit)] == [
-        ("sending_block.operator", "ops"), ("sending_block.clear", "ops")]
+        ("sending_block.operator", "ops"),
+        ("sending_block.clear", "ops"),
+    ]
     assert audit[0]["detail"]["reason"] == "cleaned up"
     via = "Redis" if world.ctx.settings.redis_url else "in-process"
-    print(f"\nkill switch ({via} pub/sub): last transaction start {late * 1000:.0f} ms "
-          "after the flip")
+    print(
+        f"\nkill switch ({via} pub/sub): last transaction start {late * 1000:.0f} ms after the flip"
+    )
 
 
 def test_stop_everything_then_cancel_held(world: World, api: str) -> None:
@@ -85,13 +98,20 @@ def test_stop_everything_then_cancel_held(world: World, api: str) -> None:
     ops, slug = operator(world), world.tenant.slug
     with httpx.Client(base_url=api, timeout=10) as http:
         url = f"/v1/operator/tenants/{slug}/sending-blocks"
-        assert http.post(url, json={"scope": "all", "reason": "account compromised"},
-                         headers=ops).status_code == 201
+        assert (
+            http.post(
+                url, json={"scope": "all", "reason": "account compromised"}, headers=ops
+            ).status_code
+            == 201
+        )
         world.publish(world.message("receipt", kind="transactional"))
         world.run(lambda: Counter(r.state for r in world.deliveries("receipt")) == {"held": 5})
         assert world.sink.handler.received == []
-        cancelled = http.post(f"/v1/operator/tenants/{slug}/held/cancel",
-                              json={"reason": "stale receipts"}, headers=ops).json()
+        cancelled = http.post(
+            f"/v1/operator/tenants/{slug}/held/cancel",
+            json={"reason": "stale receipts"},
+            headers=ops,
+        ).json()
         assert cancelled["cancelled"] == 5
         assert http.get("/v1/operator/tenants/nope/sending-state", headers=ops).status_code == 404
     world.run(world.finished("receipt"))

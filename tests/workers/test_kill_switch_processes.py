@@ -40,18 +40,21 @@ def sink() -> Iterator[SmtpSink]:
 
 @pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "rsa-signed"])
 def test_flip_reaches_every_sender_process_within_a_second(
-        world: World, api: str, tmp_path: Path, signed: bool) -> None:
+    world: World, api: str, tmp_path: Path, signed: bool
+) -> None:
     """With ``signed`` the tenant's mail is DKIM-signed with RSA-2048, as production
     sends: signatures in flight on the signing threads must not delay the stop."""
     handler: TimedHandler = world.sink.handler  # type: ignore[assignment]
     bulk_audience(world, N)
     if signed:
         now = utcnow()
-        domain_store.add(world.ctx.engine, world.tenant_id, world.tenant.domain, "rsa-sha256",
-                         now)
+        domain_store.add(world.ctx.engine, world.tenant_id, world.tenant.domain, "rsa-sha256", now)
         with world.ctx.engine.begin() as conn:
-            conn.execute(update(t.sender_domain).where(
-                t.sender_domain.c.tenant_id == world.tenant_id).values(verified_at=now))
+            conn.execute(
+                update(t.sender_domain)
+                .where(t.sender_domain.c.tenant_id == world.tenant_id)
+                .values(verified_at=now)
+            )
     ops = {"Authorization": f"Bearer {create_key(world.ctx.engine, 'operator', 'ops')}"}
     url = f"/v1/operator/tenants/{world.tenant.slug}/sending-blocks"
     fleet = Fleet(world.ctx.settings, tmp_path)
@@ -63,24 +66,28 @@ def test_flip_reaches_every_sender_process_within_a_second(
         wait_until(lambda: len(handler.starts_for(domain)) >= 1500, 120, every=0.01)
         with httpx.Client(base_url=api, timeout=10) as http:
             flipped = time.time()
-            reply = http.post(url, json={"scope": "bulk_email", "reason": "complaint storm"},
-                              headers=ops)
+            reply = http.post(
+                url, json={"scope": "bulk_email", "reason": "complaint storm"}, headers=ops
+            )
             assert reply.status_code == 201
             time.sleep(3)
             starts = handler.starts_for(domain)
             late = max(starts) - flipped
             held = Counter(r.state for r in world.deliveries("huge"))
             assert held["held"] > 0, held
-            cleared = http.post(f"{url}/clear", json={"scope": "bulk_email",
-                                                      "reason": "investigated"}, headers=ops)
+            cleared = http.post(
+                f"{url}/clear", json={"scope": "bulk_email", "reason": "investigated"}, headers=ops
+            )
             assert cleared.status_code == 200
         assert wait_until(world.finished("huge"), 120)
     finally:
         codes = fleet.stop()
     assert set(codes.values()) == {0}, {k: fleet.tail(k) for k, v in codes.items() if v}
-    print(f"\nkill switch across 2 sender processes (Redis pub/sub): sent {len(starts)} before "
-          f"the flip took hold, last transaction start {late * 1000:.0f} ms after the flip, "
-          f"{held['held']} held then resumed")
+    print(
+        f"\nkill switch across 2 sender processes (Redis pub/sub): sent {len(starts)} before "
+        f"the flip took hold, last transaction start {late * 1000:.0f} ms after the flip, "
+        f"{held['held']} held then resumed"
+    )
     assert late < 1.0, f"a transaction started {late:.3f}s after the flip"
     assert Counter(r.state for r in world.deliveries("huge")) == {"sent": N}
     received = Counter(a for r in handler.received for a in r.recipients)

@@ -27,16 +27,23 @@ def sink() -> Iterator[SmtpSink]:
 def test_a_batch_slower_than_its_lease_sends_each_recipient_once(world: World) -> None:
     for i in range(20):
         world.contact(f"l{i:02d}")
-    world.ctx.settings = world.ctx.settings.model_copy(update={
-        "lease_s": 1.0, "batch_size": 10, "sender_prefetch": 1, "smtp_connections": 1,
-        "canary_min_audience": 0})  # one batch takes about 2 s, twice its lease
+    world.ctx.settings = world.ctx.settings.model_copy(
+        update={
+            "lease_s": 1.0,
+            "batch_size": 10,
+            "sender_prefetch": 1,
+            "smtp_connections": 1,
+            "canary_min_audience": 0,
+        }
+    )  # one batch takes about 2 s, twice its lease
     world.publish(world.message("slow"))
     try:
         world.run(world.finished("slow"), timeout=10)
     finally:  # the database is shared: other tests' sweepers must not pick these rows up
         with world.ctx.engine.connect() as conn:
-            campaign_id = conn.scalar(select(t.campaign.c.id).where(
-                t.campaign.c.tenant_id == world.tenant_id))
+            campaign_id = conn.scalar(
+                select(t.campaign.c.id).where(t.campaign.c.tenant_id == world.tenant_id)
+            )
         if campaign_id is not None and world.campaign_state("slow") != "finished":
             control.cancel(world.ctx.engine, world.tenant_id, campaign_id, "test")
     received = Counter(a for r in world.sink.handler.received for a in r.recipients)

@@ -60,8 +60,9 @@ def test_consented_recipients_get_correct_mail_and_the_rest_are_blocked(world: W
     assert anna["From"] == f"News Desk <news@{world.tenant.domain}>"
     campaign_id = _campaign_id(world, "welcome")
     ref = tokens.Ref(rows["anna"].id, campaign_id, world.tenant_id)
-    assert anna["Message-ID"] == tokens.message_id(world.ctx.settings.secret_key, ref,
-                                                   world.tenant.domain)
+    assert anna["Message-ID"] == tokens.message_id(
+        world.ctx.settings.secret_key, ref, world.tenant.domain
+    )
     assert anna["Date"] is not None and anna["MIME-Version"] == "1.0"
     assert anna.get_content_type() == "multipart/alternative"
     text, html = anna.iter_parts()  # type: ignore[misc]
@@ -79,10 +80,13 @@ def test_consented_recipients_get_correct_mail_and_the_rest_are_blocked(world: W
         {"tenant": world.tenant.slug, "channel": "email", "provider": "smtp", "outcome": "sent"},
     )
     assert sample == 2
-    assert REGISTRY.get_sample_value(
-        "postgate_blocked_total",
-        {"tenant": world.tenant.slug, "channel": "email", "reason": "no_consent"},
-    ) == 2
+    assert (
+        REGISTRY.get_sample_value(
+            "postgate_blocked_total",
+            {"tenant": world.tenant.slug, "channel": "email", "reason": "no_consent"},
+        )
+        == 2
+    )
 
 
 def test_the_same_campaign_id_twice_makes_one_campaign(world: World) -> None:
@@ -120,12 +124,18 @@ def test_5xx_fails_and_a_dead_address_is_suppressed(world: World) -> None:
     s = t.suppression.c
     with world.ctx.engine.connect() as conn:
         suppressed = conn.execute(
-            select(s.address, s.reason).where(s.tenant_id == world.tenant_id)).all()
-        events = conn.execute(select(t.feedback_event.c.address, t.feedback_event.c.hard).where(
-            t.feedback_event.c.tenant_id == world.tenant_id)).all()
+            select(s.address, s.reason).where(s.tenant_id == world.tenant_id)
+        ).all()
+        events = conn.execute(
+            select(t.feedback_event.c.address, t.feedback_event.c.hard).where(
+                t.feedback_event.c.tenant_id == world.tenant_id
+            )
+        ).all()
     assert suppressed == [(f"gone@{world.tenant.domain}", "hard_bounce")]
-    assert sorted(events) == [(f"gone@{world.tenant.domain}", True),
-                              (f"policy@{world.tenant.domain}", False)]
+    assert sorted(events) == [
+        (f"gone@{world.tenant.domain}", True),
+        (f"policy@{world.tenant.domain}", False),
+    ]
     assert world.sink.handler.received == []
 
 
@@ -161,8 +171,11 @@ def test_an_expired_lease_is_recovered_by_the_sweeper(world: World) -> None:
     # a sender took the row and died: it stays 'sending' with a lease in the past
     d = t.delivery.c
     with world.ctx.engine.begin() as conn:
-        conn.execute(update(t.delivery).where(d.tenant_id == world.tenant_id).values(
-            state="sending", lease_until=utcnow() - timedelta(seconds=1)))
+        conn.execute(
+            update(t.delivery)
+            .where(d.tenant_id == world.tenant_id)
+            .values(state="sending", lease_until=utcnow() - timedelta(seconds=1))
+        )
     world.ctx.broker().get("send")  # the batch message was lost with the worker
     world.run(world.finished("lease"), workers=("sender", "sweeper"))
     assert len(sent_to(world, "crash")) == 1
@@ -181,8 +194,9 @@ def test_a_scheduled_campaign_waits_for_its_time(world: World) -> None:
 def test_a_killed_tenant_sends_nothing_and_its_rows_are_held(world: World) -> None:
     world.contact("held")
     with world.ctx.engine.begin() as conn:  # the kill switch: a block on everything
-        sending.add_block(conn, world.tenant_id, Scope.ALL, BlockSource.OPERATOR, "test",
-                          "test", {}, utcnow())
+        sending.add_block(
+            conn, world.tenant_id, Scope.ALL, BlockSource.OPERATOR, "test", "test", {}, utcnow()
+        )
     world.publish(world.message("killed"))
     world.run(lambda: [r.state for r in world.deliveries("killed")] == ["held"])
     assert world.sink.handler.received == []
@@ -192,8 +206,11 @@ def test_a_killed_tenant_sends_nothing_and_its_rows_are_held(world: World) -> No
 def _campaign_id(world: World, external_id: str) -> int:
     c = t.campaign.c
     with world.ctx.engine.connect() as conn:
-        return int(conn.scalar(select(c.id).where(
-            c.tenant_id == world.tenant_id, c.external_id == external_id)))
+        return int(
+            conn.scalar(
+                select(c.id).where(c.tenant_id == world.tenant_id, c.external_id == external_id)
+            )
+        )
 
 
 def test_two_unknown_outcomes_stop_retrying_with_the_same_message_id(world: World) -> None:

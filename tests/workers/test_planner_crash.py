@@ -33,8 +33,7 @@ def rows(world: World) -> int:
         return int(conn.scalar(select(func.count()).where(d.tenant_id == world.tenant_id)) or 0)
 
 
-def test_a_planner_killed_mid_plan_is_resumed_by_the_sweeper(world: World,
-                                                             tmp_path: Path) -> None:
+def test_a_planner_killed_mid_plan_is_resumed_by_the_sweeper(world: World, tmp_path: Path) -> None:
     bulk_audience(world, RECIPIENTS)
     fleet = Fleet(world.ctx.settings, tmp_path)
     try:
@@ -46,8 +45,9 @@ def test_a_planner_killed_mid_plan_is_resumed_by_the_sweeper(world: World,
         killed_at, written = time.monotonic(), rows(world)
         assert written < RECIPIENTS and world.campaign_state("big") == "planning"
         fleet.spawn("sweeper", "sender", PAGE_SIZE="2000", PLAN_LEASE_S="3")
-        assert wait_until(lambda: world.campaign_state("big") in ("sending", "finished"), 120
-                          ), fleet.dead()
+        assert wait_until(lambda: world.campaign_state("big") in ("sending", "finished"), 120), (
+            fleet.dead()
+        )
         resumed_after = time.monotonic() - killed_at
         assert wait_until(world.finished("big"), 240), fleet.dead()
     finally:
@@ -55,8 +55,13 @@ def test_a_planner_killed_mid_plan_is_resumed_by_the_sweeper(world: World,
     assert rows(world) == RECIPIENTS  # re-planning is exactly once
     d = t.delivery.c
     with world.ctx.engine.connect() as conn:
-        states = dict(conn.execute(select(d.state, func.count()).where(
-            d.tenant_id == world.tenant_id).group_by(d.state)).all())
+        states = dict(
+            conn.execute(
+                select(d.state, func.count())
+                .where(d.tenant_id == world.tenant_id)
+                .group_by(d.state)
+            ).all()
+        )
     assert states == {"sent": RECIPIENTS}
     assert resumed_after < 60, resumed_after
     print(f"killed at {written} rows; planning resumed {resumed_after:.1f} s after the kill")
@@ -79,8 +84,9 @@ def test_a_message_taken_by_a_dead_worker_comes_back(world: World) -> None:
     alive = Broker(settings.broker_url, prefix, visibility_timeout_s=1.0)
     try:
         alive.publish("campaigns", b'{"marker": 1}')
-        taker = subprocess.Popen([sys.executable, "-c", TAKER, settings.broker_url, prefix],
-                                 stdout=subprocess.PIPE)
+        taker = subprocess.Popen(
+            [sys.executable, "-c", TAKER, settings.broker_url, prefix], stdout=subprocess.PIPE
+        )
         assert taker.stdout is not None and taker.stdout.readline().strip() == b"taken"
         taker.send_signal(signal.SIGKILL)  # died holding it: no ack, no requeue
         taker.wait()

@@ -28,10 +28,12 @@ def dns_server() -> Iterator[LocalDns]:
 
 
 @pytest.mark.parametrize("algorithm", ["rsa-sha256", "ed25519-sha256"])
-def test_claim_verify_and_send_dkim_signed_mail(world: World, settings: Settings,
-                                                dns_server: LocalDns, algorithm: str) -> None:
-    settings = settings.model_copy(update={"dns_resolver": dns_server.address,
-                                           "dns_timeout_s": 3, "dkim_algorithm": algorithm})
+def test_claim_verify_and_send_dkim_signed_mail(
+    world: World, settings: Settings, dns_server: LocalDns, algorithm: str
+) -> None:
+    settings = settings.model_copy(
+        update={"dns_resolver": dns_server.address, "dns_timeout_s": 3, "dkim_algorithm": algorithm}
+    )
     world.ctx = Context.from_settings(settings)
     brand = f"{world.tenant.slug}-brand.example"
     key = create_key(world.ctx.engine, "tenant", "crm", world.tenant.slug)
@@ -39,8 +41,9 @@ def test_claim_verify_and_send_dkim_signed_mail(world: World, settings: Settings
     api = serve_api(settings)
     base = next(api)
     try:
-        with httpx.Client(base_url=base, headers={"authorization": f"Bearer {key}"},
-                          timeout=10) as http:
+        with httpx.Client(
+            base_url=base, headers={"authorization": f"Bearer {key}"}, timeout=10
+        ) as http:
             claimed = http.post("/v1/domains", json={"domain": brand.upper()})
             assert claimed.status_code == 201, claimed.text
             body = claimed.json()
@@ -70,11 +73,13 @@ def test_claim_verify_and_send_dkim_signed_mail(world: World, settings: Settings
     finally:
         next(api, None)
 
-    world.publish(world.message("signed", **{"from": {"email": f"news@mail.{brand}",
-                                                      "name": "Brand"}}))
+    world.publish(
+        world.message("signed", **{"from": {"email": f"news@mail.{brand}", "name": "Brand"}})
+    )
     world.run(world.finished("signed"))
-    (received,) = [r for r in world.sink.handler.received
-                   if f"news@mail.{brand}".encode() in r.data]
+    (received,) = [
+        r for r in world.sink.handler.received if f"news@mail.{brand}".encode() in r.data
+    ]
     assert received.data.startswith(b"DKIM-Signature:")
     assert dkim.verify(received.data, dnsfunc=dns_server.dkim_dnsfunc)
     assert dkim_record["name"] in dns_server.queries
@@ -84,25 +89,29 @@ def test_claim_verify_and_send_dkim_signed_mail(world: World, settings: Settings
     assert forged != received.data and not dkim.verify(forged, dnsfunc=dns_server.dkim_dnsfunc)
 
     # the tenant's primary domain has no key here: its mail goes out unsigned, as before
-    marker = [r for r in world.sink.handler.received
-              if f"news@{world.tenant.domain}".encode() in r.data]
+    marker = [
+        r for r in world.sink.handler.received if f"news@{world.tenant.domain}".encode() in r.data
+    ]
     assert marker and not marker[0].data.startswith(b"DKIM-Signature:")
 
 
-def test_verification_reports_a_dns_outage_without_recording_it(world: World,
-                                                                settings: Settings) -> None:
+def test_verification_reports_a_dns_outage_without_recording_it(
+    world: World, settings: Settings
+) -> None:
     import socket
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:  # answers nothing
         silent.bind(("127.0.0.1", 0))
-        settings = settings.model_copy(update={
-            "dns_resolver": f"127.0.0.1:{silent.getsockname()[1]}", "dns_timeout_s": 0.5})
+        settings = settings.model_copy(
+            update={"dns_resolver": f"127.0.0.1:{silent.getsockname()[1]}", "dns_timeout_s": 0.5}
+        )
         key = create_key(world.ctx.engine, "tenant", "crm", world.tenant.slug)
         api = serve_api(settings)
         base = next(api)
         try:
-            with httpx.Client(base_url=base, headers={"authorization": f"Bearer {key}"},
-                              timeout=10) as http:
+            with httpx.Client(
+                base_url=base, headers={"authorization": f"Bearer {key}"}, timeout=10
+            ) as http:
                 http.post("/v1/domains", json={"domain": f"{world.tenant.slug}.example.net"})
                 reply = http.post(f"/v1/domains/{world.tenant.slug}.example.net/verify")
                 assert reply.status_code == 503 and "failed" in reply.json()["detail"]
@@ -112,9 +121,13 @@ def test_verification_reports_a_dns_outage_without_recording_it(world: World,
             next(api, None)
 
 
-def test_cli_claims_lists_and_verifies(world: World, settings: Settings, dns_server: LocalDns,
-                                       capsys: pytest.CaptureFixture[str],
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_claims_lists_and_verifies(
+    world: World,
+    settings: Settings,
+    dns_server: LocalDns,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import json
 
     from postgate.cli import main as cli

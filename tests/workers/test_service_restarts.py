@@ -68,13 +68,15 @@ def own_rabbit() -> Iterator[LocalRabbit]:
         server.close()
 
 
-def own_world(settings: Settings, sink: SmtpSink, redis: LocalRedis,
-              postgres: LocalPostgres) -> World:
+def own_world(
+    settings: Settings, sink: SmtpSink, redis: LocalRedis, postgres: LocalPostgres
+) -> World:
     """A tenant in a fresh database of our own PostgreSQL, with our own Redis."""
     url = postgres.create_database(f"restart_{uuid.uuid4().hex[:8]}")
     migrate(url)
-    ours = settings.model_copy(update={"database_url": url, "broker_url": redis.url(0),
-                                       "redis_url": redis.url(1)})
+    ours = settings.model_copy(
+        update={"database_url": url, "broker_url": redis.url(0), "redis_url": redis.url(1)}
+    )
     return World.create(Context.from_settings(ours), sink)
 
 
@@ -102,8 +104,13 @@ def campaign_under(world: World, tmp_path: Path, fault: Callable[[], None]) -> d
     assert world.campaign_state("restart") == "finished"
     d = t.delivery.c
     with world.ctx.engine.connect() as conn:
-        states = dict(conn.execute(select(d.state, func.count()).where(
-            d.tenant_id == world.tenant_id).group_by(d.state)).all())
+        states = dict(
+            conn.execute(
+                select(d.state, func.count())
+                .where(d.tenant_id == world.tenant_id)
+                .group_by(d.state)
+            ).all()
+        )
     assert states == {"sent": N}, states
     received = Counter(a for r in handler.received for a in r.recipients)
     assert len(received) == N  # nobody lost
@@ -112,20 +119,25 @@ def campaign_under(world: World, tmp_path: Path, fault: Callable[[], None]) -> d
     return {"duplicates": duplicates, "transactions": len(handler.received)}
 
 
-def test_redis_restart_mid_campaign_loses_nothing(settings: Settings, sink: SmtpSink,
-                                                  own_redis: LocalRedis, tmp_path: Path) -> None:
+def test_redis_restart_mid_campaign_loses_nothing(
+    settings: Settings, sink: SmtpSink, own_redis: LocalRedis, tmp_path: Path
+) -> None:
     """Redis is broker and pub/sub here; the database is the suite's (SQLite or PostgreSQL)."""
-    ours = settings.model_copy(update={"broker_url": own_redis.url(0),
-                                       "redis_url": own_redis.url(1)})
+    ours = settings.model_copy(
+        update={"broker_url": own_redis.url(0), "redis_url": own_redis.url(1)}
+    )
     world = World.create(Context.from_settings(ours), sink)
     outcome = campaign_under(world, tmp_path, own_redis.restart)
     print(f"\nredis restarted mid-campaign: {outcome}")
 
 
-def test_postgres_restart_mid_campaign_loses_nothing(settings: Settings, sink: SmtpSink,
-                                                     own_redis: LocalRedis,
-                                                     own_postgres: LocalPostgres,
-                                                     tmp_path: Path) -> None:
+def test_postgres_restart_mid_campaign_loses_nothing(
+    settings: Settings,
+    sink: SmtpSink,
+    own_redis: LocalRedis,
+    own_postgres: LocalPostgres,
+    tmp_path: Path,
+) -> None:
     world = own_world(settings, sink, own_redis, own_postgres)
     ctx = world.ctx
     try:
@@ -135,22 +147,29 @@ def test_postgres_restart_mid_campaign_loses_nothing(settings: Settings, sink: S
     print(f"\npostgresql restarted mid-campaign: {outcome}")
 
 
-def test_rabbitmq_restart_mid_campaign_loses_nothing(settings: Settings, sink: SmtpSink,
-                                                     own_redis: LocalRedis,
-                                                     own_rabbit: LocalRabbit,
-                                                     tmp_path: Path) -> None:
+def test_rabbitmq_restart_mid_campaign_loses_nothing(
+    settings: Settings,
+    sink: SmtpSink,
+    own_redis: LocalRedis,
+    own_rabbit: LocalRabbit,
+    tmp_path: Path,
+) -> None:
     """RabbitMQ is the broker (Redis only pub/sub): every AMQP connection drops at once."""
-    ours = settings.model_copy(update={"broker_url": own_rabbit.url(),
-                                       "redis_url": own_redis.url(1)})
+    ours = settings.model_copy(
+        update={"broker_url": own_rabbit.url(), "redis_url": own_redis.url(1)}
+    )
     world = World.create(Context.from_settings(ours), sink)
     outcome = campaign_under(world, tmp_path, own_rabbit.restart)
     print(f"\nrabbitmq restarted mid-campaign: {outcome}")
 
 
-def test_workers_started_while_postgres_is_down_wait_for_it(settings: Settings, sink: SmtpSink,
-                                                            own_redis: LocalRedis,
-                                                            own_postgres: LocalPostgres,
-                                                            tmp_path: Path) -> None:
+def test_workers_started_while_postgres_is_down_wait_for_it(
+    settings: Settings,
+    sink: SmtpSink,
+    own_redis: LocalRedis,
+    own_postgres: LocalPostgres,
+    tmp_path: Path,
+) -> None:
     """A sender (and a planner) started during a database outage waits for it instead of
     exiting, then sends as usual."""
     world = own_world(settings, sink, own_redis, own_postgres)

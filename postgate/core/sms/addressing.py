@@ -30,7 +30,8 @@ def sender_id(value: str) -> SenderId:
     if not _ALNUM.match(value):
         raise AddressError(
             f"sender id {value!r}: use at most 11 letters, digits, space or . & _ -, "
-            "or a phone number")
+            "or a phone number"
+        )
     if not any(ch.isalpha() for ch in value):
         raise AddressError(f"sender id {value!r}: an alphanumeric id needs a letter")
     return SenderId(value, numeric=False)
@@ -45,4 +46,3 @@ def e164(number: str) -> str:
     if not phonenumbers.is_valid_number(parsed):
         raise AddressError(f"phone number {number!r} is not a valid number")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-

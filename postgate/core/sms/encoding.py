@@ -20,20 +20,50 @@ BASIC = (
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
-EXTENSION = {"\f": 0x0A, "^": 0x14, "{": 0x28, "}": 0x29, "\\": 0x2F, "[": 0x3C,
-             "~": 0x3D, "]": 0x3E, "|": 0x40, "€": 0x65}
+EXTENSION = {
+    "\f": 0x0A,
+    "^": 0x14,
+    "{": 0x28,
+    "}": 0x29,
+    "\\": 0x2F,
+    "[": 0x3C,
+    "~": 0x3D,
+    "]": 0x3E,
+    "|": 0x40,
+    "€": 0x65,
+}
 ESCAPE = 0x1B
 _SEPTET = {ch: i for i, ch in enumerate(BASIC) if i != ESCAPE}
 
 GSM7_SINGLE, GSM7_PART = 160, 153
 UCS2_SINGLE, UCS2_PART = 70, 67
 
-TRANSLITERATION = str.maketrans({
-    "á": "a", "í": "i", "ó": "o", "ő": "ö", "ú": "u", "ű": "ü",
-    "Á": "A", "Í": "I", "Ó": "O", "Ő": "Ö", "Ú": "U", "Ű": "Ü",
-    "\u201e": '"', "\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'",
-    "\u2013": "-", "\u2014": "-", "\u2026": "...", "\u00a0": " ", "\t": " ",
-})
+TRANSLITERATION = str.maketrans(
+    {
+        "á": "a",
+        "í": "i",
+        "ó": "o",
+        "ő": "ö",
+        "ú": "u",
+        "ű": "ü",
+        "Á": "A",
+        "Í": "I",
+        "Ó": "O",
+        "Ő": "Ö",
+        "Ú": "U",
+        "Ű": "Ü",
+        "\u201e": '"',
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u2013": "-",
+        "\u2014": "-",
+        "\u2026": "...",
+        "\u00a0": " ",
+        "\t": " ",
+    }
+)
 
 
 class Encoding(StrEnum):
@@ -70,8 +100,13 @@ class EncodedSms:
         return sum(unit_cost(ch, self.encoding) for ch in self.text)
 
     def summary(self) -> dict[str, object]:
-        return {"encoding": self.encoding.value, "segments": self.segments,
-                "chars": self.chars, "units": self.units, "text": self.text}
+        return {
+            "encoding": self.encoding.value,
+            "segments": self.segments,
+            "chars": self.chars,
+            "units": self.units,
+            "text": self.text,
+        }
 
 
 def is_gsm7(text: str) -> bool:
@@ -86,8 +121,9 @@ def unit_cost(ch: str, encoding: Encoding) -> int:
 
 def split(text: str, encoding: Encoding) -> tuple[str, ...]:
     """Cut ``text`` into parts; a character's units always stay in one part."""
-    single, per_part = (GSM7_SINGLE, GSM7_PART) if encoding is Encoding.GSM7 else (
-        UCS2_SINGLE, UCS2_PART)
+    single, per_part = (
+        (GSM7_SINGLE, GSM7_PART) if encoding is Encoding.GSM7 else (UCS2_SINGLE, UCS2_PART)
+    )
     costs = [unit_cost(ch, encoding) for ch in text]
     if sum(costs) <= single:
         return (text,)
@@ -102,16 +138,16 @@ def split(text: str, encoding: Encoding) -> tuple[str, ...]:
     return tuple(parts)
 
 
-def encode(text: str, policy: Policy = Policy.UNICODE, max_parts: int | None = None
-           ) -> EncodedSms:
+def encode(text: str, policy: Policy = Policy.UNICODE, max_parts: int | None = None) -> EncodedSms:
     """Choose the encoding and the parts of ``text`` under ``policy``."""
     if policy is Policy.TRANSLITERATE:
         text = text.translate(TRANSLITERATION)
     encoding = Encoding.GSM7 if is_gsm7(text) else Encoding.UCS2
     parts = split(text, encoding)
     if max_parts is not None and len(parts) > max_parts:
-        raise SmsTooLong(f"text needs {len(parts)} {encoding.value} parts; "
-                         f"at most {max_parts} allowed")
+        raise SmsTooLong(
+            f"text needs {len(parts)} {encoding.value} parts; at most {max_parts} allowed"
+        )
     return EncodedSms(encoding, text, parts)
 
 

@@ -13,10 +13,22 @@ from __future__ import annotations
 import re
 import unicodedata
 
-KEYWORDS = frozenset({
-    "STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT",
-    "LEIRATKOZAS", "LEIRATKOZOM", "LEIRATKOZNI", "TOROL", "TOROLJ",
-})
+KEYWORDS = frozenset(
+    {
+        "STOP",
+        "STOPALL",
+        "UNSUBSCRIBE",
+        "CANCEL",
+        "END",
+        "QUIT",
+        "OPTOUT",
+        "LEIRATKOZAS",
+        "LEIRATKOZOM",
+        "LEIRATKOZNI",
+        "TOROL",
+        "TOROLJ",
+    }
+)
 RESUME_KEYWORDS = frozenset({"START", "UNSTOP", "FELIRATKOZAS", "FELIRATKOZOM"})
 _WORD = re.compile(r"[A-Z]+")
 

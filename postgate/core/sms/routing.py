@@ -27,8 +27,11 @@ def parse_routes(spec: str) -> dict[str, str]:
     return routes
 
 
-def route(number: str, routes: Mapping[str, str] = DEFAULT_ROUTES,
-          override: Mapping[str, str] | None = None) -> str:
+def route(
+    number: str,
+    routes: Mapping[str, str] = DEFAULT_ROUTES,
+    override: Mapping[str, str] | None = None,
+) -> str:
     """The provider for the E.164 ``number``: the tenant's override first, then the
     platform's table; the longest matching prefix wins, ``*`` is the fallback."""
     table = {**routes, **(override or {})}

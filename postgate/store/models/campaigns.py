@@ -1,6 +1,5 @@
 """Campaigns and their deliveries: one row per recipient, with the gate's decision."""
 
-
 from __future__ import annotations
 
 from datetime import datetime

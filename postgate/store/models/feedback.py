@@ -1,6 +1,5 @@
 """Feedback events: every bounce, complaint, unsubscribe and STOP, stored once."""
 
-
 from __future__ import annotations
 
 from datetime import datetime

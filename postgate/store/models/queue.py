@@ -1,6 +1,5 @@
 """Queue messages that could not be processed."""
 
-
 from __future__ import annotations
 
 from datetime import datetime

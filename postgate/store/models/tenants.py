@@ -1,6 +1,5 @@
 """Tenants, their sending blocks, api keys and the audit trail."""
 
-
 from __future__ import annotations
 
 from datetime import datetime
