@@ -81,12 +81,15 @@ def main() -> None:
             dns.publish_a(f"mx.{domain}")
         settings = Settings(
             dns_resolver=dns.address,
-            mx_connections_per_domain=args.per_domain,
-            mx_port_overrides={
-                f"mx.{d}": port for d, (port, _) in zip(domains, sinks, strict=True)
+            providers={
+                "mx": {
+                    "connections_per_domain": args.per_domain,
+                    "port_overrides": {
+                        f"mx.{d}": port for d, (port, _) in zip(domains, sinks, strict=True)
+                    },
+                },
+                "smtp": {"port": sinks[0][0], "connections": args.domains * args.per_domain},
             },
-            smtp_port=sinks[0][0],
-            smtp_connections=args.domains * args.per_domain,
         )
         in_flight = args.domains * args.per_domain
         recipients = [f"r{i}@{domains[i % len(domains)]}" for i in range(args.messages)]

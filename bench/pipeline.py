@@ -47,6 +47,7 @@ from postgate.core.dkim_signing import DkimKey
 from postgate.core.rendering import CampaignContent, CompiledCampaign, RecipientData
 from postgate.demo.run import campaign_message
 from postgate.demo.seed import TOPIC
+from postgate.providers.smtp import SmtpSettings
 from postgate.runtime.context import Context
 from postgate.settings import Settings, new_secret
 from postgate.store import tables as t
@@ -300,7 +301,7 @@ def planner_process(settings: Settings) -> subprocess.Popen[bytes]:
         "BROKER_URL": settings.broker_url,
         "QUEUE_PREFIX": settings.queue_prefix,
         "CANARY_MIN_AUDIENCE": "0",
-        "SMTP_PORT": str(settings.smtp_port),
+        "SMTP_PORT": str(settings.provider(SmtpSettings).port),
         "SECRET_KEY": settings.secret_key,
     }
     return subprocess.Popen(
@@ -360,8 +361,7 @@ def pipeline(
             broker_url=args.broker_url,
             use_uvloop=True,
             queue_prefix=f"bench{os.getpid()}",
-            smtp_port=port,
-            smtp_connections=args.connections,
+            providers={"smtp": {"port": port, "connections": args.connections}},
             secret_key=new_secret(),
             canary_min_audience=0,
         )  # measure the whole send, no canary pause

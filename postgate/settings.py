@@ -35,29 +35,8 @@ class Settings(BaseSettings):
     redis_url: str = ""  # empty: in-process pub/sub (embedded mode)
     queue_prefix: str = "postgate"
 
-    # SMTP smarthost
-    smtp_host: str = "127.0.0.1"
-    smtp_port: int = 8025
-    smtp_tls: Literal["none", "starttls", "tls"] = "none"
-    smtp_user: str = ""
-    smtp_password: str = ""
-    smtp_connections: int = Field(default=16, ge=1, le=512)
-    smtp_timeout_s: float = 30.0
-    smtp_validate_certs: bool = True
-    smtp_pipelining: bool = True  # postgate's own pipelining client for plain sessions
+    # the smarthost's SMTP_* and direct-to-MX's MX_* settings: providers/smtp.py, mx_dns.py
     email_provider: str = "smtp"  # "smtp" (the smarthost above) or "mx" (direct to MX)
-
-    # direct-to-MX delivery (postgate/providers/mx.py); DNS_RESOLVER below is used too
-    mx_port: int = 25
-    mx_port_overrides: dict[str, int] = Field(default_factory=dict)  # MX host -> port; tests
-    mx_connections_per_domain: int = Field(default=4, ge=1)
-    mx_timeout_s: float = 30.0
-    mx_idle_s: float = 30.0  # an idle connection older than this is closed, not reused
-    mx_dns_ttl_min_s: float = 60.0  # MX/A answers are cached for their TTL within these
-    mx_dns_ttl_max_s: float = 3600.0
-    mx_host_down_s: float = 60.0  # an MX host that refused a connection is skipped this long
-    mx_backoff_base_s: float = 60.0  # after a 421 / 4.7.x the domain is deferred this long,
-    mx_backoff_max_s: float = 1800.0  # doubling on each repeat up to this; a success resets
 
     # identity of this platform
     # SECRET_KEY signs unsubscribe links, VERP addresses, SMS callback URLs and operator
@@ -185,6 +164,11 @@ class Settings(BaseSettings):
     def provider(self, model: type[P]) -> P:
         """The settings of one provider: its environment, overridden by ``providers``."""
         return model(**self.providers.get(model.name, {}))
+
+    def with_provider(self, name: str, **values: Any) -> Settings:
+        """A copy whose overrides of provider ``name`` also hold ``values``."""
+        merged = {**self.providers, name: {**self.providers.get(name, {}), **values}}
+        return self.model_copy(update={"providers": merged})
 
     def require_secret(self) -> str:
         """The secret key, or :class:`MissingSecret` when it is unset or too short to be

@@ -9,6 +9,10 @@ from typing import Any
 import yaml
 
 from postgate.cli.main import parser
+from postgate.providers.mx_dns import MxSettings
+from postgate.providers.smpp import SmppSettings
+from postgate.providers.smsapi import SmsApiSettings
+from postgate.providers.smtp import SmtpSettings
 from postgate.settings import Settings
 
 ROOT = Path(__file__).parent.parent
@@ -37,6 +41,14 @@ def test_required_services_exist_with_healthchecks() -> None:
         assert check.get("test") and not check.get("disable"), name
 
 
+# every setting's environment name: the engine's and each provider's (its prefix + field)
+KNOWN = {f.upper() for f in Settings.model_fields} | {
+    f"{model.model_config.get('env_prefix', '')}{f}".upper()
+    for model in (SmtpSettings, MxSettings, SmppSettings, SmsApiSettings)
+    for f in model.model_fields
+}
+
+
 def test_every_postgate_command_parses_and_settings_load() -> None:
     for name, service in compose()["services"].items():
         if service.get("build") != ".":
@@ -45,6 +57,7 @@ def test_every_postgate_command_parses_and_settings_load() -> None:
         assert callable(args.fn), name
         env = {k.lower(): v for k, v in service["environment"].items() if "${" not in str(v)}
         settings = Settings(**env)
+        assert set(service["environment"]) <= KNOWN, (name, set(service["environment"]) - KNOWN)
         host = settings.database_url.split("@")[1].split(":")[0]
         assert host in compose()["services"]
         assert settings.broker_url.split("//")[1].split(":")[0] in compose()["services"]

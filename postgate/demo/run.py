@@ -60,8 +60,7 @@ def run_demo(workdir: Path | None = None, say: Callable[[str], None] = print) ->
         database_url=f"sqlite:///{directory / 'postgate.db'}",
         broker_url="memory://",
         queue_prefix=f"demo{time.time_ns()}",
-        smtp_port=sink.port,
-        smtp_connections=4,
+        providers={"smtp": {"port": sink.port, "connections": 4}},
         retry_base_s=1,
         sweep_interval_s=0.2,
         secret_key=new_secret(),  # a throwaway key: the demo's links die with its database

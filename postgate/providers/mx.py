@@ -54,6 +54,7 @@ class MxProvider:
     def __init__(self, settings: Settings, rng: random.Random | None = None) -> None:
         self.settings = settings
         self.routes = MxRoutes(settings)
+        self.own = self.routes.own
         self.rng = rng or random.Random()
         self.idle: dict[Destination, list[tuple[float, aiosmtplib.SMTP]]] = defaultdict(list)
         self.limits: dict[str, tuple[asyncio.Semaphore, int]] = {}  # domain -> (slots, users)
@@ -86,7 +87,7 @@ class MxProvider:
         except DnsFailure as failure:
             return failure.result
         slots, users = self.limits.get(domain) or (
-            asyncio.Semaphore(self.settings.mx_connections_per_domain),
+            asyncio.Semaphore(self.own.connections_per_domain),
             0,
         )
         self.limits[domain] = (slots, users + 1)
@@ -115,8 +116,10 @@ class MxProvider:
 
     def _learn(self, domain: str, result: SendResult) -> None:
         if is_throttle(result.code, result.detail):
-            s, previous = self.settings, self.backoff.get(domain)
-            state = throttled(previous, time.monotonic(), s.mx_backoff_base_s, s.mx_backoff_max_s)
+            previous = self.backoff.get(domain)
+            state = throttled(
+                previous, time.monotonic(), self.own.backoff_base_s, self.own.backoff_max_s
+            )
             if state is not previous:
                 PROVIDER_ERRORS.labels("email", self.name, "throttled").inc()
                 log.warning(
@@ -145,7 +148,7 @@ class MxProvider:
                     Outcome.FAILED, 550, f"5.1.2 {domain} has no MX and no address record"
                 )
             for address in addresses:
-                port = self.settings.mx_port_overrides.get(host, self.settings.mx_port)
+                port = self.own.port_overrides.get(host, self.own.port)
                 dest = Destination(host, address, port)
                 if self.down.get(dest, 0) > time.monotonic():
                     last = SendResult(Outcome.DEFERRED, None, f"{host} [{address}] is down")
@@ -164,7 +167,7 @@ class MxProvider:
         pool = self.idle.get(dest, [])
         while pool:
             since, client = pool.pop()
-            if client.is_connected and time.monotonic() - since < self.settings.mx_idle_s:
+            if client.is_connected and time.monotonic() - since < self.own.idle_s:
                 result = await self._transact(client, dest, envelope_from, recipient, data)
                 if final(result):
                     return result
@@ -178,7 +181,7 @@ class MxProvider:
             )
         except CONNECT_ERRORS as exc:
             PROVIDER_ERRORS.labels("email", self.name, "connect").inc()
-            self.down[dest] = time.monotonic() + self.settings.mx_host_down_s
+            self.down[dest] = time.monotonic() + self.own.host_down_s
             return SendResult(Outcome.DEFERRED, None, f"{dest.host} [{dest.address}]: {exc}")
         return await self._transact(client, dest, envelope_from, recipient, data)
 
@@ -197,7 +200,7 @@ class MxProvider:
             PROVIDER_ERRORS.labels("email", self.name, "connection_lost").inc()
         if not final(result) or result.unknown or result.code == 421 or not client.is_connected:
             client.close()
-        elif len(self.idle[dest]) < self.settings.mx_connections_per_domain:
+        elif len(self.idle[dest]) < self.own.connections_per_domain:
             self.idle[dest].append((time.monotonic(), client))
         else:
             await self._quit(client)
@@ -227,7 +230,7 @@ class MxProvider:
             hostname=dest.address,
             port=dest.port,
             start_tls=False,
-            timeout=self.settings.mx_timeout_s,
+            timeout=self.own.timeout_s,
             local_hostname=self.settings.helo_name,
         )
 
@@ -235,15 +238,15 @@ class MxProvider:
         """Close idle connections past ``MX_IDLE_S`` so quiet destinations hold no socket;
         forget hosts that are no longer down and domains long out of their window."""
         while True:
-            await asyncio.sleep(max(1.0, self.settings.mx_idle_s / 2))
+            await asyncio.sleep(max(1.0, self.own.idle_s / 2))
             now, stale = time.monotonic(), []
             for dest, pool in list(self.idle.items()):
-                stale += [c for t, c in pool if now - t >= self.settings.mx_idle_s]
-                pool[:] = [(t, c) for t, c in pool if now - t < self.settings.mx_idle_s]
+                stale += [c for t, c in pool if now - t >= self.own.idle_s]
+                pool[:] = [(t, c) for t, c in pool if now - t < self.own.idle_s]
                 if not pool:  # in place: a send may be walking this very list
                     del self.idle[dest]
             self.down = {d: until for d, until in self.down.items() if until > now}
-            forget = now - self.settings.mx_backoff_max_s  # long quiet: strikes start over
+            forget = now - self.own.backoff_max_s  # long quiet: strikes start over
             self.backoff = {d: b for d, b in self.backoff.items() if b.until > forget}
             await asyncio.gather(*(self._quit(c) for c in stale))
 

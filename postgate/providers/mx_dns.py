@@ -12,17 +12,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 import dns.asyncresolver
 import dns.exception
 import dns.name
 import dns.resolver
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
 from postgate.core.outcome import Outcome, SendResult
 from postgate.providers.dns_txt import resolver as txt_resolver
 from postgate.providers.mx_policy import MxHost, cache_ttl, null_mx
-from postgate.settings import Settings
+from postgate.settings import ProviderSettings, Settings
 
 T = TypeVar("T")
 MAX_ENTRIES = 50_000  # expired answers are dropped when the cache grows past this
@@ -54,9 +56,29 @@ def async_resolver(settings: Settings) -> dns.asyncresolver.Resolver:
     return res
 
 
+class MxSettings(ProviderSettings):
+    """Direct-to-MX: ``MX_PORT``, ``MX_PORT_OVERRIDES`` (JSON, MX host -> port; tests),
+    ``MX_CONNECTIONS_PER_DOMAIN``, ``MX_TIMEOUT_S``, ``MX_IDLE_S``, ``MX_DNS_TTL_MIN_S``,
+    ``MX_DNS_TTL_MAX_S``, ``MX_HOST_DOWN_S``, ``MX_BACKOFF_BASE_S``, ``MX_BACKOFF_MAX_S``."""
+
+    model_config = SettingsConfigDict(env_prefix="MX_", env_file=None, extra="ignore")
+    name: ClassVar[str] = "mx"
+    port: int = 25
+    port_overrides: dict[str, int] = Field(default_factory=dict)
+    connections_per_domain: int = Field(default=4, ge=1)
+    timeout_s: float = 30.0
+    idle_s: float = 30.0  # an idle connection older than this is closed, not reused
+    dns_ttl_min_s: float = 60.0  # MX/A answers are cached for their TTL within these
+    dns_ttl_max_s: float = 3600.0
+    host_down_s: float = 60.0  # an MX host that refused a connection is skipped this long
+    backoff_base_s: float = 60.0  # after a 421 / 4.7.x the domain is deferred this long,
+    backoff_max_s: float = 1800.0  # doubling on each repeat up to this; a success resets
+
+
 class MxRoutes:
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
+        self.own = settings.provider(MxSettings)
         self.clock = clock
         self.resolver = async_resolver(settings)
         self.cache: dict[tuple[str, str], tuple[float, object]] = {}
@@ -92,8 +114,10 @@ class MxRoutes:
         try:
             self.queries += 1
             ttl, value = await query()
-            s = self.settings
-            entry = (self.clock() + cache_ttl(ttl, s.mx_dns_ttl_min_s, s.mx_dns_ttl_max_s), value)
+            entry = (
+                self.clock() + cache_ttl(ttl, self.own.dns_ttl_min_s, self.own.dns_ttl_max_s),
+                value,
+            )
             if ttl >= 0:  # a temporary failure (ttl -1) is answered but not kept
                 if len(self.cache) >= MAX_ENTRIES:
                     now = self.clock()

@@ -16,13 +16,16 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import ClassVar, Literal
 
 import aiosmtplib
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
 from postgate.core.outcome import Outcome, SendResult, reply_outcome
 from postgate.observability.metrics import PROVIDER_ERRORS, SEND_SECONDS
 from postgate.providers.smtp_pipeline import PipelinedSmtp
-from postgate.settings import Settings
+from postgate.settings import ProviderSettings, Settings
 
 log = logging.getLogger("postgate.smtp")
 
@@ -37,20 +40,37 @@ def _safe(address: str) -> bool:
     return bool(address) and not any(ch in address for ch in "<>\r\n \t\0")
 
 
+class SmtpSettings(ProviderSettings):
+    """The smarthost: ``SMTP_HOST``, ``SMTP_PORT``, ``SMTP_TLS``, ``SMTP_USER``,
+    ``SMTP_PASSWORD``, ``SMTP_CONNECTIONS``, ``SMTP_TIMEOUT_S``, ``SMTP_VALIDATE_CERTS``,
+    ``SMTP_PIPELINING``."""
+
+    model_config = SettingsConfigDict(env_prefix="SMTP_", env_file=None, extra="ignore")
+    name: ClassVar[str] = "smtp"
+    host: str = "127.0.0.1"
+    port: int = 8025
+    tls: Literal["none", "starttls", "tls"] = "none"
+    user: str = ""
+    password: str = ""
+    connections: int = Field(default=16, ge=1, le=512)  # also the sender's messages in flight
+    timeout_s: float = 30.0
+    validate_certs: bool = True
+    pipelining: bool = True  # postgate's own pipelining client for plain sessions
+
+
 class SmtpPool:
     name = "smtp"
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.own = settings.provider(SmtpSettings)
         self.jobs: asyncio.Queue[_Job | None] = asyncio.Queue()
         self.workers: list[asyncio.Task[None]] = []
         self._latency = SEND_SECONDS.labels("email", self.name)
 
     async def start(self) -> None:
         if not self.workers:
-            self.workers = [
-                asyncio.create_task(self._work()) for _ in range(self.settings.smtp_connections)
-            ]
+            self.workers = [asyncio.create_task(self._work()) for _ in range(self.own.connections)]
 
     async def close(self) -> None:
         for _ in self.workers:
@@ -65,18 +85,19 @@ class SmtpPool:
         return await future
 
     def _client(self) -> aiosmtplib.SMTP | PipelinedSmtp:
+        o = self.own
         s = self.settings
-        if s.smtp_tls == "none" and not s.smtp_user and s.smtp_pipelining:
-            return PipelinedSmtp(s.smtp_host, s.smtp_port, s.helo_name, s.smtp_timeout_s)
+        if o.tls == "none" and not o.user and o.pipelining:
+            return PipelinedSmtp(o.host, o.port, s.helo_name, o.timeout_s)
         return aiosmtplib.SMTP(
-            hostname=s.smtp_host,
-            port=s.smtp_port,
-            username=s.smtp_user or None,
-            password=s.smtp_password or None,
-            use_tls=s.smtp_tls == "tls",
-            start_tls=s.smtp_tls == "starttls",
-            validate_certs=s.smtp_validate_certs,
-            timeout=s.smtp_timeout_s,
+            hostname=o.host,
+            port=o.port,
+            username=o.user or None,
+            password=o.password or None,
+            use_tls=o.tls == "tls",
+            start_tls=o.tls == "starttls",
+            validate_certs=o.validate_certs,
+            timeout=o.timeout_s,
             local_hostname=s.helo_name,
         )
 

@@ -27,6 +27,7 @@ from postgate.core.states import BlockReason, Channel, Kind
 from postgate.observability.metrics import BATCH_SECONDS, BLOCKED, DKIM_SIGN_SECONDS, MESSAGES
 from postgate.providers import registry
 from postgate.providers.base import EmailProvider
+from postgate.providers.smtp import SmtpSettings
 from postgate.runtime.context import Context
 from postgate.runtime.runner import Runner
 from postgate.store import tables as t
@@ -100,7 +101,7 @@ class Sender(Runner):
         )  # EMAIL_PROVIDER: smtp or mx
         self.campaigns: dict[int, CampaignInfo] = {}
         self.switch = SendingSwitch(ctx)
-        self.slots = asyncio.Semaphore(ctx.settings.smtp_connections)
+        self.slots = asyncio.Semaphore(ctx.settings.provider(SmtpSettings).connections)
         self.sms: SmsDispatch | None = None  # started on the first SMS batch
         self.signing = ThreadPoolExecutor(
             ctx.settings.dkim_threads or os.cpu_count() or 1, thread_name_prefix="dkim"

@@ -67,14 +67,13 @@ class MxServer:
 
 def mx_settings(dns: LocalDns, ports: dict[str, int], **overrides: Any) -> Settings:
     """Settings that resolve through ``dns`` and reach each fake MX host on its port."""
+    mx: dict[str, Any] = {"port_overrides": ports, "timeout_s": 5}
     values: dict[str, Any] = {
         "dns_resolver": dns.address,
         "dns_timeout_s": 3,
-        "mx_port_overrides": ports,
-        "mx_timeout_s": 5,
         "helo_name": "out.postgate.test",
     }
-    return Settings(**(values | overrides))
+    return Settings(providers={"mx": mx | overrides}, **values)
 
 
 def publish(dns: LocalDns, domain: str, *hosts: tuple[int, str]) -> None:

@@ -131,7 +131,7 @@ def test_a_domain_that_says_slow_down_is_held_back_until_a_later_success(
         mx_settings(
             dns,
             {"mx.slow.example": slow.port, "mx.other.example": other.port},
-            mx_backoff_base_s=1.5,
+            backoff_base_s=1.5,
         )
     )
     backoffs = errors("backoff")
@@ -186,9 +186,7 @@ def test_sends_to_one_domain_share_at_most_its_connection_limit(
 ) -> None:
     mx = servers()
     publish(dns, "busy.example", (10, "mx.busy.example"))
-    provider = MxProvider(
-        mx_settings(dns, {"mx.busy.example": mx.port}, mx_connections_per_domain=2)
-    )
+    provider = MxProvider(mx_settings(dns, {"mx.busy.example": mx.port}, connections_per_domain=2))
     recipients = [f"r{i}@busy.example" for i in range(8)]
 
     async def together() -> list[SendResult]:
@@ -241,7 +239,7 @@ def test_connections_idle_too_long_are_closed(
 ) -> None:
     mx = servers()
     publish(dns, "idle.example", (10, "mx.idle.example"))
-    provider = MxProvider(mx_settings(dns, {"mx.idle.example": mx.port}, mx_idle_s=0.5))
+    provider = MxProvider(mx_settings(dns, {"mx.idle.example": mx.port}, idle_s=0.5))
 
     async def then_wait() -> int:
         await provider.send(FROM, "i@idle.example", MESSAGE)

@@ -27,7 +27,7 @@ def dns() -> Iterator[LocalDns]:
 def test_answers_are_kept_for_their_ttl_within_the_floor_and_ceiling(dns: LocalDns) -> None:
     publish(dns, "ttl.example", (10, "mx.ttl.example"))
     dns.ttl = 0  # a zero TTL would mean one query per message
-    routes = MxRoutes(mx_settings(dns, {}, mx_dns_ttl_min_s=0.3, mx_dns_ttl_max_s=0.3))
+    routes = MxRoutes(mx_settings(dns, {}, dns_ttl_min_s=0.3, dns_ttl_max_s=0.3))
 
     async def ask() -> list[list[MxHost]]:
         answers = [await routes.mx("ttl.example"), await routes.mx("ttl.example")]

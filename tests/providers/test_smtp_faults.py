@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from postgate.providers.smtp import SmtpSettings
 from postgate.settings import Settings
 from postgate.sinks.smtp import SinkHandler, SmtpSink
 from postgate.store import tables as t
@@ -119,7 +120,7 @@ def test_5xx_fails_without_retry_and_only_dead_addresses_are_suppressed(
 def test_a_server_slower_than_the_timeout_is_retried_with_the_same_message_id(
     world: World, faulty: FaultyHandler
 ) -> None:
-    world.ctx.settings = world.ctx.settings.model_copy(update={"smtp_timeout_s": 0.5})
+    world.ctx.settings = world.ctx.settings.with_provider("smtp", timeout_s=0.5)
     addresses = audience(world, 40)
     faulty.slow_once, faulty.slow_s = set(addresses[::7]), 1.5
     world.publish(world.message("slow"))
@@ -168,7 +169,9 @@ def test_a_server_that_goes_away_and_comes_back_loses_nothing(
     counts = received(faulty)
     assert set(counts) == set(addresses)
     twice = [a for a, n in counts.items() if n > 1]
-    assert len(twice) <= settings.smtp_connections  # at most the transactions cut mid-DATA
+    assert (
+        len(twice) <= settings.provider(SmtpSettings).connections
+    )  # at most the transactions cut mid-DATA
     for address in twice:
         assert len(message_ids(faulty, address)) == 1
     print(

@@ -78,15 +78,15 @@ def smarthost(tmp_path: Path) -> Any:
 
 def pool(port: int, **overrides: Any) -> SmtpPool:
     values: dict[str, Any] = {
-        "smtp_port": port,
-        "smtp_tls": "starttls",
-        "smtp_validate_certs": False,
-        "smtp_user": "pg",
-        "smtp_password": "s3cret",
-        "smtp_connections": 1,
-        "smtp_timeout_s": 5,
+        "port": port,
+        "tls": "starttls",
+        "validate_certs": False,
+        "user": "pg",
+        "password": "s3cret",
+        "connections": 1,
+        "timeout_s": 5,
     }
-    settings = Settings(**(values | overrides))
+    settings = Settings(providers={"smtp": values | overrides})
     return SmtpPool(settings)
 
 
@@ -107,7 +107,7 @@ def test_starttls_and_auth(smarthost: Any) -> None:
 
 def test_wrong_password_is_not_sent(smarthost: Any) -> None:
     controller, handler = smarthost
-    result = asyncio.run(send(pool(controller.port, smtp_password="nope"), "b@y.example"))
+    result = asyncio.run(send(pool(controller.port, password="nope"), "b@y.example"))
     assert result.outcome is Outcome.DEFERRED and handler.received == []
 
 

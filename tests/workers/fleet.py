@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from postgate.providers.smtp import SmtpSettings
 from postgate.settings import Settings
 
 BATCH, PREFETCH = 50, 2
@@ -23,9 +24,9 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
         "BROKER_URL": settings.broker_url,
         "REDIS_URL": settings.redis_url,
         "QUEUE_PREFIX": settings.queue_prefix,
-        "SMTP_PORT": str(settings.smtp_port),
+        "SMTP_PORT": str(settings.provider(SmtpSettings).port),
         "SMTP_CONNECTIONS": "4",
-        "SMTP_TIMEOUT_S": str(settings.smtp_timeout_s),
+        "SMTP_TIMEOUT_S": str(settings.provider(SmtpSettings).timeout_s),
         "BATCH_SIZE": str(BATCH),
         "SENDER_PREFETCH": str(PREFETCH),
         "LEASE_S": "3",

@@ -27,12 +27,11 @@ def sink() -> Iterator[SmtpSink]:
 def test_a_batch_slower_than_its_lease_sends_each_recipient_once(world: World) -> None:
     for i in range(20):
         world.contact(f"l{i:02d}")
-    world.ctx.settings = world.ctx.settings.model_copy(
+    world.ctx.settings = world.ctx.settings.with_provider("smtp", connections=1).model_copy(
         update={
             "lease_s": 1.0,
             "batch_size": 10,
             "sender_prefetch": 1,
-            "smtp_connections": 1,
             "canary_min_audience": 0,
         }
     )  # one batch takes about 2 s, twice its lease

@@ -14,6 +14,7 @@ from sqlmodel import Session
 
 from postgate.consent import records
 from postgate.core.clock import utcnow
+from postgate.providers.mx_dns import MxSettings
 from postgate.runtime.context import Context
 from postgate.settings import Settings
 from postgate.sinks.smtp import _free_port
@@ -62,14 +63,8 @@ def test_a_campaign_reaches_each_domain_through_its_own_mx(
         "mx2.south.example": south.port,
         "mx1.south.example": _free_port(),
     }  # refuses connections: the backup takes over
-    settings = settings.model_copy(
-        update={
-            "email_provider": "mx",
-            "dns_resolver": dns_server.address,
-            "dns_timeout_s": 3,
-            "mx_port_overrides": ports,
-            "mx_timeout_s": 5,
-        }
+    settings = settings.with_provider("mx", port_overrides=ports, timeout_s=5).model_copy(
+        update={"email_provider": "mx", "dns_resolver": dns_server.address, "dns_timeout_s": 3}
     )
     world.ctx = Context.from_settings(settings)
     norths = [f"n{i}@north.example" for i in range(3)]
@@ -87,7 +82,9 @@ def test_a_campaign_reaches_each_domain_through_its_own_mx(
     }
     assert sorted(north.handler.recipients()) == norths
     assert sorted(south.handler.recipients()) == souths
-    assert north.handler.ehlos <= settings.mx_connections_per_domain  # connections reused
+    assert (
+        north.handler.ehlos <= settings.provider(MxSettings).connections_per_domain
+    )  # connections reused
     assert all(b"Subject: Hello Reader" in r.data for r in north.handler.received)
     with world.ctx.engine.connect() as conn:
         suppressed = conn.execute(
