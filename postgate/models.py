@@ -24,6 +24,7 @@ from postgate.delivery.models import (
     Tenant,
 )
 from postgate.operator_page.models import OperatorSession
+from postgate.platform.models import ContactRef, ContactSync, TenantProfile
 from postgate.sms.models import SmsPart
 
 metadata = SQLModel.metadata
@@ -34,6 +35,8 @@ __all__ = [
     "Campaign",
     "Consent",
     "Contact",
+    "ContactRef",
+    "ContactSync",
     "DeadLetter",
     "Delivery",
     "FeedbackEvent",
@@ -48,5 +51,6 @@ __all__ = [
     "SmsPart",
     "Suppression",
     "Tenant",
+    "TenantProfile",
     "metadata",
 ]
