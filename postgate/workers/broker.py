@@ -19,7 +19,7 @@ from typing import Any
 from kombu import Connection, Exchange, Queue
 from kombu.message import Message
 
-QUEUES = ("campaigns", "send", "dead")
+QUEUES = ("campaigns", "send", "dead", "contacts")
 
 
 class Broker:

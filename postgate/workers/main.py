@@ -8,6 +8,7 @@ import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from postgate.platform.contacts_worker import ContactsWorker
 from postgate.settings import Settings
 from postgate.workers.context import Context
 from postgate.workers.feedback import FeedbackListener
@@ -24,6 +25,7 @@ WORKERS: dict[str, Callable[[Context], Any]] = {
     "sweeper": Sweeper,
     "retention": Retention,
     "feedback": FeedbackListener,
+    "contacts": ContactsWorker,
 }
 
 
