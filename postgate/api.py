@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
-from sqlalchemy import select, text
+from sqlalchemy import text
 
-from postgate import tables as t
-from postgate.auth import Operator, Principal, authenticated
 from postgate.consent import tenant_api as consent_api
 from postgate.db import engine_for
 from postgate.delivery import campaign_api, data_api
@@ -26,6 +24,7 @@ from postgate.delivery.policy_routes import router as policy_router
 from postgate.delivery.webhooks import router as webhooks_router
 from postgate.metrics_export import exposition
 from postgate.operator_page import routes as operator_page
+from postgate.platform import api as platform_api
 from postgate.settings import Settings, get_settings
 from postgate.sms.callbacks import router as sms_callbacks
 
@@ -82,17 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             conn.execute(text("SELECT 1"))
         return {"status": "ok"}
 
-    @app.get("/v1/me")
-    def me(principal: Annotated[Principal, Depends(authenticated)]) -> dict[str, object]:
-        return {"role": principal.role, "name": principal.name, "tenant": principal.tenant_slug}
-
-    @app.get("/v1/operator/tenants")
-    def tenants(operator: Operator) -> list[dict[str, object]]:
-        with engine.connect() as conn:
-            rows = conn.execute(select(t.tenant.c.slug, t.tenant.c.name, t.tenant.c.domain,
-                                       t.tenant.c.status).order_by(t.tenant.c.slug)).all()
-        return [dict(r._mapping) for r in rows]
-
+    platform_api.install(app)  # /v1/me, provisioning, contacts, suppressions, results
     consent_api.install(app)
     campaign_api.install(app)
     data_api.install(app)
@@ -102,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(domain_router)
     app.include_router(policy_router)
     operator_page.install(app)
+    platform_api.tag_scopes(app)
     gauges = PipelineGauges(engine, _broker_depth(settings))
 
     @app.get("/metrics", include_in_schema=False)
