@@ -45,7 +45,7 @@ def _call(fn: Any, *args: Any) -> Any:
     try:
         return fn(*args)
     except LookupError as exc:  # an unknown tenant or list: a mistake, one line
-        raise ValueError(str(exc).strip("'\"")) from None
+        raise ValueError(str(exc)) from None
 
 
 def published_contacts(body: bytes, settings: Settings) -> int:

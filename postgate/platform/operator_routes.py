@@ -53,7 +53,7 @@ def answer(call: Any, *args: Any) -> Any:
     try:
         return call(*args)
     except LookupError as exc:
-        raise HTTPException(404, str(exc).strip("'\"")) from None
+        raise HTTPException(404, str(exc)) from None
     except prov.Conflict as exc:
         raise HTTPException(409, str(exc)) from None
     except prov.ProvisioningError as exc:
