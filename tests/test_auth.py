@@ -17,7 +17,14 @@ def test_keys_and_roles(world: World, api: str) -> None:
         assert http.get("/v1/me").status_code == 401
         assert http.get("/v1/me", headers={"Authorization": "Bearer pg_wrong"}).status_code == 401
         me = http.get("/v1/me", headers={"Authorization": f"Bearer {tenant_key}"})
-        assert me.json() == {"role": "tenant", "name": "crm", "tenant": world.tenant.slug}
+        assert me.json() | {"profile": None, "sending": None} == {
+            "role": "tenant",
+            "name": "crm",
+            "tenant": world.tenant.slug,
+            "profile": None,
+            "sending": None,
+        }
+        assert me.json()["sending"]["status"] == "active"
         denied = http.get("/v1/operator/tenants", headers={"Authorization": f"Bearer {tenant_key}"})
         assert denied.status_code == 403
         listed = http.get(

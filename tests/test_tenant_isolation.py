@@ -36,6 +36,28 @@ def test_another_tenants_ids_answer_404(world: World, api: str) -> None:
                 "consent_text_version": "1",
             },
         ).json()
+        synced = http.post(
+            "/v1/contacts:bulk",
+            headers=owner,
+            json={
+                "version": "contacts.v1",
+                "tenant": world.tenant.slug,
+                "batch_id": "owner",
+                "contacts": [{"external_id": "crm-1", "email": f"crm@{world.tenant.domain}"}],
+            },
+        ).json()
+        spare = http.post("/v1/lists", headers=owner, json={"name": "spare"}).json()
+        gone = http.delete(f"/v1/lists/{spare['id']}", headers=other)
+        assert (
+            gone.status_code == 404
+            and gone.json() == http.delete("/v1/lists/987654321", headers=other).json()
+        )
+        assert spare["id"] in [x["id"] for x in http.get("/v1/lists", headers=owner).json()]
+        http.post(
+            "/v1/suppressions/imports",
+            headers=owner,
+            json=[{"address": f"secret@{world.tenant.domain}"}],
+        )
         probes = [  # (method, path on the owner's id, the same path on an id that is absent)
             ("GET", "/v1/campaigns/{}", campaign_id, 987654321, None),
             ("POST", "/v1/campaigns/{}/pause", campaign_id, 987654321, None),
@@ -43,6 +65,11 @@ def test_another_tenants_ids_answer_404(world: World, api: str) -> None:
             ("POST", "/v1/campaigns/{}/resume", campaign_id, 987654321, None),
             ("GET", "/v1/contacts/{}/evidence", contact.id, 987654321, None),
             ("PATCH", "/v1/forms/{}", form["public_id"], "x" * 22, {"enabled": False}),
+            ("GET", "/v1/campaigns/{}/results", campaign_id, 987654321, None),
+            ("GET", "/v1/campaigns/by-ref/{}", "private", "absent", None),
+            ("GET", "/v1/contacts/by-ref/{}", "crm-1", "absent", None),
+            ("GET", "/v1/contacts/syncs/{}", synced["sync_id"], 987654321, None),
+            ("PATCH", "/v1/lists/{}", spare["id"], 987654321, {"name": "mine now"}),
         ]
         for method, path, real, absent, body in probes:
             mine = http.request(method, path.format(real), headers=owner, json=body)
@@ -65,11 +92,62 @@ def test_another_tenants_ids_answer_404(world: World, api: str) -> None:
         assert imported.status_code == 404, imported.text
         listed = http.get("/v1/campaigns", headers=other).json()
         assert listed == []
+        assert [x["name"] for x in http.get("/v1/lists", headers=other).json()] == ["main"]
+        assert http.get("/v1/contacts/syncs", headers=other).json() == []
+        assert (
+            http.get("/v1/contacts/syncs", headers=other, params={"batch_id": "owner"}).json() == []
+        )
+        assert http.get("/v1/suppressions", headers=other).json() == {"suppressions": []}
+        for fmt in ("json", "csv"):
+            leaked = http.get("/v1/suppressions", headers=other, params={"format": fmt})
+            assert world.tenant.domain not in leaked.text
+        stats = http.get("/v1/stats", headers=other).json()
+        assert (stats["campaigns"], stats["sent"]) == (0, 0)
+        me = http.get("/v1/me", headers=other).json()
+        assert me["tenant"] == intruder.tenant.slug and world.tenant.slug not in str(me)
+        into = http.post(
+            "/v1/contacts:bulk",
+            headers=other,
+            json={
+                "version": "contacts.v1",
+                "tenant": intruder.tenant.slug,
+                "contacts": [
+                    {
+                        "external_id": "crm-1",
+                        "email": f"x@{intruder.tenant.domain}",
+                        "lists": [world.mlist.id],
+                    }
+                ],
+            },
+        ).json()
+        assert into["dropped"] == 1 and "no such list" in into["report"][0]["reason"]
+        foreign_sync = {
+            "version": "contacts.v1",
+            "tenant": world.tenant.slug,
+            "contacts": [{"external_id": "crm-1", "name": "Hijacked"}],
+        }
+        assert http.post("/v1/contacts:bulk", headers=other, json=foreign_sync).status_code == 403
+        for path in (
+            "/v1/operator/tenants",
+            f"/v1/operator/tenants/{world.tenant.slug}",
+            f"/v1/operator/tenants/{world.tenant.slug}/lists",
+            f"/v1/operator/tenants/{world.tenant.slug}/export.xml",
+        ):
+            assert http.get(path, headers=other).status_code == 403, path
         export = http.get("/v1/export.xml", headers=other)
         assert export.status_code == 200 and world.tenant.domain.encode() not in export.content
         foreign = world.message("sneaky") | {"tenant": world.tenant.slug}
         assert http.post("/v1/campaigns", headers=other, json=foreign).status_code == 403
     assert world.campaign_state("private") == "finished"
+    with world.ctx.engine.connect() as conn:
+        names = list(
+            conn.scalars(
+                select(t.contact.c.name).where(
+                    t.contact.c.tenant_id == world.tenant_id, t.contact.c.email.like("crm@%")
+                )
+            )
+        )
+    assert names == [""]  # the other tenant's sync under the same CRM id touched nothing
 
 
 def test_campaign_routes_submit_status_and_control(world: World, api: str) -> None:

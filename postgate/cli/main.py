@@ -14,6 +14,7 @@ from sqlalchemy import Engine, func, make_url, select
 from sqlalchemy.exc import DBAPIError
 
 from postgate.cli import consent as consent_commands
+from postgate.cli import platform as platform_commands
 from postgate.settings import MissingSecret, Settings, get_settings, new_secret
 from postgate.store import tables as t
 from postgate.store.db import normalise_url
@@ -92,9 +93,14 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
     from postgate.runtime.broker import Broker
 
     body = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    queue = "contacts" if b'"contacts.v1"' in body[:4096] else "campaigns"
     broker = Broker(settings.broker_url, settings.queue_prefix)
-    broker.publish("campaigns", body)
+    broker.publish(queue, body)
     broker.close()
+    if queue == "contacts":
+        from postgate.cli.platform import published_contacts
+
+        return published_contacts(body, settings)
     try:  # say what to follow; the planner validates (a bad message is dead-lettered)
         message = json.loads(body)
         tenant, campaign = str(message["tenant"]), str(message["campaign_id"])
@@ -328,9 +334,9 @@ def _domains(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _schema(args: argparse.Namespace, settings: Settings) -> int:
-    from postgate.core.message import json_schema
+    from postgate.platform.schemas import schema
 
-    print(json.dumps(json_schema(), indent=2))
+    print(json.dumps(schema(args.name), indent=2))
     return 0
 
 
@@ -361,14 +367,19 @@ def parser() -> argparse.ArgumentParser:
     db.set_defaults(fn=_db)
     worker = sub.add_parser("worker", help="run workers until SIGTERM")
     worker.add_argument(
-        "names", nargs="+", choices=["planner", "sender", "sweeper", "feedback", "retention"]
+        "names",
+        nargs="+",
+        choices=["planner", "sender", "sweeper", "feedback", "retention", "contacts"],
+        help="workers to run in this process (contacts: applies contacts.v1 messages)",
     )
     worker.set_defaults(fn=_worker)
     api = sub.add_parser("api", help="serve the HTTP api")
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
     api.set_defaults(fn=_api)
-    pub = sub.add_parser("publish", help="publish a campaign.v1 JSON file (- for stdin)")
+    pub = sub.add_parser(
+        "publish", help="publish a campaign.v1 or contacts.v1 JSON file (- for stdin) to its queue"
+    )
     pub.add_argument("file")
     pub.set_defaults(fn=_publish)
     dead = sub.add_parser("dead-letters", help="list dead-lettered queue messages")
@@ -389,6 +400,7 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("--interval", type=float, default=0.5, help="seconds between reads")
     status.set_defaults(fn=_status)
     consent_commands.add_commands(sub, camp_sub)
+    platform_commands.add_commands(sub)
     keys = sub.add_parser("keys", help="api keys")
     keys_sub = keys.add_subparsers(dest="action", required=True)
     create = keys_sub.add_parser("create", help="create a key and print it once")
@@ -437,7 +449,18 @@ def parser() -> argparse.ArgumentParser:
     domains.add_argument("domain", nargs="?", default="")
     domains.add_argument("--tenant", required=True)
     domains.set_defaults(fn=_domains)
-    schema = sub.add_parser("schema", help="print the campaign.v1 JSON schema")
+    schema = sub.add_parser(
+        "schema",
+        help="print the JSON schema of a queue message",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    schema.add_argument(
+        "name",
+        nargs="?",
+        default="campaign.v1",
+        choices=["campaign.v1", "contacts.v1"],
+        help="which message",
+    )
     schema.set_defaults(fn=_schema)
     secret = sub.add_parser("secret", help="the SECRET_KEY")
     secret_sub = secret.add_subparsers(dest="action", required=True)

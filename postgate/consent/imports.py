@@ -74,13 +74,26 @@ def _date(value: str) -> datetime:
     return aware(datetime.fromisoformat(value.strip()))
 
 
+def hygiene(consented: datetime | None, active: datetime | None, now: datetime) -> str | None:
+    """Why a contact may not come in (rule 6: consent or last activity older than
+    ``HYGIENE_MONTHS``, or a consent dated in the future), or None. Every path that brings
+    contacts with consent in (CSV imports, contact syncs) asks this."""
+    horizon = add_months(aware(now), -HYGIENE_MONTHS)
+    if consented is not None and aware(consented) > aware(now) + FUTURE_SLACK:
+        return "consent date is in the future"
+    if consented is not None and aware(consented) < horizon:
+        return f"consent older than {HYGIENE_MONTHS} months"
+    if active is not None and aware(active) < horizon:
+        return f"last activity older than {HYGIENE_MONTHS} months"
+    return None
+
+
 def check_rows(text: str, decl: Provenance, now: datetime) -> Checked:
     out = Checked()
     reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
     columns = set(reader.fieldnames or ())
     if not columns & {"email", "phone"}:
         raise ImportRefused("the CSV needs a header row with an email or phone column")
-    horizon = add_months(aware(now), -HYGIENE_MONTHS)
     base = aware(decl.purchase_date or decl.collected_at)
     seen: set[str] = set()
     try:
@@ -113,14 +126,8 @@ def check_rows(text: str, decl: Provenance, now: datetime) -> Checked:
             if email is None and phone is None:
                 drop("no email or phone")
                 continue
-            if consented > aware(now) + FUTURE_SLACK:
-                drop("consent date is in the future")
-                continue
-            if consented < horizon:
-                drop(f"consent older than {HYGIENE_MONTHS} months")
-                continue
-            if active is not None and active < horizon:
-                drop(f"last activity older than {HYGIENE_MONTHS} months")
+            if refused := hygiene(consented, active, now):
+                drop(refused)
                 continue
             key = email or phone or ""
             if key in seen:

@@ -85,6 +85,7 @@ class SuppressionReason(StrEnum):
     COMPLAINT = "complaint"
     UNSUBSCRIBE = "unsubscribe"
     STOP = "stop"
+    MANUAL = "manual"  # imported from the tenant's own list
     BOUNCE_SCORE = "bounce_score"  # soft bounces on enough days in a row
     ERASURE = "erasure"  # the person asked to be forgotten: the address is kept hashed
 
@@ -106,4 +107,5 @@ class BlockSource(StrEnum):
 
     OPERATOR = "operator"  # the kill switch
     BREAKER = "breaker"  # the complaint/bounce circuit breaker
+    CLOSURE = "closure"  # the tenant was closed
     PROVIDER = "provider"  # a gateway said the account cannot send (no credit, auth)

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, delete, or_, select, update
 
 from postgate.core.states import Channel, FeedbackKind, SuppressionReason
 from postgate.store import tables as t
-from postgate.store.dialect import insert_ignore
+from postgate.store.dialect import insert_ignore, insert_ignoring
 
 e, s = t.feedback_event.c, t.suppression.c
 
@@ -105,6 +105,27 @@ def suppress(conn: Connection, entries: Iterable[Entry]) -> None:
             for tenant_id, channel, address, reason, detail, at in entries
         ],
         ("tenant_id", "channel", "address"),
+    )
+
+
+def suppress_counted(conn: Connection, entries: Iterable[Entry]) -> int:
+    """As :func:`suppress`, one row at a time: how many were new (a list import's report)."""
+    statement = insert_ignoring(conn, t.suppression, ("tenant_id", "channel", "address"))
+    return sum(
+        max(
+            conn.execute(
+                statement.values(
+                    tenant_id=tenant_id,
+                    channel=channel,
+                    address=address,
+                    reason=reason,
+                    detail=detail,
+                    created_at=at,
+                )
+            ).rowcount,
+            0,
+        )
+        for tenant_id, channel, address, reason, detail, at in entries
     )
 
 

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
-from sqlalchemy import select, text
+from sqlalchemy import text
 
 from postgate.campaigns.gauges import PipelineGauges
 from postgate.http import campaigns as campaign_api
 from postgate.http import consent as consent_api
 from postgate.http import data as data_api
-from postgate.http.auth import Operator, Principal, authenticated
+from postgate.http import platform as platform_api
 from postgate.http.content_policy import router as policy_router
 from postgate.http.domains import router as domain_router
 from postgate.http.kill_switch import router as kill_switch_router
@@ -29,7 +29,6 @@ from postgate.operator_page import routes as operator_page
 from postgate.pages import routes as visitor_pages
 from postgate.runtime.broker import QUEUES, Broker
 from postgate.settings import Settings, get_settings
-from postgate.store import tables as t
 from postgate.store.db import engine_for
 
 
@@ -85,20 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             conn.execute(text("SELECT 1"))
         return {"status": "ok"}
 
-    @app.get("/v1/me")
-    def me(principal: Annotated[Principal, Depends(authenticated)]) -> dict[str, object]:
-        return {"role": principal.role, "name": principal.name, "tenant": principal.tenant_slug}
-
-    @app.get("/v1/operator/tenants")
-    def tenants(operator: Operator) -> list[dict[str, object]]:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                select(
-                    t.tenant.c.slug, t.tenant.c.name, t.tenant.c.domain, t.tenant.c.status
-                ).order_by(t.tenant.c.slug)
-            ).all()
-        return [dict(r._mapping) for r in rows]
-
+    platform_api.install(app)  # /v1/me, provisioning, contacts, suppressions, results
     consent_api.install(app)
     campaign_api.install(app)
     data_api.install(app)
@@ -109,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(policy_router)
     operator_page.install(app)
     visitor_pages.install(app)
+    platform_api.tag_scopes(app)
     gauges = PipelineGauges(engine, _broker_depth(settings))
 
     @app.get("/metrics", include_in_schema=False)

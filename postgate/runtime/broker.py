@@ -20,7 +20,7 @@ from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
 from kombu.message import Message
 
-QUEUES = ("campaigns", "send", "dead")
+QUEUES = ("campaigns", "send", "dead", "contacts")
 
 
 class Broker:

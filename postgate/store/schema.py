@@ -17,6 +17,7 @@ from postgate.store.models.consent import (
 from postgate.store.models.domains import SenderDomain
 from postgate.store.models.feedback import FeedbackEvent
 from postgate.store.models.operator import OperatorSession
+from postgate.store.models.platform import ContactRef, ContactSync, TenantProfile
 from postgate.store.models.queue import DeadLetter
 from postgate.store.models.sms import SmsPart
 from postgate.store.models.tenants import ApiKey, AuditLog, SendingBlock, Tenant
@@ -29,6 +30,8 @@ __all__ = [
     "Campaign",
     "Consent",
     "Contact",
+    "ContactRef",
+    "ContactSync",
     "DeadLetter",
     "Delivery",
     "FeedbackEvent",
@@ -44,6 +47,7 @@ __all__ = [
     "Suppression",
     "Tenant",
     "TenantBrand",
+    "TenantProfile",
     "TopicLabel",
     "metadata",
 ]

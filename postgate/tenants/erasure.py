@@ -21,8 +21,14 @@ from postgate.store import tables as t
 HASH_PREFIX = "sha256:"
 
 
+CLOSED_TENANT_DAYS = 90  # a closed tenant's data is purged this long after closure
+
+
 def address_hash(address: str) -> str:
     return HASH_PREFIX + hashlib.sha256(address.strip().lower().encode()).hexdigest()
+
+
+CLOSED_TENANT_DAYS = 90  # a closed tenant's data is purged this long after closure
 
 
 def suppressions(
@@ -60,6 +66,9 @@ class ErasureReport:
     consents: int
     deliveries: int
     events: int
+
+
+CLOSED_TENANT_DAYS = 90  # a closed tenant's data is purged this long after closure
 
 
 def erase(engine: Engine, tenant_id: int, address: str, actor: str) -> ErasureReport:

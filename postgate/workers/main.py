@@ -11,6 +11,7 @@ from typing import Any
 from postgate.observability.export import registry
 from postgate.runtime.context import Context
 from postgate.settings import Settings
+from postgate.workers.contacts import ContactsWorker
 from postgate.workers.feedback import FeedbackListener
 from postgate.workers.planner import Planner
 from postgate.workers.retention import Retention
@@ -25,6 +26,7 @@ WORKERS: dict[str, Callable[[Context], Any]] = {
     "sweeper": Sweeper,
     "retention": Retention,
     "feedback": FeedbackListener,
+    "contacts": ContactsWorker,
 }
 
 

@@ -18,9 +18,9 @@ from postgate.core.clock import utcnow
 from postgate.runtime.context import Context
 from postgate.store import tables as t
 from postgate.store.schema import metadata
+from postgate.tenants.erasure import CLOSED_TENANT_DAYS
 
 log = logging.getLogger("postgate.retention")
-CLOSED_TENANT_DAYS = 90
 AUDIT_DAYS = 365
 
 
