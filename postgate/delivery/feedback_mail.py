@@ -1,9 +1,14 @@
 """Read one mail sent back to the bounce domain and say what it is (pure; no I/O).
 
 In order: a mailto unsubscribe (``unsubscribe+<token>@``), an RFC 5965 ARF complaint,
-an RFC 3464 DSN (``message/delivery-status``, RFC 3463 codes), an RFC 3834 auto-reply
-(out of office is not a bounce), then flufl.bounce's detectors for the many
-non-standard bounce formats. Whatever is left is ``unknown`` and kept for inspection.
+the non-ARF complaints and provider notifications (``feedback.mail.complaints``: SES/SNS
+JSON, Microsoft JMRP, Apple's X-Apple-Unsubscribe), an RFC 3464 DSN
+(``message/delivery-status``, RFC 3463 codes), DSN fields read from any text when MIME
+parsing found none (``feedback.mail.fallback``), an RFC 3834 auto-reply (out of office is
+not a bounce), the per-MTA plain-text bounces (``feedback.mail.text_bounces``), then
+flufl.bounce's detectors for what is left. Whatever is left is ``unknown`` and kept for
+inspection. Every bounce carries a reason (``feedback.mail.reasons``); hard means a
+dead-address reason.
 The delivery it refers to comes from a signed reference (``delivery.tokens``): the VERP
 return path the report was sent to or quotes, else our signed Message-ID in the quoted
 original; old-format references decode as *legacy*. Whether a reference is accepted is
@@ -13,6 +18,7 @@ which of our mails the report is about, never more.
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import re
 from dataclasses import dataclass, field
@@ -23,17 +29,13 @@ from email.utils import getaddresses
 from flufl.bounce import all_failures
 
 from postgate.delivery import tokens
-from postgate.delivery.bounce import DEAD_ADDRESS, ENHANCED, POLICY, classify_reply
+from postgate.delivery.bounce import ENHANCED
+from postgate.feedback.mail import complaints, fallback, recipients, text_bounces
+from postgate.feedback.mail.autoreply import is_auto_reply
+from postgate.feedback.mail.reasons import is_hard, reason, status_in
 
 VERP_ANYWHERE = re.compile(r"\bb\+[0-9.]{1,60}-[0-9a-z]{12,26}@[\w.-]+", re.IGNORECASE)
-AUTO_SUBJECT = re.compile(
-    r"out of (the )?office|automatic reply|auto[- ]?reply|autosvar|vacation|on leave|"
-    r"abwesenheit|automatische antwort|r[ée]ponse automatique|absence|"
-    r"h[áa]zon k[íi]v[üu]l|automatikus v[áa]lasz|szabads[áa]g",
-    re.IGNORECASE,
-)
 RAW_POLICY = email_policy.compat32.clone(linesep="\r\n", max_line_length=0)
-BOUNCE_FROM = re.compile(r"mailer-daemon|postmaster|mail delivery", re.IGNORECASE)
 ENVELOPE_HEADERS = ("X-Original-To", "Delivered-To", "Envelope-To", "X-Envelope-To", "To")
 MAX_ROW_ID = tokens.MAX_ROW_ID
 
@@ -57,6 +59,7 @@ class Feedback:
     provider_signed: bool = False  # came in a signed provider webhook: its references hold
     action: str = ""  # DSN action: failed | delayed
     detail: str = ""
+    reason: str = ""  # a bounce's feedback.mail.reasons.BounceReason value
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -73,7 +76,7 @@ def parse(raw: bytes, keys: tokens.Keys, envelope_rcpts: tuple[str, ...] = ()) -
         if token and (unsub := tokens.unsubscribe_decode(keys, token)):
             return Feedback("unsubscribe", ref=unsub, recipients=_addresses(msg, "From"))
     try:
-        return _classify(msg, raw, keys, envelope_ref)
+        return _classify(msg, raw, keys, envelope_ref, tuple(targets))
     except Exception as exc:  # a malformed MIME tree must not lose the mail
         return Feedback("unknown", ref=envelope_ref, detail=f"unparseable: {exc!r}")
 
@@ -86,35 +89,59 @@ def best_ref(*refs: tokens.Ref | None) -> tokens.Ref | None:
 
 
 def _classify(msg: Message, raw: bytes, keys: tokens.Keys,
-              envelope_ref: tokens.Ref | None) -> Feedback:
+              envelope_ref: tokens.Ref | None, targets: tuple[str, ...] = ()) -> Feedback:
     report = (msg.get_param("report-type") or "") if msg.get_content_type() == \
         "multipart/report" else ""
-    quoted_verp = _verp(keys, VERP_ANYWHERE.findall(raw.decode("latin-1")))
+    whole = raw.decode("latin-1")
+    quoted_verp = _verp(keys, VERP_ANYWHERE.findall(whole))
     ref = best_ref(envelope_ref, quoted_verp, _message_ref(msg, keys))
+    ours = recipients.ours(msg, whole, targets)
     if str(report).lower() == "feedback-report" or _part(msg, "message/feedback-report"):
-        return _arf(msg, ref)
+        arf = _arf(msg, ref)
+        return dataclasses.replace(arf, recipients=recipients.clean(arf.recipients, ours))
+    text = text_bounces.report_text(msg)
+    signal = complaints.ses_notification(text) or complaints.jmrp(msg) or \
+        complaints.apple_unsubscribe(msg)
+    if signal is not None:
+        named = signal.recipients if signal.kind == "unsubscribe" else recipients.clean(
+            signal.recipients, ours)
+        return Feedback(signal.kind, hard=signal.hard, recipients=named, status=signal.status,
+                        ref=ref, action=signal.action, detail=signal.detail,
+                        reason=signal.reason, extra=dict(signal.extra))
     status_part = _part(msg, "message/delivery-status")
     if status_part is not None:
-        dsn = _dsn(status_part, ref)
+        dsn = _dsn(status_part, ref, ours)
         if dsn is not None:
             return dsn
+    fields = fallback.read(text) or (fallback.read(whole) if "ction:" in whole else None)
+    if fields is not None and (failed := recipients.clean(fields.recipients, ours)):
+        return Feedback("bounce", hard=is_hard(fields.reason, fields.action), recipients=failed,
+                        status=fields.status, ref=ref, action=fields.action,
+                        detail=fields.diagnostic, reason=str(fields.reason))
     if _auto_reply(msg):
         return Feedback("auto_reply", ref=ref, recipients=_addresses(msg, "From"))
+    bounce = text_bounces.recognise(msg, text)
+    if bounce is not None and (failed := recipients.clean(bounce.recipients, ours)):
+        first = bounce.reasons.get(failed[0], bounce.reason)
+        return Feedback("bounce", hard=is_hard(first, bounce.action), recipients=failed,
+                        status=bounce.status, ref=ref, action=bounce.action,
+                        detail=bounce.diagnostic, reason=str(first),
+                        extra={"format": bounce.format})
     temporary, permanent = all_failures(msg)
-    if permanent or temporary:
-        text = _text(msg)
-        failed = sorted(a.decode("utf-8", "replace") for a in (permanent or temporary))
-        status = m.group(0) if (m := ENHANCED.search(text)) else ""
-        hard = bool(permanent) and not POLICY.search(text) and bool(
-            (status and classify_reply(550, status).hard) or DEAD_ADDRESS.search(text)
-            or re.search(r"no mailbox here|not our customer|no such|unknown", text, re.I))
-        return Feedback("bounce", hard=hard, recipients=tuple(failed), status=status, ref=ref,
-                        action="failed" if permanent else "delayed")
+    failed = recipients.clean(sorted(a.decode("utf-8", "replace")
+                                     for a in (permanent or temporary)), ours)
+    if failed:
+        said = " ".join(text[:4000].split())
+        status = status_in(said)
+        found = reason(status, said)
+        action = "failed" if permanent else "delayed"
+        return Feedback("bounce", hard=is_hard(found, action), recipients=failed, status=status,
+                        ref=ref, action=action, detail=said[:500], reason=str(found))
     return Feedback("unknown", ref=ref,
                     detail="no DSN, ARF report, auto-reply or known bounce format")
 
 
-def _dsn(part: Message, ref: tokens.Ref | None) -> Feedback | None:
+def _dsn(part: Message, ref: tokens.Ref | None, ours: set[str] | None = None) -> Feedback | None:
     """RFC 3464: per-recipient field groups after the per-message group."""
     groups = [g for g in part.get_payload() if isinstance(g, Message)] if part.is_multipart() \
         else [email.message_from_string(str(part.get_payload()))]
@@ -130,16 +157,16 @@ def _dsn(part: Message, ref: tokens.Ref | None) -> Feedback | None:
             continue
         statuses.append(str(group.get("Status", "")).strip())
         diagnostics.append(" ".join(str(group.get("Diagnostic-Code", "")).split()))
-    if not failed and not delayed:
+    named = recipients.clean(failed or delayed, ours or set())
+    if not named:
         return None
     status = next((m.group(0) for s in statuses if (m := ENHANCED.search(s))), "")
     diagnostic = next((d for d in diagnostics if d), "")
-    hard = False
-    if failed:
-        code = int(status[0]) * 100 + 50 if status else 550
-        hard = classify_reply(code, f"{status} {diagnostic}").hard
-    return Feedback("bounce", hard=hard, recipients=tuple(failed or delayed), status=status,
-                    ref=ref, action="failed" if failed else "delayed", detail=diagnostic[:500])
+    said = diagnostic.split(";", 1)[1] if ";" in diagnostic[:12] else diagnostic
+    found = reason(status, said.strip())
+    action = "failed" if failed else "delayed"
+    return Feedback("bounce", hard=is_hard(found, action), recipients=named, status=status,
+                    ref=ref, action=action, detail=diagnostic[:500], reason=str(found))
 
 
 def _dsn_recipient(group: Message) -> str:
@@ -176,14 +203,7 @@ def _arf(msg: Message, ref: tokens.Ref | None) -> Feedback:
 
 def _auto_reply(msg: Message) -> bool:
     """RFC 3834 and the headers auto-responders really set; subject wording as the last hint."""
-    auto = str(msg.get("Auto-Submitted", "no")).strip().lower()
-    if msg.get("X-Autoreply") or msg.get("X-Autorespond") or msg.get("X-Auto-Response-Suppress"):
-        return True
-    if str(msg.get("Precedence", "")).strip().lower() == "auto_reply":
-        return True
-    if BOUNCE_FROM.search(str(msg.get("From", ""))):
-        return False
-    return auto.startswith("auto-replied") or bool(AUTO_SUBJECT.search(str(msg.get("Subject", ""))))
+    return is_auto_reply(msg)
 
 
 def _part(msg: Message, content_type: str) -> Message | None:

@@ -1,0 +1,1 @@
+"""Reading what comes back from the world: bounces, complaints, unsubscribes."""
