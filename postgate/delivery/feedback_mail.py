@@ -32,7 +32,7 @@ from postgate.delivery import tokens
 from postgate.delivery.bounce import ENHANCED
 from postgate.feedback.mail import complaints, fallback, recipients, text_bounces
 from postgate.feedback.mail.autoreply import is_auto_reply
-from postgate.feedback.mail.reasons import is_hard, reason, status_in
+from postgate.feedback.mail.reasons import BounceReason, from_text, is_hard, reason, status_in
 
 VERP_ANYWHERE = re.compile(r"\bb\+[0-9.]{1,60}-[0-9a-z]{12,26}@[\w.-]+", re.IGNORECASE)
 RAW_POLICY = email_policy.compat32.clone(linesep="\r\n", max_line_length=0)
@@ -110,7 +110,7 @@ def _classify(msg: Message, raw: bytes, keys: tokens.Keys,
                         reason=signal.reason, extra=dict(signal.extra))
     status_part = _part(msg, "message/delivery-status")
     if status_part is not None:
-        dsn = _dsn(status_part, ref, ours)
+        dsn = _dsn(status_part, ref, ours, text[:4000])
         if dsn is not None:
             return dsn
     fields = fallback.read(text) or (fallback.read(whole) if "ction:" in whole else None)
@@ -141,7 +141,8 @@ def _classify(msg: Message, raw: bytes, keys: tokens.Keys,
                     detail="no DSN, ARF report, auto-reply or known bounce format")
 
 
-def _dsn(part: Message, ref: tokens.Ref | None, ours: set[str] | None = None) -> Feedback | None:
+def _dsn(part: Message, ref: tokens.Ref | None, ours: set[str] | None = None,
+         human: str = "") -> Feedback | None:
     """RFC 3464: per-recipient field groups after the per-message group."""
     groups = [g for g in part.get_payload() if isinstance(g, Message)] if part.is_multipart() \
         else [email.message_from_string(str(part.get_payload()))]
@@ -163,7 +164,11 @@ def _dsn(part: Message, ref: tokens.Ref | None, ours: set[str] | None = None) ->
     status = next((m.group(0) for s in statuses if (m := ENHANCED.search(s))), "")
     diagnostic = next((d for d in diagnostics if d), "")
     said = diagnostic.split(";", 1)[1] if ";" in diagnostic[:12] else diagnostic
-    found = reason(status, said.strip())
+    said = said.strip() or next((x for s in statuses if (x := ENHANCED.sub("", s).strip(
+        " ()"))), "")
+    found = reason(status, said)
+    if found is BounceReason.OTHER and human:  # the report's own words, when the fields say
+        found = from_text(human) or found  # nothing recognisable
     action = "failed" if failed else "delayed"
     return Feedback("bounce", hard=is_hard(found, action), recipients=named, status=status,
                     ref=ref, action=action, detail=diagnostic[:500], reason=str(found))

@@ -8,6 +8,7 @@ or sender says it is a delivery report.
 from __future__ import annotations
 
 import re
+from email.header import decode_header
 from email.message import Message
 
 AUTO_SUBJECT = re.compile(
@@ -30,14 +31,36 @@ BOUNCE_SUBJECT = re.compile(
 )
 
 
+def header_text(msg: Message, name: str) -> str:
+    """A header's text: RFC 2047 words decoded, raw 8-bit bytes read as UTF-8."""
+    value = msg.get(name)
+    if value is None:
+        return ""
+    try:
+        chunks = decode_header(value)
+    except (ValueError, LookupError, UnicodeError, TypeError):
+        return str(value)
+    out = []
+    for chunk, charset in chunks:
+        if isinstance(chunk, bytes):
+            codec = charset if charset and charset != "unknown-8bit" else "utf-8"
+            try:
+                out.append(chunk.decode(codec, "replace"))
+            except LookupError:
+                out.append(chunk.decode("utf-8", "replace"))
+        else:
+            out.append(chunk)
+    return " ".join(out)
+
+
 def is_auto_reply(msg: Message) -> bool:
     if msg.get("X-Autoreply") or msg.get("X-Autorespond") or msg.get("X-Auto-Response-Suppress"):
-        return not BOUNCE_SUBJECT.search(str(msg.get("Subject", "")))
+        return not BOUNCE_SUBJECT.search(header_text(msg, "Subject"))
     if str(msg.get("Precedence", "")).strip().lower() == "auto_reply":
         return True
     if BOUNCE_FROM.search(str(msg.get("From", ""))) or BOUNCE_SUBJECT.search(
-            str(msg.get("Subject", ""))):
+            header_text(msg, "Subject")):
         return False
     auto = str(msg.get("Auto-Submitted", "no")).strip().lower()
-    return auto.startswith("auto-replied") or bool(AUTO_SUBJECT.search(str(msg.get("Subject",
-                                                                                 ""))))
+    subject = header_text(msg, "Subject")
+    return auto.startswith("auto-replied") or bool(AUTO_SUBJECT.search(subject))

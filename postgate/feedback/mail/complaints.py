@@ -54,11 +54,11 @@ class Signal:
 
 def ses_notification(text: str) -> Signal | None:
     """An SES notification written as JSON (bare or in an SNS envelope), else None."""
-    body = text.strip()
+    body = text.lstrip()
     if not body.startswith("{") or ("notificationType" not in body and "eventType" not in body):
         return None
     try:
-        data = json.loads(body)
+        data, _ = json.JSONDecoder().raw_decode(body)  # SNS adds an unsubscribe footer
         if isinstance(data, dict) and data.get("Type") == "Notification" and isinstance(
                 data.get("Message"), str):
             data = json.loads(data["Message"])

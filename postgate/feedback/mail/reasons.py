@@ -89,7 +89,8 @@ TEXT_RULES: tuple[tuple[BounceReason, re.Pattern[str]], ...] = tuple(
          r"(temporarily )?(disabled|suspended|deactivated|inactive|locked|frozen|blocked "
          r"by (the )?(owner|user)|expired|limited|not active)|inactive (user|account|mailbox)"
          r"|account is not (enabled|active)|suspended (account|mailbox)|mailbox is "
-         r"(inactive|disabled)|usuario (no|in)activo"),
+         r"(inactive|disabled)|usuario (no|in)activo|(account|mailbox) (that )?you tried to "
+         r"reach is (disabled|inactive|suspended|deactivated)"),
         (R.MAILBOX_FULL,
          r"mail ?box (is )?(full|over|exceeded|has exceeded|size limit)|over (the |his |her "
          r"|their )?(storage |disk |mailbox )?quota|quota (exceeded|full|limit)|exceeded "
@@ -98,7 +99,8 @@ TEXT_RULES: tuple[tuple[BounceReason, re.Pattern[str]], ...] = tuple(
          r"quota |allocation )?(is )?(full|exceeded)|user is over|folder is full|account is "
          r"full|too much mail data|full mailbox|mailbox full|mailbox is full|postfach "
          r"(ist )?voll|bo[iî]te (aux lettres )?(est )?pleine|megtelt|tele van|переполнен|"
-         r"mailbox is full|mailbox size|exceeds? (their |the )?(mailbox|storage)"),
+         r"mailbox is full|mailbox size|exceeds? (their |the )?(mailbox|storage)|"
+         r"(mail ?file|mailbox)( quota)? (is full|has exceeded|exceeds)|exceeded its quota"),
         (R.MESSAGE_TOO_BIG,
          r"message (size )?(is )?too (big|large)|message size exceeds|exceeds? (the )?"
          r"(maximum|max|fixed|allowed)( message)? size|size (limit )?exceeded|message "
@@ -110,10 +112,11 @@ TEXT_RULES: tuple[tuple[BounceReason, re.Pattern[str]], ...] = tuple(
          r"phish|prohibited|banned|not allowed|not permitted|refused|access denied|denied|"
          r"administrative prohibition|content (rejected|filter)|filtered|suspicious|"
          r"listed (at|on|in|by)|rejected (by|for|due|because|as)|message (was )?rejected|"
-         r"looks like|forbidden|rejected|high probability|scor(e|ing)|reject(ed)? by"),
+         r"looks like|forbidden|rejected|high probability|scor(e|ing)|reject(ed)? by|"
+         r"not accepting (e-?)?mail from"),
         (R.EXPIRED,
          r"\b[45]\.4\.7\b|expired|could not (be )?deliver(ed)? (for|in|within) |not (been )?"
-         r"delivered (for|in|within)|retry (time|timeout|period)|delivery time|giving up|"
+         r"delivered (for|in|within)|retry (time|timeout|period)|delivery time|"
          r"too long in (the )?queue|delivery (has been )?delayed|has been delayed|delayed|"
          r"still (undelivered|trying|not delivered)|will (keep|continue) (trying|to try)|"
          r"unable to deliver in|time(d)? ?out (waiting|in queue)|queue(d)? too long"),

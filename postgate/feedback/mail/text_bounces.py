@@ -24,11 +24,12 @@ I = re.IGNORECASE  # noqa: E741
 ADDR = r"[^\s<>()\"',;:\[\]]+@[A-Za-z0-9][A-Za-z0-9.-]*[A-Za-z0-9]"
 # Where the quoted original begins: nothing after it is the report's own text.
 ORIGINAL = re.compile(
-    r"^.{0,12}(?:-{2,}|\|-{2,}|\*{2,})?\s*(?:This is a copy of the message|Below this line is a "
-    r"copy|Below is a copy|Original message follows|Unsent message follows|Returned Message|"
-    r"Message headers follow|The header of the original message|Original message header|"
-    r"Message text follows|original message|No message was collected|The original message was:)"
-    r"|^Content-Type: (?:message/rfc822|text/rfc822-headers)",
+    r"^[ \t]*(?:-{2,}|\|-{2,}|\*{2,}|={2,})[^\n]{0,10}?(?:This is a copy of the message|Below "
+    r"this line is a copy|Original message|Unsent message follows|Returned Message|Message "
+    r"headers? follows?|The header of the original message|Message text follows|No message "
+    r"was collected|Az eredeti lev)"
+    r"|^(?:Below is a copy of the original message|Original message follows|This is a copy of "
+    r"the message)|^Content-Type: (?:message/rfc822|text/rfc822-headers)",
     M | I,
 )
 DELAYED = re.compile(
@@ -150,7 +151,7 @@ FORMATS: tuple[TextFormat, ...] = (
     # Mimecast and other filters: "The following message to <a> was undeliverable."
     _f("mimecast", r"was undeliverable\.[\s\S]{0,200}reason for the problem",
        rf"message to <(?P<a>{ADDR})> was undeliverable", r"reason for the problem:\s*"
-       r"(?P<why>[^\n]+(?:\n[^\n]+)?)", follow=0),
+       r"(?:[245]\.\d\.\d+ - [^'\n]*')?(?P<why>[^'\n]+)", follow=0),
     # 1&1: GMX and web.de: '"a":' then "SMTP error from remote server".
     _f("einsundeins", r"^From:.*@(gmx|web)\.(net|de|com|at|ch)|the header of the original "
        r"message is following", rf"^[ \t]*\"(?P<a>{ADDR})\":?[ \t]*$"),
@@ -237,8 +238,10 @@ def _read(fmt: TextFormat, text: str, head: str) -> TextBounce | None:
         address = m.group("a")
         why = (m.groupdict().get("why") or "").strip()
         if lines_after and not why:
-            tail = text[m.end():].lstrip("\n").split("\n\n", 1)[0]
-            why = " ".join(line.strip() for line in tail.split("\n")[:lines_after])
+            rest, _, after = text[m.end():].partition("\n")
+            tail = after.lstrip("\n").split("\n\n", 1)[0]
+            why = " ".join([rest.strip(" .>:")] + [
+                line.strip() for line in tail.split("\n")[:lines_after]]).strip()
         if address not in diagnostics:
             recipients.append(address)
             diagnostics[address] = why
