@@ -68,8 +68,8 @@ def parse(raw: bytes, keys: tokens.Keys, envelope_rcpts: tuple[str, ...] = ()) -
         msg = email.message_from_bytes(raw)
     except Exception as exc:  # the stdlib parser is lenient; this is a last resort
         return Feedback("unknown", detail=f"unparseable: {exc!r}")
-    targets = list(envelope_rcpts) + [a for _, a in getaddresses(
-        [str(v) for h in ENVELOPE_HEADERS for v in (msg.get_all(h) or [])])]
+    targets = list(envelope_rcpts) + recipients.ADDRESS.findall(
+        "\n".join(str(v) for h in ENVELOPE_HEADERS for v in (msg.get_all(h) or [])))
     envelope_ref = _verp(keys, targets)
     for address in targets:
         token = tokens.mailto_token(address)
@@ -94,7 +94,7 @@ def _classify(msg: Message, raw: bytes, keys: tokens.Keys,
         "multipart/report" else ""
     whole = raw.decode("latin-1")
     quoted_verp = _verp(keys, VERP_ANYWHERE.findall(whole))
-    ref = best_ref(envelope_ref, quoted_verp, _message_ref(msg, keys))
+    ref = best_ref(envelope_ref, quoted_verp, _message_ref(msg, keys, whole))
     ours = recipients.ours(msg, whole, targets)
     if str(report).lower() == "feedback-report" or _part(msg, "message/feedback-report"):
         arf = _arf(msg, ref)
@@ -226,16 +226,17 @@ def _original_headers(part: Message) -> Message:
     return email.message_from_bytes(text if isinstance(text, bytes) else str(text).encode())
 
 
-def _message_ref(msg: Message, keys: tokens.Keys) -> tokens.Ref | None:
+def _message_ref(msg: Message, keys: tokens.Keys, whole: str = "") -> tokens.Ref | None:
     """Our Message-ID in the quoted original (message/rfc822, headers or body text)."""
     found: list[tokens.Ref | None] = []
     for part in msg.walk():
         if part is msg:
             continue
-        for name in ("Message-ID", "Message-Id"):
-            if value := part.get(name):
-                found.append(tokens.message_id_decode(keys, str(value)))
-    text = _text(msg)
+        if value := part.get("Message-ID"):
+            found.append(tokens.message_id_decode(keys, str(value)))
+    encoded = any(str(p.get("Content-Transfer-Encoding", "")).strip().lower() in (
+        "base64", "quoted-printable") for p in msg.walk())
+    text = _text(msg) if encoded or not whole else whole
     for m in re.finditer(r"Message-I[dD]:\s*(<[^>]+>)", text):
         found.append(tokens.message_id_decode(keys, m.group(1)))
     return best_ref(*found)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from email.message import Message
-from email.utils import getaddresses
 
 ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}"
                      r"[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)+")
@@ -38,20 +37,15 @@ def acceptable(address: str) -> bool:
 def ours(msg: Message, text: str, envelope: Iterable[str] = ()) -> set[str]:
     """Addresses that are ours in this report: where it was sent, who sent the quoted
     original (as a MIME part or as header lines in ``text``), and every Message-ID."""
-    found = set(envelope)
-    found |= {a for _, a in getaddresses([str(v) for h in REPORT_HEADERS
-                                          for v in msg.get_all(h) or []])}
+    values = list(envelope) + [str(v) for h in REPORT_HEADERS for v in msg.get_all(h) or []]
     for part in msg.walk():
-        for name in ("Message-ID", "Message-Id", "In-Reply-To", "References"):
-            for value in part.get_all(name) or []:
-                found |= set(re.findall(r"<([^<>\s]+)>", str(value)))
+        for name in ("Message-ID", "In-Reply-To", "References"):
+            values += [str(v) for v in part.get_all(name) or []]
         if part is not msg and part.get("Message-ID") is not None:
-            found |= {a for _, a in getaddresses([str(v) for h in OWN_HEADERS
-                                                  for v in part.get_all(h) or []])}
-    found |= message_ids_in(text)
-    for m in QUOTED_SENDER.finditer(text):
-        found |= {a for _, a in getaddresses([m.group(1)])}
-    return {bare(a).lower() for a in found if a}
+            values += [str(v) for h in OWN_HEADERS for v in part.get_all(h) or []]
+    values += QUOTED_SENDER.findall(text[:200_000])
+    values += MESSAGE_ID_IN_TEXT.findall(text[:200_000])
+    return {a.lower() for a in ADDRESS.findall("\n".join(values))}
 
 
 def message_ids_in(text: str) -> set[str]:
