@@ -105,8 +105,9 @@ def _classify(msg: Message, raw: bytes, keys: tokens.Keys,
     if signal is not None:
         named = signal.recipients if signal.kind == "unsubscribe" else recipients.clean(
             signal.recipients, ours)
+        quoted = (tokens.message_id_decode(keys, m) for m in signal.message_ids)
         return Feedback(signal.kind, hard=signal.hard, recipients=named, status=signal.status,
-                        ref=ref, action=signal.action, detail=signal.detail,
+                        ref=best_ref(ref, *quoted), action=signal.action, detail=signal.detail,
                         reason=signal.reason, extra=dict(signal.extra))
     status_part = _part(msg, "message/delivery-status")
     if status_part is not None:

@@ -14,6 +14,7 @@ Pure; no I/O.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ class Signal:
     action: str = ""
     detail: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    message_ids: tuple[str, ...] = ()  # the original's, as the notification quotes them
 
 
 def ses_notification(text: str) -> Signal | None:
@@ -67,6 +69,14 @@ def ses_notification(text: str) -> Signal | None:
     if not isinstance(data, dict):
         return None
     kind = str(data.get("notificationType") or data.get("eventType") or "").strip().lower()
+    signal = _ses_signal(kind, data)
+    mail = _dict(data.get("mail"))
+    ids = tuple(str(h.get("value", ""))[:300] for h in _rows(mail.get("headers"))
+                if str(h.get("name", "")).lower() == "message-id")
+    return dataclasses.replace(signal, message_ids=ids)
+
+
+def _ses_signal(kind: str, data: dict[str, Any]) -> Signal:
     if kind == "bounce":
         return _ses_bounce(_dict(data.get("bounce")))
     if kind == "complaint":

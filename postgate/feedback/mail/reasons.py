@@ -34,7 +34,8 @@ DEAD_ADDRESS_REASONS = frozenset({BounceReason.USER_UNKNOWN, BounceReason.HOST_U
 ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 
 R = BounceReason
-# First match wins: the specific (authentication, sender, rate) before the general.
+# First match wins: the specific (authentication, sender, rate) before the general; a
+# connection failure before the policy words ("refused") its reply may contain.
 TEXT_RULES: tuple[tuple[BounceReason, re.Pattern[str]], ...] = tuple(
     (reason, re.compile(pattern, re.IGNORECASE)) for reason, pattern in (
         (R.AUTH_FAILURE,
@@ -106,6 +107,13 @@ TEXT_RULES: tuple[tuple[BounceReason, re.Pattern[str]], ...] = tuple(
          r"(maximum|max|fixed|allowed)( message)? size|size (limit )?exceeded|message "
          r"length exceeds|message too long|mail size|too large|size of (the )?message|"
          r"message exceeds (the )?(maximum|size)|exceeds size limit|message size limit"),
+        (R.NETWORK_ERROR,
+         r"\b[45]\.4\.[0-6]\b|connection (timed out|refused|reset|lost|closed|dropped)|timed "
+         r"out|timeout|no route to host|(network|host) (is )?unreachable|could not connect|"
+         r"unable to connect|couldn'?t connect|connect to .{1,80} failed|lost connection|"
+         r"hop count|mail loop|loops back|too many hops|routing loop|tls (handshake )?"
+         r"(fail|error)|temporary (dns|lookup) (failure|error)|dns (error|failure|timeout)|"
+         r"servfail|unable to route"),
         (R.POLICY_BLOCK,
          r"spam|block ?list|blacklist|black list|deny ?list|blocked|\brbl\b|dnsbl|spamhaus|"
          r"spamcop|barracuda|reputation|policy|unsolicited|bulk mail|junk|virus|malware|"
@@ -120,13 +128,6 @@ TEXT_RULES: tuple[tuple[BounceReason, re.Pattern[str]], ...] = tuple(
          r"too long in (the )?queue|delivery (has been )?delayed|has been delayed|delayed|"
          r"still (undelivered|trying|not delivered)|will (keep|continue) (trying|to try)|"
          r"unable to deliver in|time(d)? ?out (waiting|in queue)|queue(d)? too long"),
-        (R.NETWORK_ERROR,
-         r"\b[45]\.4\.[0-6]\b|connection (timed out|refused|reset|lost|closed|dropped)|timed "
-         r"out|timeout|no route to host|(network|host) (is )?unreachable|could not connect|"
-         r"unable to connect|couldn'?t connect|connect to .{1,80} failed|lost connection|"
-         r"hop count|mail loop|loops back|too many hops|routing loop|tls (handshake )?"
-         r"(fail|error)|temporary (dns|lookup) (failure|error)|dns (error|failure|timeout)|"
-         r"servfail|unable to route"),
     )
 )
 
