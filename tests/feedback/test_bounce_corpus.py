@@ -127,3 +127,30 @@ def test_garbled_corpus_mail_never_crashes(raw: bytes) -> None:
 def test_random_bytes_never_crash(raw: bytes) -> None:
     fb = parse(raw, SECRET)
     assert fb.kind in KINDS and fb.hard in (True, False, None)
+
+
+# Real-world bounces collected by GNU Mailman (tests/fixtures/feedback/flufl, copied
+# unchanged from flufl.bounce), labelled by reading each report's own words.
+REAL_WORLD = {
+    "aol_01.txt": "policy_block",  # "they are not accepting mail from ..."
+    "dsn_01.txt": "mailbox_full",  # "recipient reached disk quota"
+    "dsn_05.txt": "network_error",  # delay warning, 4.4.1 no answer from host
+    "dsn_09.txt": "policy_block",  # "5.7.1 Unable to relay"
+    "exim_01.txt": "user_unknown",
+    "groupwise_01.txt": "user_unknown",  # "The recipient name is not recognized"
+    "microsoft_01.txt": "user_unknown",
+    "postfix_01.txt": "user_unknown",
+    "postfix_04.txt": "mailbox_full",  # "Mail quota exceeded"
+    "qmail_01.txt": "other",  # no reason given
+    "qmail_02.txt": "mailbox_full",  # "the user's mailfolder is full"
+    "sendmail_01.txt": "network_error",  # "554 Too many hops"
+    "simple_01.txt": "mailbox_full",
+    "smtp32_01.txt": "expired",  # "Delivery failed 20 attempts"
+    "yahoo_01.txt": "expired",  # "in the queue too long"
+}
+
+
+def test_real_world_bounces_get_their_reason() -> None:
+    folder = CORPUS.parent / "feedback" / "flufl"
+    found = {name: parse((folder / name).read_bytes(), SECRET).reason for name in REAL_WORLD}
+    assert found == REAL_WORLD

@@ -107,6 +107,11 @@ TEXT_RULES: tuple[tuple[BounceReason, re.Pattern[str]], ...] = tuple(
          r"(maximum|max|fixed|allowed)( message)? size|size (limit )?exceeded|message "
          r"length exceeds|message too long|mail size|too large|size of (the )?message|"
          r"message exceeds (the )?(maximum|size)|exceeds size limit|message size limit"),
+        (R.EXPIRED,  # given up after retrying, whatever the last attempt met
+         r"\b[45]\.4\.7\b|expired|could not (be )?deliver(ed)? (for|in|within) |not (been )?"
+         r"delivered (for|in|within)|retry (time|timeout|period)|delivery time|too long in "
+         r"(the )?queue|queue(d)? too long|unable to deliver in|time(d)? ?out (waiting|in "
+         r"queue)|not going to try again|failed \d+ attempts"),
         (R.NETWORK_ERROR,
          r"\b[45]\.4\.[0-6]\b|connection (timed out|refused|reset|lost|closed|dropped)|timed "
          r"out|timeout|no route to host|(network|host) (is )?unreachable|could not connect|"
@@ -121,13 +126,11 @@ TEXT_RULES: tuple[tuple[BounceReason, re.Pattern[str]], ...] = tuple(
          r"administrative prohibition|content (rejected|filter)|filtered|suspicious|"
          r"listed (at|on|in|by)|rejected (by|for|due|because|as)|message (was )?rejected|"
          r"looks like|forbidden|rejected|high probability|scor(e|ing)|reject(ed)? by|"
-         r"not accepting (e-?)?mail from"),
-        (R.EXPIRED,
-         r"\b[45]\.4\.7\b|expired|could not (be )?deliver(ed)? (for|in|within) |not (been )?"
-         r"delivered (for|in|within)|retry (time|timeout|period)|delivery time|"
-         r"too long in (the )?queue|delivery (has been )?delayed|has been delayed|delayed|"
-         r"still (undelivered|trying|not delivered)|will (keep|continue) (trying|to try)|"
-         r"unable to deliver in|time(d)? ?out (waiting|in queue)|queue(d)? too long"),
+         r"not accepting (e-?)?mail from|unable to relay|relay(ing)? (access )?(denied|not "
+         r"permitted)|not permitted to relay|allowed rcpthosts"),
+        (R.EXPIRED,  # the delay words, when no cause is named
+         r"delivery (has been )?delayed|has been delayed|delayed|still (undelivered|trying|"
+         r"not delivered)|will (keep|continue) (trying|to try)"),
     )
 )
 
