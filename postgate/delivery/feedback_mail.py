@@ -244,7 +244,8 @@ def _message_ref(msg: Message, keys: tokens.Keys, whole: str = "") -> tokens.Ref
 
 
 def _verp(keys: tokens.Keys, addresses: list[str]) -> tokens.Ref | None:
-    return best_ref(*(tokens.verp_decode(keys, a.strip()) for a in addresses))
+    unique = dict.fromkeys(a.strip() for a in addresses)  # each checked once
+    return best_ref(*(tokens.verp_decode(keys, a) for a in unique))
 
 
 def quoted_original(raw: bytes) -> bytes | None:

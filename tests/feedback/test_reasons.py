@@ -130,3 +130,10 @@ def test_apple_unsubscribe_and_jmrp() -> None:
         "From: news@shop.example\nTo: who@outlook.com\n\nhi\n--b--\n")
     fb = parse(jmrp.encode(), "k")
     assert (fb.kind, fb.recipients) == ("complaint", ("who@outlook.com",))
+
+
+def test_every_text_format_has_its_hints() -> None:
+    from postgate.feedback.mail.text_bounces import FORMATS, HINTS
+
+    assert {f.name for f in FORMATS} == set(HINTS)
+    assert all(h == h.lower() for hints in HINTS.values() for h in hints)

@@ -52,11 +52,21 @@ def _batches(mails: Iterable[Located]) -> Iterator[list[Located]]:
         yield batch
 
 
+def _idle_cpus() -> int:
+    """Workers for the CPUs not already busy (a loaded machine gains nothing from more)."""
+    cpus = min(os.cpu_count() or 1, 4)
+    try:
+        busy = int(os.getloadavg()[0])
+    except OSError:
+        busy = 0
+    return max(1, cpus - busy) if busy < cpus else 1
+
+
 def run(paths: Sequence[str], keys: Keys, out: TextIO, jobs: int = 0) -> int:
     """Classify every mail under ``paths``; returns how many were read."""
     logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)  # its detectors' tracebacks
     mails = list(locate(paths))
-    jobs = jobs or min(os.cpu_count() or 1, 4)
+    jobs = jobs or _idle_cpus()
     if jobs <= 1 or len(mails) < PARALLEL_FROM:
         for batch in _batches(mails):
             out.write(classify_batch(batch, keys))

@@ -173,6 +173,31 @@ FORMATS: tuple[TextFormat, ...] = (
        INDENTED),
 )
 
+# Lower-case words at least one of which each format's ``detect`` implies: a cheap test
+# before its regular expression runs.
+HINTS: dict[str, tuple[str, ...]] = {
+    "exim": ("mail delivery software",), "qmail": ("qmail-send",),
+    "yahoo": ("@yahoo", "@aol.", "@ymail.", "@rocketmail.", "unable to deliver your message"),
+    "postini": ("unable to deliver message to the following",),
+    "v5sendmail": ("transcript of session follows",), "sendmail": ("following addresses had",),
+    "dragonfly": ("dragonfly mail agent",), "notes": ("undeliverable message", "failure reasons"),
+    "domino": ("delivery failure", "was not delivered to:"), "exchange2003": ("did not reach",),
+    "groupwise": ("undeliverable to the following",),
+    "gmail": ("delivery to the following recipient",), "kddi": ("your mail ",),
+    "ezweb": ("mail system error", "ezweb.ne.jp", "au.com"),
+    "docomo": ("did not receive this message",),
+    "imail": ("smtp32", "x-mailer: imail", "x-mailer: <imail", "original message follows"),
+    "mailenable": ("mailenable", "[smtp:"), "mdaemon": ("mdaemon", "permanent fatal delivery"),
+    "mcafee": ("delivery problems", "x-nai-header"),
+    "interscanmss": ("mail could not be delivered", "メール配信に失敗しました"),
+    "mimecast": ("reason for the problem",),
+    "einsundeins": ("@gmx.", "@web.", "header of the original message"),
+    "tonline": ("failed addresses follow",),
+    "verizon": ("no valid recipients", "vtext.com", "vzwpix.com"),
+    "opensmtpd": ("this is the mailer-daemon",), "qq": ("qq.com", "foxmail", "退信"),
+    "citromail": ("nem siker",), "smtpsvc": ("delivery to the following recipients",),
+}
+
 
 def report_text(msg: Message) -> str:
     """The report's own words: decoded text parts outside any quoted original, cut where
@@ -221,8 +246,9 @@ def recognise(msg: Message, text: str | None = None) -> TextBounce | None:
     text = report_text(msg) if text is None else text
     head = head_of(msg)
     signature = head + "\n" + text[:3000]
+    lowered = signature.lower()
     for fmt in FORMATS:
-        if not fmt.detect.search(signature):
+        if not any(h in lowered for h in HINTS[fmt.name]) or not fmt.detect.search(signature):
             continue
         found = _read(fmt, text, head)
         if found is not None:
