@@ -226,7 +226,7 @@ def _close(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _classify(args: argparse.Namespace, settings: Settings) -> int:
-    from postgate.feedback.mail.classify import run
+    from postgate.feedback.bounces.classify import run
 
     run(args.files, settings.keys, sys.stdout, args.jobs)
     return 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from postgate.feedback.mail.reasons import BounceReason, is_hard, reason, status_in
+from postgate.core.bounce_reasons import BounceReason, is_hard, reason, status_in
 
 ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 

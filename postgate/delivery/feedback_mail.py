@@ -30,9 +30,9 @@ from flufl.bounce import all_failures
 
 from postgate.delivery import tokens
 from postgate.delivery.bounce import ENHANCED
-from postgate.feedback.mail import complaints, fallback, recipients, text_bounces
-from postgate.feedback.mail.autoreply import is_auto_reply
-from postgate.feedback.mail.reasons import BounceReason, from_text, is_hard, reason, status_in
+from postgate.feedback.bounces import complaints, fallback, recipients, text_bounces
+from postgate.feedback.bounces.autoreply import is_auto_reply
+from postgate.core.bounce_reasons import BounceReason, from_text, is_hard, reason, status_in
 
 VERP_ANYWHERE = re.compile(r"\bb\+[0-9.]{1,60}-[0-9a-z]{12,26}@[\w.-]+", re.IGNORECASE)
 RAW_POLICY = email_policy.compat32.clone(linesep="\r\n", max_line_length=0)

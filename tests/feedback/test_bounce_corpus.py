@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from postgate.delivery.feedback_mail import parse
-from postgate.feedback.mail.reasons import BounceReason
+from postgate.core.bounce_reasons import BounceReason
 
 CORPUS = Path(__file__).parent.parent / "fixtures" / "bounces"
 LABELS: list[dict[str, Any]] = json.loads((CORPUS / "labels.json").read_text())

@@ -10,8 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from postgate.feedback.mail.classify import run
-from postgate.feedback.mail.sources import locate
+from postgate.feedback.bounces.classify import run
+from postgate.feedback.bounces.sources import locate
 
 CORPUS = Path(__file__).parent.parent / "fixtures" / "bounces"
 LABELS = {x["file"]: x for x in json.loads((CORPUS / "labels.json").read_text())}

@@ -9,7 +9,7 @@ import pytest
 
 from postgate.delivery.bounce import classify_reply
 from postgate.delivery.feedback_mail import parse
-from postgate.feedback.mail.reasons import BounceReason, from_status, is_hard, reason
+from postgate.core.bounce_reasons import BounceReason, from_status, is_hard, reason
 
 R = BounceReason
 
@@ -133,7 +133,7 @@ def test_apple_unsubscribe_and_jmrp() -> None:
 
 
 def test_every_text_format_has_its_hints() -> None:
-    from postgate.feedback.mail.text_bounces import FORMATS, HINTS
+    from postgate.feedback.bounces.text_bounces import FORMATS, HINTS
 
     assert {f.name for f in FORMATS} == set(HINTS)
     assert all(h == h.lower() for hints in HINTS.values() for h in hints)

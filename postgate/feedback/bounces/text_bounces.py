@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from email.message import Message
 
-from postgate.feedback.mail.reasons import BounceReason, reason, status_in
+from postgate.core.bounce_reasons import BounceReason, reason, status_in
 
 R = BounceReason
 M = re.MULTILINE

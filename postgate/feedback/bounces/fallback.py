@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from postgate.feedback.mail.reasons import BounceReason, reason
+from postgate.core.bounce_reasons import BounceReason, reason
 
 FIELD = re.compile(
     r"^[ \t>]*(Final-Recipient|Original-Recipient|Action|Status|Diagnostic-Code)[ \t]*:[ \t]*"

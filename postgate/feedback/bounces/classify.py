@@ -14,7 +14,7 @@ from typing import TextIO
 
 from postgate.delivery.feedback_mail import Feedback, parse
 from postgate.delivery.tokens import Keys
-from postgate.feedback.mail.sources import Located, locate
+from postgate.feedback.bounces.sources import Located, locate
 
 BATCH = 200
 PARALLEL_FROM = 2 * BATCH  # fewer mails than this are read in this process

@@ -22,7 +22,7 @@ from email.message import Message
 from email.utils import getaddresses
 from typing import Any
 
-from postgate.feedback.mail.reasons import BounceReason, is_hard, reason, status_in
+from postgate.core.bounce_reasons import BounceReason, is_hard, reason, status_in
 
 R = BounceReason
 SES_SUBTYPES: dict[str, BounceReason] = {
