@@ -269,36 +269,9 @@ def _close(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _classify(args: argparse.Namespace, settings: Settings) -> int:
-    from postgate.feedback.mail import parse
+    from postgate.feedback.bounces.classify import run
 
-    for name in args.files:
-        fb = parse(Path(name).read_bytes(), settings.keys)
-        ref = fb.ref
-        print(
-            json.dumps(
-                {
-                    "file": name,
-                    "kind": fb.kind,
-                    "hard": fb.hard,
-                    "recipients": list(fb.recipients),
-                    "status": fb.status,
-                    "action": fb.action,
-                    "delivery": ref.delivery_id if ref else None,
-                    "reference": None
-                    if ref is None
-                    else {
-                        "delivery": ref.delivery_id,
-                        "campaign": ref.campaign_id,
-                        "tenant": ref.tenant_id,
-                        "format": "legacy" if ref.legacy else "signed",
-                        "mac": ref.signed,
-                    },
-                    "detail": fb.detail,
-                    **fb.extra,
-                },
-                ensure_ascii=False,
-            )
-        )
+    run(args.files, settings.keys, sys.stdout, args.jobs)
     return 0
 
 
@@ -427,9 +400,17 @@ def parser() -> argparse.ArgumentParser:
     feedback = sub.add_parser("feedback", help="feedback mail (bounces, complaints)")
     feedback_sub = feedback.add_subparsers(dest="action", required=True)
     classify = feedback_sub.add_parser(
-        "classify", help="print one JSON line per mail file: kind, hard, recipients, status"
+        "classify", help="print one JSON line per mail: kind, reason, hard, recipients, status"
     )
-    classify.add_argument("files", nargs="+")
+    classify.add_argument(
+        "files", nargs="+", help="mail files, directories of them, maildirs or mbox files"
+    )
+    classify.add_argument(
+        "--jobs",
+        type=int,
+        default=0,
+        help="worker processes for large sets (default: CPUs, at most 4)",
+    )
     classify.set_defaults(fn=_classify)
     sms = sub.add_parser("sms", help="SMS commands")
     sms_sub = sms.add_subparsers(dest="action", required=True)

@@ -1,5 +1,8 @@
 """Hard or not: RFC 3463 enhanced status codes and the wordings servers really use.
 
+The reason is read by ``feedback.mail.reasons`` (the text first, the status code when the
+text is silent); hard is derived from it.
+
 A hard bounce means the address itself is dead (5.1.1 bad mailbox, 5.1.2 bad domain,
 5.1.6 moved, and their non-standard phrasings). A policy rejection (5.7.x: spam,
 blocked, authentication, reputation) is permanent for this message but says nothing
@@ -11,21 +14,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from postgate.core.bounce_reasons import BounceReason, is_hard, reason, status_in
+
 ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
-HARD_STATUSES = frozenset({"5.1.1", "5.1.2", "5.1.3", "5.1.6", "5.1.10"})
-DEAD_ADDRESS = re.compile(
-    r"user unknown|unknown user|no such user|no such (mailbox|recipient)|mailbox (not found|"
-    r"unavailable|does not exist)|recipient (address rejected|not found|unknown)|"
-    r"does not exist|account (has been )?(disabled|closed|deactivated)|invalid (mailbox|"
-    r"recipient)|address rejected|unrouteable|host or domain name not found|"
-    r"domain (not found|does not exist)",
-    re.IGNORECASE,
-)
-POLICY = re.compile(
-    r"spam|blocked|block list|blacklist|reputation|policy|authenticat|dmarc|spf|dkim|"
-    r"rate limit|too many",
-    re.IGNORECASE,
-)
 
 
 POLICY_CLASS = "5.7"  # RFC 3463 X.7.X: security or policy status
@@ -41,18 +32,10 @@ def is_policy(status: str) -> bool:
 class Verdict:
     hard: bool
     status: str  # the enhanced status code, "" when the reply had none
+    reason: str = BounceReason.OTHER.value  # a feedback.mail.reasons.BounceReason value
 
 
 def classify_reply(code: int, text: str) -> Verdict:
-    match = ENHANCED.search(text)
-    status = ".".join(match.groups()) if match else ""
-    if code < 500:
-        return Verdict(False, status)
-    if status:
-        if is_policy(status) or status in ("5.2.2", "5.3.4", "5.2.3"):
-            return Verdict(False, status)
-        if status in HARD_STATUSES:
-            return Verdict(True, status)
-    if POLICY.search(text):
-        return Verdict(False, status)
-    return Verdict(bool(DEAD_ADDRESS.search(text)), status)
+    status = status_in(text)
+    found = reason(status, text)
+    return Verdict(is_hard(found), status, str(found))

@@ -24,4 +24,5 @@ class Feedback:
     provider_signed: bool = False  # came in a signed provider webhook: its references hold
     action: str = ""  # DSN action: failed | delayed
     detail: str = ""
+    reason: str = ""  # a bounce's core.bounce_reasons.BounceReason value
     extra: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""Classifier pieces for feedback mail: reasons, text bounces, fallbacks, complaints."""

@@ -1,0 +1,221 @@
+"""Bounce reasons: the diagnostic text decides over a contradicting status, and hard means
+only a dead address."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from postgate.core.bounce import classify_reply
+from postgate.core.bounce_reasons import BounceReason, from_status, is_hard, reason
+from postgate.feedback.mail import parse
+
+R = BounceReason
+
+
+@pytest.mark.parametrize(
+    ("status", "text", "expected"),
+    [
+        (
+            "5.1.1",
+            "Recipient address rejected: User unknown in local recipient table",
+            R.USER_UNKNOWN,
+        ),
+        (
+            "4.1.1",
+            "450 4.1.1 <a@x.example>: Recipient address rejected: User unknown",
+            R.USER_UNKNOWN,
+        ),
+        ("5.0.0", "550 user not found", R.USER_UNKNOWN),
+        (
+            "5.1.10",
+            "RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup",
+            R.USER_UNKNOWN,
+        ),
+        (
+            "5.4.1",
+            "550 5.4.1 Recipient address rejected: Access denied. AS(201806281)",
+            R.USER_UNKNOWN,
+        ),
+        ("5.0.0", "no such domain: x.example", R.HOST_UNKNOWN),
+        ("5.0.0", "invalid domain x.example", R.HOST_UNKNOWN),
+        ("5.1.0", "Domain x.example does not accept mail (nullMX)", R.HOST_UNKNOWN),
+        ("", "DNS lookup failure: host x.example not found: NXDOMAIN", R.HOST_UNKNOWN),
+        (
+            "5.1.1",
+            "5.1.1 Service unavailable; client [203.0.113.9] blocked using Spamhaus",
+            R.POLICY_BLOCK,
+        ),
+        ("5.1.1", "<a@x.example>: mailbox is full", R.MAILBOX_FULL),
+        (
+            "5.1.8",
+            "<news@shop.example>: Sender address rejected: Domain not found",
+            R.SENDER_REJECTED,
+        ),
+        ("5.1.7", "Invalid sender address", R.SENDER_REJECTED),
+        ("5.0.0", "rejected after MAIL FROM", R.SENDER_REJECTED),
+        ("5.3.4", "Message size exceeds fixed maximum message size", R.MESSAGE_TOO_BIG),
+        (
+            "4.7.28",
+            "mail sent from your IP address has been temporarily rate limited",
+            R.RATE_LIMITED,
+        ),
+        ("", "421 Too many concurrent SMTP connections", R.RATE_LIMITED),
+        ("4.4.7", "Message expired: unable to deliver in 840 minutes", R.EXPIRED),
+        ("4.4.1", "Connection refused by mx.x.example", R.NETWORK_ERROR),
+        (
+            "5.7.26",
+            "This mail has been blocked because the sender is unauthenticated",
+            R.AUTH_FAILURE,
+        ),
+        (
+            "5.7.515",
+            "Access denied, sending domain doesn't meet the required authentication level",
+            R.AUTH_FAILURE,
+        ),
+        ("5.7.1", "Email rejected per DMARC policy", R.AUTH_FAILURE),
+        ("5.2.1", "The email account that you tried to reach is disabled", R.SUSPENDED_ACCOUNT),
+        ("5.0.0", "account suspended", R.SUSPENDED_ACCOUNT),
+        ("5.0.0", "Reason 1 (Unable-To-Transfer)", R.OTHER),
+    ],
+)
+def test_the_text_decides(status: str, text: str, expected: BounceReason) -> None:
+    assert reason(status, text) is expected
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        ("5.1.1", R.USER_UNKNOWN),
+        ("5.1.2", R.HOST_UNKNOWN),
+        ("5.1.10", R.HOST_UNKNOWN),
+        ("5.2.2", R.MAILBOX_FULL),
+        ("5.7.1", R.POLICY_BLOCK),
+        ("5.7.26", R.AUTH_FAILURE),
+        ("5.1.8", R.SENDER_REJECTED),
+        ("4.4.7", R.EXPIRED),
+        ("9.9.9", R.OTHER),
+        ("", R.OTHER),
+    ],
+)
+def test_a_status_alone(status: str, expected: BounceReason) -> None:
+    assert from_status(status) is expected and reason(status, "") is expected
+
+
+def test_only_dead_addresses_are_hard() -> None:
+    assert {r for r in R if is_hard(r)} == {R.USER_UNKNOWN, R.HOST_UNKNOWN}
+    assert not is_hard(R.USER_UNKNOWN, "delayed")
+    sender = classify_reply(553, "5.1.8 <news@shop.example>: Sender address rejected")
+    assert (sender.hard, sender.reason, sender.status) == (False, "sender_rejected", "5.1.8")
+    assert classify_reply(450, "4.1.1 <a@x.example>: User unknown").hard
+    assert classify_reply(550, "5.1.1 blocked using zen.spamhaus.org").reason == "policy_block"
+
+
+def _mail(headers: str, body: str) -> bytes:
+    return (
+        (headers + "MIME-Version: 1.0\nContent-Type: text/plain\n\n" + body)
+        .replace("\n", "\r\n")
+        .encode()
+    )
+
+
+def test_never_a_message_id_the_sender_or_a_pipe_as_recipient() -> None:
+    raw = _mail(
+        "From: Mail Delivery System <Mailer-Daemon@mx.example.net>\nTo: b+1-x@bounces.example\n"
+        "Subject: Mail delivery failed: returning message to sender\n",
+        "This message was created automatically by mail delivery software.\n\nA message that "
+        "you sent could not be delivered to one or more of its\nrecipients. This is a "
+        "permanent error. The following address(es) failed:\n\n  pipe to |/usr/bin/procmail\n"
+        "    generated by real.person@example.net\n    Unrouteable address\n\n"
+        "------ This is a copy of the message, including all the headers. ------\n"
+        "From: news@shop.example\nTo: real.person@example.net\n"
+        "Message-ID: <20260310.abc.4242@shop.example>\n\nhello\n",
+    )
+    fb = parse(raw, "k")
+    assert (fb.kind, fb.recipients, fb.extra.get("format")) == (
+        "bounce",
+        ("real.person@example.net",),
+        "exim",
+    )
+
+
+def test_a_dsn_naming_a_file_target_names_no_one() -> None:
+    raw = _mail(
+        "From: MAILER-DAEMON@mx.example\nSubject: Undelivered Mail\n",
+        "Final-Recipient: rfc822; /var/mail/inbox\nAction: failed\nStatus: 5.2.2\n",
+    )
+    fb = parse(raw, "k")
+    assert fb.recipients == () and fb.kind == "unknown"
+
+
+def _sns(notification: dict[str, object]) -> bytes:
+    envelope = {"Type": "Notification", "MessageId": "m", "Message": json.dumps(notification)}
+    return _mail(
+        "From: AWS Notifications <no-reply@sns.amazonaws.com>\nSubject: AWS Notification Message\n",
+        json.dumps(envelope) + "\n\n--\nunsubscribe: x\n",
+    )
+
+
+def test_ses_notifications_name_recipients_from_the_json() -> None:
+    bounce = parse(
+        _sns(
+            {
+                "notificationType": "Bounce",
+                "bounce": {
+                    "bounceType": "Permanent",
+                    "bounceSubType": "NoEmail",
+                    "bouncedRecipients": [{"emailAddress": "Gone Person <gone@example.com>"}],
+                },
+            }
+        ),
+        "k",
+    )
+    assert (bounce.kind, bounce.reason, bounce.hard, bounce.recipients) == (
+        "bounce",
+        "user_unknown",
+        True,
+        ("gone@example.com",),
+    )
+    complaint = parse(
+        _sns(
+            {
+                "notificationType": "Complaint",
+                "complaint": {"complainedRecipients": [{"emailAddress": "angry@example.com"}]},
+            }
+        ),
+        "k",
+    )
+    assert (complaint.kind, complaint.recipients) == ("complaint", ("angry@example.com",))
+    delivery = parse(
+        _sns({"notificationType": "Delivery", "delivery": {"recipients": ["fine@example.com"]}}),
+        "k",
+    )
+    assert (delivery.kind, delivery.recipients) == ("unknown", ())
+
+
+def test_apple_unsubscribe_and_jmrp() -> None:
+    apple = parse(
+        _mail(
+            "From: reader@icloud.com\nTo: unsubscribe@bounces.example\n"
+            "Subject: Unsubscribe\nX-Apple-Unsubscribe: true\n",
+            "bye\n",
+        ),
+        "k",
+    )
+    assert (apple.kind, apple.recipients) == ("unsubscribe", ("reader@icloud.com",))
+    jmrp = (
+        "From: staff@hotmail.com\nSubject: complaint about message from 203.0.113.9\n"
+        "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n--b\n"
+        "Content-Type: message/rfc822\n\nX-HmXmrOriginalRecipient: <who@outlook.com>\n"
+        "From: news@shop.example\nTo: who@outlook.com\n\nhi\n--b--\n"
+    )
+    fb = parse(jmrp.encode(), "k")
+    assert (fb.kind, fb.recipients) == ("complaint", ("who@outlook.com",))
+
+
+def test_every_text_format_has_its_hints() -> None:
+    from postgate.feedback.bounces.text_bounces import FORMATS, HINTS
+
+    assert {f.name for f in FORMATS} == set(HINTS)
+    assert all(h == h.lower() for hints in HINTS.values() for h in hints)
