@@ -109,10 +109,12 @@ def suppress(conn: Connection, entries: Iterable[Entry]) -> None:
 
 
 def suppress_counted(conn: Connection, entries: Iterable[Entry]) -> int:
-    """As :func:`suppress`, one row at a time: how many were new (a list import's report)."""
+    """As :func:`suppress`, one row at a time: how many were new (a list import's report;
+    counted by RETURNING, as drivers do not all report an INSERT's rowcount)."""
     statement = insert_ignoring(conn, t.suppression, ("tenant_id", "channel", "address"))
-    return sum(
-        max(
+    new = 0
+    for tenant_id, channel, address, reason, detail, at in entries:
+        new += len(
             conn.execute(
                 statement.values(
                     tenant_id=tenant_id,
@@ -121,12 +123,10 @@ def suppress_counted(conn: Connection, entries: Iterable[Entry]) -> int:
                     reason=reason,
                     detail=detail,
                     created_at=at,
-                )
-            ).rowcount,
-            0,
+                ).returning(s.id)
+            ).all()
         )
-        for tenant_id, channel, address, reason, detail, at in entries
-    )
+    return new
 
 
 def lift(
