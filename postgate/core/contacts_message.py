@@ -9,13 +9,12 @@ drops that contact only, and the sync report says why.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from postgate.core.message import MessageError
+from postgate.core.message import parse_versioned
 from postgate.core.params import Line, Text
 
 SCHEMA_VERSION = "contacts.v1"
@@ -100,26 +99,7 @@ class ContactsV1(BaseModel):
 
 def parse_contacts(body: bytes | str, max_bytes: int) -> ContactsV1:
     """Decode and validate a raw body, or raise :class:`MessageError` saying why."""
-    raw = body.encode() if isinstance(body, str) else body
-    if len(raw) > max_bytes:
-        raise MessageError(f"payload too large: {len(raw)} bytes > {max_bytes}")
-    try:
-        data: Any = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MessageError(f"not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise MessageError("message must be a JSON object")
-    version = data.get("version")
-    if version != SCHEMA_VERSION:
-        raise MessageError(f"unknown version {version!r}; expected {SCHEMA_VERSION!r}")
-    try:
-        return ContactsV1.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(message)'}: {err['msg']}"
-            for err in exc.errors()[:20]
-        )
-        raise MessageError(f"invalid contacts.v1: {problems}") from None
+    return parse_versioned(body, max_bytes, ContactsV1, SCHEMA_VERSION, max_problems=20)
 
 
 def json_schema() -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -103,6 +103,18 @@ class CampaignV1(BaseModel):
 
 def parse_campaign(body: bytes | str, max_bytes: int) -> CampaignV1:
     """Decode and validate a raw queue body, or raise :class:`MessageError`."""
+    return parse_versioned(body, max_bytes, CampaignV1, SCHEMA_VERSION)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_versioned(
+    body: bytes | str, max_bytes: int, model: type[M], version: str, max_problems: int = 0
+) -> M:
+    """A versioned JSON queue message (``campaign.v1``, ``contacts.v1``...) decoded and
+    validated, or :class:`MessageError` saying why (at most ``max_problems`` field errors
+    when that is set)."""
     raw = body.encode() if isinstance(body, str) else body
     if len(raw) > max_bytes:
         raise MessageError(f"payload too large: {len(raw)} bytes > {max_bytes}")
@@ -112,17 +124,17 @@ def parse_campaign(body: bytes | str, max_bytes: int) -> CampaignV1:
         raise MessageError(f"not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise MessageError("message must be a JSON object")
-    version = data.get("version")
-    if version != SCHEMA_VERSION:
-        raise MessageError(f"unknown version {version!r}; expected {SCHEMA_VERSION!r}")
+    found = data.get("version")
+    if found != version:
+        raise MessageError(f"unknown version {found!r}; expected {version!r}")
     try:
-        return CampaignV1.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
+        errors = exc.errors()[:max_problems] if max_problems else exc.errors()
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(message)'}: {err['msg']}"
-            for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc']) or '(message)'}: {err['msg']}" for err in errors
         )
-        raise MessageError(f"invalid campaign.v1: {problems}") from None
+        raise MessageError(f"invalid {version}: {problems}") from None
 
 
 def json_schema() -> dict[str, Any]:
