@@ -215,6 +215,7 @@ def _hard_bounces(
                 verdict.hard,
                 verdict.status,
                 raw=f"{result.code} {result.detail}"[:2000],
+                reason=verdict.reason,
                 suppress=SuppressionReason.HARD_BOUNCE if verdict.hard else None,
                 detail=f"{result.code} {verdict.status}".strip(),
             )

@@ -32,7 +32,7 @@ def is_policy(status: str) -> bool:
 class Verdict:
     hard: bool
     status: str  # the enhanced status code, "" when the reply had none
-    reason: str = BounceReason.OTHER.value  # a feedback.mail.reasons.BounceReason value
+    reason: str = BounceReason.OTHER.value  # a core.bounce_reasons.BounceReason value
 
 
 def classify_reply(code: int, text: str) -> Verdict:

@@ -118,6 +118,7 @@ def apply(
                     verification.partition(":")[0],
                     dkim,
                     _storable(raw[:RAW_LIMIT].decode("utf-8", "replace")),
+                    reason=fb.reason[:40],
                 )
             ],
         )

@@ -40,6 +40,7 @@ class Event:
     verification: str = ""
     dkim: str = ""
     raw: str = ""
+    reason: str = ""  # a bounce's BounceReason: user_unknown, mailbox_full, policy_block...
     suppress: SuppressionReason | None = None  # suppress the address for the tenant
     detail: str = ""  # why, for the suppression row
 
@@ -63,6 +64,7 @@ def record(conn: Connection, events: Sequence[Event]) -> None:
                 "dedup_key": ev.dedup_key,
                 "verification": ev.verification,
                 "dkim": ev.dkim,
+                "reason": ev.reason,
                 "raw": ev.raw,
                 "created_at": ev.created_at,
             }

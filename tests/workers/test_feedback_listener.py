@@ -207,3 +207,46 @@ def test_a_mailto_and_a_one_click_unsubscribe_of_one_delivery_are_one_event(
     assert r.status_code == 200
     assert events(world) == [("unsubscribe", None, delivery_id)]
     assert suppressed(world) == {address: "unsubscribe"}
+
+
+def test_each_bounce_is_stored_with_its_reason(
+    world: World, listener: int, fixtures_dir: Path
+) -> None:
+    """Returned mail over SMTP and a refusal at send time keep why they bounced, so the
+    operator and the tenant can tell a dead address from a full mailbox or a block."""
+    rows = sent_campaign(world, 3)
+    ctx = world.ctx
+    for (delivery, campaign, _), name in zip(
+        rows,
+        ("gmail_550_5.1.1.eml", "postfix_452_mailbox_full.eml", "exchange_550_5.7.1_policy.eml"),
+        strict=True,
+    ):
+        raw = mail(fixtures_dir, name, ctx, delivery, campaign)
+        assert deliver(listener, raw, verp_for(ctx, delivery))[0] == 250
+    e = t.feedback_event.c
+    with ctx.engine.connect() as conn:
+        stored = dict(
+            conn.execute(
+                select(e.delivery_id, e.reason).where(
+                    e.tenant_id == world.tenant_id, e.kind == "bounce"
+                )
+            ).all()
+        )
+    assert stored == {
+        rows[0][0]: "user_unknown",
+        rows[1][0]: "mailbox_full",
+        rows[2][0]: "policy_block",
+    }
+
+
+def test_a_refusal_at_send_time_is_stored_with_its_reason(world: World) -> None:
+    world.contact("nobody")
+    world.sink.handler.script(f"nobody@{world.tenant.domain}", "550 5.1.1 user unknown")
+    world.publish(world.message("refused"))
+    world.run(world.finished("refused"))
+    e = t.feedback_event.c
+    with world.ctx.engine.connect() as conn:
+        found = conn.execute(
+            select(e.source, e.reason, e.hard).where(e.tenant_id == world.tenant_id)
+        ).all()
+    assert [tuple(r) for r in found] == [("smtp_reply", "user_unknown", True)]

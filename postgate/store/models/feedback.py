@@ -32,6 +32,7 @@ class FeedbackEvent(SQLModel, table=True):
     # how its delivery was established: signed | legacy | provider | unverified (never acted
     # upon, no tenant) | "" (our own observation: an SMTP reply, a form, an SMS report)
     verification: str = ""
+    reason: str = ""  # a bounce's BounceReason (core.bounce_reasons); "" for other kinds
     dkim: str = ""  # our DKIM signature on the quoted original: pass | fail | "" (none)
     dedup_key: str
     raw: str = Field(default="", sa_type=Text)
