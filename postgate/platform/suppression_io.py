@@ -127,7 +127,11 @@ def _clean(record: dict[str, Any]) -> dict[str, str]:
 
 def read_csv(text: str) -> tuple[list[tuple[int, dict[str, Any]]], list[dict[str, Any]], int]:
     reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
-    if "address" not in (reader.fieldnames or ()):
+    try:
+        header = reader.fieldnames or ()
+    except csv.Error as exc:  # e.g. an unterminated quote in the header row
+        raise SuppressionImportRefused(f"malformed CSV header: {exc}") from None
+    if "address" not in header:
         raise SuppressionImportRefused("the CSV needs a header row with an address column")
     rows: list[tuple[int, dict[str, Any]]] = []
     report: list[dict[str, Any]] = []

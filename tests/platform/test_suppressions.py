@@ -78,3 +78,13 @@ def test_import_export_round_trip(world: World, api: str) -> None:
         f"anna@{domain}": ("blocked", "suppressed"),
         f"bela@{domain}": ("blocked", "suppressed"),
     }
+
+
+def test_a_garbled_csv_header_is_refused_with_a_reason(world: World, api: str) -> None:
+    key = create_key(world.ctx.engine, "tenant", "crm", world.tenant.slug)
+    with httpx.Client(base_url=api, headers={"Authorization": f"Bearer {key}"}) as http:
+        done = http.post(
+            "/v1/suppressions/imports", content=b'"', headers={"content-type": "text/csv"}
+        )
+        assert done.status_code == 422, done.text
+        assert "malformed CSV header" in done.text
