@@ -102,6 +102,21 @@ class Settings(BaseSettings):
     canary_fraction: float = Field(default=0.02, gt=0, le=1)
     canary_wait_s: float = 3600.0  # after planning, before judging the slice
     webhook_secrets: dict[str, str] = Field(default_factory=dict)  # provider -> HMAC secret
+    # the event stream back to the CRM (postgate/events): the outbox is relayed to the
+    # "<QUEUE_PREFIX>.events" topic exchange and posted to the tenants' webhook endpoints
+    events_exchange: bool = True
+    events_poll_s: float = Field(default=0.2, gt=0)
+    events_retention_days: float = Field(default=30.0, gt=0)  # published events kept this long
+    # webhook endpoints may not resolve to loopback, private, link-local or reserved
+    # addresses unless inside these networks (comma-separated CIDRs, e.g. "10.1.0.0/16"),
+    # and plain http:// is accepted only for such an allowed, internal address
+    webhook_allow_networks: str = ""
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_batch: int = Field(default=100, ge=1, le=1000)  # events per POST
+    webhook_retry_for_s: float = Field(default=24 * 3600.0, gt=0)  # then dead-lettered
+    webhook_backoff_s: float = Field(default=5.0, gt=0)  # first retry; doubles each time
+    webhook_backoff_max_s: float = Field(default=3600.0, gt=0)
+    webhook_concurrency: int = Field(default=16, ge=1)  # endpoints posted to at once
     # SMS gateways (see postgate/sms and postgate/providers)
     sms_routes: str = "36=smpp,*=smsapi"  # calling code -> provider; tenants can override
     sms_default_sender: str = "postgate"

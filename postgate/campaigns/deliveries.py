@@ -15,11 +15,13 @@ from typing import Any
 from sqlalchemy import Engine, and_, bindparam, exists, or_, select, update
 
 from postgate.core.bounce import classify_reply
+from postgate.core.events import EventType
 from postgate.core.outcome import Outcome, SendResult
 from postgate.core.rendering import RecipientData
 from postgate.core.retry import next_attempt
 from postgate.core.states import SENDABLE_CAMPAIGN, Channel, FeedbackKind, SuppressionReason
 from postgate.core.states import DeliveryState as S
+from postgate.events import outbox
 from postgate.feedback import ledger
 from postgate.settings import Settings
 from postgate.store import tables as t
@@ -110,6 +112,7 @@ def record(
     tenant_id: int,
     results: Sequence[tuple[Claimed, SendResult]],
     now: datetime,
+    campaign_id: int | None = None,
 ) -> None:
     """Write the outcome of a batch: sent, deferred with backoff, or failed.
 
@@ -190,6 +193,32 @@ def record(
                 failed,
             )
             _hard_bounces(conn, tenant_id, results, now)
+        later = {row["b_id"] for row in deferred}
+        why = {row["b_id"]: row["b_reason"] for row in failed}
+        outbox.write(
+            conn,
+            [
+                told_outcome(
+                    tenant_id,
+                    campaign_id,
+                    Channel.EMAIL,
+                    claimed,
+                    result.outcome,
+                    later,
+                    now,
+                    {"code": result.code or (250 if result.outcome is Outcome.SENT else None)}
+                    | (
+                        {}
+                        if result.outcome is Outcome.SENT
+                        else {
+                            "error": result.detail[:300],
+                            "reason": why.get(claimed.recipient.delivery_id),
+                        }
+                    ),
+                )
+                for claimed, result in results
+            ],
+        )
 
 
 def _hard_bounces(
@@ -221,3 +250,27 @@ def _hard_bounces(
             )
         )
     ledger.record(conn, events)
+
+
+def told_outcome(
+    tenant_id: int,
+    campaign_id: int | None,
+    channel: Channel,
+    claimed: Claimed,
+    outcome: Outcome,
+    deferred: set[int],
+    now: datetime,
+    detail: dict[str, Any],
+) -> outbox.Pending:
+    """The event stream's copy of one outcome (email or SMS). A delivery is sent once, so
+    its sent event is keyed by the delivery alone (a batch handled twice tells it once);
+    a deferral or failure is keyed by its attempt."""
+    rcpt = claimed.recipient
+    if outcome is Outcome.SENT:
+        type_, key = EventType.SENT, f"sent:{rcpt.delivery_id}"
+    else:
+        type_ = EventType.DEFERRED if rcpt.delivery_id in deferred else EventType.FAILED
+        key = f"{type_}:{rcpt.delivery_id}:{claimed.attempts}"
+    return outbox.Pending(
+        key, type_, tenant_id, channel, now, rcpt.delivery_id, campaign_id, rcpt.address, detail
+    )

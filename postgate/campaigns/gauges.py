@@ -18,6 +18,7 @@ from sqlalchemy import Engine, func, select
 
 from postgate.core.clock import aware, utcnow
 from postgate.core.states import DeliveryState, TenantStatus
+from postgate.events import gauges as event_gauges
 from postgate.store import tables as t
 
 log = logging.getLogger("postgate.gauges")
@@ -85,10 +86,11 @@ class PipelineGauges(Collector):
             oldest = conn.scalar(
                 select(func.min(d.updated_at)).where(d.state == DeliveryState.QUEUED)
             )
+            stream = event_gauges.read(conn, now)
         for value in OPEN:
             open_rows.add_metric([value.value], counts.get(value.value, 0))
         lag.add_metric([], max(0.0, (now - aware(oldest)).total_seconds()) if oldest else 0.0)
-        metrics: list[Metric] = [state, blocks, open_rows, lag]
+        metrics: list[Metric] = [state, blocks, open_rows, lag, *stream]
         if self.depth is not None:
             broker = GaugeMetricFamily(
                 "postgate_broker_messages",

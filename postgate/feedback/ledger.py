@@ -16,7 +16,9 @@ from datetime import datetime
 
 from sqlalchemy import Connection, delete, or_, select, update
 
+from postgate.core.events import feedback_type
 from postgate.core.states import Channel, FeedbackKind, SuppressionReason
+from postgate.events import outbox
 from postgate.store import tables as t
 from postgate.store.dialect import insert_ignore, insert_ignoring
 
@@ -72,6 +74,7 @@ def record(conn: Connection, events: Sequence[Event]) -> None:
         ],
         ("dedup_key",),
     )
+    outbox.write(conn, [told for ev in events if (told := _told(ev)) is not None])
     suppress(
         conn,
         [
@@ -79,6 +82,28 @@ def record(conn: Connection, events: Sequence[Event]) -> None:
             for ev in events
             if ev.suppress is not None and ev.tenant_id is not None and ev.address
         ],
+    )
+
+
+def _told(ev: Event) -> outbox.Pending | None:
+    """The event stream's copy of a verified event (an unverified one names no tenant)."""
+    type_ = feedback_type(ev.kind)
+    if ev.tenant_id is None or type_ is None:
+        return None
+    detail: dict[str, object] = {"source": ev.source}
+    if ev.kind == FeedbackKind.BOUNCE:
+        detail |= {"hard": ev.hard, "status": ev.status, "reason": ev.reason}
+    if ev.suppress is not None:
+        detail["suppressed"] = str(ev.suppress)
+    return outbox.Pending(
+        f"fb:{ev.dedup_key}",
+        type_,
+        ev.tenant_id,
+        ev.channel,
+        ev.created_at,
+        ev.delivery_id,
+        recipient=ev.address,
+        detail=detail,
     )
 
 

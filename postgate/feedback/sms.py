@@ -21,10 +21,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, Engine, and_, bindparam, or_, select, update
 
 from postgate.core.clock import utcnow
+from postgate.core.events import EventType
 from postgate.core.sms.addressing import AddressError, e164
 from postgate.core.sms.opt_out import RESUME_KEYWORDS, keyword
 from postgate.core.sms.outcomes import FINAL_FAILURES, DlrStatus, overall
 from postgate.core.states import Channel, DeliveryState, FeedbackKind, SuppressionReason
+from postgate.events import outbox
 from postgate.feedback import ledger
 from postgate.providers.sms import DeliveryReport, InboundSms
 from postgate.store import tables as t
@@ -154,11 +156,30 @@ def apply(conn: Connection, provider: str, message_ids: Sequence[str], now: date
             continue
         done = max((x for _, _, x, _ in items if x is not None), default=now)
         if verdict is DlrStatus.DELIVERED:
-            changed += conn.execute(
+            moved = conn.execute(
                 update(t.delivery)
                 .where(d.id == did, d.state == DeliveryState.SENT, d.dlr_status.is_(None))
                 .values(dlr_status=verdict.value, delivered_at=done, updated_at=now)
-            ).rowcount
+                .returning(d.tenant_id, d.campaign_id, d.address)
+            ).all()
+            changed += len(moved)
+            outbox.write(
+                conn,
+                [
+                    outbox.Pending(
+                        f"delivered:{did}",
+                        EventType.DELIVERED,
+                        tenant_id,
+                        Channel.SMS,
+                        done,
+                        did,
+                        campaign_id,
+                        address,
+                        {"provider": provider, "parts": len(items)},
+                    )
+                    for tenant_id, campaign_id, address in moved
+                ],
+            )
         elif verdict in FINAL_FAILURES:
             changed += _failed(conn, did, verdict, provider, items[0][3], now)
     return changed

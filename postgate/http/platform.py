@@ -18,6 +18,9 @@ from postgate.http import (
     contacts as contacts_routes,
 )
 from postgate.http import (
+    events as event_routes,
+)
+from postgate.http import (
     lists as list_routes,
 )
 from postgate.http import (
@@ -61,6 +64,7 @@ def install(app: FastAPI) -> None:
         list_routes,
         contacts_routes,
         suppression_routes,
+        event_routes,
     ):
         app.include_router(module.router)
 

@@ -94,3 +94,22 @@ CANARY = Counter(
 # Gauges read from the database at scrape time live in postgate/campaigns/gauges.py:
 # postgate_tenant_state, postgate_sending_blocks_active, postgate_deliveries_open,
 # postgate_queue_lag_seconds, postgate_broker_messages.
+EVENTS_PRODUCED = Counter(
+    "postgate_events_produced_total",
+    "event.v1 events entered into the stream (stamped), by type.",
+    ["tenant", "type"],
+)
+EVENTS_PUBLISHED = Counter(
+    "postgate_events_published_total", "Events published to the event exchange.", ["tenant"]
+)
+WEBHOOK_EVENTS = Counter(
+    "postgate_webhook_events_total",
+    "Events posted to webhook endpoints, by result: delivered, retried (the post failed and "
+    "will be tried again), dead_lettered (given up after the retry window).",
+    ["tenant", "endpoint", "result"],
+)
+WEBHOOK_PAUSES = Counter(
+    "postgate_webhook_pauses_total",
+    "Webhook endpoints paused after failing for the whole retry window.",
+    ["tenant", "endpoint"],
+)

@@ -66,6 +66,30 @@ class Broker:
             declare=[self.queues[name]],
         )
 
+    def events_exchange(self) -> Exchange:
+        """The topic exchange of ``event.v1``: bind a queue with ``<tenant>.#`` or
+        ``*.feedback.complaint``; routing keys are ``<tenant slug>.<event type>``."""
+        return Exchange(f"{self.prefix}.events", type="topic", durable=True)
+
+    def publish_events(self, events: list[tuple[str, dict[str, Any]]]) -> None:
+        """Publish (routing key, event) pairs, persistent, in order."""
+        exchange = self.events_exchange()
+        self._open()
+        exchange(self._channel).declare()
+        for key, event in events:
+            self._producer.publish(
+                json.dumps(event, separators=(",", ":"), default=str),
+                exchange=exchange,
+                routing_key=key,
+                content_type="application/json",
+                content_encoding="utf-8",
+                delivery_mode=2,
+                headers={"schema": "event.v1", "event_id": event["id"]},
+                message_id=event["id"],
+                retry=True,
+                retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
+            )
+
     def get(self, name: str) -> Message | None:
         """One message or None, without waiting. The caller must ack or reject it."""
         message: Message | None = self.queues[name](self._open()).get(no_ack=False)

@@ -13,12 +13,13 @@ from typing import Any
 
 from sqlalchemy import Engine, bindparam, insert, select, update
 
-from postgate.campaigns.deliveries import Claimed
+from postgate.campaigns.deliveries import Claimed, told_outcome
 from postgate.core.outcome import Outcome
 from postgate.core.retry import next_attempt
 from postgate.core.sms.outcomes import SmsError
 from postgate.core.states import BlockSource, Channel, FeedbackKind, Scope, SuppressionReason
 from postgate.core.states import DeliveryState as S
+from postgate.events import outbox
 from postgate.feedback import ledger
 from postgate.feedback.sms import record_parts
 from postgate.settings import Settings
@@ -45,6 +46,7 @@ def record(
     tenant_id: int,
     outcomes: Sequence[SmsOutcome],
     now: datetime,
+    campaign_id: int | None = None,
 ) -> None:
     sent, deferred, failed = [], [], []
     for o in outcomes:
@@ -125,6 +127,23 @@ def record(
                 ),
                 failed,
             )
+        later = {row["b_id"] for row in deferred}
+        outbox.write(
+            conn,
+            [
+                told_outcome(
+                    tenant_id,
+                    campaign_id,
+                    Channel.SMS,
+                    o.claimed,
+                    o.outcome,
+                    later,
+                    now,
+                    {"provider": o.provider, "segments": o.segments, "error": o.detail[:300]},
+                )
+                for o in outcomes
+            ],
+        )
         dead = [o for o in outcomes if o.error is SmsError.INVALID_NUMBER]
         ledger.record(
             conn,

@@ -15,6 +15,7 @@ from postgate.store.models.consent import (
     Suppression,
 )
 from postgate.store.models.domains import SenderDomain
+from postgate.store.models.events import EventOutbox, WebhookDeadLetter, WebhookEndpoint
 from postgate.store.models.feedback import FeedbackEvent
 from postgate.store.models.operator import OperatorSession
 from postgate.store.models.platform import ContactRef, ContactSync, TenantProfile
@@ -34,6 +35,7 @@ __all__ = [
     "ContactSync",
     "DeadLetter",
     "Delivery",
+    "EventOutbox",
     "FeedbackEvent",
     "ListImport",
     "ListMember",
@@ -49,5 +51,7 @@ __all__ = [
     "TenantBrand",
     "TenantProfile",
     "TopicLabel",
+    "WebhookDeadLetter",
+    "WebhookEndpoint",
     "metadata",
 ]

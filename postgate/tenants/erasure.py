@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Engine, delete, insert, or_, select, update
 
 from postgate.core.clock import utcnow
+from postgate.events import outbox
 from postgate.feedback import ledger
 from postgate.store import tables as t
 
@@ -123,7 +124,13 @@ def erase(engine: Engine, tenant_id: int, address: str, actor: str) -> ErasureRe
                 email=None, phone=None, name="", attributes={}, last_activity_at=None, erased_at=now
             )
         )
+        conn.execute(  # the CRM's id of an erased contact links it to nothing any more
+            delete(t.contact_ref).where(
+                t.contact_ref.c.tenant_id == tenant_id, t.contact_ref.c.contact_id.in_(ids)
+            )
+        )
         events = ledger.erase(conn, tenant_id, channel, address, digest, deliveries, now)
+        outbox.erase(conn, tenant_id, address, digest, deliveries)
         report = ErasureReport(digest, len(ids), consents, len(deliveries), events)
         conn.execute(
             insert(t.audit_log).values(

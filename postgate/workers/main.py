@@ -12,6 +12,7 @@ from postgate.observability.export import registry
 from postgate.runtime.context import Context
 from postgate.settings import Settings
 from postgate.workers.contacts import ContactsWorker
+from postgate.workers.events import EventsWorker
 from postgate.workers.feedback import FeedbackListener
 from postgate.workers.planner import Planner
 from postgate.workers.retention import Retention
@@ -27,6 +28,7 @@ WORKERS: dict[str, Callable[[Context], Any]] = {
     "retention": Retention,
     "feedback": FeedbackListener,
     "contacts": ContactsWorker,
+    "events": EventsWorker,
 }
 
 

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, delete, insert, select, update
 
 from postgate.core.clock import utcnow
+from postgate.events import stream
 from postgate.runtime.context import Context
 from postgate.store import tables as t
 from postgate.store.schema import metadata
@@ -29,6 +30,7 @@ def purge(
     now: datetime,
     closed_days: int = CLOSED_TENANT_DAYS,
     audit_days: int = AUDIT_DAYS,
+    events_days: float = 30.0,
 ) -> dict[str, int]:
     report: dict[str, int] = {"tenants": 0}
     tn = t.tenant.c
@@ -72,6 +74,7 @@ def purge(
         report["audit_log"] = conn.execute(
             delete(t.audit_log).where(t.audit_log.c.created_at < cutoff)
         ).rowcount
+        report["event_outbox"] = stream.purge(conn, now - timedelta(days=events_days))
         report["dead_letter"] = conn.execute(
             delete(t.dead_letter).where(t.dead_letter.c.created_at < cutoff)
         ).rowcount
@@ -96,7 +99,12 @@ class Retention:
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                report = await asyncio.to_thread(purge, self.ctx.engine, utcnow())
+                report = await asyncio.to_thread(
+                    purge,
+                    self.ctx.engine,
+                    utcnow(),
+                    events_days=self.ctx.settings.events_retention_days,
+                )
                 log.info("retention run: %s", report)
             except Exception:
                 log.exception("retention run failed; trying again next time")

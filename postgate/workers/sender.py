@@ -197,7 +197,15 @@ class Sender(Runner):
         date = formatdate(usegmt=True)
 
         async def write(done: list[tuple[store.Claimed, SendResult]]) -> None:
-            await asyncio.to_thread(store.record, engine, settings, info.tenant_id, done, utcnow())
+            await asyncio.to_thread(
+                store.record,
+                engine,
+                settings,
+                info.tenant_id,
+                done,
+                utcnow(),
+                info.compiled.content.campaign_id,
+            )
 
         outcomes = Outcomes(write, settings.outcome_flush_count, settings.outcome_flush_s)
         todo = claimed

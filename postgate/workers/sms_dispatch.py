@@ -109,7 +109,9 @@ class SmsDispatch:
         extra = context or {}
 
         async def write(done: list[store.SmsOutcome]) -> None:
-            await asyncio.to_thread(store.record, engine, settings, info.tenant_id, done, utcnow())
+            await asyncio.to_thread(
+                store.record, engine, settings, info.tenant_id, done, utcnow(), info.campaign_id
+            )
 
         recorder = Outcomes(write, settings.outcome_flush_count, settings.outcome_flush_s)
 
