@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 from sqlalchemy import Engine, and_, func, insert, or_, select, update
 
+from postgate.core.clock import aware
 from postgate.events import guard
 from postgate.events.stream import page
 from postgate.feedback.webhook import signature
@@ -118,6 +119,12 @@ def batch(engine: Engine, lease: Lease, limit: int) -> tuple[list[dict[str, Any]
     return wanted, int(events[-1]["seq"])
 
 
+def release(engine: Engine, endpoint_id: int) -> None:
+    """Give a lease back early (the post could not be made or recorded)."""
+    with engine.begin() as conn:
+        conn.execute(update(t.webhook_endpoint).where(w.id == endpoint_id).values(lease_until=None))
+
+
 def backoff(attempts: int, settings: Settings) -> float:
     base = settings.webhook_backoff_s * 2 ** min(attempts - 1, 20)
     return float(min(settings.webhook_backoff_max_s, base) * random.uniform(0.8, 1.2))
@@ -197,7 +204,7 @@ def settle(
                 )
             )
             return Result(lease.id, lease.tenant_id, delivered=len(events))
-        since = lease.failing_since or now
+        since = aware(lease.failing_since) if lease.failing_since else now
         attempts = lease.attempts + 1
         if (now - since).total_seconds() < settings.webhook_retry_for_s:
             conn.execute(

@@ -101,6 +101,8 @@ class EventsWorker:
         for lease, result in zip(leases, results, strict=True):
             if isinstance(result, BaseException):
                 log.error("posting to webhook endpoint %s failed: %r", lease.id, result)
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(posting.release, self.ctx.engine, lease.id)
                 continue
             self._count(result)
         return len(leases)

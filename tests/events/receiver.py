@@ -3,6 +3,7 @@ every post and answers as a test scripts it (a status, a delay, a redirect)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -72,9 +73,15 @@ def serve() -> Iterator[Receiver]:
                 answer = receiver.answers.popleft() if receiver.answers else 200
             if receiver.delay_s:
                 time.sleep(receiver.delay_s)
-            if isinstance(answer, tuple) and answer[0] == "sleep":
+            if isinstance(answer, tuple) and answer[0] == "sleep":  # longer than the client waits
+                with receiver.lock:
+                    receiver.refused.append(post)
                 time.sleep(answer[1])
-                answer = 200
+                with contextlib.suppress(OSError):
+                    self.send_response(200)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                return
             if isinstance(answer, tuple) and answer[0] == "redirect":
                 with receiver.lock:
                     receiver.refused.append(post)
