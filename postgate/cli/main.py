@@ -342,8 +342,9 @@ def parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "names",
         nargs="+",
-        choices=["planner", "sender", "sweeper", "feedback", "retention", "contacts"],
-        help="workers to run in this process (contacts: applies contacts.v1 messages)",
+        choices=["planner", "sender", "sweeper", "feedback", "retention", "contacts", "events"],
+        help="workers to run in this process (contacts: applies contacts.v1 messages; "
+        "events: publishes event.v1 to the event exchange and posts it to webhook endpoints)",
     )
     worker.set_defaults(fn=_worker)
     api = sub.add_parser("api", help="serve the HTTP api")

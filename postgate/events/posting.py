@@ -34,7 +34,7 @@ from postgate.store import tables as t
 
 log = logging.getLogger("postgate.events")
 w, o = t.webhook_endpoint.c, t.event_outbox.c
-LEASE_EXTRA_S = 30.0
+LEASE_EXTRA_S = 5.0  # an endpoint lease: the post timeout and this much (a dead worker's ends)
 
 
 @dataclass(frozen=True, slots=True)
