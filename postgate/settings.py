@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     soft_bounce_window_days: int = 30  # ... within this window suppress the address
     breaker_complaint_rate: float = 0.001  # trips above 1 complaint per 1000 delivered
     breaker_hard_bounce_rate: float = 0.05  # trips above 5% hard bounces per sent
+    breaker_policy_block_rate: float = 0.05  # trips above 5% refused as spam/by policy per sent
+    breaker_auth_failure_rate: float = 0.02  # trips above 2% refused for SPF/DKIM/DMARC per sent
     breaker_min_volume: int = 1000  # no verdict on fewer sent emails in the window
     breaker_window_days: float = 7.0
     breaker_repeat_days: float = 30.0  # a second trip within this suspends

@@ -33,7 +33,7 @@ from postgate.core.states import Channel, FeedbackKind, SuppressionReason
 from postgate.feedback import dkim_check, ledger, unsubscribe
 from postgate.feedback.event import Feedback
 from postgate.feedback.references import Target, Verification, by_delivery, resolve
-from postgate.observability.metrics import FEEDBACK, FEEDBACK_UNVERIFIED
+from postgate.observability.metrics import FEEDBACK, FEEDBACK_UNVERIFIED, reason_label
 from postgate.settings import Settings
 from postgate.store import tables as t
 from postgate.tenants import reputation
@@ -148,7 +148,7 @@ def apply(
     label = (
         ("bounce_hard" if fb.hard else "bounce_soft") if kind == FeedbackKind.BOUNCE else str(kind)
     )
-    FEEDBACK.labels(slug, channel, label).inc(int(applied.new))
+    FEEDBACK.labels(slug, channel, label, reason_label(fb.reason)).inc(int(applied.new))
     if delivery is None and applied.new:
         FEEDBACK_UNVERIFIED.labels(source, kind, verification.partition(":")[2]).inc()
     log.info(

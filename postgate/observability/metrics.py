@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
+from postgate.core.bounce_reasons import BounceReason
+
 MESSAGES = Counter(
     "postgate_messages_total",
     "Messages handed to a provider, by outcome (sent, deferred, failed).",
@@ -69,8 +71,9 @@ PROVIDER_ERRORS = Counter(
 FEEDBACK = Counter(
     "postgate_feedback_total",
     "Feedback events applied, by kind (bounce_hard, bounce_soft, complaint, unsubscribe, "
-    "delay, auto_reply, unknown).",
-    ["tenant", "channel", "kind"],
+    "delay, auto_reply, unknown) and a bounce's reason (user_unknown, policy_block, "
+    "auth_failure, ...; none for other kinds); refusals at send time included.",
+    ["tenant", "channel", "kind", "reason"],
 )
 FEEDBACK_UNVERIFIED = Counter(
     "postgate_feedback_unverified_total",
@@ -93,4 +96,14 @@ CANARY = Counter(
 )
 # Gauges read from the database at scrape time live in postgate/campaigns/gauges.py:
 # postgate_tenant_state, postgate_sending_blocks_active, postgate_deliveries_open,
-# postgate_queue_lag_seconds, postgate_broker_messages.
+# postgate_queue_lag_seconds, postgate_broker_messages, postgate_breaker_window.
+
+
+def reason_label(reason: str) -> str:
+    """A bounce reason as a bounded label value: one of BounceReason, else other or none."""
+    if not reason:
+        return "none"
+    return reason if reason in REASONS else "other"
+
+
+REASONS = frozenset(str(r) for r in BounceReason)
