@@ -104,6 +104,13 @@ class Settings(BaseSettings):
     canary_fraction: float = Field(default=0.02, gt=0, le=1)
     canary_wait_s: float = 3600.0  # after planning, before judging the slice
     webhook_secrets: dict[str, str] = Field(default_factory=dict)  # provider -> HMAC secret
+    # Amazon SES notifications over SNS (POST /v1/webhooks/ses): the topics we subscribed;
+    # empty turns the route off. Hosts we fetch SigningCertURL and SubscribeURL from:
+    # {region} is an AWS region name; https only (http to a listed loopback host, tests)
+    ses_sns_topics: list[str] = Field(default_factory=list)
+    sns_hosts: list[str] = Field(
+        default_factory=lambda: ["sns.{region}.amazonaws.com", "sns.{region}.amazonaws.com.cn"]
+    )
     # SMS gateways (see postgate/sms and postgate/providers)
     sms_routes: str = "36=smpp,*=smsapi"  # calling code -> provider; tenants can override
     sms_default_sender: str = "postgate"

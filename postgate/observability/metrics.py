@@ -81,6 +81,18 @@ FEEDBACK_UNVERIFIED = Counter(
     "or a bounce naming another recipient, by source, kind and reason.",
     ["source", "kind", "reason"],
 )
+SNS_REQUESTS = Counter(
+    "postgate_sns_requests_total",
+    "Amazon SNS deliveries to the SES webhook that were accepted, by SNS type and result "
+    "(applied, duplicate, ignored, confirmed, unsubscribed).",
+    ["type", "result"],
+)
+SNS_REFUSED = Counter(
+    "postgate_sns_refused_total",
+    "SNS deliveries refused, by reason: malformed, unsigned, signature (forged), topic (not "
+    "ours), cert_host, certificate, subscribe_host, unavailable (certificate host down).",
+    ["reason"],
+)
 BREAKER_TRIPS = Counter(
     "postgate_breaker_trips_total",
     "Tenants switched off by the circuit breaker, by reason and resulting state.",
