@@ -24,7 +24,7 @@ from postgate.core.dkim_signing import Signer
 from postgate.core.message import MessageError
 from postgate.core.outcome import Outcome, SendResult
 from postgate.core.rendering import CampaignContent, CompiledCampaign
-from postgate.core.states import BlockReason, Channel, Kind
+from postgate.core.states import Channel, Kind
 from postgate.observability.metrics import (
     BATCH_SECONDS,
     BLOCKED,
@@ -136,7 +136,15 @@ class Sender(Runner):
         return not self._allowed(info)
 
     async def _hold(self, info: CampaignInfo, claimed: list[store.Claimed]) -> None:
-        reason = BlockReason.TENANT_DISABLED.value
+        reason = (
+            await asyncio.to_thread(
+                sending_blocks.hold_reason,
+                self.ctx.engine,
+                info.tenant_id,
+                info.channel,
+                info.kind,
+            )
+        ).value
         await asyncio.to_thread(
             store.hold,
             self.ctx.engine,

@@ -15,6 +15,7 @@ from postgate.core.breaker import (
     soft_bounce_suppresses,
     window_start,
 )
+from postgate.core.sending_policy import held_reason
 from postgate.core.sending_policy import may_send as allows
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
@@ -134,3 +135,19 @@ def test_refusals_are_judged_only_on_enough_volume_and_their_own_thresholds() ->
     strict = replace(LIMITS, policy_block_rate=0.001)
     trip = evaluate(refused(1000, policy=2), strict, (), (), NOW)
     assert trip is not None and trip.reason == "policy_block_rate"
+
+
+def test_rows_held_by_a_refusal_trip_say_why() -> None:
+    policy = ("bulk_email", "breaker", "policy_block_rate")
+    auth = ("bulk_email", "breaker", "auth_failure_rate")
+    operator = ("bulk_email", "operator", "")
+    assert held_reason([policy], "email", "promotional") == "policy_blocked"
+    assert held_reason([auth, policy], "email", "promotional") == "auth_failing"
+    assert held_reason([operator], "email", "promotional") == "tenant_disabled"
+    assert held_reason([("bulk_email", "breaker", "complaint_rate")], "email", "promotional") == (
+        "tenant_disabled"
+    )
+    # a bulk email block does not stop SMS: an operator's full stop does
+    assert held_reason([policy, ("all", "operator", "")], "sms", "promotional") == (
+        "tenant_disabled"
+    )

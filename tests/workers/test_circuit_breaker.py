@@ -204,9 +204,21 @@ def test_policy_blocks_trip_on_their_own_and_suppress_no_one(
     assert why.startswith("circuit breaker: policy_block_rate (receivers refuse its mail")
     assert "6/100 policy blocks" in why
     assert suppressions(world) == []  # a policy block is not a dead address
-    # the next campaign is held, every recipient still a recipient
+    # the next campaign is held, saying why; every recipient is still a recipient
     world.publish(world.message("after"))
     world.run(lambda: Counter(r.state for r in world.deliveries("after")) == {"held": N})
+    assert {r.reason for r in world.deliveries("after")} == {"policy_blocked"}
+    # a transactional mail is not stopped by a bulk block
+    world.publish(world.message("receipt", kind="transactional"))
+    world.run(world.finished("receipt"))
+    # re-enabled by an operator, the held rows go out
+    sending_blocks.clear_blocks(
+        world.ctx.engine, world.tenant_id, "bulk_email", "ops", "delisted from Spamhaus", utcnow()
+    )
+    assert resume_held(world.ctx.engine, world.ctx.settings, world.tenant_id) == N
+    world.run(world.finished("after"))
+    # (each scripted refusal is answered once)
+    assert Counter(r.state for r in world.deliveries("after")) == {"sent": N}
 
 
 def test_authentication_failures_trip_above_two_percent(world: World) -> None:
@@ -235,3 +247,6 @@ def test_authentication_failures_trip_above_two_percent(world: World) -> None:
             select(e.reason, e.hard, e.status).where(e.tenant_id == world.tenant_id)
         ).all()
     assert sorted(stored) == [("auth_failure", False, "5.7.26")] * 3
+    world.publish(world.message("held"))
+    world.run(lambda: Counter(r.state for r in world.deliveries("held")) == {"held": N})
+    assert {r.reason for r in world.deliveries("held")} == {"auth_failing"}
