@@ -31,6 +31,7 @@ from postgate.pages import routes as visitor_pages
 from postgate.runtime.broker import QUEUES, Broker
 from postgate.settings import Settings, get_settings
 from postgate.store.db import engine_for
+from postgate.tenants.reputation_gauges import BreakerGauges
 
 
 class RefuseNulInUrl:
@@ -99,10 +100,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     visitor_pages.install(app)
     platform_api.tag_scopes(app)
     gauges = PipelineGauges(engine, _broker_depth(settings))
+    breaker_gauges = BreakerGauges(engine, settings)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
-        return Response(exposition([gauges]), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition([gauges, breaker_gauges]), media_type=CONTENT_TYPE_LATEST)
 
     return app
 
