@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     soft_bounce_window_days: int = 30  # ... within this window suppress the address
     breaker_complaint_rate: float = 0.001  # trips above 1 complaint per 1000 delivered
     breaker_hard_bounce_rate: float = 0.05  # trips above 5% hard bounces per sent
+    breaker_policy_block_rate: float = 0.05  # trips above 5% refused as spam/by policy per sent
+    breaker_auth_failure_rate: float = 0.02  # trips above 2% refused for SPF/DKIM/DMARC per sent
     breaker_min_volume: int = 1000  # no verdict on fewer sent emails in the window
     breaker_window_days: float = 7.0
     breaker_repeat_days: float = 30.0  # a second trip within this suspends
@@ -117,6 +119,13 @@ class Settings(BaseSettings):
     webhook_backoff_s: float = Field(default=5.0, gt=0)  # first retry; doubles each time
     webhook_backoff_max_s: float = Field(default=3600.0, gt=0)
     webhook_concurrency: int = Field(default=16, ge=1)  # endpoints posted to at once
+    # Amazon SES notifications over SNS (POST /v1/webhooks/ses): the topics we subscribed;
+    # empty turns the route off. Hosts we fetch SigningCertURL and SubscribeURL from:
+    # {region} is an AWS region name; https only (http to a listed loopback host, tests)
+    ses_sns_topics: list[str] = Field(default_factory=list)
+    sns_hosts: list[str] = Field(
+        default_factory=lambda: ["sns.{region}.amazonaws.com", "sns.{region}.amazonaws.com.cn"]
+    )
     # SMS gateways (see postgate/sms and postgate/providers)
     sms_routes: str = "36=smpp,*=smsapi"  # calling code -> provider; tenants can override
     sms_default_sender: str = "postgate"

@@ -10,10 +10,13 @@ from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from postgate.core.clock import utcnow
+from postgate.core.states import Channel, FeedbackKind
+from postgate.feedback import ledger
 from postgate.store import tables as t
+from tests.operator_page.background import seed_history
 from tests.support import World
 
 
@@ -88,3 +91,47 @@ def test_multiprocess_values_are_summed_across_processes(tmp_path: Path) -> None
         (("channel", "email"), ("outcome", "sent"), ("provider", "smtp"), ("tenant", "acme")),
     )
     assert samples(out)[key] == 7
+
+
+def test_api_serves_the_breakers_window_counts_and_rates(world: World, api: str) -> None:
+    seed_history(world, delivered=200, complaints=1, hard_bounces=4)
+    d = t.delivery.c
+    with world.ctx.engine.begin() as conn:
+        ids = list(conn.scalars(select(d.id).where(d.tenant_id == world.tenant_id).limit(20)))
+        ledger.record(
+            conn,
+            [
+                ledger.Event(
+                    Channel.EMAIL,
+                    FeedbackKind.BOUNCE,
+                    f"metrics:{reason}:{delivery_id}",
+                    "smtp_reply",
+                    utcnow(),
+                    world.tenant_id,
+                    delivery_id,
+                    hard=False,
+                    status="5.7.1" if reason == "policy_block" else "5.7.26",
+                    reason=reason,
+                )
+                for reason, chosen in (("policy_block", ids[10:16]), ("auth_failure", ids[16:19]))
+                for delivery_id in chosen
+            ],
+        )
+    found = samples(httpx.get(f"{api}/metrics", timeout=10).text)
+    slug = world.tenant.slug
+
+    def window(count: str) -> float:
+        return found[("postgate_breaker_window", (("count", count), ("tenant", slug)))]
+
+    def rate(name: str) -> float:
+        return found[("postgate_breaker_rate", (("rate", name), ("tenant", slug)))]
+
+    assert [window(c) for c in ("sent", "delivered", "complaints", "hard_bounces")] == [
+        200,
+        200,
+        1,
+        4,
+    ]
+    assert (window("policy_blocks"), window("auth_failures")) == (6, 3)
+    assert (rate("policy_block"), rate("auth_failure")) == (0.03, 0.015)
+    assert (rate("complaint"), rate("hard_bounce")) == (0.005, 0.02)

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, func, select, update
 
 from postgate.campaigns.control import Publish
 from postgate.core import breaker
+from postgate.core.bounce_reasons import BounceReason
 from postgate.core.states import DeliveryState as S
 from postgate.core.states import FeedbackKind
 from postgate.observability.metrics import CANARY
@@ -99,6 +100,8 @@ def measure(conn: Connection, campaign_id: int, start: datetime, end: datetime) 
         int(delivered),
         events(e.kind == FeedbackKind.COMPLAINT),
         events(e.kind == FeedbackKind.BOUNCE, e.hard.is_(True)),
+        events(e.kind == FeedbackKind.BOUNCE, e.reason == BounceReason.POLICY_BLOCK),
+        events(e.kind == FeedbackKind.BOUNCE, e.reason == BounceReason.AUTH_FAILURE),
     )
 
 

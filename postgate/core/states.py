@@ -55,7 +55,14 @@ class BlockReason(StrEnum):
     CONSENT_UNPROVEN = "consent_unproven"
     OTHER_TENANT = "other_tenant"
     SUPPRESSED = "suppressed"
-    TENANT_DISABLED = "tenant_disabled"
+    TENANT_DISABLED = "tenant_disabled"  # held: the kill switch or the breaker stopped it
+    # held by the breaker because receivers refuse the tenant's mail (not its recipients)
+    POLICY_BLOCKED = "policy_blocked"  # refused as spam, blocklisted, bad reputation
+    AUTH_FAILING = "auth_failing"  # refused for failed SPF/DKIM/DMARC
+
+
+# the reasons of rows held by a sending block: released when the blocks allow them again
+HELD_BY_BLOCKS = (BlockReason.TENANT_DISABLED, BlockReason.POLICY_BLOCKED, BlockReason.AUTH_FAILING)
 
 
 class TenantStatus(StrEnum):

@@ -5,7 +5,8 @@ when we know the delivery, else the hash of the mail), inserted-or-ignored. Its
 effects are idempotent too: suppressions are insert-or-ignore, ``complained_at`` is
 set only once and soft-bounce scoring is recomputed from the stored events, so a
 duplicate or a late, out-of-order copy changes nothing. Mail we cannot read is kept
-whole as an ``unknown`` event for an operator to inspect.
+whole as an ``unknown`` event for an operator to inspect. Every report's raw bytes are
+stored whole (:func:`stored_raw`: as text, or base64 when they are not clean UTF-8).
 
 Only a reference we can trust (``delivery.references``) lets an event act: a report with
 no valid MAC, a legacy reference past its window, a reference whose delivery belongs to
@@ -19,6 +20,7 @@ verified against the tenant's stored key and the result kept on the event.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 from dataclasses import dataclass, field, replace
@@ -33,14 +35,14 @@ from postgate.core.states import Channel, FeedbackKind, SuppressionReason
 from postgate.feedback import dkim_check, ledger, unsubscribe
 from postgate.feedback.event import Feedback
 from postgate.feedback.references import Target, Verification, by_delivery, resolve
-from postgate.observability.metrics import FEEDBACK, FEEDBACK_UNVERIFIED
+from postgate.observability.metrics import FEEDBACK, FEEDBACK_UNVERIFIED, reason_label
 from postgate.settings import Settings
 from postgate.store import tables as t
 from postgate.tenants import reputation
 
 log = logging.getLogger("postgate.feedback")
 d, e = t.delivery.c, t.feedback_event.c
-RAW_LIMIT = 1_000_000
+RAW_PREFIX = "base64:"
 BREAKER_KINDS = (FeedbackKind.BOUNCE, FeedbackKind.COMPLAINT)  # what the breaker counts
 SUPPRESSING = {
     FeedbackKind.COMPLAINT: SuppressionReason.COMPLAINT,
@@ -117,7 +119,7 @@ def apply(
                     fb.status,
                     verification.partition(":")[0],
                     dkim,
-                    _storable(raw[:RAW_LIMIT].decode("utf-8", "replace")),
+                    stored_raw(raw),
                     reason=fb.reason[:40],
                 )
             ],
@@ -148,7 +150,7 @@ def apply(
     label = (
         ("bounce_hard" if fb.hard else "bounce_soft") if kind == FeedbackKind.BOUNCE else str(kind)
     )
-    FEEDBACK.labels(slug, channel, label).inc(int(applied.new))
+    FEEDBACK.labels(slug, channel, label, reason_label(fb.reason)).inc(int(applied.new))
     if delivery is None and applied.new:
         FEEDBACK_UNVERIFIED.labels(source, kind, verification.partition(":")[2]).inc()
     log.info(
@@ -166,6 +168,26 @@ def apply(
         dkim or "-",
     )
     return applied
+
+
+def stored_raw(raw: bytes) -> str:
+    """The report as ``feedback_event.raw`` keeps it, whole: its text when it is clean
+    UTF-8 without NUL, else ``base64:`` and the base64 of every byte, so that nothing of
+    a garbled or binary mail is lost (a database text column holds no NUL)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or "\x00" in text or text.startswith(RAW_PREFIX):
+        return RAW_PREFIX + base64.b64encode(raw).decode("ascii")
+    return text
+
+
+def raw_bytes(stored: str) -> bytes:
+    """The bytes :func:`stored_raw` kept."""
+    if stored.startswith(RAW_PREFIX):
+        return base64.b64decode(stored[len(RAW_PREFIX) :])
+    return stored.encode("utf-8")
 
 
 def _storable(text: str) -> str:

@@ -23,6 +23,7 @@ from postgate.http.content_policy import router as policy_router
 from postgate.http.domains import router as domain_router
 from postgate.http.kill_switch import router as kill_switch_router
 from postgate.http.sms_callbacks import router as sms_callbacks
+from postgate.http.sns import router as sns_router
 from postgate.http.webhooks import router as webhooks_router
 from postgate.observability.export import exposition
 from postgate.operator_page import routes as operator_page
@@ -30,6 +31,7 @@ from postgate.pages import routes as visitor_pages
 from postgate.runtime.broker import QUEUES, Broker
 from postgate.settings import Settings, get_settings
 from postgate.store.db import engine_for
+from postgate.tenants.reputation_gauges import BreakerGauges
 
 
 class RefuseNulInUrl:
@@ -89,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     campaign_api.install(app)
     data_api.install(app)
     app.include_router(kill_switch_router)
+    app.include_router(sns_router)  # before /v1/webhooks/{provider}
     app.include_router(webhooks_router)
     app.include_router(sms_callbacks)
     app.include_router(domain_router)
@@ -97,10 +100,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     visitor_pages.install(app)
     platform_api.tag_scopes(app)
     gauges = PipelineGauges(engine, _broker_depth(settings))
+    breaker_gauges = BreakerGauges(engine, settings)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
-        return Response(exposition([gauges]), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition([gauges, breaker_gauges]), media_type=CONTENT_TYPE_LATEST)
 
     return app
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
+from postgate.core.bounce_reasons import BounceReason
+
 MESSAGES = Counter(
     "postgate_messages_total",
     "Messages handed to a provider, by outcome (sent, deferred, failed).",
@@ -69,14 +71,27 @@ PROVIDER_ERRORS = Counter(
 FEEDBACK = Counter(
     "postgate_feedback_total",
     "Feedback events applied, by kind (bounce_hard, bounce_soft, complaint, unsubscribe, "
-    "delay, auto_reply, unknown).",
-    ["tenant", "channel", "kind"],
+    "delay, auto_reply, unknown) and a bounce's reason (user_unknown, policy_block, "
+    "auth_failure, ...; none for other kinds); refusals at send time included.",
+    ["tenant", "channel", "kind", "reason"],
 )
 FEEDBACK_UNVERIFIED = Counter(
     "postgate_feedback_unverified_total",
     "Feedback kept but not acted upon: no valid signed reference (forged, garbled, too old) "
     "or a bounce naming another recipient, by source, kind and reason.",
     ["source", "kind", "reason"],
+)
+SNS_REQUESTS = Counter(
+    "postgate_sns_requests_total",
+    "Amazon SNS deliveries to the SES webhook that were accepted, by SNS type and result "
+    "(applied, duplicate, ignored, confirmed, unsubscribed).",
+    ["type", "result"],
+)
+SNS_REFUSED = Counter(
+    "postgate_sns_refused_total",
+    "SNS deliveries refused, by reason: malformed, unsigned, signature (forged), topic (not "
+    "ours), cert_host, certificate, subscribe_host, unavailable (certificate host down).",
+    ["reason"],
 )
 BREAKER_TRIPS = Counter(
     "postgate_breaker_trips_total",
@@ -93,7 +108,21 @@ CANARY = Counter(
 )
 # Gauges read from the database at scrape time live in postgate/campaigns/gauges.py:
 # postgate_tenant_state, postgate_sending_blocks_active, postgate_deliveries_open,
-# postgate_queue_lag_seconds, postgate_broker_messages.
+# postgate_queue_lag_seconds, postgate_broker_messages, postgate_breaker_window; the event
+# stream's (postgate_events_oldest_undelivered_seconds, postgate_webhook_endpoint_paused)
+# in postgate/events/gauges.py.
+
+
+def reason_label(reason: str) -> str:
+    """A bounce reason as a bounded label value: one of BounceReason, else other or none."""
+    if not reason:
+        return "none"
+    return reason if reason in REASONS else "other"
+
+
+REASONS = frozenset(str(r) for r in BounceReason)
+
+
 EVENTS_PRODUCED = Counter(
     "postgate_events_produced_total",
     "event.v1 events entered into the stream (stamped), by type.",

@@ -1,7 +1,9 @@
 """What the operator page shows, read from the database in one pass.
 
-Rates come from :func:`postgate.tenants.reputation.measure` (the breaker's own counts)
-over the rolling window the breaker uses; tenants that are stopped or over a threshold
+Rates come from :func:`postgate.tenants.reputation.measure` (the breaker's own counts:
+complaints, hard bounces, policy blocks, authentication failures) over the rolling
+window the breaker uses; feedback by reason, the latest events and unverified reports
+from :mod:`postgate.operator_page.feedback_view`; tenants that are stopped or over a threshold
 come first, then those near one, then by volume. States come from the active sending
 blocks (the ones the kill switch and the breaker write); progress from
 :mod:`postgate.campaigns.progress`.
@@ -10,7 +12,7 @@ blocks (the ones the kill switch and the breaker write); progress from
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, func, select
@@ -19,7 +21,7 @@ from postgate.campaigns import progress
 from postgate.core import breaker
 from postgate.core.clock import aware
 from postgate.core.states import DeliveryState as S
-from postgate.feedback.references import Verification
+from postgate.operator_page import feedback_view
 from postgate.operator_page.standing import Standing, attention, judge
 from postgate.settings import Settings
 from postgate.store import tables as t
@@ -61,6 +63,8 @@ class Overview:
     campaigns: list[CampaignRow] = field(default_factory=list)
     audit: list[dict[str, Any]] = field(default_factory=list)
     unverified: list[dict[str, Any]] = field(default_factory=list)  # last 24 h, by source
+    reasons: list[feedback_view.ReasonCount] = field(default_factory=list)  # 24 h and 7 d
+    recent: list[dict[str, Any]] = field(default_factory=list)  # the latest events
 
 
 def _audit_row(row: Any) -> dict[str, Any]:
@@ -139,22 +143,7 @@ def read(
                 .limit(MAX_AUDIT)
             )
         )
-        e = t.feedback_event.c
-        overview.unverified.extend(
-            {"source": r.source, "kind": r.kind, "count": int(r.n), "latest": aware(r.latest)}
-            for r in conn.execute(
-                select(
-                    e.source,
-                    e.kind,
-                    func.count().label("n"),
-                    func.max(e.created_at).label("latest"),
-                )
-                .where(
-                    e.verification == Verification.UNVERIFIED,
-                    e.created_at >= now - timedelta(days=1),
-                )
-                .group_by(e.source, e.kind)
-                .order_by(func.count().desc())
-            )
-        )
+        overview.unverified.extend(feedback_view.unverified(conn, now))
+        overview.reasons.extend(feedback_view.by_reason(conn, now))
+        overview.recent.extend(feedback_view.recent(conn))
     return overview

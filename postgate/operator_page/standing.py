@@ -27,6 +27,18 @@ class Standing:
     complaint_limit_per_1000: float
     bounce_limit_percent: float
     min_volume: int
+    policy_blocks: int = 0  # refused as spam or by policy: not dead addresses
+    auth_failures: int = 0  # refused for failed SPF/DKIM/DMARC
+    policy_percent: float = 0.0
+    auth_percent: float = 0.0
+    policy_level: str = "ok"
+    auth_level: str = "ok"
+    policy_limit_percent: float = 0.0
+    auth_limit_percent: float = 0.0
+
+    @property
+    def levels(self) -> tuple[str, ...]:
+        return (self.complaint_level, self.bounce_level, self.policy_level, self.auth_level)
 
 
 def level(rate: float, threshold: float, judged: bool) -> str:
@@ -40,6 +52,7 @@ def level(rate: float, threshold: float, judged: bool) -> str:
 def judge(window: Window, limits: Thresholds) -> Standing:
     judged = window.sent >= limits.min_volume
     complaint, bounce = window.complaint_rate(), window.hard_bounce_rate()
+    policy, auth = window.policy_block_rate(), window.auth_failure_rate()
     return Standing(
         sent=window.sent,
         delivered=window.delivered,
@@ -52,12 +65,20 @@ def judge(window: Window, limits: Thresholds) -> Standing:
         complaint_limit_per_1000=round(limits.complaint_rate * 1000, 3),
         bounce_limit_percent=round(limits.hard_bounce_rate * 100, 3),
         min_volume=limits.min_volume,
+        policy_blocks=window.policy_blocks,
+        auth_failures=window.auth_failures,
+        policy_percent=round(policy * 100, 2),
+        auth_percent=round(auth * 100, 2),
+        policy_level=level(policy, limits.policy_block_rate, judged),
+        auth_level=level(auth, limits.auth_failure_rate, judged),
+        policy_limit_percent=round(limits.policy_block_rate * 100, 3),
+        auth_limit_percent=round(limits.auth_failure_rate * 100, 3),
     )
 
 
 def attention(status: str, standing: Standing) -> int:
     """Sort key: stopped or over a threshold first (0), then near one (1), then the rest."""
-    levels = (standing.complaint_level, standing.bounce_level)
+    levels = standing.levels
     if status != "active" or "over" in levels:
         return 0
     return 1 if "near" in levels else 2

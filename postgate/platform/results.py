@@ -4,8 +4,8 @@ tenant's sending state with its reasons.
 Counts come from the delivery rows (their state and reason) and from the feedback events
 that name them. ``delivered`` counts rows with a delivery report (SMS gateways send one;
 for email the relay's acceptance is ``sent``). ``held`` says why: the reasons on the rows
-(``tenant_disabled``, ``canary``, ``canary_halted``) and, while the tenant may not send
-this campaign, the active sending blocks that stop it.
+(``tenant_disabled``, ``policy_blocked``, ``auth_failing``, ``canary``, ``canary_halted``)
+and, while the tenant may not send this campaign, the active sending blocks that stop it.
 """
 
 from __future__ import annotations

@@ -11,9 +11,10 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, or_, select
+from sqlalchemy import Connection, Engine, and_, case, func, or_, select
 
 from postgate.core import breaker
+from postgate.core.bounce_reasons import BounceReason
 from postgate.core.clock import aware
 from postgate.core.states import BlockSource, FeedbackKind
 from postgate.core.states import DeliveryState as S
@@ -30,6 +31,8 @@ def thresholds(settings: Settings) -> breaker.Thresholds:
     return breaker.Thresholds(
         complaint_rate=settings.breaker_complaint_rate,
         hard_bounce_rate=settings.breaker_hard_bounce_rate,
+        policy_block_rate=settings.breaker_policy_block_rate,
+        auth_failure_rate=settings.breaker_auth_failure_rate,
         min_volume=settings.breaker_min_volume,
         window=timedelta(days=settings.breaker_window_days),
         repeat=timedelta(days=settings.breaker_repeat_days),
@@ -38,7 +41,8 @@ def thresholds(settings: Settings) -> breaker.Thresholds:
 
 def measure(conn: Connection, tenant_id: int, start: datetime, end: datetime) -> breaker.Window:
     """One tenant's window: sent (accepted or rejected at send time), delivered, and the
-    deliveries complained about or hard-bounced (each counted once)."""
+    deliveries complained about, hard-bounced, refused by policy or for failed
+    authentication (each counted once per kind)."""
     return _windows(conn, start, end, tenant_id).get(
         tenant_id, breaker.Window(start, end, 0, 0, 0, 0)
     )
@@ -70,27 +74,57 @@ def _windows(
         d.tenant_id,
     )
 
-    def events(*where: Any) -> dict[int, int]:
-        return grouped(
-            select(
-                e.tenant_id, func.count(func.distinct(func.coalesce(e.delivery_id, e.id)))
-            ).where(e.created_at >= start, *where),
-            e.tenant_id,
-        )
+    def distinct(*when: Any) -> Any:  # deliveries (else events) the condition holds for
+        return func.count(func.distinct(case((and_(*when), func.coalesce(e.delivery_id, e.id)))))
 
-    complaints = events(e.kind == FeedbackKind.COMPLAINT)
-    hard = events(e.kind == FeedbackKind.BOUNCE, e.hard.is_(True))
+    bounce = e.kind == FeedbackKind.BOUNCE
+    query = select(
+        e.tenant_id,
+        distinct(e.kind == FeedbackKind.COMPLAINT),
+        distinct(bounce, e.hard.is_(True)),
+        distinct(bounce, e.reason == BounceReason.POLICY_BLOCK),
+        distinct(bounce, e.reason == BounceReason.AUTH_FAILURE),
+    ).where(
+        e.created_at >= start,
+        e.tenant_id.is_not(None),
+        e.kind.in_((FeedbackKind.COMPLAINT, FeedbackKind.BOUNCE)),
+    )
+    if tenant_id is not None:
+        query = query.where(e.tenant_id == tenant_id)
+    feedback = {
+        int(row[0]): tuple(int(n) for n in row[1:])
+        for row in conn.execute(query.group_by(e.tenant_id))
+        if any(row[1:])
+    }
+    none = (0, 0, 0, 0)
     return {
         tid: breaker.Window(
-            start=start,
-            end=end,
-            sent=delivered.get(tid, 0) + rejected.get(tid, 0),
-            delivered=delivered.get(tid, 0),
-            complaints=complaints.get(tid, 0),
-            hard_bounces=hard.get(tid, 0),
+            start,
+            end,
+            delivered.get(tid, 0) + rejected.get(tid, 0),
+            delivered.get(tid, 0),
+            *feedback.get(tid, none),
         )
-        for tid in delivered.keys() | rejected.keys() | complaints.keys() | hard.keys()
+        for tid in delivered.keys() | rejected.keys() | feedback.keys()
     }
+
+
+WHY = {
+    breaker.TripReason.COMPLAINT_RATE: "recipients report its mail as spam",
+    breaker.TripReason.HARD_BOUNCE_RATE: "its lists hold dead addresses",
+    breaker.TripReason.AUTH_FAILURE_RATE: "receivers refuse its mail for failed SPF/DKIM/DMARC",
+    breaker.TripReason.POLICY_BLOCK_RATE: "receivers refuse its mail as spam or by policy",
+}
+
+
+def explain(reason: breaker.TripReason, window: breaker.Window) -> str:
+    """The block's reason as an operator reads it: which rate, what it means, the counts."""
+    return (
+        f"circuit breaker: {reason} ({WHY[reason]}): {window.complaints}/{window.delivered} "
+        f"complaints, {window.hard_bounces}/{window.sent} hard bounces, "
+        f"{window.policy_blocks}/{window.sent} policy blocks, {window.auth_failures}/"
+        f"{window.sent} authentication failures since {window.start.isoformat(timespec='seconds')}"
+    )
 
 
 def check(engine: Engine, settings: Settings, tenant_id: int, now: datetime) -> breaker.Trip | None:
@@ -122,11 +156,7 @@ def check(engine: Engine, settings: Settings, tenant_id: int, now: datetime) -> 
         )
         if trip is None:
             return None
-        why = (
-            f"circuit breaker: {trip.reason} {window.complaints}/{window.delivered} "
-            f"complaints, {window.hard_bounces}/{window.sent} hard bounces since "
-            f"{start.isoformat(timespec='seconds')}"
-        )
+        why = explain(trip.reason, window)
         for scope in trip.scopes:
             sending_blocks.add_block(
                 conn, tenant_id, scope, BlockSource.BREAKER, why, "breaker", trip.detail, now

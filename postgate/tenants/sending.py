@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from postgate.core.breaker import ALL, BULK_EMAIL, BULK_SMS
-from postgate.core.sending_policy import may_send
-from postgate.core.states import BlockReason, TenantStatus
+from postgate.core.sending_policy import held_reason, may_send
+from postgate.core.states import HELD_BY_BLOCKS, BlockReason, TenantStatus
 from postgate.core.states import DeliveryState as S
 from postgate.store import tables as t
 
@@ -27,6 +27,20 @@ b, d, c = t.sending_block.c, t.delivery.c, t.campaign.c
 def active_scopes(conn: Connection, tenant_id: int) -> frozenset[str]:
     return frozenset(
         conn.scalars(select(b.scope).where(b.tenant_id == tenant_id, b.cleared_at.is_(None)))
+    )
+
+
+def hold_reason(engine: Engine, tenant_id: int, channel: str, kind: str) -> BlockReason:
+    """The reason rows of this channel and kind are held with under the tenant's active
+    blocks (``core.sending_policy.held_reason``)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(b.scope, b.source, b.detail).where(
+                b.tenant_id == tenant_id, b.cleared_at.is_(None)
+            )
+        ).all()
+    return held_reason(
+        ((r.scope, r.source, str((r.detail or {}).get("reason", ""))) for r in rows), channel, kind
     )
 
 
@@ -150,7 +164,7 @@ def release_held(engine: Engine, tenant_id: int, now: datetime) -> list[tuple[in
                         .where(
                             d.tenant_id == tenant_id,
                             d.state == S.HELD,
-                            d.reason == BlockReason.TENANT_DISABLED,
+                            d.reason.in_(HELD_BY_BLOCKS),
                         )
                         .distinct()
                     ),
@@ -166,7 +180,7 @@ def release_held(engine: Engine, tenant_id: int, now: datetime) -> list[tuple[in
                 d.tenant_id == tenant_id,
                 d.campaign_id.in_(campaigns),
                 d.state == S.HELD,
-                d.reason == BlockReason.TENANT_DISABLED,
+                d.reason.in_(HELD_BY_BLOCKS),
             )  # not canary holds
             .values(state=S.QUEUED, reason=None, updated_at=now)
             .returning(d.id, d.campaign_id)

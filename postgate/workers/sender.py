@@ -18,13 +18,21 @@ from postgate.campaigns import deliveries as store
 from postgate.consent import reminder, send_checks
 from postgate.consent.signup import CONFIRM_PREFIX
 from postgate.core import i18n
+from postgate.core.bounce import classify_reply
 from postgate.core.clock import utcnow
 from postgate.core.dkim_signing import Signer
 from postgate.core.message import MessageError
-from postgate.core.outcome import SendResult
+from postgate.core.outcome import Outcome, SendResult
 from postgate.core.rendering import CampaignContent, CompiledCampaign
-from postgate.core.states import BlockReason, Channel, Kind
-from postgate.observability.metrics import BATCH_SECONDS, BLOCKED, DKIM_SIGN_SECONDS, MESSAGES
+from postgate.core.states import Channel, Kind
+from postgate.observability.metrics import (
+    BATCH_SECONDS,
+    BLOCKED,
+    DKIM_SIGN_SECONDS,
+    FEEDBACK,
+    MESSAGES,
+    reason_label,
+)
 from postgate.providers import registry
 from postgate.providers.base import EmailProvider
 from postgate.providers.smtp import SmtpSettings
@@ -128,7 +136,15 @@ class Sender(Runner):
         return not self._allowed(info)
 
     async def _hold(self, info: CampaignInfo, claimed: list[store.Claimed]) -> None:
-        reason = BlockReason.TENANT_DISABLED.value
+        reason = (
+            await asyncio.to_thread(
+                sending_blocks.hold_reason,
+                self.ctx.engine,
+                info.tenant_id,
+                info.channel,
+                info.kind,
+            )
+        ).value
         await asyncio.to_thread(
             store.hold,
             self.ctx.engine,
@@ -317,6 +333,14 @@ class Sender(Runner):
         MESSAGES.labels(
             info.tenant_slug, info.channel, self.provider.name, result.outcome.value
         ).inc()
+        if result.outcome is Outcome.FAILED and result.code is not None:
+            verdict = classify_reply(result.code, result.detail)  # as the bounce event says
+            FEEDBACK.labels(
+                info.tenant_slug,
+                Channel.EMAIL,
+                "bounce_hard" if verdict.hard else "bounce_soft",
+                reason_label(verdict.reason),
+            ).inc()
         if result.outcome.value != "sent":
             log.info(
                 "tenant=%s campaign=%s delivery=%s rcpt=%s %s %s %s",

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from postgate.core.breaker import (
     SoftBounceRule,
     Thresholds,
+    TripReason,
     Window,
     evaluate,
     scored,
     soft_bounce_suppresses,
     window_start,
 )
+from postgate.core.sending_policy import held_reason
 from postgate.core.sending_policy import may_send as allows
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
@@ -96,3 +99,55 @@ def test_canary_slice_and_verdict() -> None:
     assert verdict(window(100, complaints=1), LIMITS) == "halt"
     assert verdict(window(100, hard=6), LIMITS) == "halt"
     assert verdict(window(100, hard=5), LIMITS) == "continue"
+
+
+def refused(sent: int, policy: int = 0, auth: int = 0) -> Window:
+    return Window(NOW - LIMITS.window, NOW, sent, sent - policy - auth, 0, 0, policy, auth)
+
+
+def test_policy_blocks_trip_above_five_percent_with_their_own_reason() -> None:
+    assert evaluate(refused(1000, policy=50), LIMITS, (), (), NOW) is None
+    trip = evaluate(refused(1000, policy=51), LIMITS, (), (), NOW)
+    assert trip is not None and trip.reason == TripReason.POLICY_BLOCK_RATE
+    assert trip.scopes == ("bulk_email",)
+    assert (trip.detail["policy_blocks"], trip.detail["policy_block_rate"]) == (51, 0.051)
+    assert trip.detail["hard_bounces"] == 0 and trip.detail["policy_block_threshold"] == 0.05
+
+
+def test_auth_failures_trip_above_two_percent_with_their_own_reason() -> None:
+    assert evaluate(refused(1000, auth=20), LIMITS, (), (), NOW) is None
+    trip = evaluate(refused(1000, auth=21), LIMITS, (), (), NOW)
+    assert trip is not None and trip.reason == TripReason.AUTH_FAILURE_RATE
+    assert (trip.detail["auth_failures"], trip.detail["auth_failure_rate"]) == (21, 0.021)
+    # both over: the authentication failure names the trip (the sender can fix it)
+    both = evaluate(refused(1000, policy=80, auth=30), LIMITS, (), (), NOW)
+    assert both is not None and both.reason == TripReason.AUTH_FAILURE_RATE
+    # complaints and dead addresses still come first
+    worse = Window(NOW - LIMITS.window, NOW, 1000, 1000, 5, 0, 80, 30)
+    assert (t := evaluate(worse, LIMITS, (), (), NOW)) is not None
+    assert t.reason == TripReason.COMPLAINT_RATE
+
+
+def test_refusals_are_judged_only_on_enough_volume_and_their_own_thresholds() -> None:
+    assert evaluate(refused(999, policy=500, auth=500), LIMITS, (), (), NOW) is None
+    lenient = replace(LIMITS, policy_block_rate=0.2, auth_failure_rate=0.2)
+    assert evaluate(refused(1000, policy=150, auth=150), lenient, (), (), NOW) is None
+    strict = replace(LIMITS, policy_block_rate=0.001)
+    trip = evaluate(refused(1000, policy=2), strict, (), (), NOW)
+    assert trip is not None and trip.reason == "policy_block_rate"
+
+
+def test_rows_held_by_a_refusal_trip_say_why() -> None:
+    policy = ("bulk_email", "breaker", "policy_block_rate")
+    auth = ("bulk_email", "breaker", "auth_failure_rate")
+    operator = ("bulk_email", "operator", "")
+    assert held_reason([policy], "email", "promotional") == "policy_blocked"
+    assert held_reason([auth, policy], "email", "promotional") == "auth_failing"
+    assert held_reason([operator], "email", "promotional") == "tenant_disabled"
+    assert held_reason([("bulk_email", "breaker", "complaint_rate")], "email", "promotional") == (
+        "tenant_disabled"
+    )
+    # a bulk email block does not stop SMS: an operator's full stop does
+    assert held_reason([policy, ("all", "operator", "")], "sms", "promotional") == (
+        "tenant_disabled"
+    )

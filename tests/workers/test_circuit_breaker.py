@@ -9,13 +9,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from postgate.core.clock import utcnow
 from postgate.http.kill_switch import resume_held
 from postgate.store import tables as t
 from postgate.tenants import sending as sending_blocks
-from tests.support import World
+from tests.support import World, verp_for
 from tests.workers.listening import deliver, listener, mail
 
 __all__ = ["listener"]  # the fixture
@@ -150,3 +151,102 @@ def test_hard_bounces_at_send_time_trip_through_the_sweeper(world: World) -> Non
     [(scope, source, detail, _)] = blocks(world)
     assert (scope, source, detail["reason"]) == ("bulk_email", "breaker", "hard_bounce_rate")
     assert (detail["hard_bounces"], detail["sent"]) == (6, N)
+
+
+def suppressions(world: World) -> list[str]:
+    s = t.suppression.c
+    with world.ctx.engine.connect() as conn:
+        return list(conn.scalars(select(s.address).where(s.tenant_id == world.tenant_id)))
+
+
+def feedback_count(world: World, reason: str) -> float:
+    sample = REGISTRY.get_sample_value(
+        "postgate_feedback_total",
+        {"tenant": world.tenant.slug, "channel": "email", "kind": "bounce_soft", "reason": reason},
+    )
+    return sample or 0.0
+
+
+def test_policy_blocks_trip_on_their_own_and_suppress_no_one(
+    world: World, listener: int, fixtures_dir: Path
+) -> None:
+    """5 of 100 refused as spam at send time is 5 %, not above; one more policy bounce
+    coming back as a DSN makes 6 % and trips the breaker from the listener, with its
+    own reason — and none of the six addresses is suppressed."""
+    configure(world)
+    world.ctx.settings.breaker_complaint_rate = 0.5  # only the policy rate is in play
+    spam = "550 5.7.1 Service unavailable; client host blocked using Spamhaus"
+    refused = []
+    for i in range(N):
+        contact = world.contact(f"p{i:03d}")
+        if i < 5:
+            world.sink.handler.script(contact.email or "", spam)
+            refused.append(contact.email)
+    world.publish(world.message("spammy"))
+    world.run(world.finished("spammy"))
+    assert blocks(world) == []
+    assert feedback_count(world, "policy_block") >= 5  # the metric has the reason
+    delivered = ids(world, "spammy")
+    assert len(delivered) == N - 5
+    dsn = mail(fixtures_dir, "exchange_550_5.7.1_policy.eml", world.ctx, *delivered[0])
+    assert deliver(listener, dsn, verp_for(world.ctx, delivered[0][0]))[0] == 250
+    [(scope, source, detail, cleared)] = blocks(world)
+    assert (scope, source, cleared, detail["reason"]) == (
+        "bulk_email",
+        "breaker",
+        None,
+        "policy_block_rate",
+    )
+    assert (detail["policy_blocks"], detail["sent"], detail["hard_bounces"]) == (6, N, 0)
+    assert detail["auth_failures"] == 0 and detail["policy_block_rate"] == 0.06
+    with world.ctx.engine.connect() as conn:
+        why = conn.scalar(select(t.tenant.c.status_reason).where(t.tenant.c.id == world.tenant_id))
+    assert why.startswith("circuit breaker: policy_block_rate (receivers refuse its mail")
+    assert "6/100 policy blocks" in why
+    assert suppressions(world) == []  # a policy block is not a dead address
+    # the next campaign is held, saying why; every recipient is still a recipient
+    world.publish(world.message("after"))
+    world.run(lambda: Counter(r.state for r in world.deliveries("after")) == {"held": N})
+    assert {r.reason for r in world.deliveries("after")} == {"policy_blocked"}
+    # a transactional mail is not stopped by a bulk block
+    world.publish(world.message("receipt", kind="transactional"))
+    world.run(world.finished("receipt"))
+    # re-enabled by an operator, the held rows go out
+    sending_blocks.clear_blocks(
+        world.ctx.engine, world.tenant_id, "bulk_email", "ops", "delisted from Spamhaus", utcnow()
+    )
+    assert resume_held(world.ctx.engine, world.ctx.settings, world.tenant_id) == N
+    world.run(world.finished("after"))
+    # (each scripted refusal is answered once)
+    assert Counter(r.state for r in world.deliveries("after")) == {"sent": N}
+
+
+def test_authentication_failures_trip_above_two_percent(world: World) -> None:
+    configure(world)
+    world.ctx.settings.breaker_complaint_rate = 0.5
+    dmarc = (
+        "550 5.7.26 Unauthenticated email from acme.example is not accepted due to "
+        "domain's DMARC policy"
+    )
+    for i in range(N):
+        contact = world.contact(f"a{i:03d}")
+        if i < 3:  # 3 %
+            world.sink.handler.script(contact.email or "", dmarc)
+    before = feedback_count(world, "auth_failure")
+    world.publish(world.message("unsigned"))
+    world.run(lambda: world.campaign_state("unsigned") == "finished" and bool(blocks(world)))
+    [(scope, source, detail, _)] = blocks(world)
+    assert (scope, source, detail["reason"]) == ("bulk_email", "breaker", "auth_failure_rate")
+    assert (detail["auth_failures"], detail["policy_blocks"], detail["sent"]) == (3, 0, N)
+    assert detail["hard_bounces"] == 0 and detail["auth_failure_threshold"] == 0.02
+    assert feedback_count(world, "auth_failure") == before + 3
+    assert suppressions(world) == []
+    e = t.feedback_event.c
+    with world.ctx.engine.connect() as conn:
+        stored = conn.execute(
+            select(e.reason, e.hard, e.status).where(e.tenant_id == world.tenant_id)
+        ).all()
+    assert sorted(stored) == [("auth_failure", False, "5.7.26")] * 3
+    world.publish(world.message("held"))
+    world.run(lambda: Counter(r.state for r in world.deliveries("held")) == {"held": N})
+    assert {r.reason for r in world.deliveries("held")} == {"auth_failing"}
