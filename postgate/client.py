@@ -11,14 +11,22 @@ Over the api with a tenant key (``Client``), or straight onto the queues with ko
         pg.publish_campaign({...campaign.v1...})
         print(pg.campaign_results("spring-sale-2026"))
 
-Consuming events (``event.v1``) will get its own method here once the event outbox
-exists; until then results are read with :meth:`Client.campaign_results` and
-:meth:`Client.stats`.
+Events (``event.v1``) come three ways: :meth:`Client.events` reads the tenant's stream
+from a cursor, :meth:`QueueClient.consume_events` takes them from a queue bound to the
+event exchange, and a webhook endpoint (:meth:`Client.create_endpoint`) receives them
+posted and signed — check each post with :func:`verify_signature`::
+
+    for event in pg.events(after=last_seq):
+        handle(event)                  # at least once: skip an event["id"] seen before
+        last_seq = event["seq"]
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+import hmac
+import time
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -96,6 +104,48 @@ class Client:
     def suppressions(self) -> list[dict[str, Any]]:
         return list(self._call("GET", "/v1/suppressions")["suppressions"])
 
+    def events(
+        self, after: int = 0, types: Iterable[str] = (), page: int = 500
+    ) -> Iterator[dict[str, Any]]:
+        """Every event of the tenant after seq ``after``, oldest first, page by page."""
+        while True:
+            params: dict[str, Any] = {"after": after, "limit": page}
+            if types:
+                params["type"] = list(types)
+            body = self._call("GET", "/v1/events", params=params)
+            yield from body["events"]
+            if not body["events"]:
+                return
+            after = int(body["next"])
+
+    def create_endpoint(
+        self, url: str, types: Iterable[str] = (), description: str = ""
+    ) -> dict[str, Any]:
+        """Register a webhook endpoint; the answer holds its signing ``secret``."""
+        body = {"url": url, "types": list(types), "description": description}
+        return dict(self._call("POST", "/v1/event-endpoints", json=body))
+
+    def endpoints(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/v1/event-endpoints"))
+
+    def resume_endpoint(self, endpoint_id: int) -> dict[str, Any]:
+        return dict(self._call("POST", f"/v1/event-endpoints/{endpoint_id}/resume"))
+
+
+def verify_signature(
+    secret: str, body: bytes, timestamp: str, signature: str, max_skew_s: float = 300
+) -> bool:
+    """Whether a webhook post is postgate's: ``X-Postgate-Signature`` is
+    ``sha256=<hex HMAC-SHA256 of "<X-Postgate-Timestamp>.<body>">`` with the endpoint's
+    secret, and the timestamp is within ``max_skew_s`` of now (a replay is refused)."""
+    if (
+        not (timestamp.isascii() and timestamp.isdigit())
+        or abs(time.time() - int(timestamp)) > max_skew_s
+    ):
+        return False
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return hmac.compare_digest(f"sha256={mac.hexdigest()}", signature)
+
 
 class QueueClient:
     """Publish straight to postgate's queues (``BROKER_URL``, ``QUEUE_PREFIX``)."""
@@ -128,3 +178,11 @@ class QueueClient:
         if batch_id:
             doc["batch_id"] = batch_id
         self.broker.publish("contacts", doc)
+
+    def consume_events(
+        self, queue: str, binding: str, limit: int | None = None, wait_s: float = 1.0
+    ) -> Iterator[dict[str, Any]]:
+        """Events from a durable queue of the caller's, bound to the event exchange with
+        ``binding`` (``acme.#``, ``*.feedback.complaint``); each is acknowledged once the
+        caller asks for the next. Stops after ``limit`` events or ``wait_s`` without one."""
+        yield from self.broker.consume_events(queue, binding, limit, wait_s)

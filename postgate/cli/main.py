@@ -440,7 +440,7 @@ def parser() -> argparse.ArgumentParser:
         "name",
         nargs="?",
         default="campaign.v1",
-        choices=["campaign.v1", "contacts.v1"],
+        choices=["campaign.v1", "contacts.v1", "event.v1"],
         help="which message",
     )
     schema.set_defaults(fn=_schema)

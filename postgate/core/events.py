@@ -12,7 +12,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 SCHEMA = "event.v1"
 NAMESPACE = uuid.UUID("5b0b8f6e-3f1c-4b8e-9a53-2f7a1c9d6e40")
@@ -80,3 +82,28 @@ def document(
         "occurred_at": occurred_at.isoformat().replace("+00:00", "Z"),
         "detail": detail,
     }
+
+
+class EventV1(BaseModel):
+    """``event.v1`` as a schema (``postgate schema event.v1``): what a consumer may rely on."""
+
+    model_config = ConfigDict(extra="forbid", title="event.v1")
+    schema_: Literal["event.v1"] = Field(alias="schema")
+    id: str = Field(description="stable across repeats: drop an id seen before")
+    seq: int = Field(ge=1, description="the tenant stream's order; the cursor of GET /v1/events")
+    type: EventType
+    tenant: str = Field(description="the tenant's slug")
+    channel: Literal["email", "sms"]
+    campaign_id: int | None = Field(description="postgate's id of the campaign")
+    campaign_external_id: str | None = Field(description="the tenant's own campaign id")
+    delivery_id: int | None = Field(description="one recipient of one campaign")
+    recipient: str = Field(description="the address or E.164 number (a hash once erased)")
+    occurred_at: str = Field(description="RFC 3339, UTC")
+    detail: dict[str, Any] = Field(
+        description="by type: code, error, reason (delivery.failed/deferred); hard, status, "
+        "reason, source, suppressed (feedback.*); provider, segments (SMS)"
+    )
+
+
+def json_schema() -> dict[str, Any]:
+    return EventV1.model_json_schema(by_alias=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 DIRECTORY = Path(__file__).resolve().parent.parent / "schemas"
-NAMES = ("campaign.v1", "contacts.v1")
+NAMES = ("campaign.v1", "contacts.v1", "event.v1")
 
 
 def schema(name: str) -> dict[str, Any]:
@@ -17,6 +17,8 @@ def schema(name: str) -> dict[str, Any]:
         from postgate.core.message import json_schema
     elif name == "contacts.v1":
         from postgate.core.contacts_message import json_schema
+    elif name == "event.v1":
+        from postgate.core.events import json_schema
     else:
         raise ValueError(f"no schema {name!r}; there are {', '.join(NAMES)}")
     document = json_schema()

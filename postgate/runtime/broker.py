@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
+from collections.abc import Iterator
 from typing import Any
 
 from kombu.connection import Connection
@@ -89,6 +91,33 @@ class Broker:
                 retry=True,
                 retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
             )
+
+    def consume_events(
+        self, queue: str, binding: str, limit: int | None, wait_s: float
+    ) -> Iterator[dict[str, Any]]:
+        """Events from a durable queue bound to the event exchange with ``binding``; each
+        is acknowledged when the next is asked for (a consumer that dies has its message
+        handed out again). Stops after ``limit`` events or ``wait_s`` without one."""
+        exchange = self.events_exchange()
+        channel = self.connection.channel()
+        try:
+            exchange(channel).declare()
+            mine = Queue(queue, exchange, routing_key=binding, durable=True)(channel)
+            mine.declare()
+            taken, idle_since = 0, time.monotonic()
+            while limit is None or taken < limit:
+                message = mine.get(no_ack=False)
+                if message is None:
+                    if time.monotonic() - idle_since > wait_s:
+                        return
+                    time.sleep(0.05)
+                    continue
+                yield json.loads(message.body)
+                message.ack()
+                taken, idle_since = taken + 1, time.monotonic()
+        finally:
+            with contextlib.suppress(Exception):
+                channel.close()
 
     def get(self, name: str) -> Message | None:
         """One message or None, without waiting. The caller must ack or reject it."""

@@ -90,3 +90,28 @@ def _published(ctx: Context) -> bool:
             )
         )
     return left == 0
+
+
+def test_the_client_consumes_events_from_its_own_queue(world: World, ctx: Context) -> None:
+    url, port = BROKERS["redis"]
+    if not reachable(port):
+        pytest.skip("redis is not running on 127.0.0.1:6379")
+    from postgate.client import QueueClient
+
+    queue = f"crm-{uuid.uuid4().hex[:8]}"
+    relay = Context(ctx.settings.model_copy(update={"broker_url": url}), ctx.engine)
+    with QueueClient(url, ctx.settings.queue_prefix) as crm:
+        assert list(crm.consume_events(queue, f"{world.tenant.slug}.#", limit=0)) == []
+        world.contact("uma")
+        world.publish(world.message("client"))
+        world.run(world.finished("client"))
+        run_events(relay, lambda: _published(relay), timeout=15)
+        got = list(crm.consume_events(queue, f"{world.tenant.slug}.#", wait_s=2))
+        assert [(ev["type"], ev["recipient"]) for ev in got] == [
+            ("delivery.sent", f"uma@{world.tenant.domain}")
+        ]
+        assert list(crm.consume_events(queue, f"{world.tenant.slug}.#", wait_s=0.3)) == []
+        with Connection(url) as conn:
+            Queue(queue, exchange=Exchange(f"{ctx.settings.queue_prefix}.events"))(
+                conn.channel()
+            ).delete()

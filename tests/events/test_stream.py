@@ -7,8 +7,11 @@ import asyncio
 from typing import Any
 
 import httpx
+import jsonschema
 
+from postgate.client import Client, verify_signature
 from postgate.http.auth import create_key
+from postgate.platform import schemas
 from postgate.runtime.context import Context
 from tests.consent.test_unsubscribe import unsubscribe_url
 from tests.events.receiver import Receiver
@@ -86,7 +89,9 @@ def test_a_campaign_and_its_feedback_reach_the_crm(
     seqs = [ev["seq"] for ev in events]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     assert len({ev["id"] for ev in events}) == len(events)
+    schema = schemas.shipped("event.v1")
     for ev in events:
+        jsonschema.validate(ev, schema)
         assert ev["schema"] == "event.v1" and ev["tenant"] == world.tenant.slug
         assert ev["campaign_external_id"] == "spring" and ev["channel"] == "email"
         assert isinstance(ev["delivery_id"], int)
@@ -103,6 +108,19 @@ def test_a_campaign_and_its_feedback_reach_the_crm(
     assert receiver.ids() == {ev["id"] for ev in events}
     assert [ev["seq"] for ev in posted] == sorted(ev["seq"] for ev in posted)
     assert all(post.signed_by(secret) for post in receiver.posts)
+    assert all(  # as a CRM checks them, with the client's helper
+        verify_signature(
+            secret,
+            post.body,
+            post.headers["x-postgate-timestamp"],
+            post.headers["x-postgate-signature"],
+        )
+        for post in receiver.posts
+    )
+    with Client(api, headers["Authorization"].removeprefix("Bearer ")) as client:
+        assert [ev["id"] for ev in client.events(page=4)] == [ev["id"] for ev in events]
+        assert list(client.events(after=events[-1]["seq"])) == []
+        assert [ep["id"] for ep in client.endpoints()] == [made.json()["id"]]
     assert not any(post.signed_by("whsec_wrong") for post in receiver.posts)
     shown = httpx.get(f"{api}/v1/event-endpoints/{made.json()['id']}", headers=headers).json()
     assert shown["delivered"] == len(events) and shown["cursor"] == events[-1]["seq"]
