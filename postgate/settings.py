@@ -133,6 +133,11 @@ class Settings(BaseSettings):
     sms_retries: int = Field(default=3, ge=0)
     sms_backoff_s: float = 0.5
     sms_price_per_part: dict[str, float] = Field(default_factory=dict)  # provider -> price
+    # promotional SMS go only inside this daily window in the recipient's local time (per
+    # ISO region, "*" for the rest; a tenant's profile can set its own), else they wait as
+    # deferred rows until it opens; a number that names no time zone is read in this zone
+    sms_send_window: str = "*=08:00-20:00"
+    sms_send_window_zone: str = "Europe/Budapest"
     # each provider's own settings (SMSAPI_*, SMPP_*) live in its module as a ProviderSettings
     # model read from the environment; these override them by provider name (tests, embedding)
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -143,6 +148,14 @@ class Settings(BaseSettings):
     dkim_algorithm: Literal["rsa-sha256", "ed25519-sha256"] = "rsa-sha256"
     dkim_dual: bool = False  # new domains get a second key of the other algorithm (RFC 8463)
     dkim_threads: int = Field(default=0, ge=0)  # signing threads per sender; 0: one per core
+    # the authentication preflight (tenants/preflight.py): the platform's sending hosts a
+    # tenant domain's SPF must authorise, comma-separated "include:DOMAIN" terms and IP
+    # addresses or networks (empty: any valid v=spf1 record will do); bulk campaigns From
+    # a domain whose latest preflight fails are refused (PREFLIGHT_ENFORCE); the sweeper
+    # checks each domain again once its result is PREFLIGHT_INTERVAL_S old
+    spf_include: str = ""
+    preflight_enforce: bool = True
+    preflight_interval_s: float = Field(default=24 * 3600.0, gt=0)
 
     use_uvloop: bool = True
 

@@ -72,6 +72,10 @@ def settings(database_url: str, sink: SmtpSink) -> Settings:
         batch_size=50,
         page_size=120,
         use_uvloop=False,
+        # promotional SMS wait for 08:00-20:00 in the recipient's zone: the suite opens the
+        # window all day so that it passes at any hour; tests/sms/test_send_window.py
+        # sets the real one with a clock of its own
+        sms_send_window="*=00:00-24:00",
     )
 
 

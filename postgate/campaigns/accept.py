@@ -13,9 +13,11 @@ from postgate.campaigns import content_review
 from postgate.core.clock import aware
 from postgate.core.message import CampaignV1, MessageError
 from postgate.core.sender_domains import covering
-from postgate.core.states import CampaignState
+from postgate.core.states import CampaignState, Kind
+from postgate.observability.metrics import PREFLIGHT_REFUSALS
 from postgate.store import tables as t
 from postgate.tenants import domains as domain_store
+from postgate.tenants import preflight as domain_preflight
 
 log = logging.getLogger("postgate.campaigns")
 
@@ -27,8 +29,18 @@ class Accepted:
     created: bool
 
 
-def accept(conn: Connection, msg: CampaignV1, now: datetime, lexicon_dir: str = "") -> Accepted:
-    """Create the campaign (or find the one this idempotency key already made)."""
+def accept(
+    conn: Connection,
+    msg: CampaignV1,
+    now: datetime,
+    lexicon_dir: str = "",
+    preflight: bool = False,
+) -> Accepted:
+    """Create the campaign (or find the one this idempotency key already made).
+
+    With ``preflight`` (``PREFLIGHT_ENFORCE``) a promotional email From a verified domain
+    whose latest authentication preflight fails, or whose DMARC alignment the From breaks,
+    is refused (a MessageError naming the failing checks); transactional mail is not."""
     tenant = conn.execute(
         select(t.tenant.c.id, t.tenant.c.domain).where(t.tenant.c.slug == msg.tenant)
     ).first()
@@ -53,6 +65,12 @@ def accept(conn: Connection, msg: CampaignV1, now: datetime, lexicon_dir: str = 
             raise MessageError(
                 f"from address domain {sender_domain!r} is not the tenant's verified domain"
             )
+        if preflight and msg.kind == Kind.PROMOTIONAL:
+            refused = domain_preflight.refusal(conn, tenant_id, sender_domain)
+            if refused is not None:
+                PREFLIGHT_REFUSALS.labels(msg.tenant).inc()
+                log.warning("campaign %s/%s refused: %s", msg.tenant, msg.campaign_id, refused)
+                raise MessageError(f"bulk campaign refused: {refused}")
     verdict = content_review.review(msg, lexicon_dir)
     due = msg.schedule_at is not None and aware(msg.schedule_at) > now
     state = CampaignState.SCHEDULED if due else CampaignState.PLANNING

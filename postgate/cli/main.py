@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, func, make_url, select
 from sqlalchemy.exc import DBAPIError
@@ -282,6 +283,7 @@ def _domains(args: argparse.Namespace, settings: Settings) -> int:
 
     engine = engine_for(settings.database_url)
     tenant_id = _tenant_of(engine, args.tenant)
+    extra: dict[str, object] = {}
     try:
         if args.action == "add":
             rows = [
@@ -296,14 +298,39 @@ def _domains(args: argparse.Namespace, settings: Settings) -> int:
             ]
         elif args.action == "verify":
             rows = [domain_store.verify(engine, settings, tenant_id, args.domain, utcnow())[0]]
+            if rows[0].verified_at is not None:  # a newly usable domain is judged at once
+                extra["preflight"] = _preflight(engine, settings, tenant_id, args)
+        elif args.action == "preflight":
+            result = _preflight(engine, settings, tenant_id, args)
+            print(json.dumps(result, ensure_ascii=False))
+            return 0 if result["passed"] else 2
         else:
             rows = domain_store.listing(engine, tenant_id)
     except (ValueError, LookupError, RuntimeError) as exc:
         print(str(exc), file=sys.stderr)
         return 1
     for row in rows:
-        print(json.dumps(domain_store.describe(row), ensure_ascii=False))
+        print(json.dumps(domain_store.describe(row) | extra, ensure_ascii=False))
     return 0 if args.action != "verify" or rows[0].verified_at else 2
+
+
+def _preflight(
+    engine: Engine, settings: Settings, tenant_id: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Run a domain's authentication preflight and store it; print on stderr each failing
+    check and each record still to publish."""
+    from postgate.core.clock import utcnow
+    from postgate.tenants import preflight
+
+    result = preflight.run(engine, settings, tenant_id, args.domain, utcnow(), args.tenant)
+    for name, check in result["checks"].items():
+        if not check["passed"]:
+            print(f"{name}: {check['reason']}", file=sys.stderr)
+    for record in result["records"]:
+        if not record["published"]:
+            need = "publish" if record["required"] else "optional"
+            print(f'{need}: {record["name"]} TXT "{record["value"]}"', file=sys.stderr)
+    return result
 
 
 def _schema(args: argparse.Namespace, settings: Settings) -> int:
@@ -427,7 +454,7 @@ def parser() -> argparse.ArgumentParser:
     )
     inspect.set_defaults(fn=_sms_inspect)
     domains = sub.add_parser("domains", help="a tenant's sender domains (DNS TXT verified)")
-    domains.add_argument("action", choices=["add", "verify", "list"])
+    domains.add_argument("action", choices=["add", "verify", "preflight", "list"])
     domains.add_argument("domain", nargs="?", default="")
     domains.add_argument("--tenant", required=True)
     domains.set_defaults(fn=_domains)

@@ -86,6 +86,9 @@ def _profile(args: argparse.Namespace) -> dict[str, Any]:
     }
     if limits:
         values["limits"] = limits
+    if args.sms_window is not None:  # "HU=09:00-19:00,*=08:00-20:00"; "" clears it
+        windows = (part.partition("=") for part in args.sms_window.split(",") if part.strip())
+        values["sms_send_window"] = {region.strip(): value for region, _, value in windows}
     return values
 
 
@@ -252,6 +255,11 @@ def _profile_options(p: argparse.ArgumentParser, creating: bool) -> None:
         help="most contacts a contact sync may bring it to (default: no limit)"
         if creating
         else "most contacts a contact sync may bring it to",
+    )
+    p.add_argument(
+        "--sms-window",
+        help="promotional SMS send windows in the recipient's local time, e.g. "
+        "'HU=09:00-19:00,*=08:00-20:00' (default: the platform's SMS_SEND_WINDOW)",
     )
 
 

@@ -1,5 +1,6 @@
 """Before sending: how many recipients a ``campaign.v1`` message would reach, and how many
-the gate would block, per reason. Reads only; writes nothing."""
+the gate would block, per reason; for promotional SMS also how many would wait for their
+send window if sent now. Reads only; writes nothing."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from sqlalchemy import Engine, func, select
 from postgate.consent import audience
 from postgate.core.gate import GateCampaign, gate
 from postgate.core.message import CampaignV1, MessageError, SmsOptions
+from postgate.core.sms import quiet_hours
 from postgate.core.sms.routing import parse_routes
-from postgate.core.states import Channel
+from postgate.core.states import Channel, Kind
 from postgate.settings import Settings
 from postgate.sms.estimate import estimate
 from postgate.store import tables as t
@@ -39,6 +41,11 @@ def dry_run(
         spec = audience.AudienceSpec(tenant_id, msg.channel.value, msg.topic, tuple(lists))
         policy = GateCampaign(tenant_id=tenant_id, kind=msg.kind.value)
         override = conn.scalar(select(t.tenant.c.sms_routes).where(t.tenant.c.id == tenant_id))
+        own_windows = conn.scalar(
+            select(t.tenant_profile.c.sms_send_window).where(
+                t.tenant_profile.c.tenant_id == tenant_id
+            )
+        )
         blocked: Counter[str] = Counter()
         sendable = 0
         numbers: list[str] = []
@@ -72,4 +79,20 @@ def dry_run(
             override,
             s.sms_price_per_part,
         )
+        if msg.kind == Kind.PROMOTIONAL:
+            result["sms"]["waiting_for_window"] = _waiting(numbers, now, own_windows, s)
     return result
+
+
+def _waiting(numbers: list[str], now: datetime, own: Any, settings: Settings) -> dict[str, Any]:
+    """How many of ``numbers`` are outside their send window at ``now``, and when the
+    last of them opens."""
+    tenant = quiet_hours.windows(own or {})
+    platform = quiet_hours.windows(settings.sms_send_window)
+    holds = [
+        h
+        for n in numbers
+        if (h := quiet_hours.hold(n, now, tenant, platform, settings.sms_send_window_zone))
+    ]
+    last = max((h.until for h in holds), default=None)
+    return {"count": len(holds), "until": last.isoformat() if last else None}

@@ -1,4 +1,5 @@
-"""Api routes for a tenant's sender domains: claim, list, verify."""
+"""Api routes for a tenant's sender domains: claim, list, verify, and the authentication
+preflight (SPF, DMARC, DKIM, MTA-STS, TLS-RPT) with the records to publish."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from postgate.core.sender_domains import DomainError
 from postgate.http.auth import TenantUser
 from postgate.providers.dns_txt import DnsError
 from postgate.tenants import domains as domain_store
+from postgate.tenants import preflight as domain_preflight
 
 router = APIRouter(prefix="/v1/domains", tags=["sender domains"])
 
@@ -59,4 +61,53 @@ def verify(domain: str, tenant: TenantUser, request: Request) -> dict[str, Any]:
         raise HTTPException(404, str(exc)) from None
     except DnsError as exc:
         raise HTTPException(503, str(exc)) from None
-    return domain_store.describe(row) | {"dkim_published": dkim_ok}
+    answer = domain_store.describe(row) | {"dkim_published": dkim_ok}
+    if row.verified_at is not None:  # a newly usable domain is judged at once
+        try:
+            answer["preflight"] = domain_preflight.run(
+                request.app.state.engine,
+                request.app.state.settings,
+                tenant.tenant_id,
+                domain,
+                utcnow(),
+                tenant.tenant_slug or "",
+            )
+        except DnsError as exc:
+            answer["preflight"] = {"error": str(exc)}
+    return answer
+
+
+@router.get("/{domain}/preflight")
+def preflight(domain: str, tenant: TenantUser, request: Request) -> dict[str, Any]:
+    """The latest authentication preflight of a claimed domain: when, each check's verdict
+    and reason, and the DNS records to publish (``published`` tells which are in place)."""
+    assert tenant.tenant_id is not None
+    try:
+        with request.app.state.engine.connect() as conn:
+            result = domain_preflight.stored(conn, tenant.tenant_id, domain)
+    except DomainError as exc:
+        raise HTTPException(422, str(exc)) from None
+    if result is None:
+        raise HTTPException(404, f"no preflight of {domain!r} yet: POST to run one")
+    return result
+
+
+@router.post("/{domain}/preflight")
+def run_preflight(domain: str, tenant: TenantUser, request: Request) -> dict[str, Any]:
+    """Run the preflight now (after publishing records) and store its result."""
+    assert tenant.tenant_id is not None
+    try:
+        return domain_preflight.run(
+            request.app.state.engine,
+            request.app.state.settings,
+            tenant.tenant_id,
+            domain,
+            utcnow(),
+            tenant.tenant_slug or "",
+        )
+    except DomainError as exc:
+        raise HTTPException(422, str(exc)) from None
+    except LookupError as exc:
+        raise HTTPException(404, str(exc)) from None
+    except DnsError as exc:
+        raise HTTPException(503, str(exc)) from None

@@ -142,3 +142,14 @@ WEBHOOK_PAUSES = Counter(
     "Webhook endpoints paused after failing for the whole retry window.",
     ["tenant", "endpoint"],
 )
+PREFLIGHT_CHECKS = Counter(
+    "postgate_preflight_checks_total",
+    "Sender-domain authentication preflight checks (spf, dmarc, dkim, mta_sts, tls_rpt) run, "
+    "by result (pass, fail).",
+    ["tenant", "check", "result"],
+)
+PREFLIGHT_REFUSALS = Counter(
+    "postgate_preflight_refusals_total",
+    "Bulk campaigns refused at acceptance because their From domain fails the preflight.",
+    ["tenant"],
+)

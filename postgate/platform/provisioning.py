@@ -21,6 +21,7 @@ from postgate.core.breaker import ALL, BULK_EMAIL, BULK_SMS
 from postgate.core.clock import aware
 from postgate.core.params import Line
 from postgate.core.sender_domains import DomainError, covering, normalise
+from postgate.core.sms import quiet_hours
 from postgate.core.states import BlockSource, CampaignState
 from postgate.store import tables as t
 from postgate.store.schema import metadata
@@ -66,6 +67,14 @@ class DefaultFrom(BaseModel):
     name: Line = Field(default="", max_length=200)
 
 
+def send_windows(value: dict[str, str]) -> dict[str, str]:
+    """SMS send windows as stored: regions upper-cased, each window checked."""
+    try:
+        return {region: str(w) for region, w in quiet_hours.windows(value).items()}
+    except quiet_hours.WindowError as exc:
+        raise ValueError(str(exc)) from None
+
+
 class TenantSpec(BaseModel):
     """A new tenant. The slug names it in queue messages, api paths and the CLI."""
 
@@ -78,6 +87,16 @@ class TenantSpec(BaseModel):
     locale: Line = Field(default="en", max_length=35, description="e.g. hu-HU")
     default_from: DefaultFrom | None = None
     limits: Limits = Field(default_factory=Limits)
+    sms_send_window: dict[str, str] = Field(
+        default_factory=dict,
+        description="promotional SMS send windows in the recipient's local time, ISO region "
+        'or "*" -> "HH:MM-HH:MM" (empty: the platform\'s, 08:00-20:00 by default)',
+    )
+
+    @field_validator("sms_send_window")
+    @classmethod
+    def _window(cls, value: dict[str, str]) -> dict[str, str]:
+        return send_windows(value)
 
     @field_validator("slug")
     @classmethod
@@ -111,6 +130,12 @@ class TenantPatch(BaseModel):
     locale: Line | None = Field(default=None, max_length=35)
     default_from: DefaultFrom | None = None
     limits: Limits | None = None
+    sms_send_window: dict[str, str] | None = None
+
+    @field_validator("sms_send_window")
+    @classmethod
+    def _window(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return None if value is None else send_windows(value)
 
     @field_validator("domain")
     @classmethod
@@ -177,6 +202,7 @@ def describe(conn: Connection, tenant_id: int) -> dict[str, Any]:
             pc.default_from_email,
             pc.default_from_name,
             pc.limits,
+            pc.sms_send_window,
         )
         .outerjoin(profile, pc.tenant_id == tn.id)
         .where(tn.id == tenant_id)
@@ -200,6 +226,7 @@ def describe(conn: Connection, tenant_id: int) -> dict[str, Any]:
             else None
         ),
         "limits": Limits.model_validate(row.limits or {}).model_dump(),
+        "sms_send_window": row.sms_send_window or {},
         "lists": int(lists or 0),
         "created_at": aware(row.created_at).isoformat(),
         "closed_at": closed.isoformat() if closed else None,
@@ -247,6 +274,7 @@ def create_tenant(engine: Engine, spec: TenantSpec, actor: str, now: datetime) -
                     default_from_email=str(spec.default_from.email) if spec.default_from else "",
                     default_from_name=spec.default_from.name if spec.default_from else "",
                     limits=spec.limits.model_dump(),
+                    sms_send_window=spec.sms_send_window,
                     updated_at=now,
                 )
             )
@@ -288,6 +316,11 @@ def update_tenant(
             "default_from_email": str(sender.email) if sender else "",
             "default_from_name": sender.name if sender else "",
             "limits": (patch.limits or Limits.model_validate(before["limits"])).model_dump(),
+            "sms_send_window": (
+                before["sms_send_window"]
+                if patch.sms_send_window is None
+                else patch.sms_send_window
+            ),
             "updated_at": now,
         }
         if (

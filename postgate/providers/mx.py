@@ -5,7 +5,9 @@ destination host, at most ``MX_CONNECTIONS_PER_DOMAIN`` sends at a time per doma
 - A host that refuses or times out is skipped for ``MX_HOST_DOWN_S`` and the next
   preference is tried; when none answers the send is deferred.
 - STARTTLS is used when offered, without certificate checks (opportunistic, as MTAs do);
-  a failed handshake falls back to plain text on a new connection.
+  a failed handshake falls back to plain text on a new connection. A domain with an
+  MTA-STS policy (``mta_sts``) gets only the MX hosts it names and a checked certificate
+  under ``enforce`` (else the send is deferred), and a report under ``testing``.
 - A 421 or 4.7.x reply opens a backoff window for the domain (``mx_policy.throttled``):
   until it ends its sends are deferred at once without connecting; a success closes it.
 - Replies map like the smarthost's (2xx sent, 4xx deferred, 5xx failed); the MAIL/RCPT/
@@ -21,13 +23,16 @@ import logging
 import random
 import ssl
 import time
+import weakref
 from collections import defaultdict
 from typing import NamedTuple
 
 import aiosmtplib
 
+from postgate.core.mta_sts import Policy
 from postgate.core.outcome import Outcome, SendResult
 from postgate.observability.metrics import PROVIDER_ERRORS, SEND_SECONDS
+from postgate.providers import mta_sts as sts
 from postgate.providers.mx_dns import DnsFailure, MxRoutes
 from postgate.providers.mx_policy import Backoff, held_back, is_throttle, order_hosts, throttled
 from postgate.providers.smtp import SmtpPool
@@ -62,6 +67,8 @@ class MxProvider:
         self.down: dict[Destination, float] = {}  # host -> monotonic time it may be retried
         self.transaction = SmtpPool(settings)  # only its MAIL/RCPT/DATA code is used
         self.reaper: asyncio.Task[None] | None = None
+        self.sts = sts.Policies(settings)
+        self.verified: weakref.WeakSet[aiosmtplib.SMTP] = weakref.WeakSet()  # checked TLS
         self._latency = SEND_SECONDS.labels("email", self.name)
 
     async def start(self) -> None:
@@ -137,6 +144,9 @@ class MxProvider:
         self, domain: str, hosts: list[str], envelope_from: str, recipient: str, data: bytes
     ) -> SendResult:
         last = SendResult(Outcome.DEFERRED, None, f"no MX host of {domain} has an address")
+        policy = await self.sts.policy(domain)
+        if not (hosts := sts.allowed_hosts(policy, domain, hosts)):
+            return SendResult(Outcome.DEFERRED, None, f"MTA-STS: no MX of {domain} in its policy")
         for host in hosts:
             try:
                 addresses = await self.routes.addresses(host)
@@ -153,28 +163,38 @@ class MxProvider:
                 if self.down.get(dest, 0) > time.monotonic():
                     last = SendResult(Outcome.DEFERRED, None, f"{host} [{address}] is down")
                     continue
-                result = await self._over(dest, envelope_from, recipient, data)
+                result = await self._over(dest, envelope_from, recipient, data, policy)
                 if final(result):
                     return result
                 last = result
         return SendResult(last.outcome, last.code, f"no MX host of {domain} took it: {last.detail}")
 
     async def _over(
-        self, dest: Destination, envelope_from: str, recipient: str, data: bytes
+        self,
+        dest: Destination,
+        envelope_from: str,
+        recipient: str,
+        data: bytes,
+        policy: Policy | None = None,
     ) -> SendResult:
         """One transaction with ``dest``: a reused connection that turns out to be closed
-        before DATA is replaced by a fresh one. A result that is not ``final``: next host."""
+        before DATA is replaced by a fresh one. A result that is not ``final``: next host.
+        Under an enforced MTA-STS policy only connections with a checked certificate."""
         pool = self.idle.get(dest, [])
         while pool:
             since, client = pool.pop()
-            if client.is_connected and time.monotonic() - since < self.own.idle_s:
+            if policy is not None and policy.enforced and client not in self.verified:
+                await self._quit(client)
+            elif client.is_connected and time.monotonic() - since < self.own.idle_s:
                 result = await self._transact(client, dest, envelope_from, recipient, data)
                 if final(result):
                     return result
             else:
                 await self._quit(client)
         try:
-            client = await self._connect(dest)
+            client = await self._connect(dest, policy)
+        except sts.StsRefused as exc:
+            return SendResult(Outcome.DEFERRED, None, str(exc))
         except aiosmtplib.SMTPResponseException as exc:  # a 421 greeting, say
             return SendResult(
                 Outcome.DEFERRED if exc.code < 500 else Outcome.FAILED, exc.code, exc.message
@@ -206,7 +226,7 @@ class MxProvider:
             await self._quit(client)
         return result
 
-    async def _connect(self, dest: Destination) -> aiosmtplib.SMTP:
+    async def _connect(self, dest: Destination, policy: Policy | None = None) -> aiosmtplib.SMTP:
         client = self._client(dest)
         await client.connect()
         try:
@@ -214,6 +234,8 @@ class MxProvider:
         except BaseException:
             client.close()
             raise
+        if policy is not None:
+            return await self._checked_tls(client, dest, policy)
         if not client.supports_extension("starttls"):
             return client
         try:
@@ -223,6 +245,29 @@ class MxProvider:
             client.close()
             client = self._client(dest)
             await client.connect()
+        return client
+
+    async def _checked_tls(
+        self, client: aiosmtplib.SMTP, dest: Destination, policy: Policy
+    ) -> aiosmtplib.SMTP:
+        """STARTTLS with the certificate checked for the MX name (MTA-STS); without it the
+        send is refused (enforce) or goes on as opportunistic TLS would (testing)."""
+        if not client.supports_extension("starttls"):
+            try:
+                sts.tls_failed(policy, dest.host, "no STARTTLS offered")  # raises if enforced
+            except sts.StsRefused:
+                client.close()
+                raise
+            return client
+        try:
+            await client.starttls(
+                server_hostname=dest.host, validate_certs=True, tls_context=self.sts.context
+            )
+        except CONNECT_ERRORS as exc:
+            client.close()
+            sts.tls_failed(policy, dest.host, str(exc) or type(exc).__name__)
+            return await self._connect(dest)  # testing: as without a policy
+        self.verified.add(client)
         return client
 
     def _client(self, dest: Destination) -> aiosmtplib.SMTP:

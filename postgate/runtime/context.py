@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import Engine
 
+from postgate.core.clock import utcnow
 from postgate.runtime.broker import Broker
 from postgate.settings import Settings
 from postgate.store.db import engine_for
@@ -15,6 +18,8 @@ from postgate.store.db import engine_for
 class Context:
     settings: Settings
     engine: Engine
+    # what the time is: the sweeper and the SMS send window read it (tests set a clock)
+    clock: Callable[[], datetime] = field(default=utcnow)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Context:

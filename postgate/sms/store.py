@@ -38,6 +38,7 @@ class SmsOutcome:
     reason: str | None = None  # for failures: sms_invalid_number, sms_rejected, ...
     error: SmsError | None = None
     detail: str = ""
+    retry_at: datetime | None = None  # deferred until then (a send window), not backed off
 
 
 def record(
@@ -59,8 +60,8 @@ def record(
         if o.outcome is Outcome.SENT:
             sent.append(row)
             continue
-        when = None
-        if o.outcome is Outcome.DEFERRED:
+        when = o.retry_at
+        if o.outcome is Outcome.DEFERRED and when is None:
             when = next_attempt(
                 o.claimed.attempts,
                 o.claimed.created_at,

@@ -14,7 +14,7 @@ from postgate.store.models.consent import (
     SignupForm,
     Suppression,
 )
-from postgate.store.models.domains import SenderDomain
+from postgate.store.models.domains import DomainPreflight, SenderDomain
 from postgate.store.models.events import EventOutbox, WebhookDeadLetter, WebhookEndpoint
 from postgate.store.models.feedback import FeedbackEvent
 from postgate.store.models.operator import OperatorSession
@@ -35,6 +35,7 @@ __all__ = [
     "ContactSync",
     "DeadLetter",
     "Delivery",
+    "DomainPreflight",
     "EventOutbox",
     "FeedbackEvent",
     "ListImport",

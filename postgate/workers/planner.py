@@ -181,7 +181,7 @@ class Planner(Runner):
         settings = self.ctx.settings
         msg = parse_campaign(body, settings.max_message_bytes)
         with self.ctx.engine.begin() as conn:
-            accepted = accept(conn, msg, utcnow(), settings.lexicon_dir)
+            accepted = accept(conn, msg, utcnow(), settings.lexicon_dir, settings.preflight_enforce)
         log.info(
             "campaign %s/%s accepted as %s (%s)",
             msg.tenant,

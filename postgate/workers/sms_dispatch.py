@@ -5,7 +5,10 @@ planning, a STOP that just came in included, for every kind of SMS): the rows ar
 rendered in the Jinja sandbox, get the opt-out line when promotional, are encoded under
 the campaign's policy and parts limit, routed by calling code (the tenant's routes over
 the platform's) and handed to the gateways, which start lazily on first use. A gateway
-out of credit pauses the tenant's bulk SMS.
+out of credit pauses the tenant's bulk SMS. A promotional SMS outside its send window in
+the recipient's local time (``core/sms/quiet_hours.py``: the tenant's windows over
+``SMS_SEND_WINDOW``) is not sent: its row waits as ``deferred`` until the window opens,
+when the sweeper releases it. Transactional SMS are never held.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import Counter
@@ -21,10 +25,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from postgate.campaigns import deliveries as email_store
-from postgate.core.clock import utcnow
 from postgate.core.outcome import Outcome
 from postgate.core.rendering import TEXT_ENV
 from postgate.core.sending_policy import may_send
+from postgate.core.sms import quiet_hours
 from postgate.core.sms.addressing import AddressError, e164
 from postgate.core.sms.encoding import Policy, SmsTooLong, encode
 from postgate.core.sms.outcomes import Action, SmsError, decide
@@ -49,6 +53,11 @@ ALERTS = Counter(
     "Provider conditions an operator must act on (no credit, auth failure).",
     ["provider", "kind"],
 )
+HELD = Counter(
+    "postgate_sms_held_total",
+    "Promotional SMS held for the recipient's send window (quiet hours), by region.",
+    ["tenant", "region"],
+)
 REASONS = {SmsError.INVALID_NUMBER: "sms_invalid_number", SmsError.REJECTED: "sms_rejected"}
 STATE_TTL_S = 1.0
 
@@ -66,6 +75,7 @@ class SmsCampaign:
     routes: dict[str, str] | None
     paused: bool
     checked_at: float
+    windows: dict[str, quiet_hours.Window]  # the tenant's own send windows
 
 
 class SmsDispatch:
@@ -74,6 +84,7 @@ class SmsDispatch:
         self.feedback = DatabaseFeedback(ctx.engine)
         self.providers: dict[str, SmsProvider] = dict(providers or {})
         self.routes = parse_routes(ctx.settings.sms_routes)
+        self.windows = quiet_hours.windows(ctx.settings.sms_send_window)
         self.campaigns: dict[int, SmsCampaign] = {}
         self._lock = asyncio.Lock()
 
@@ -98,7 +109,7 @@ class SmsDispatch:
         """Send a claimed batch; ``context`` adds per-delivery template values (a signup
         confirmation's link, which travels in the batch message only)."""
         info = await self._campaign(campaign_id)
-        engine, settings, now = self.ctx.engine, self.ctx.settings, utcnow()
+        engine, settings, now = self.ctx.engine, self.ctx.settings, self.ctx.clock()
         if info.paused and info.kind == Kind.PROMOTIONAL:
             ids = [c.recipient.delivery_id for c in claimed]
             await asyncio.to_thread(email_store.hold, engine, ids, "sms_paused", now)
@@ -107,10 +118,24 @@ class SmsDispatch:
             )
             return
         extra = context or {}
+        if info.kind == Kind.PROMOTIONAL:
+            claimed, held = self._outside_window(info, claimed, now)
+            if held:
+                await asyncio.to_thread(
+                    store.record, engine, settings, info.tenant_id, held, now, info.campaign_id
+                )
+            if not claimed:
+                return
 
         async def write(done: list[store.SmsOutcome]) -> None:
             await asyncio.to_thread(
-                store.record, engine, settings, info.tenant_id, done, utcnow(), info.campaign_id
+                store.record,
+                engine,
+                settings,
+                info.tenant_id,
+                done,
+                self.ctx.clock(),
+                info.campaign_id,
             )
 
         recorder = Outcomes(write, settings.outcome_flush_count, settings.outcome_flush_s)
@@ -128,6 +153,32 @@ class SmsDispatch:
             await recorder.close()
         if any(o.error is SmsError.NO_CREDIT for o in outcomes):
             await self._pause(info, next(o for o in outcomes if o.error is SmsError.NO_CREDIT))
+
+    def _outside_window(
+        self, info: SmsCampaign, claimed: list[email_store.Claimed], now: datetime
+    ) -> tuple[list[email_store.Claimed], list[store.SmsOutcome]]:
+        """Split a promotional batch into what may go now and what waits for its window."""
+        sendable, held = [], []
+        fallback = self.ctx.settings.sms_send_window_zone
+        for c in claimed:
+            number = c.recipient.address
+            wait = quiet_hours.hold(number, now, info.windows, self.windows, fallback)
+            if wait is None:
+                sendable.append(c)
+                continue
+            HELD.labels(info.tenant, wait.region or "unknown").inc()
+            log.info(
+                "tenant=%s campaign=%s delivery=%s rcpt=%s %s",
+                info.tenant,
+                info.campaign_id,
+                c.recipient.delivery_id,
+                number,
+                wait,
+            )
+            held.append(
+                store.SmsOutcome(c, Outcome.DEFERRED, detail=str(wait), retry_at=wait.until)
+            )
+        return sendable, held
 
     async def _one(
         self, info: SmsCampaign, claimed: email_store.Claimed, extra: dict[str, str]
@@ -211,7 +262,7 @@ class SmsDispatch:
                 info.tenant_id,
                 outcome.provider,
                 outcome.detail,
-                utcnow(),
+                self.ctx.clock(),
             )
         except SQLAlchemyError:
             log.exception("could not record the sms pause of tenant %s", info.tenant)
@@ -233,7 +284,7 @@ class SmsDispatch:
         return info
 
     def _load(self, campaign_id: int, cached: SmsCampaign | None) -> SmsCampaign:
-        c, tn = t.campaign.c, t.tenant.c
+        c, tn, profile = t.campaign.c, t.tenant.c, t.tenant_profile.c
         with self.ctx.engine.connect() as conn:
             row = conn.execute(
                 select(
@@ -245,17 +296,20 @@ class SmsDispatch:
                     c.sms_policy,
                     c.sms_max_parts,
                     tn.sms_routes,
+                    profile.sms_send_window,
                 )
                 .join(t.tenant, tn.id == c.tenant_id)
+                .outerjoin(t.tenant_profile, profile.tenant_id == c.tenant_id)
                 .where(c.id == campaign_id)
             ).one()
             # the one answer (core.sending_policy) for this campaign's promotional texts
             paused = not may_send(
                 sending_blocks.active_scopes(conn, row.tenant_id), Channel.SMS, Kind.PROMOTIONAL
             )
+        windows = self._tenant_windows(row.slug, row.sms_send_window)
         if cached is not None:
             cached.paused, cached.routes = paused, row.sms_routes or None
-            cached.checked_at = time.monotonic()
+            cached.checked_at, cached.windows = time.monotonic(), windows
             return cached
         return SmsCampaign(
             campaign_id,
@@ -269,4 +323,14 @@ class SmsDispatch:
             row.sms_routes or None,
             paused,
             time.monotonic(),
+            windows,
         )
+
+    def _tenant_windows(self, tenant: str, spec: Any) -> dict[str, quiet_hours.Window]:
+        try:
+            return quiet_hours.windows(spec or {})
+        except quiet_hours.WindowError as exc:  # validated when set; never send in the night
+            log.error(
+                "tenant=%s has an unreadable SMS send window (%s): the platform's", tenant, exc
+            )
+            return {}

@@ -7,6 +7,10 @@ sender died mid-batch), republishes queued rows whose batch message was lost (a 
 died between taking the message and claiming its rows)
 and marks campaigns finished once no row is left to send. Every step claims its rows
 with a guarded UPDATE, so any number of sweepers can run.
+
+Beside the sweep, every ``PREFLIGHT_SCAN_S`` it re-runs the authentication preflight of
+sender domains whose result is ``PREFLIGHT_INTERVAL_S`` (a day) old, in its own task so
+that a slow DNS server never delays the sweep.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from postgate.runtime.context import Context
 from postgate.runtime.publish import publish_batches, publisher
 from postgate.settings import Settings
 from postgate.store import tables as t
+from postgate.tenants import preflight
 from postgate.tenants.reputation import BreakerWatch
 from postgate.tenants.sending import release_held
 from postgate.workers.planner import abandoned, plan_campaign
@@ -37,6 +42,7 @@ log = logging.getLogger("postgate.sweeper")
 d, c = t.delivery.c, t.campaign.c
 SWEEP_LIMIT = 20_000
 LATE_HOLD_WINDOW_S = 60.0
+PREFLIGHT_SCAN_S = 60.0
 OPEN_STATES = (S.QUEUED, S.SENDING, S.DEFERRED, S.HELD)
 
 
@@ -146,13 +152,26 @@ class Sweeper:
         for tenant_id in self.breaker.check(self.ctx.engine, self.ctx.settings, utcnow()):
             announce(self.ctx.settings, tenant_id)
 
+    async def _preflights(self, stop: asyncio.Event) -> None:
+        """Re-check sender domains whose preflight result is a day old."""
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(
+                    preflight.recheck_due, self.ctx.engine, self.ctx.settings, utcnow()
+                )
+            except Exception:
+                log.exception("preflight re-check failed; trying again")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), PREFLIGHT_SCAN_S)
+
     async def run(self, stop: asyncio.Event) -> None:
         broker = self.ctx.broker()
+        rechecks = asyncio.create_task(self._preflights(stop))
         try:
             while not stop.is_set():
                 try:
                     await asyncio.to_thread(
-                        sweep_once, self.ctx.engine, broker, self.ctx.settings, utcnow()
+                        sweep_once, self.ctx.engine, broker, self.ctx.settings, self.ctx.clock()
                     )
                     await asyncio.to_thread(self._breaker)
                 except Exception:
@@ -163,3 +182,6 @@ class Sweeper:
                     await asyncio.wait_for(stop.wait(), self.ctx.settings.sweep_interval_s)
         finally:
             broker.close()
+            rechecks.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await rechecks

@@ -64,8 +64,11 @@ def test_claim_verify_and_send_dkim_signed_mail(
             dns_server.publish(token_record["name"], "v=spf1 -all")
             dns_server.publish(token_record["name"], token_record["value"])
             dns_server.publish(dkim_record["name"], dkim_record["value"])
+            dns_server.publish(brand, "v=spf1 -all")  # bulk mail needs SPF and DMARC too
+            dns_server.publish(f"_dmarc.{brand}", "v=DMARC1; p=none")
             done = http.post(f"/v1/domains/{brand}/verify").json()
             assert done["verified"] is True and done["dkim_published"] is True
+            assert done["preflight"]["passed"] is True
             assert done["last_error"] == ""
             assert [d["domain"] for d in http.get("/v1/domains").json()] == [brand]
             assert http.post("/v1/domains", json={"domain": "not a domain"}).status_code == 422

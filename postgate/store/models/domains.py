@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Text, UniqueConstraint
+from sqlalchemy import Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from postgate.core.clock import utcnow
-from postgate.store.columns import Timestamp
+from postgate.store.columns import Json, Timestamp
 
 
 class SenderDomain(SQLModel, table=True):
@@ -35,3 +36,18 @@ class SenderDomain(SQLModel, table=True):
     dkim2_private_key: str = Field(default="", sa_type=Text)
     dkim2_public_key: str = Field(default="", sa_type=Text)
     created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+
+
+class DomainPreflight(SQLModel, table=True):
+    """The latest authentication preflight of a sender domain (``tenants/preflight.py``):
+    each check's verdict and reason in ``checks`` (spf, dmarc, dkim required; mta_sts and
+    tls_rpt reported), and the exact DNS records to publish in ``records``."""
+
+    __tablename__ = "domain_preflight"
+    sender_domain_id: int = Field(foreign_key="sender_domain.id", primary_key=True)
+    tenant_id: int = Field(foreign_key="tenant.id", index=True)
+    domain: str
+    checked_at: datetime = Field(sa_type=Timestamp)
+    passed: bool
+    checks: dict[str, Any] = Field(default_factory=dict, sa_column=Column(Json))
+    records: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(Json))

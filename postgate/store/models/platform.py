@@ -23,6 +23,9 @@ class TenantProfile(SQLModel, table=True):
     default_from_name: str = ""
     # max_lists, max_contacts: null means no limit
     limits: dict[str, Any] = Field(default_factory=dict, sa_column=Column(Json))
+    # the tenant's own promotional SMS send windows, ISO region (or "*") -> "HH:MM-HH:MM";
+    # empty: the platform's SMS_SEND_WINDOW (core/sms/quiet_hours.py)
+    sms_send_window: dict[str, str] = Field(default_factory=dict, sa_column=Column(Json))
     updated_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
 
 
