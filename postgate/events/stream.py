@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, delete, func, select, text, update
 
 from postgate.core.events import document
+from postgate.observability.metrics import EVENTS_PRODUCED
 from postgate.store import tables as t
 
 o, tn, cp = t.event_outbox.c, t.tenant.c, t.campaign.c
@@ -23,22 +24,38 @@ STAMP_LOCK = 0x70677374  # pg_advisory_xact_lock key of the stamper
 STAMP_PAGE = 2000
 
 
-def stamp(engine: Engine, limit: int = STAMP_PAGE) -> list[tuple[str, str]]:
-    """Give committed, unstamped events their ``seq``; the (tenant id, type) of each."""
+def stamp(engine: Engine, limit: int = STAMP_PAGE) -> int:
+    """Give up to ``limit`` committed, unstamped events their ``seq`` (oldest first);
+    how many were stamped. Each counts in ``postgate_events_produced_total``."""
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": STAMP_LOCK})
         rows = conn.execute(
-            select(o.id, o.tenant_id, o.type).where(o.seq.is_(None)).order_by(o.id).limit(limit)
+            select(o.id, tn.slug, o.type)
+            .join_from(t.event_outbox, t.tenant, tn.id == o.tenant_id)
+            .where(o.seq.is_(None))
+            .order_by(o.id)
+            .limit(limit)
         ).all()
         if not rows:
-            return []
+            return 0
         top = conn.scalar(select(func.coalesce(func.max(o.seq), 0))) or 0
         conn.execute(
             update(t.event_outbox).where(o.id == bindparam("b_id")).values(seq=bindparam("b_seq")),
             [{"b_id": row[0], "b_seq": top + i} for i, row in enumerate(rows, 1)],
         )
-    return [(str(row[1]), row[2]) for row in rows]
+    for _, slug, type_ in rows:
+        EVENTS_PRODUCED.labels(slug, type_).inc()
+    return len(rows)
+
+
+def stamp_all(engine: Engine) -> int:
+    """Stamp every event committed until now, a page at a time (a reader's cursor then
+    covers all of them, however long the backlog the events worker left)."""
+    total = 0
+    while (done := stamp(engine)) == STAMP_PAGE:
+        total += done
+    return total + done
 
 
 def _documents(conn: Connection, query: Any) -> list[dict[str, Any]]:

@@ -74,7 +74,7 @@ def events(
     assert user.tenant_id is not None
     engine = request.app.state.engine
     kinds = _answer(endpoints.check_types, type or [])
-    stream.stamp(engine)  # whatever committed until now is in order and readable
+    stream.stamp_all(engine)  # whatever committed until now is in order and readable
     with engine.connect() as conn:
         page = stream.page(conn, user.tenant_id, after, limit, kinds)
     return {"events": page, "next": page[-1]["seq"] if page else after}
