@@ -6,6 +6,8 @@ from __future__ import annotations
 import httpx
 from sqlalchemy import select
 
+from postgate.core.clock import utcnow
+from postgate.events import endpoints
 from postgate.http.auth import create_key
 from postgate.store import tables as t
 from tests.support import World
@@ -58,6 +60,18 @@ def test_another_tenants_ids_answer_404(world: World, api: str) -> None:
             headers=owner,
             json=[{"address": f"secret@{world.tenant.domain}"}],
         )
+        hook = endpoints.create(
+            world.ctx.engine,
+            world.tenant_id,
+            "https://crm.example/hooks/postgate",
+            [],
+            "the owner's CRM",
+            "test",
+            utcnow(),
+        )
+        dropped = http.delete(f"/v1/event-endpoints/{hook['id']}", headers=other)
+        assert dropped.status_code == 404
+        assert dropped.json() == http.delete("/v1/event-endpoints/987654321", headers=other).json()
         probes = [  # (method, path on the owner's id, the same path on an id that is absent)
             ("GET", "/v1/campaigns/{}", campaign_id, 987654321, None),
             ("POST", "/v1/campaigns/{}/pause", campaign_id, 987654321, None),
@@ -70,6 +84,10 @@ def test_another_tenants_ids_answer_404(world: World, api: str) -> None:
             ("GET", "/v1/contacts/by-ref/{}", "crm-1", "absent", None),
             ("GET", "/v1/contacts/syncs/{}", synced["sync_id"], 987654321, None),
             ("PATCH", "/v1/lists/{}", spare["id"], 987654321, {"name": "mine now"}),
+            ("GET", "/v1/event-endpoints/{}", hook["id"], 987654321, None),
+            ("PATCH", "/v1/event-endpoints/{}", hook["id"], 987654321, {"description": "mine"}),
+            ("POST", "/v1/event-endpoints/{}/resume", hook["id"], 987654321, None),
+            ("GET", "/v1/event-endpoints/{}/dead-letters", hook["id"], 987654321, None),
         ]
         for method, path, real, absent, body in probes:
             mine = http.request(method, path.format(real), headers=owner, json=body)
@@ -92,6 +110,15 @@ def test_another_tenants_ids_answer_404(world: World, api: str) -> None:
         assert imported.status_code == 404, imported.text
         listed = http.get("/v1/campaigns", headers=other).json()
         assert listed == []
+        assert http.get("/v1/event-endpoints", headers=other).json() == []
+        assert [x["id"] for x in http.get("/v1/event-endpoints", headers=owner).json()] == [
+            hook["id"]
+        ]
+        told = http.get("/v1/events", headers=owner, params={"after": 0}).json()["events"]
+        assert {ev["recipient"] for ev in told} == {f"anna@{world.tenant.domain}"}
+        for after in (0, told[0]["seq"] - 1):  # no cursor shows another tenant's events
+            theirs = http.get("/v1/events", headers=other, params={"after": after}).json()
+            assert theirs["events"] == [] and world.tenant.domain not in str(theirs)
         assert [x["name"] for x in http.get("/v1/lists", headers=other).json()] == ["main"]
         assert http.get("/v1/contacts/syncs", headers=other).json() == []
         assert (

@@ -70,7 +70,7 @@ def _one(conn: Connection, tenant_id: int, endpoint_id: int) -> Any:
         select(t.webhook_endpoint).where(w.id == endpoint_id, w.tenant_id == tenant_id)
     ).first()
     if row is None:
-        raise LookupError(f"no webhook endpoint {endpoint_id}")
+        raise LookupError("no such webhook endpoint")
     return row
 
 
