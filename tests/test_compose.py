@@ -34,6 +34,7 @@ def test_required_services_exist_with_healthchecks() -> None:
         "feedback",
         "retention",
         "contacts",
+        "events",
         "prometheus",
         "grafana",
     ):
@@ -66,7 +67,16 @@ def test_every_postgate_command_parses_and_settings_load() -> None:
 
 def test_workers_wait_for_migrations_and_the_broker() -> None:
     services = compose()["services"]
-    for name in ("api", "planner", "sender", "sweeper", "feedback", "retention", "contacts"):
+    for name in (
+        "api",
+        "planner",
+        "sender",
+        "sweeper",
+        "feedback",
+        "retention",
+        "contacts",
+        "events",
+    ):
         deps = services[name]["depends_on"]
         assert deps["migrate"]["condition"] == "service_completed_successfully"
         assert deps["redis"]["condition"] == "service_healthy"
