@@ -11,9 +11,9 @@ from sqlalchemy.exc import IntegrityError
 
 from postgate.campaigns import content_review
 from postgate.core.clock import aware
-from postgate.core.message import CampaignV1, MessageError
+from postgate.core.message import CampaignV1, MessageError, Sender
 from postgate.core.sender_domains import covering
-from postgate.core.states import CampaignState, Kind
+from postgate.core.states import CampaignState, Channel, Kind
 from postgate.observability.metrics import PREFLIGHT_REFUSALS
 from postgate.store import tables as t
 from postgate.tenants import domains as domain_store
@@ -59,8 +59,9 @@ def accept(
     ).scalar_one()
     if owned != len(lists):
         raise MessageError(f"audience names lists tenant {msg.tenant!r} does not own")
-    if msg.sender is not None:
-        sender_domain = msg.sender.email.rsplit("@", 1)[1].lower()
+    sender = msg.sender or _default_from(conn, tenant_id, msg)
+    if sender is not None:
+        sender_domain = sender.email.rsplit("@", 1)[1].lower()
         if covering(sender_domain, [domain, *domain_store.verified(conn, tenant_id)]) is None:
             raise MessageError(
                 f"from address domain {sender_domain!r} is not the tenant's verified domain"
@@ -86,8 +87,8 @@ def accept(
         "subject": msg.content.subject,
         "text": msg.content.text,
         "html": msg.content.html,
-        "from_email": msg.sender.email if msg.sender else "",
-        "from_name": msg.sender.name if msg.sender else "",
+        "from_email": sender.email if sender else "",
+        "from_name": sender.name if sender else "",
         "sms_sender": msg.sms.sender if msg.sms else None,
         "sms_policy": msg.sms.policy if msg.sms else None,
         "sms_max_parts": msg.sms.max_parts if msg.sms else None,
@@ -109,6 +110,19 @@ def accept(
         return Accepted(found[0], found[1], created=False)
     content_review.record(conn, tenant_id, msg, campaign_id, verdict)
     return Accepted(campaign_id, state.value, created=True)
+
+
+def _default_from(conn: Connection, tenant_id: int, msg: CampaignV1) -> Sender | None:
+    """An email campaign without ``from`` is sent from the tenant's default From."""
+    if msg.channel is not Channel.EMAIL:
+        return None
+    pc = t.tenant_profile.c
+    row = conn.execute(
+        select(pc.default_from_email, pc.default_from_name).where(pc.tenant_id == tenant_id)
+    ).first()
+    if row is None or not row[0]:
+        raise MessageError("email campaigns need 'from': the tenant has no default From")
+    return Sender(email=row[0], name=row[1])
 
 
 def _find(conn: Connection, tenant_id: int, external_id: str) -> tuple[int, str] | None:

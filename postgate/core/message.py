@@ -90,8 +90,6 @@ class CampaignV1(BaseModel):
                 raise ValueError("email content needs a subject")
             if not (self.content.text.strip() or self.content.html.strip()):
                 raise ValueError("email content needs text or html")
-            if self.sender is None:
-                raise ValueError("email campaigns need 'from'")
             if self.sms is not None:
                 raise ValueError("'sms' options are for sms campaigns")
         elif not self.content.text.strip():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import timedelta
+from email import message_from_bytes
 
 import httpx
 import pytest
@@ -119,12 +120,17 @@ def test_a_tenant_from_nothing_to_results_and_closure(
         )
         assert (report["created"], report["dropped"]) == (2, 0), report
         assert crm.me()["profile"]["locale"] == "hu-HU"
-        crm.publish_campaign(campaign(slug, "spring", main["id"]))
+        spring = campaign(slug, "spring", main["id"])
+        del spring["from"]  # sent from the tenant's default From
+        crm.publish_campaign(spring)
         run(ctx, lambda: state(crm, "spring") == "finished")
         results = crm.campaign_results("spring")
         assert (results["sent"], results["failed"], results["held"]["total"]) == (2, 0, 0)
         assert results["blocked"] == {"total": 0, "by_reason": {}}
         assert len(sink.handler.received) == 2
+        assert {message_from_bytes(r.data)["From"] for r in sink.handler.received} == {
+            f"Acme <news@{slug}.example>"
+        }
         assert crm.stats()["sent"] == 2 and crm.stats()["campaigns"] == 1
 
         with httpx.Client(base_url=api, headers=ops) as op:

@@ -44,6 +44,10 @@ def dead_letters(world: World) -> list[tuple[str, str]]:
         ),
         (lambda m, w: json.dumps(m | {"channel": "fax"}), "channel"),
         (
+            lambda m, w: json.dumps({k: v for k, v in m.items() if k != "from"}),
+            "the tenant has no default From",
+        ),
+        (
             lambda m, w: json.dumps(m | {"from": {"email": "ceo@bank.example"}}),
             "not the tenant's verified domain",
         ),
@@ -62,6 +66,7 @@ def dead_letters(world: World) -> list[tuple[str, str]]:
         "extra-field",
         "foreign-list",
         "channel",
+        "no-from",
         "forged-from",
         "array",
         "huge",
