@@ -22,6 +22,7 @@ from postgate.core.clock import add_months, aware
 from postgate.core.params import Line, Text
 from postgate.store import tables as t
 from postgate.store.dialect import insert_ignore
+from postgate.store.limits import contact_limit_reason, contact_room
 
 FORBIDDEN = frozenset({"purchased", "rented", "other_company"})
 HYGIENE_MONTHS = 6
@@ -136,6 +137,7 @@ def check_rows(text: str, decl: Provenance, now: datetime) -> Checked:
             seen.add(key)
             out.rows.append(
                 {
+                    "line": line,
                     "email": email,
                     "phone": phone,
                     "name": name,
@@ -169,9 +171,20 @@ def run_import(
     if owner != tenant_id:
         raise LookupError("no such list")  # the same answer whether it exists or not
     checked = check_rows(text, decl, now)
+    imported = 0
     with engine.begin() as conn:
+        room = contact_room(conn, tenant_id)
         for row in checked.rows:
-            contact_id = _contact(conn, tenant_id, row, now)
+            found = _contact(conn, tenant_id, row, now, room is None or room > 0)
+            if found is None:
+                checked.report.append(
+                    {"line": row["line"], "reason": contact_limit_reason(conn, tenant_id)}
+                )
+                continue
+            contact_id, created = found
+            if created and room is not None:
+                room -= 1
+            imported += 1
             insert_ignore(
                 conn,
                 t.list_member,
@@ -206,7 +219,7 @@ def run_import(
                 evidence_ref=decl.evidence,
                 actor=actor,
                 rows_total=checked.total,
-                rows_imported=len(checked.rows),
+                rows_imported=imported,
                 rows_dropped=len(checked.report),
                 report=checked.report,
                 created_at=now,
@@ -216,13 +229,17 @@ def run_import(
     return {
         "import_id": import_id,
         "rows_total": checked.total,
-        "rows_imported": len(checked.rows),
+        "rows_imported": imported,
         "rows_dropped": len(checked.report),
         "report": checked.report,
     }
 
 
-def _contact(conn: Any, tenant_id: int, row: dict[str, Any], now: datetime) -> int:
+def _contact(
+    conn: Any, tenant_id: int, row: dict[str, Any], now: datetime, may_create: bool
+) -> tuple[int, bool] | None:
+    """The row's contact and whether it is new; None when a new one would pass the
+    tenant's contact limit."""
     c = t.contact.c
     for column in ("email", "phone"):
         if row[column] is not None:
@@ -230,8 +247,10 @@ def _contact(conn: Any, tenant_id: int, row: dict[str, Any], now: datetime) -> i
                 select(c.id).where(c.tenant_id == tenant_id, getattr(c, column) == row[column])
             )
             if found is not None:
-                return int(found)
-    return int(
+                return int(found), False
+    if not may_create:
+        return None
+    made = int(
         conn.execute(
             insert(t.contact)
             .values(
@@ -246,3 +265,4 @@ def _contact(conn: Any, tenant_id: int, row: dict[str, Any], now: datetime) -> i
             .returning(c.id)
         ).scalar_one()
     )
+    return made, True

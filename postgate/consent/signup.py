@@ -33,6 +33,7 @@ from postgate.feedback import ledger
 from postgate.settings import Settings
 from postgate.store import tables as t
 from postgate.store.dialect import insert_ignore, insert_ignoring
+from postgate.store.limits import contact_limit_reason, contact_room
 from postgate.tenants import brand, erasure
 
 log = logging.getLogger("postgate.signup")
@@ -64,7 +65,7 @@ class Signup:
     pending signups they confirm. ``status`` sums it up: sent when any confirmation goes
     out, else already_sent (within 24 h) or suppressed."""
 
-    status: str  # sent | already_sent | capped | suppressed
+    status: str  # sent | already_sent | capped | full (the contact limit) | suppressed
     batches: list[dict[str, Any]] = field(default_factory=list)
     pending_ids: list[int] = field(default_factory=list)
     capped: bool = False  # the SMS confirmation was over the tenant's daily number
@@ -98,10 +99,11 @@ def find_form(engine: Engine, public_id: str) -> Row[Any] | None:
 
 
 def _contact(
-    conn: Connection, tenant_id: int, channel: str, address: str, now: datetime
-) -> tuple[int, bool]:
+    conn: Connection, tenant_id: int, channel: str, address: str, now: datetime, may_create: bool
+) -> tuple[int, bool] | None:
     """The contact holding ``address`` in ``channel``'s column, or a new one holding just
-    that address: (id, created). A form post never merges contacts and never writes a
+    that address: (id, created); None when a new one would pass the tenant's contact
+    limit. A form post never merges contacts and never writes a
     typed address next to anything it did not prove, so confirming one channel never lets
     another address reach that contact's data (a new visitor on both channels gets two)."""
     c = t.contact.c
@@ -110,6 +112,8 @@ def _contact(
     found = conn.scalar(select(c.id).where(c.tenant_id == tenant_id, column == address))
     if found is not None:
         return int(found), False
+    if not may_create:
+        return None
     row: dict[str, Any] = {
         "tenant_id": tenant_id,
         "email": None,
@@ -202,6 +206,7 @@ def submit(
     statuses: set[str] = set()
     with engine.begin() as conn:
         _one_at_a_time(conn, tenant_id)
+        room = contact_room(conn, tenant_id)
         shown = brand.load(conn, tenant_id)
         topic = brand.topic(conn, tenant_id, form.topic, locale).name
         for channel in channels:
@@ -212,7 +217,20 @@ def submit(
             if refused:
                 statuses.add(refused)
                 continue
-            contact_id, created = _contact(conn, tenant_id, channel, address, now)
+            found = _contact(conn, tenant_id, channel, address, now, room is None or room > 0)
+            if found is None:
+                log.warning(
+                    "tenant=%s form=%s rcpt=%s no signup: %s",
+                    tenant_id,
+                    form.public_id,
+                    address,
+                    contact_limit_reason(conn, tenant_id),
+                )
+                statuses.add("full")
+                continue
+            contact_id, created = found
+            if created and room is not None:
+                room -= 1
             token = secrets.token_urlsafe(32)
             digest = hash_token(token)
             pending_id = conn.execute(
@@ -265,7 +283,7 @@ def submit(
     capped = "capped" in statuses
     if batches:
         return Signup("sent", batches, pending_ids, capped)
-    for status in ("already_sent", "capped"):
+    for status in ("already_sent", "capped", "full"):
         if status in statuses:
             return Signup(status, capped=capped)
     return Signup("suppressed")

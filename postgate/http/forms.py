@@ -159,6 +159,8 @@ async def _form_post(public_id: str, request: Request, seen: dict[str, Any]) -> 
     CONSENT_EVENTS.labels(form.tenant_slug, "signup").inc()
     if result.capped:
         CONSENT_EVENTS.labels(form.tenant_slug, "confirmation_capped").inc()
+    if result.status == "full":
+        CONSENT_EVENTS.labels(form.tenant_slug, "contact_limit").inc()
     for queued, batch in enumerate(result.batches):
         try:
             await asyncio.to_thread(_publish, settings, batch)

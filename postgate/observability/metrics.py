@@ -38,8 +38,9 @@ BATCH_SECONDS = Histogram(
 )
 CONSENT_EVENTS = Counter(
     "postgate_consent_events_total",
-    "Consent-side events: signup, confirmation_sent, confirmed, unsubscribed, "
-    "import_row, import_dropped.",
+    "Consent-side events: signup, confirmation_sent, confirmation_capped, contact_limit "
+    "(a signup refused by the tenant's max_contacts), confirmed, unsubscribed, import_row, "
+    "import_dropped.",
     ["tenant", "event"],
 )
 CONTENT_VERDICTS = Counter(

@@ -24,13 +24,10 @@ from postgate.core.addresses import AddressError, clean_name, normalise_email, n
 from postgate.core.clock import aware
 from postgate.core.contacts_message import ContactIn, ContactsV1
 from postgate.store import tables as t
+from postgate.store.limits import contact_limit_reason, contact_room
 from postgate.store.schema import metadata
 
-ref_table, sync_table, profile = (
-    metadata.tables["contact_ref"],
-    metadata.tables["contact_sync"],
-    metadata.tables["tenant_profile"],
-)
+ref_table, sync_table = metadata.tables["contact_ref"], metadata.tables["contact_sync"]
 rc, c, lm, cs = ref_table.c, t.contact.c, t.list_member.c, t.consent.c
 
 
@@ -126,18 +123,7 @@ def apply(
         owned = set(
             conn.scalars(select(t.mailing_list.c.id).where(t.mailing_list.c.tenant_id == tenant_id))
         )
-        limits = conn.scalar(select(profile.c.limits).where(profile.c.tenant_id == tenant_id)) or {}
-        room = None
-        if limits.get("max_contacts") is not None:
-            have = (
-                conn.scalar(
-                    select(func.count())
-                    .select_from(t.contact)
-                    .where(c.tenant_id == tenant_id, c.erased_at.is_(None))
-                )
-                or 0
-            )
-            room = int(limits["max_contacts"]) - int(have)
+        room = contact_room(conn, tenant_id)
         for index, item in enumerate(doc.contacts):
             try:
                 checked = check(item, now)
@@ -214,7 +200,7 @@ def _upsert(
             if checked.email is None and checked.phone is None:
                 raise Dropped("a new contact needs an email or a phone")
             if room is not None and room <= 0:
-                raise Dropped("the tenant's contact limit is reached")
+                raise Dropped(contact_limit_reason(conn, tenant_id))
             contact_id = int(
                 conn.execute(
                     insert(t.contact)
