@@ -42,7 +42,7 @@ def test_a_valid_message_parses() -> None:
         (json.dumps(valid(audience=[])).encode(), "audience"),
         (json.dumps(valid(content={"subject": "", "text": "x"})).encode(), "subject"),
         (json.dumps(valid(content={"subject": "s"})).encode(), "text or html"),
-        (json.dumps(valid(**{"from": None})).encode(), "from"),
+        (json.dumps(valid(**{"from": {"email": "not an address"}})).encode(), "from"),
         (json.dumps(valid(schedule_at="2026-01-01T10:00:00")).encode(), "timezone"),
         (json.dumps(valid(kind="spam")).encode(), "kind"),
         (b" " * (LIMIT + 1), "payload too large"),
@@ -57,6 +57,12 @@ def test_sms_needs_text_but_no_sender() -> None:
     msg = valid(channel="sms", content={"text": "Sale!"})
     del msg["from"]
     assert parse_campaign(json.dumps(msg), LIMIT).channel == "sms"
+
+
+def test_email_may_leave_from_to_the_tenants_default() -> None:
+    msg = valid()
+    del msg["from"]  # acceptance takes the tenant's default From, or dead-letters it
+    assert parse_campaign(json.dumps(msg), LIMIT).sender is None
 
 
 def test_the_schema_is_published_with_the_wire_names() -> None:
