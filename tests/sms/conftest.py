@@ -9,6 +9,7 @@ import pytest
 from postgate.settings import Settings
 from postgate.sinks.smsapi import SmsApiSink
 from postgate.sinks.smsc import SmscSink
+from tests.support import World, serve_api
 
 
 @pytest.fixture
@@ -35,3 +36,13 @@ def settings(settings: Settings, smsc: SmscSink, smsapi: SmsApiSink) -> Settings
     settings.providers["smsapi"] = {"url": smsapi.url, "token": smsapi.state.token, "timeout_s": 3}
     settings.sms_backoff_s = 0.05
     return settings
+
+
+@pytest.fixture
+def api_url(world: World) -> Iterator[str]:
+    """The api on a real port, and the public URL the SMS callbacks name."""
+    served = serve_api(world.ctx.settings)
+    url = next(served)
+    world.ctx.settings.public_url = url
+    yield url
+    next(served, None)

@@ -17,7 +17,7 @@ from postgate.sinks.smsapi import SmsApiSink
 from tests.events.receiver import Receiver, serve
 from tests.events.test_stream import all_events, key, run_events
 from tests.sms.world import phone_contact, rows, sms_message
-from tests.support import World, serve_api
+from tests.support import World
 
 HU1, HU2 = "+36301234561", "+36301234562"
 
@@ -34,15 +34,6 @@ def settings(settings: Settings) -> Settings:
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     yield from serve()
-
-
-@pytest.fixture
-def api_url(world: World) -> Iterator[str]:
-    served = serve_api(world.ctx.settings)
-    url = next(served)
-    world.ctx.settings.public_url = url
-    yield url
-    next(served, None)
 
 
 def test_sms_delivered_and_stop_reach_the_crm(

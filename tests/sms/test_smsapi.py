@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import timedelta
 
 import httpx
@@ -24,7 +23,7 @@ from postgate.sinks.smsapi import SmsApiSink
 from postgate.store import tables as t
 from postgate.store.db import engine_for
 from tests.sms.world import phone_contact, rows, sms_message
-from tests.support import World, serve_api
+from tests.support import World
 
 PL1, PL2, PL3, DE = "+48501234561", "+48501234562", "+48501234563", "+4915112345678"
 SENDER = ("planner", "sender")
@@ -140,15 +139,6 @@ def test_a_halted_gateway_sends_no_further_requests(settings: Settings, smsapi: 
     assert all(r.outcome is Outcome.DEFERRED for r in results)
     assert smsapi.state.requests == 1
     assert "Invalid authorization info" in str(health["halted"])
-
-
-@pytest.fixture
-def api_url(world: World) -> Iterator[str]:
-    served = serve_api(world.ctx.settings)
-    url = next(served)
-    world.ctx.settings.public_url = url
-    yield url
-    next(served, None)
 
 
 def test_callbacks_need_the_key_and_answer_ok(
