@@ -1,7 +1,7 @@
 """End-to-end throughput of the campaign pipeline, against Postfix's C ``smtp-sink``.
 
     python bench/pipeline.py --recipients N [--connections 32] [--database-url URL]
-        [--broker-url URL [--planner-process]] [--baseline-messages M]
+        [--broker-url URL [--planner-process [--senders K]]] [--baseline-messages M]
         [--skip-baselines | --only-baselines]
 
 All on 127.0.0.1, into one ``smtp-sink``: (1) Postfix's ``smtp-source`` over reused
@@ -12,7 +12,8 @@ PostgreSQL URL a ``bench_<pid>`` database beside the named one, dropped afterwar
 N consenting contacts, one ``campaign.v1`` message, then planner + sender + sweeper until
 the campaign is finished (a SQLite URL is used as given: name a new file). With
 ``--planner-process`` and a Redis or RabbitMQ broker, planner and sweeper run in a
-process of their own, as deployed, and only the sender shares the measured event loop.
+process of their own, as deployed, and only the sender shares the measured event loop;
+``--senders K`` adds K-1 sender processes beside it (one per core, as deployed).
 Baselines send min(N, 50000) messages by default. Seeding is timed but not part of any rate. Besides
 wall-clock rates, CPU time per message is reported, which shifts less when other work
 shares the machine. The last line printed is one JSON object.
@@ -294,18 +295,20 @@ async def run_until_finished(
     return finished
 
 
-def planner_process(settings: Settings) -> subprocess.Popen[bytes]:
-    """Planner and sweeper in a process of their own, as in production."""
+def worker_process(settings: Settings, *workers: str) -> subprocess.Popen[bytes]:
+    """Workers in a process of their own, as in production (planner and sweeper; or one
+    more sender)."""
     env = os.environ | {
         "DATABASE_URL": settings.database_url,
         "BROKER_URL": settings.broker_url,
         "QUEUE_PREFIX": settings.queue_prefix,
         "CANARY_MIN_AUDIENCE": "0",
         "SMTP_PORT": str(settings.provider(SmtpSettings).port),
+        "SMTP_CONNECTIONS": str(settings.provider(SmtpSettings).connections),
         "SECRET_KEY": settings.secret_key,
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "postgate", "worker", "planner", "sweeper"],
+        [sys.executable, "-m", "postgate", "worker", *workers],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -374,16 +377,19 @@ def pipeline(
         ctx = Context.from_settings(settings)
         broker = ctx.broker()
         install_loop(settings)
-        helper = planner_process(settings) if args.planner_process else None
+        helper = worker_process(settings, "planner", "sweeper") if args.planner_process else None
+        senders = [worker_process(settings, "sender") for _ in range(args.senders - 1)]
+        if senders:
+            time.sleep(3)  # the extra senders import and connect before the campaign comes
         workers = ("sender",) if helper else ("planner", "sender", "sweeper")
         published, cpu = utcnow(), cpu_s()
         broker.publish("campaigns", campaign_message(tenant, list_id) | {"campaign_id": CAMPAIGN})
         try:
             finished = asyncio.run(run_until_finished(ctx, args.timeout, workers))
         finally:
-            if helper:
-                helper.terminate()
-                helper.wait(30)
+            for proc in [p for p in (helper, *senders) if p is not None]:
+                proc.terminate()
+                proc.wait(30)
         cpu = cpu_s() - cpu
         broker.close()
         c, d = t.campaign.c, t.delivery.c
@@ -453,6 +459,13 @@ def main() -> int:
         help="planner and sweeper in their own process (needs a redis/amqp broker); "
         "CPU and RSS are then the sender's alone",
     )
+    p.add_argument(
+        "--senders",
+        type=int,
+        default=1,
+        help="sender processes (with --planner-process): the measured one and N-1 more; "
+        "CPU and RSS stay the measured sender's",
+    )
     p.add_argument("--baseline-messages", type=int, default=None)
     p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the campaign")
     mode = p.add_mutually_exclusive_group()
@@ -468,6 +481,8 @@ def main() -> int:
     )
     p.add_argument("--signed-only", action="store_true", help="skip the unsigned run")
     args = p.parse_args()
+    if args.senders > 1 and not args.planner_process:
+        p.error("--senders needs --planner-process and a redis or amqp --broker-url")
     n, conns = args.recipients, args.connections
     if args._aiosmtplib_baseline:
         install_loop(Settings(use_uvloop=True))
@@ -484,6 +499,7 @@ def main() -> int:
         "baseline_messages": base_n,
         "database": database,
         "broker": args.broker_url,
+        "senders": args.senders,
     }
     with (
         tempfile.TemporaryDirectory(prefix="postgate-bench-") as tmp,
