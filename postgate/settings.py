@@ -12,8 +12,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from postgate.core.warmup import parse_schedule
 
 
 class ProviderSettings(BaseSettings):
@@ -156,6 +158,16 @@ class Settings(BaseSettings):
     spf_include: str = ""
     preflight_enforce: bool = True
     preflight_interval_s: float = Field(default=24 * 3600.0, gt=0)
+    # warm-up (core/warmup.py): a domain verified through the API sends at most this many
+    # messages per provider group per UTC day, one stage further each clean day, then no cap
+    warmup_enabled: bool = True
+    warmup_schedule: str = "500,1000,2500,5000,10000,25000,50000,100000,250000"
+
+    @field_validator("warmup_schedule")
+    @classmethod
+    def _schedule_parses(cls, value: str) -> str:
+        parse_schedule(value)
+        return value
 
     use_uvloop: bool = True
 

@@ -106,6 +106,26 @@ def hold(engine: Engine, ids: Sequence[int], reason: str, now: datetime) -> None
         )
 
 
+def postpone(
+    engine: Engine, ids: Sequence[int], until: datetime, reason: str, now: datetime
+) -> None:
+    """Put claimed rows off until ``until`` (our own pacing: a warm-up cap), as deferred
+    rows the sweeper picks up when due; the claim is not counted as an attempt."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(t.delivery)
+            .where(d.id.in_(list(ids)), d.state == S.SENDING)
+            .values(
+                state=S.DEFERRED,
+                reason=reason,
+                next_attempt_at=until,
+                lease_until=None,
+                attempts=d.attempts - 1,
+                updated_at=now,
+            )
+        )
+
+
 def record(
     engine: Engine,
     settings: Settings,

@@ -300,6 +300,8 @@ def _domains(args: argparse.Namespace, settings: Settings) -> int:
             rows = [domain_store.verify(engine, settings, tenant_id, args.domain, utcnow())[0]]
             if rows[0].verified_at is not None:  # a newly usable domain is judged at once
                 extra["preflight"] = _preflight(engine, settings, tenant_id, args)
+        elif args.action == "warmup":
+            return _warmup(engine, settings, tenant_id, args)
         elif args.action == "preflight":
             result = _preflight(engine, settings, tenant_id, args)
             print(json.dumps(result, ensure_ascii=False))
@@ -312,6 +314,22 @@ def _domains(args: argparse.Namespace, settings: Settings) -> int:
     for row in rows:
         print(json.dumps(domain_store.describe(row) | extra, ensure_ascii=False))
     return 0 if args.action != "verify" or rows[0].verified_at else 2
+
+
+def _warmup(engine: Engine, settings: Settings, tenant_id: int, args: argparse.Namespace) -> int:
+    """Show a domain's warm-up; with --stage or --done, change it first (audited)."""
+    from postgate.core.clock import utcnow
+    from postgate.tenants import warmup
+
+    if args.stage is not None or args.done:
+        if args.stage is not None and args.stage < 0:
+            raise ValueError("--stage is 0 or more")
+        stage = None if args.done else args.stage
+        warmup.set_stage(engine, tenant_id, args.domain, stage, "cli", utcnow())
+    with engine.connect() as conn:
+        shown = warmup.status(conn, settings, tenant_id, args.domain, utcnow())
+    print(json.dumps(shown, ensure_ascii=False))
+    return 0
 
 
 def _preflight(
@@ -454,9 +472,16 @@ def parser() -> argparse.ArgumentParser:
     )
     inspect.set_defaults(fn=_sms_inspect)
     domains = sub.add_parser("domains", help="a tenant's sender domains (DNS TXT verified)")
-    domains.add_argument("action", choices=["add", "verify", "preflight", "list"])
+    domains.add_argument("action", choices=["add", "verify", "preflight", "warmup", "list"])
     domains.add_argument("domain", nargs="?", default="")
     domains.add_argument("--tenant", required=True)
+    ramp = domains.add_mutually_exclusive_group()
+    ramp.add_argument(
+        "--stage", type=int, help="warmup: put the domain at this stage of WARMUP_SCHEDULE"
+    )
+    ramp.add_argument(
+        "--done", action="store_true", help="warmup: declare the domain warm (no more caps)"
+    )
     domains.set_defaults(fn=_domains)
     schema = sub.add_parser(
         "schema",

@@ -15,6 +15,7 @@ from postgate.http.auth import TenantUser
 from postgate.providers.dns_txt import DnsError
 from postgate.tenants import domains as domain_store
 from postgate.tenants import preflight as domain_preflight
+from postgate.tenants import warmup
 
 router = APIRouter(prefix="/v1/domains", tags=["sender domains"])
 
@@ -111,3 +112,19 @@ def run_preflight(domain: str, tenant: TenantUser, request: Request) -> dict[str
         raise HTTPException(404, str(exc)) from None
     except DnsError as exc:
         raise HTTPException(503, str(exc)) from None
+
+
+@router.get("/{domain}/warmup")
+def warmup_status(domain: str, tenant: TenantUser, request: Request) -> dict[str, Any]:
+    """The domain's warm-up: its state and stage, today's cap per provider group, what each
+    group has used of it and when the caps reset."""
+    assert tenant.tenant_id is not None
+    try:
+        with request.app.state.engine.connect() as conn:
+            return warmup.status(
+                conn, request.app.state.settings, tenant.tenant_id, domain, utcnow()
+            )
+    except DomainError as exc:
+        raise HTTPException(422, str(exc)) from None
+    except LookupError as exc:
+        raise HTTPException(404, str(exc)) from None

@@ -154,3 +154,15 @@ PREFLIGHT_REFUSALS = Counter(
     "Bulk campaigns refused at acceptance because their From domain fails the preflight.",
     ["tenant"],
 )
+WARMUP_WAITING = Counter(
+    "postgate_warmup_deferred_total",
+    "Messages of warming domains put off to the next day: their provider group's daily cap "
+    "was used up, by group.",
+    ["group"],
+)
+WARMUP_REVIEWS = Counter(
+    "postgate_warmup_reviews_total",
+    "Daily warm-up reviews of sending domains, by the state they left the domain in "
+    "(warming: moved on, held: kept or stepped back, done: warm).",
+    ["state"],
+)

@@ -14,7 +14,7 @@ from postgate.store.models.consent import (
     SignupForm,
     Suppression,
 )
-from postgate.store.models.domains import DomainPreflight, SenderDomain
+from postgate.store.models.domains import DomainPreflight, SenderDomain, WarmupDay
 from postgate.store.models.events import EventOutbox, WebhookDeadLetter, WebhookEndpoint
 from postgate.store.models.feedback import FeedbackEvent
 from postgate.store.models.operator import OperatorSession
@@ -52,6 +52,7 @@ __all__ = [
     "TenantBrand",
     "TenantProfile",
     "TopicLabel",
+    "WarmupDay",
     "WebhookDeadLetter",
     "WebhookEndpoint",
     "metadata",

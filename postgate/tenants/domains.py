@@ -9,6 +9,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 
 from postgate.core import sender_domains as sd
 from postgate.core.dkim_signing import ALGORITHMS, DkimKey, generate
+from postgate.core.warmup import WarmupState
 from postgate.providers.dns_txt import DnsError, txt_records
 from postgate.settings import Settings
 from postgate.store import tables as t
@@ -46,6 +47,11 @@ def describe(row: Any) -> dict[str, Any]:
             *second,
         ],
         "dkim": {"selector": m["dkim_selector"], "algorithm": m["dkim_algorithm"]},
+        "warmup": {
+            "state": m["warmup_state"],
+            "stage": m["warmup_stage"],
+            "reason": m["warmup_reason"],
+        },
         **(
             {"dkim2": {"selector": m["dkim2_selector"], "algorithm": m["dkim2_algorithm"]}}
             if second
@@ -137,6 +143,12 @@ def verify(
     values: dict[str, Any] = {"checked_at": now}
     if found:
         values |= {"verified_at": m["verified_at"] or now, "last_error": ""}
+        if m["verified_at"] is None and settings.warmup_enabled:  # a new domain: its ramp
+            values |= {
+                "warmup_state": WarmupState.WARMING,
+                "warmup_stage": 0,
+                "warmup_reviewed_at": now,
+            }
     else:
         values["last_error"] = f"no TXT record {sd.txt_value(m['token'])!r} at {sd.txt_name(name)}"
     with engine.begin() as conn:

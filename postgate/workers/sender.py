@@ -19,7 +19,6 @@ from postgate.consent import reminder, send_checks
 from postgate.consent.signup import CONFIRM_PREFIX
 from postgate.core import i18n
 from postgate.core.bounce import classify_reply
-from postgate.core.clock import utcnow
 from postgate.core.dkim_signing import Signer
 from postgate.core.message import MessageError
 from postgate.core.outcome import Outcome, SendResult
@@ -42,6 +41,8 @@ from postgate.store import tables as t
 from postgate.tenants import brand
 from postgate.tenants import domains as domain_store
 from postgate.tenants import sending as sending_blocks
+from postgate.tenants import warmup as warmup_store
+from postgate.workers import warmup_turns
 from postgate.workers.outcomes import Outcomes
 from postgate.workers.sending_switch import SendingSwitch
 from postgate.workers.sms_dispatch import SmsDispatch
@@ -63,6 +64,7 @@ class CampaignInfo:
     dkim: tuple[Signer, ...] = ()  # the keys (two when dual-signing), parsed once per campaign
     topic: str = ""
     tenant_name: str = ""
+    warming: warmup_store.Warming | None = None  # its From domain is on a warm-up ramp
 
 
 def _sign(signers: tuple[Signer, ...], datas: list[bytes]) -> list[bytes]:
@@ -109,6 +111,11 @@ class Sender(Runner):
         )  # EMAIL_PROVIDER: smtp or mx
         self.campaigns: dict[int, CampaignInfo] = {}
         self.switch = SendingSwitch(ctx)
+        # the provider group of a recipient domain (warm-up caps are per group); a provider
+        # that knows none (a smarthost) puts every domain in one
+        self.group_of: warmup_turns.GroupOf = getattr(
+            self.provider, "group_of", warmup_turns.no_groups
+        )
         self.slots = asyncio.Semaphore(ctx.settings.provider(SmtpSettings).connections)
         self.sms: SmsDispatch | None = None  # started on the first SMS batch
         self.signing = ThreadPoolExecutor(
@@ -150,7 +157,7 @@ class Sender(Runner):
             self.ctx.engine,
             [c.recipient.delivery_id for c in claimed],
             reason,
-            utcnow(),
+            self.ctx.clock(),
         )
         BLOCKED.labels(info.tenant_slug, info.channel, reason).inc(len(claimed))
         log.warning(
@@ -165,7 +172,7 @@ class Sender(Runner):
         started = time.perf_counter()
         campaign_id, ids, context = parse_batch(body)
         info = await self._campaign(campaign_id)
-        now = utcnow()
+        now = self.ctx.clock()
         engine, settings = self.ctx.engine, self.ctx.settings
         claimed = await asyncio.to_thread(store.claim, engine, ids, now, settings.lease_s)
         if not claimed:
@@ -184,7 +191,7 @@ class Sender(Runner):
             await asyncio.sleep(lease / 3)
             try:
                 await asyncio.to_thread(
-                    store.renew, self.ctx.engine, ids, utcnow() + timedelta(seconds=lease)
+                    store.renew, self.ctx.engine, ids, self.ctx.clock() + timedelta(seconds=lease)
                 )
             except Exception as exc:  # the database is away: try again at the next beat
                 log.warning("could not renew the lease of %d rows: %s", len(ids), exc)
@@ -205,6 +212,18 @@ class Sender(Runner):
         if not self._allowed(info) and await self._still_blocked(info):
             await self._hold(info, claimed)
             return
+        if info.warming is not None:  # promotional email From a domain on its ramp
+            claimed = await warmup_turns.split(
+                engine,
+                settings,
+                info.warming,
+                claimed,
+                self.group_of,
+                self.ctx.clock(),
+                info.tenant_slug,
+            )
+            if not claimed:
+                return
         if info.channel == Channel.SMS:
             self.sms = self.sms or SmsDispatch(self.ctx)
             await self.sms.dispose(campaign_id, claimed, context)
@@ -219,7 +238,7 @@ class Sender(Runner):
                 settings,
                 info.tenant_id,
                 done,
-                utcnow(),
+                self.ctx.clock(),
                 info.compiled.content.campaign_id,
             )
 
@@ -372,6 +391,10 @@ class Sender(Runner):
                 self.switch.scopes[cached.tenant_id] = sending_blocks.active_scopes(
                     conn, cached.tenant_id
                 )
+                if cached.warming is not None:  # its stage moves on once a day
+                    cached.warming = warmup_store.for_from(
+                        conn, cached.tenant_id, cached.compiled.content.from_email
+                    )
                 cached.checked_at = time.monotonic()
                 return cached
             row = conn.execute(
@@ -397,6 +420,11 @@ class Sender(Runner):
             if row is None:
                 raise MessageError(f"send batch for unknown campaign {campaign_id}")
             keys = domain_store.signing_keys(conn, row.tenant_id, row.from_email)
+            warming = (
+                warmup_store.for_from(conn, row.tenant_id, row.from_email)
+                if row.kind == Kind.PROMOTIONAL and row.channel == Channel.EMAIL
+                else None
+            )
             locale = i18n.choose(brand.load(conn, row.tenant_id).locale)  # its footer's
         (
             tenant_id,
@@ -445,4 +473,5 @@ class Sender(Runner):
             tuple(Signer(key) for key in keys),
             topic,
             tenant_name,
+            warming,
         )

@@ -33,7 +33,7 @@ from postgate.runtime.context import Context
 from postgate.runtime.publish import publish_batches, publisher
 from postgate.settings import Settings
 from postgate.store import tables as t
-from postgate.tenants import preflight
+from postgate.tenants import preflight, warmup
 from postgate.tenants.reputation import BreakerWatch
 from postgate.tenants.sending import release_held
 from postgate.workers.planner import abandoned, plan_campaign
@@ -124,6 +124,7 @@ def sweep_once(engine: Engine, broker: Broker, settings: Settings, now: datetime
             )
             .values(state=S.CANCELLED, reason="campaign_cancelled", updated_at=now)
         ).rowcount
+    done["warmup_reviewed"] = len(warmup.review_due(engine, settings, now))
     publish = publisher(broker, settings.batch_size)
     done["canary"] = len(canary.review(engine, publish, settings, now))
     done["released"] = _republish(broker, settings, _release_late_holds(engine, now))

@@ -52,7 +52,7 @@ def bulk_audience(world: World, count: int) -> None:
         ids = list(
             conn.scalars(
                 select(t.contact.c.id)
-                .where(t.contact.c.tenant_id == world.tenant_id)
+                .where(t.contact.c.tenant_id == world.tenant_id, t.contact.c.email.like("k%"))
                 .order_by(t.contact.c.id)
             )
         )

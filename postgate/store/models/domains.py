@@ -36,6 +36,12 @@ class SenderDomain(SQLModel, table=True):
     dkim2_private_key: str = Field(default="", sa_type=Text)
     dkim2_public_key: str = Field(default="", sa_type=Text)
     created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+    # warm-up (core/warmup.py): a domain verified through the API starts "warming" at
+    # stage 0; "done" (the default, and every domain that existed before warm-up): no cap
+    warmup_state: str = "done"
+    warmup_stage: int = 0
+    warmup_reason: str = ""
+    warmup_reviewed_at: datetime | None = Field(default=None, sa_type=Timestamp)
 
 
 class DomainPreflight(SQLModel, table=True):
@@ -51,3 +57,14 @@ class DomainPreflight(SQLModel, table=True):
     passed: bool
     checks: dict[str, Any] = Field(default_factory=dict, sa_column=Column(Json))
     records: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(Json))
+
+
+class WarmupDay(SQLModel, table=True):
+    """Messages a warming domain sent (or has taken turns for) to one provider group on
+    one UTC day: the count its cap is held against, shared by every sender."""
+
+    __tablename__ = "warmup_day"
+    sender_domain_id: int = Field(foreign_key="sender_domain.id", primary_key=True)
+    group: str = Field(primary_key=True)
+    day: str = Field(primary_key=True)  # YYYY-MM-DD
+    sent: int = 0

@@ -1,0 +1,211 @@
+"""Warm-up of sending domains over the database: which domain a campaign's From is
+warming, each day's count per provider group (``warmup_day``, shared by every sender),
+the daily review that moves a domain along its ramp, and what a tenant is shown.
+
+The count is taken before a message is sent (a turn), in one transaction per batch and
+group, so two senders can never both take the day's last turn; a sender that dies after
+taking turns leaves them unused (slower, never over the cap).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, select, update
+
+from postgate.core import sender_domains as sd
+from postgate.core import warmup
+from postgate.core.clock import aware
+from postgate.core.warmup import WarmupState
+from postgate.observability.metrics import WARMUP_REVIEWS, WARMUP_WAITING
+from postgate.settings import Settings
+from postgate.store import tables as t
+from postgate.store.dialect import insert_ignore
+from postgate.tenants import reputation
+
+log = logging.getLogger("postgate.warmup")
+sdc, wd = t.sender_domain.c, t.warmup_day.c
+REVIEW_EVERY = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Warming:
+    """A campaign's From domain while it is on its ramp."""
+
+    domain_id: int
+    domain: str
+    stage: int
+    state: str
+
+
+def for_from(conn: Connection, tenant_id: int, from_email: str) -> Warming | None:
+    """The warming domain that covers ``from_email`` (the one its mail is signed for);
+    None when that domain is warm, or the From is not one of the tenant's sender domains."""
+    rows = {
+        r.domain: r
+        for r in conn.execute(
+            select(sdc.id, sdc.domain, sdc.warmup_stage, sdc.warmup_state).where(
+                sdc.tenant_id == tenant_id, sdc.verified_at.is_not(None)
+            )
+        )
+    }
+    domain = sd.covering(from_email.rpartition("@")[2], rows)
+    if domain is None or rows[domain].warmup_state == WarmupState.DONE:
+        return None
+    r = rows[domain]
+    return Warming(int(r.id), r.domain, int(r.warmup_stage), r.warmup_state)
+
+
+def take(engine: Engine, domain_id: int, group: str, now: datetime, want: int, cap: int) -> int:
+    """Take up to ``want`` of today's turns of ``group``; how many were granted."""
+    day = warmup.day_of(now)
+    key = (wd.sender_domain_id == domain_id) & (wd.group == group) & (wd.day == day)
+    with engine.begin() as conn:
+        insert_ignore(
+            conn,
+            t.warmup_day,
+            [{"sender_domain_id": domain_id, "group": group, "day": day, "sent": 0}],
+            ("sender_domain_id", "group", "day"),
+        )
+        used = conn.scalar(select(wd.sent).where(key).with_for_update()) or 0
+        granted = max(0, min(want, cap - int(used)))
+        if granted:
+            conn.execute(update(t.warmup_day).where(key).values(sent=wd.sent + granted))
+    if granted < want:
+        WARMUP_WAITING.labels(group).inc(want - granted)
+    return granted
+
+
+def review_due(engine: Engine, settings: Settings, now: datetime) -> list[dict[str, Any]]:
+    """Move each warming or held domain whose last review is a day old along its ramp by
+    its tenant's figures since that review; each move is audited. The steps taken."""
+    schedule = warmup.parse_schedule(settings.warmup_schedule)
+    limits = reputation.thresholds(settings)
+    steps = []
+    with engine.begin() as conn:
+        due = conn.execute(
+            select(
+                sdc.id,
+                sdc.tenant_id,
+                sdc.domain,
+                sdc.warmup_stage,
+                sdc.warmup_state,
+                sdc.warmup_reviewed_at,
+            )
+            .where(
+                sdc.warmup_state != WarmupState.DONE,
+                sdc.verified_at.is_not(None),
+                (sdc.warmup_reviewed_at.is_(None)) | (sdc.warmup_reviewed_at <= now - REVIEW_EVERY),
+            )
+            .with_for_update(skip_locked=True)
+        ).all()
+        for row in due:
+            since = aware(row.warmup_reviewed_at) if row.warmup_reviewed_at else now - REVIEW_EVERY
+            window = reputation.measure(conn, row.tenant_id, since, now)
+            step = warmup.review(schedule, int(row.warmup_stage), window, limits)
+            conn.execute(
+                update(t.sender_domain)
+                .where(sdc.id == row.id)
+                .values(
+                    warmup_stage=step.stage,
+                    warmup_state=step.state,
+                    warmup_reason=step.reason,
+                    warmup_reviewed_at=now,
+                )
+            )
+            done = {
+                "domain": row.domain,
+                "from_stage": int(row.warmup_stage),
+                "stage": step.stage,
+                "state": str(step.state),
+                "reason": step.reason,
+                "sent": window.sent,
+                "complaints": window.complaints,
+                "hard_bounces": window.hard_bounces,
+            }
+            conn.execute(
+                insert(t.audit_log).values(
+                    tenant_id=row.tenant_id,
+                    actor="warmup",
+                    action="warmup_reviewed",
+                    detail=done,
+                    created_at=now,
+                )
+            )
+            WARMUP_REVIEWS.labels(str(step.state)).inc()
+            log.info("tenant=%s domain=%s warm-up %s", row.tenant_id, row.domain, done)
+            steps.append(done)
+    return steps
+
+
+def status(
+    conn: Connection, settings: Settings, tenant_id: int, domain: str, now: datetime
+) -> dict[str, Any]:
+    """A domain's place on its ramp, today's cap and what each group has used of it."""
+    row = conn.execute(
+        select(sdc.id, sdc.warmup_state, sdc.warmup_stage, sdc.warmup_reason).where(
+            sdc.tenant_id == tenant_id, sdc.domain == sd.normalise(domain)
+        )
+    ).first()
+    if row is None:
+        raise LookupError(f"domain {domain!r} is not claimed by this tenant")
+    schedule = warmup.parse_schedule(settings.warmup_schedule)
+    if row.warmup_state == WarmupState.DONE:
+        return {
+            "domain": sd.normalise(domain),
+            "state": str(WarmupState.DONE),
+            "reason": row.warmup_reason,
+        }
+    used = {
+        r.group: int(r.sent)
+        for r in conn.execute(
+            select(wd.group, wd.sent).where(
+                wd.sender_domain_id == row.id, wd.day == warmup.day_of(now)
+            )
+        )
+    }
+    return {
+        "domain": sd.normalise(domain),
+        "state": row.warmup_state,
+        "stage": int(row.warmup_stage),
+        "stages": len(schedule),
+        "cap_per_group_today": warmup.cap(schedule, int(row.warmup_stage)),
+        "sent_today": used,
+        "resets_at": warmup.next_day(now).isoformat(),
+        "reason": row.warmup_reason,
+    }
+
+
+def set_stage(
+    engine: Engine, tenant_id: int, domain: str, stage: int | None, actor: str, now: datetime
+) -> None:
+    """An operator's word: put a domain at ``stage`` of its ramp, or (None) call it warm."""
+    values: dict[str, Any] = (
+        {"warmup_state": WarmupState.DONE, "warmup_reason": f"declared warm by {actor}"}
+        if stage is None
+        else {
+            "warmup_state": WarmupState.WARMING,
+            "warmup_stage": stage,
+            "warmup_reason": f"set to stage {stage} by {actor}",
+        }
+    )
+    with engine.begin() as conn:
+        changed = conn.execute(
+            update(t.sender_domain)
+            .where(sdc.tenant_id == tenant_id, sdc.domain == sd.normalise(domain))
+            .values(**values, warmup_reviewed_at=now)
+        ).rowcount
+        if not changed:
+            raise LookupError(f"domain {domain!r} is not claimed by this tenant")
+        conn.execute(
+            insert(t.audit_log).values(
+                tenant_id=tenant_id,
+                actor=actor,
+                action="warmup_set",
+                detail={"domain": domain, "stage": stage},
+                created_at=now,
+            )
+        )
