@@ -1,6 +1,13 @@
 """Direct-to-MX delivery: each recipient's domain is looked up (``mx_dns``) and its MX
 hosts are tried in preference order over persistent connections, one idle pool per
-destination host, at most ``MX_CONNECTIONS_PER_DOMAIN`` sends at a time per domain.
+destination host and shaping key.
+
+- Traffic shaping (``shaper``): the domain's MX hosts place it in a provider group of the
+  shaping file (Google, Microsoft, ...; else ``default``, shaped per domain). A send waits
+  for the group's and its tenant's pace and each new connection for a lease under the
+  group's connection limit, both shared by every sender through Redis; a send that would
+  wait longer than ``max_wait_s`` is deferred with a due time. A reply that a shaping
+  rule matches slows or suspends the group (or the tenant on it) for every sender.
 
 - A host that refuses or times out is skipped for ``MX_HOST_DOWN_S`` and the next
   preference is tried; when none answers the send is deferred.
@@ -8,8 +15,9 @@ destination host, at most ``MX_CONNECTIONS_PER_DOMAIN`` sends at a time per doma
   a failed handshake falls back to plain text on a new connection. A domain with an
   MTA-STS policy (``mta_sts``) gets only the MX hosts it names and a checked certificate
   under ``enforce`` (else the send is deferred), and a report under ``testing``.
-- A 421 or 4.7.x reply opens a backoff window for the domain (``mx_policy.throttled``):
-  until it ends its sends are deferred at once without connecting; a success closes it.
+- A 421 or 4.7.x reply that no shaping rule matches opens a backoff window for the
+  domain's shaping key (``mx_policy.throttled``), in this process: until it ends its sends
+  are deferred at once without connecting; a success closes it.
 - Replies map like the smarthost's (2xx sent, 4xx deferred, 5xx failed); the MAIL/RCPT/
   DATA transaction itself is ``SmtpPool``'s. A domain that does not exist or publishes a
   null MX fails with a 5.1.2 / 5.1.10 status, which the bounce classifier calls hard.
@@ -33,18 +41,29 @@ from postgate.core.mta_sts import Policy
 from postgate.core.outcome import Outcome, SendResult
 from postgate.observability.metrics import PROVIDER_ERRORS, SEND_SECONDS
 from postgate.providers import mta_sts as sts
+from postgate.providers import shaping_file
+from postgate.providers.base import SENDING_TENANT
 from postgate.providers.mx_dns import DnsFailure, MxRoutes
 from postgate.providers.mx_policy import Backoff, held_back, is_throttle, order_hosts, throttled
+from postgate.providers.shaper import Place, Shaper, throttle_for
 from postgate.providers.smtp import SmtpPool
+from postgate.providers.throttle import Throttle, Unavailable
 from postgate.settings import Settings
 
 log = logging.getLogger("postgate.mx")
+LEASE_POLL_S = 0.05  # how often a send waiting for a free connection lease asks again
 CONNECT_ERRORS = (aiosmtplib.SMTPException, OSError, TimeoutError, ssl.SSLError)
 
 
 def final(result: SendResult) -> bool:
-    """The server answered (or may have taken the message): no other host is tried."""
-    return result.outcome is not Outcome.DEFERRED or result.code is not None or result.unknown
+    """The server answered (or may have taken the message), or shaping put the send off:
+    no other host is tried."""
+    return (
+        result.outcome is not Outcome.DEFERRED
+        or result.code is not None
+        or result.unknown
+        or result.retry_after is not None
+    )
 
 
 class Destination(NamedTuple):
@@ -53,20 +72,40 @@ class Destination(NamedTuple):
     port: int
 
 
+class Pool(NamedTuple):
+    key: str  # the shaping key whose leases the pool's connections hold
+    dest: Destination
+
+
 class MxProvider:
     name = "mx"
 
-    def __init__(self, settings: Settings, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        rng: random.Random | None = None,
+        throttle: Throttle | None = None,
+    ) -> None:
+        """Raises ``shaping_file.ShapingError`` when the shaping file is not valid."""
         self.settings = settings
         self.routes = MxRoutes(settings)
         self.own = self.routes.own
         self.rng = rng or random.Random()
-        self.idle: dict[Destination, list[tuple[float, aiosmtplib.SMTP]]] = defaultdict(list)
-        self.limits: dict[str, tuple[asyncio.Semaphore, int]] = {}  # domain -> (slots, users)
-        self.backoff: dict[str, Backoff] = {}
+        self.shaper = Shaper(
+            shaping_file.load(settings.shaping_file),
+            throttle or throttle_for(settings),
+            self.own.connections_per_domain,
+            self.rng,
+        )
+        # (shaping key, host) -> idle connections, each holding one of the key's leases
+        self.idle: dict[Pool, list[tuple[float, aiosmtplib.SMTP]]] = defaultdict(list)
+        self.leased: dict[aiosmtplib.SMTP, tuple[str, int]] = {}  # client -> (lease, sends)
+        self.limits: dict[str, tuple[asyncio.Semaphore, int]] = {}  # key -> (slots, users)
+        self.backoff: dict[str, Backoff] = {}  # shaping key -> window
         self.down: dict[Destination, float] = {}  # host -> monotonic time it may be retried
         self.transaction = SmtpPool(settings)  # only its MAIL/RCPT/DATA code is used
         self.reaper: asyncio.Task[None] | None = None
+        self.renewer: asyncio.Task[None] | None = None
         self.sts = sts.Policies(settings)
         self.verified: weakref.WeakSet[aiosmtplib.SMTP] = weakref.WeakSet()  # checked TLS
         self._latency = SEND_SECONDS.labels("email", self.name)
@@ -74,54 +113,67 @@ class MxProvider:
     async def start(self) -> None:
         if self.reaper is None:
             self.reaper = asyncio.create_task(self._reap())
+        if self.renewer is None:
+            self.renewer = asyncio.create_task(self._renew())
 
     async def close(self) -> None:
-        if self.reaper is not None:
-            self.reaper.cancel()
-            self.reaper = None
+        for task in (self.reaper, self.renewer):
+            if task is not None:
+                task.cancel()
+        self.reaper = self.renewer = None
         clients = [c for pool in self.idle.values() for _, c in pool]
         self.idle.clear()
         await asyncio.gather(*(self._quit(c) for c in clients))
+        await self.shaper.close()
 
     async def send(self, envelope_from: str, recipient: str, data: bytes) -> SendResult:
         domain = recipient.rpartition("@")[2].strip().rstrip(".").lower()
         if not domain:
             return SendResult(Outcome.FAILED, 553, "5.1.3 no domain in the address")
-        if (deferred := self._held(domain)) is not None:
-            return deferred
         try:
-            hosts = order_hosts(await self.routes.mx(domain), self.rng)
+            records = await self.routes.mx(domain)
         except DnsFailure as failure:
             return failure.result
-        slots, users = self.limits.get(domain) or (
-            asyncio.Semaphore(self.own.connections_per_domain),
-            0,
-        )
-        self.limits[domain] = (slots, users + 1)
+        place = self.shaper.place(domain, records)
+        if (deferred := self._held(place)) is not None:
+            return deferred
+        hosts = order_hosts(records, self.rng)
+        tenant = SENDING_TENANT.get()
+        key = place.key
+        slots, users = self.limits.get(key) or (asyncio.Semaphore(place.connections), 0)
+        self.limits[key] = (slots, users + 1)
         try:
             async with slots:
-                result = self._held(domain) or await self._deliver(
-                    domain, hosts, envelope_from, recipient, data
+                result = (
+                    self._held(place)
+                    or await self.shaper.admit(place, tenant)
+                    or await self._deliver(place, hosts, envelope_from, recipient, data)
                 )
         finally:
-            slots, users = self.limits[domain]
+            slots, users = self.limits[key]
             if users > 1:
-                self.limits[domain] = (slots, users - 1)
+                self.limits[key] = (slots, users - 1)
             else:
-                del self.limits[domain]
-        self._learn(domain, result)
+                del self.limits[key]
+        if result.retry_after is None:
+            await self._learn(place, tenant, result)
         return result
 
-    def _held(self, domain: str) -> SendResult | None:
-        left = held_back(self.backoff.get(domain), time.monotonic())
+    def _held(self, place: Place) -> SendResult | None:
+        left = held_back(self.backoff.get(place.key), time.monotonic())
         if not left:
             return None
         PROVIDER_ERRORS.labels("email", self.name, "backoff").inc()
         return SendResult(
-            Outcome.DEFERRED, None, f"{domain} asked us to slow down: held back {left:.0f}s more"
+            Outcome.DEFERRED,
+            None,
+            f"{place.domain} asked us to slow down: held back {left:.0f}s more",
         )
 
-    def _learn(self, domain: str, result: SendResult) -> None:
+    async def _learn(self, place: Place, tenant: str, result: SendResult) -> None:
+        if await self.shaper.learn(place, tenant, result):
+            return  # the shaping rule's action stands for the generic backoff
+        domain = place.key
         if is_throttle(result.code, result.detail):
             previous = self.backoff.get(domain)
             state = throttled(
@@ -141,8 +193,9 @@ class MxProvider:
             self.backoff.pop(domain, None)
 
     async def _deliver(
-        self, domain: str, hosts: list[str], envelope_from: str, recipient: str, data: bytes
+        self, place: Place, hosts: list[str], envelope_from: str, recipient: str, data: bytes
     ) -> SendResult:
+        domain = place.domain
         last = SendResult(Outcome.DEFERRED, None, f"no MX host of {domain} has an address")
         policy = await self.sts.policy(domain)
         if not (hosts := sts.allowed_hosts(policy, domain, hosts)):
@@ -163,7 +216,7 @@ class MxProvider:
                 if self.down.get(dest, 0) > time.monotonic():
                     last = SendResult(Outcome.DEFERRED, None, f"{host} [{address}] is down")
                     continue
-                result = await self._over(dest, envelope_from, recipient, data, policy)
+                result = await self._over(place, dest, envelope_from, recipient, data, policy)
                 if final(result):
                     return result
                 last = result
@@ -171,6 +224,7 @@ class MxProvider:
 
     async def _over(
         self,
+        place: Place,
         dest: Destination,
         envelope_from: str,
         recipient: str,
@@ -179,20 +233,26 @@ class MxProvider:
     ) -> SendResult:
         """One transaction with ``dest``: a reused connection that turns out to be closed
         before DATA is replaced by a fresh one. A result that is not ``final``: next host.
-        Under an enforced MTA-STS policy only connections with a checked certificate."""
-        pool = self.idle.get(dest, [])
+        Under an enforced MTA-STS policy only connections with a checked certificate. A new
+        connection takes one of the group's leases first."""
+        pool = self.idle.get(Pool(place.key, dest), [])
         while pool:
             since, client = pool.pop()
             if policy is not None and policy.enforced and client not in self.verified:
                 await self._quit(client)
             elif client.is_connected and time.monotonic() - since < self.own.idle_s:
-                result = await self._transact(client, dest, envelope_from, recipient, data)
+                result = await self._transact(client, place, dest, envelope_from, recipient, data)
                 if final(result):
                     return result
             else:
                 await self._quit(client)
+        lease = await self._lease(place)
+        if isinstance(lease, SendResult):
+            return lease
+        connected: aiosmtplib.SMTP | None = None
         try:
-            client = await self._connect(dest, policy)
+            client = connected = await self._connect(dest, policy)
+            self.leased[client] = (lease, 0)
         except sts.StsRefused as exc:
             return SendResult(Outcome.DEFERRED, None, str(exc))
         except aiosmtplib.SMTPResponseException as exc:  # a 421 greeting, say
@@ -203,11 +263,41 @@ class MxProvider:
             PROVIDER_ERRORS.labels("email", self.name, "connect").inc()
             self.down[dest] = time.monotonic() + self.own.host_down_s
             return SendResult(Outcome.DEFERRED, None, f"{dest.host} [{dest.address}]: {exc}")
-        return await self._transact(client, dest, envelope_from, recipient, data)
+        finally:
+            if connected is None:
+                await self.shaper.release(lease)
+        return await self._transact(client, place, dest, envelope_from, recipient, data)
+
+    async def _lease(self, place: Place) -> str | SendResult:
+        """A lease for a new connection to ``place``'s group: when all are taken, one of
+        this process's idle connections to the group is closed to free one, else it is
+        waited for up to ``max_wait_s``; then the send is deferred."""
+        deadline = time.monotonic() + self.shaper.shaping.max_wait_s
+        while True:
+            try:
+                lease = await self.shaper.lease(place)
+            except Unavailable as exc:
+                return self.shaper.unavailable(place, exc)
+            if lease is not None:
+                return lease
+            if not await self._close_idle(place.key) and time.monotonic() >= deadline:
+                return self.shaper.connections_full(place)
+            await asyncio.sleep(LEASE_POLL_S)
+
+    async def _close_idle(self, key: str) -> bool:
+        """Close this process's oldest idle connection of shaping key ``key``, if any."""
+        pools = [(pool[0][0], p) for p, pool in self.idle.items() if p.key == key and pool]
+        if not pools:
+            return False
+        _, oldest = min(pools, key=lambda found: found[0])
+        _, client = self.idle[oldest].pop(0)
+        await self._quit(client)
+        return True
 
     async def _transact(
         self,
         client: aiosmtplib.SMTP,
+        place: Place,
         dest: Destination,
         envelope_from: str,
         recipient: str,
@@ -218,10 +308,13 @@ class MxProvider:
         self._latency.observe(time.perf_counter() - started)
         if result.unknown:
             PROVIDER_ERRORS.labels("email", self.name, "connection_lost").inc()
+        lease, sends = self.leased.get(client, ("", 0))
+        self.leased[client] = (lease, sends + 1)
+        pool = self.idle[Pool(place.key, dest)]
         if not final(result) or result.unknown or result.code == 421 or not client.is_connected:
-            client.close()
-        elif len(self.idle[dest]) < self.own.connections_per_domain:
-            self.idle[dest].append((time.monotonic(), client))
+            await self._drop(client)
+        elif sends + 1 < place.limits.messages_per_connection and len(pool) < place.connections:
+            pool.append((time.monotonic(), client))
         else:
             await self._quit(client)
         return result
@@ -295,9 +388,21 @@ class MxProvider:
             self.backoff = {d: b for d, b in self.backoff.items() if b.until > forget}
             await asyncio.gather(*(self._quit(c) for c in stale))
 
-    @staticmethod
-    async def _quit(client: aiosmtplib.SMTP) -> None:
+    async def _renew(self) -> None:
+        """Keep this process's connection leases from lapsing while it lives."""
+        while True:
+            await asyncio.sleep(self.shaper.shaping.lease_s / 3)
+            await self.shaper.renew()
+
+    async def _quit(self, client: aiosmtplib.SMTP) -> None:
         if client.is_connected:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.quit(), 2)
+        await self._drop(client)
+
+    async def _drop(self, client: aiosmtplib.SMTP) -> None:
+        """Close the connection and give its lease back."""
         client.close()
+        lease, _ = self.leased.pop(client, ("", 0))
+        if lease:
+            await self.shaper.release(lease)

@@ -34,7 +34,7 @@ from postgate.observability.metrics import (
     reason_label,
 )
 from postgate.providers import registry
-from postgate.providers.base import EmailProvider
+from postgate.providers.base import SENDING_TENANT, EmailProvider
 from postgate.providers.smtp import SmtpSettings
 from postgate.runtime.context import Context
 from postgate.runtime.runner import Runner
@@ -326,6 +326,7 @@ class Sender(Runner):
         async with self.slots:  # a free connection: the kill switch is checked right here
             if not self._allowed(info):
                 return None
+            SENDING_TENANT.set(info.tenant_slug)  # this send's own task: no reset needed
             result = await self.provider.send(
                 info.compiled.envelope_from(rcpt.delivery_id), rcpt.address, data
             )
