@@ -81,6 +81,7 @@ class Rule(Strict):
 class Shaping(Strict):
     max_wait_s: float = Field(default=2.0, ge=0)  # a send waits this long for its turn
     lease_s: float = Field(default=30.0, gt=1)  # a dead process's connections count this long
+    idle_s: float = Field(default=5.0, gt=0)  # an idle connection (and its lease) is kept this long
     groups: dict[str, Group]
     rules: list[Rule] = Field(default_factory=list)
 

@@ -97,6 +97,8 @@ class MxProvider:
             self.own.connections_per_domain,
             self.rng,
         )
+        # an idle connection holds a lease another sender may want: it is kept this long
+        self.idle_s = min(self.own.idle_s, self.shaper.shaping.idle_s)
         # (shaping key, host) -> idle connections, each holding one of the key's leases
         self.idle: dict[Pool, list[tuple[float, aiosmtplib.SMTP]]] = defaultdict(list)
         self.leased: dict[aiosmtplib.SMTP, tuple[str, int]] = {}  # client -> (lease, sends)
@@ -139,15 +141,15 @@ class MxProvider:
             return deferred
         hosts = order_hosts(records, self.rng)
         tenant = SENDING_TENANT.get()
+        if (deferred := await self.shaper.admit(place, tenant)) is not None:
+            return deferred  # its turn waited for without a connection slot held
         key = place.key
         slots, users = self.limits.get(key) or (asyncio.Semaphore(place.connections), 0)
         self.limits[key] = (slots, users + 1)
         try:
             async with slots:
-                result = (
-                    self._held(place)
-                    or await self.shaper.admit(place, tenant)
-                    or await self._deliver(place, hosts, envelope_from, recipient, data)
+                result = self._held(place) or await self._deliver(
+                    place, hosts, envelope_from, recipient, data
                 )
         finally:
             slots, users = self.limits[key]
@@ -240,7 +242,7 @@ class MxProvider:
             since, client = pool.pop()
             if policy is not None and policy.enforced and client not in self.verified:
                 await self._quit(client)
-            elif client.is_connected and time.monotonic() - since < self.own.idle_s:
+            elif client.is_connected and time.monotonic() - since < self.idle_s:
                 result = await self._transact(client, place, dest, envelope_from, recipient, data)
                 if final(result):
                     return result
@@ -373,14 +375,15 @@ class MxProvider:
         )
 
     async def _reap(self) -> None:
-        """Close idle connections past ``MX_IDLE_S`` so quiet destinations hold no socket;
-        forget hosts that are no longer down and domains long out of their window."""
+        """Close idle connections past ``MX_IDLE_S`` (or the shaping file's ``idle_s``) so
+        quiet destinations hold no socket and no lease; forget hosts that are no longer
+        down and domains long out of their window."""
         while True:
-            await asyncio.sleep(max(1.0, self.own.idle_s / 2))
+            await asyncio.sleep(max(0.25, min(1.0, self.idle_s / 2)))
             now, stale = time.monotonic(), []
             for dest, pool in list(self.idle.items()):
-                stale += [c for t, c in pool if now - t >= self.own.idle_s]
-                pool[:] = [(t, c) for t, c in pool if now - t < self.own.idle_s]
+                stale += [c for t, c in pool if now - t >= self.idle_s]
+                pool[:] = [(t, c) for t, c in pool if now - t < self.idle_s]
                 if not pool:  # in place: a send may be walking this very list
                     del self.idle[dest]
             self.down = {d: until for d, until in self.down.items() if until > now}
