@@ -15,6 +15,7 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from postgate.core.outcome import Outcome, SendResult
@@ -34,6 +35,18 @@ from postgate.settings import Settings
 log = logging.getLogger("postgate.shaping")
 UNAVAILABLE_RETRY_S = 30.0  # a send deferred because the shared state is away: try then
 LEASE_POLL_S = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """An automation a reply has just set off (not one already in force): for the audit."""
+
+    action: ActiveAction
+    group: str
+    tenant: str  # whose message got the reply
+    domain: str
+    code: int | None
+    reply: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +80,8 @@ class Shaper:
         self.default_connections = default_connections
         self.rng = rng or random.Random()
         self.leases: dict[str, str] = {}  # lease -> key: this process's open connections
+        # told of each automation this process starts (the sender audits them)
+        self.on_action: Callable[[Started], Awaitable[None]] | None = None
 
     def place(self, domain: str, records: list[MxHost]) -> Place:
         hosts = [r.name for r in sorted(records, key=lambda r: r.preference)]
@@ -165,6 +180,14 @@ class Shaper:
             return True
         if started:
             SHAPING_ACTIONS.labels(place.group, rule.name, rule.action.value).inc()
+            if self.on_action is not None:
+                news = Started(
+                    action, place.group, tenant, place.domain, result.code, result.detail
+                )
+                try:
+                    await self.on_action(news)
+                except Exception:  # the audit is not worth a send
+                    log.exception("shaping action %s not audited", rule.name)
             log.warning(
                 "shaping: rule=%s action=%s group=%s key=%s tenant=%s for %.0f min "
                 "after %s %s from %s",

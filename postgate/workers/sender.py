@@ -35,6 +35,7 @@ from postgate.observability.metrics import (
 )
 from postgate.providers import registry
 from postgate.providers.base import SENDING_TENANT, EmailProvider
+from postgate.providers.shaper import Shaper
 from postgate.providers.smtp import SmtpSettings
 from postgate.runtime.context import Context
 from postgate.runtime.runner import Runner
@@ -44,6 +45,7 @@ from postgate.tenants import domains as domain_store
 from postgate.tenants import sending as sending_blocks
 from postgate.workers.outcomes import Outcomes
 from postgate.workers.sending_switch import SendingSwitch
+from postgate.workers.shaping_audit import ShapingAudit
 from postgate.workers.sms_dispatch import SmsDispatch
 
 log = logging.getLogger("postgate.sender")
@@ -108,6 +110,12 @@ class Sender(Runner):
             ctx.settings
         )  # EMAIL_PROVIDER: smtp or mx
         self.campaigns: dict[int, CampaignInfo] = {}
+        shaper = getattr(self.provider, "shaper", None)  # direct-to-MX: audit its automations
+        if isinstance(shaper, Shaper):
+            shaper.on_action = ShapingAudit(
+                ctx.engine,
+                lambda: {i.tenant_slug: i.tenant_id for i in self.campaigns.values()},
+            )
         self.switch = SendingSwitch(ctx)
         self.slots = asyncio.Semaphore(ctx.settings.provider(SmtpSettings).connections)
         self.sms: SmsDispatch | None = None  # started on the first SMS batch
