@@ -4,20 +4,27 @@ rule's action is in the audit log the operator page shows."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import select
 
+from postgate.core.clock import utcnow
+from postgate.core.outcome import SendResult
+from postgate.http.auth import create_key
+from postgate.providers.mx import MxProvider
 from postgate.runtime.context import Context
 from postgate.settings import Settings
 from postgate.store import tables as t
 from tests.dns_server import LocalDns
-from tests.providers.mx_servers import MxServer, publish
+from tests.providers.mx_servers import FROM, MESSAGE, MxServer, publish
 from tests.providers.shaping_servers import shaping_file
-from tests.providers.test_shaping import GOOGLE_HOSTS, RATE_LIMITED
-from tests.support import World
+from tests.providers.test_shaping import GOOGLE_HOSTS, RATE_LIMITED, REDIS, needs_redis
+from tests.support import World, serve_api
 from tests.workers.test_mx_pipeline import member
 
 
@@ -104,3 +111,39 @@ def test_a_rules_action_is_audited_for_the_operator_page(
         0.5,
     )
     assert detail["domain"] == "gmail.com" and detail["reply"].startswith("421 4.7.28")
+
+
+@needs_redis
+def test_the_operator_api_lists_the_automations_in_force_across_senders(
+    world: World, settings: Settings, dns_server: LocalDns, google: MxServer, tmp_path: Path
+) -> None:
+    path = shaping_file(tmp_path, "connections = 2\nper_minute = 1200")
+    settings = shaped(settings, dns_server, google, path, redis_url=REDIS)
+    google.handler.script("first@gmail.com", RATE_LIMITED)
+    provider = MxProvider(settings)  # a sender elsewhere, sharing the Redis state
+
+    async def refused() -> SendResult:
+        await provider.start()
+        try:
+            return await provider.send(FROM, "first@gmail.com", MESSAGE)
+        finally:
+            await provider.close()
+
+    assert asyncio.run(refused()).code == 421
+    ops = {"Authorization": f"Bearer {create_key(world.ctx.engine, 'operator', 'ops')}"}
+    crm_key = create_key(world.ctx.engine, "tenant", "crm", world.tenant.slug)
+    tenant = {"Authorization": f"Bearer {crm_key}"}
+    for base in serve_api(settings):
+        listed = httpx.get(f"{base}/v1/operator/shaping", headers=ops, timeout=10)
+        forbidden = httpx.get(f"{base}/v1/operator/shaping", headers=tenant, timeout=10)
+
+    assert forbidden.status_code == 403
+    body = listed.json()
+    assert body["shared"] is True
+    assert body["groups"]["google"]["mx"] == ["*.google.com", "*.googlemail.com"]
+    assert [
+        (a["key"], a["group"], a["action"], a["rule"], a["factor"], a["tenant"])
+        for a in body["actions"]
+    ] == [("google", "google", "slow", "gmail-rate-limit", 0.5, None)]
+    until = datetime.fromisoformat(body["actions"][0]["until"])
+    assert timedelta(seconds=55) < until - utcnow() <= timedelta(seconds=60)
