@@ -17,6 +17,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DEFAULT = "default"
+BACKOFF = "backoff"  # the rule name of the shared generic backoff (a 421 no rule matched)
 HostPattern = Annotated[str, Field(pattern=r"^(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")]
 
 
@@ -97,6 +98,8 @@ class Shaping(Strict):
         names = [r.name for r in self.rules]
         if len(set(names)) != len(names):
             raise ValueError("rule names must be unique")
+        if BACKOFF in names:
+            raise ValueError(f"rule name {BACKOFF!r} is the generic backoff's")
         return self
 
     def group_of(self, hosts: list[str]) -> str:

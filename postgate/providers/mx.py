@@ -16,8 +16,9 @@ destination host and shaping key.
   MTA-STS policy (``mta_sts``) gets only the MX hosts it names and a checked certificate
   under ``enforce`` (else the send is deferred), and a report under ``testing``.
 - A 421 or 4.7.x reply that no shaping rule matches opens a backoff window for the
-  domain's shaping key (``mx_policy.throttled``), in this process: until it ends its sends
-  are deferred at once without connecting; a success closes it.
+  domain's shaping key (``mx_policy.throttled``): until it ends its sends are deferred at
+  once without connecting, by this sender and (a shared ``suspend``, rule ``backoff``) by
+  every other; here a success closes it, and the repeats that double it are counted.
 - Replies map like the smarthost's (2xx sent, 4xx deferred, 5xx failed); the MAIL/RCPT/
   DATA transaction itself is ``SmtpPool``'s. A domain that does not exist or publishes a
   null MX fails with a 5.1.2 / 5.1.10 status, which the bounce classifier calls hard.
@@ -190,6 +191,7 @@ class MxProvider:
                     result.detail,
                     state.until - time.monotonic(),
                 )
+                await self.shaper.hold(place, state.until - time.monotonic())
             self.backoff[domain] = state
         elif result.outcome is Outcome.SENT:
             self.backoff.pop(domain, None)

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 from postgate.core.outcome import Outcome, SendResult
 from postgate.core.shaping import (
+    BACKOFF,
+    DEFAULT,
     Action,
     ActiveAction,
     Group,
@@ -34,7 +36,6 @@ from postgate.settings import Settings
 
 log = logging.getLogger("postgate.shaping")
 UNAVAILABLE_RETRY_S = 30.0  # a send deferred because the shared state is away: try then
-LEASE_POLL_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,10 +115,15 @@ class Shaper:
         except Unavailable as exc:
             return self._deferred(place, "unavailable", UNAVAILABLE_RETRY_S, str(exc))
         if turn.wait is None:
+            where = (
+                f"provider group {place.group}"
+                if place.group != DEFAULT
+                else f"{place.domain} (no provider group)"
+            )
             what = {
-                "rate": f"over the pace of provider group {place.group}",
-                "suspend": f"provider group {place.group} is suspended",
-                "suspend_tenant": f"this tenant is suspended on provider group {place.group}",
+                "rate": f"over the pace of {where}",
+                "suspend": f"{where} is suspended",
+                "suspend_tenant": f"this tenant is suspended on {where}",
             }.get(turn.why, turn.why)
             return self._deferred(
                 place, turn.why, turn.retry_after, f"{what}: deferred {turn.retry_after:.0f}s"
@@ -202,6 +208,18 @@ class Shaper:
                 place.domain,
             )
         return True
+
+    async def hold(self, place: Place, seconds: float) -> None:
+        """Suspend the key for every sender while a backoff window opened here lasts (a
+        421 or 4.7.x that no rule matched: rule ``backoff``); not audited, it is routine."""
+        action = ActiveAction(place.key, Action.SUSPEND, BACKOFF, time.time() + seconds)
+        try:
+            started = await self.throttle.act(action)
+        except Unavailable as exc:
+            log.error("backoff of %s not shared: %s", place.key, exc)
+            return
+        if started:
+            SHAPING_ACTIONS.labels(place.group, BACKOFF, Action.SUSPEND.value).inc()
 
     async def active(self) -> list[ActiveAction]:
         return await self.throttle.active()

@@ -346,3 +346,84 @@ def test_with_redis_unreachable_a_send_is_deferred_and_nothing_goes_out(
         counted("postgate_shaping_deferred_total", group="google", reason="unavailable") - (before)
         == 3
     )
+
+
+@pytest.mark.parametrize("store", ["local", pytest.param("redis", marks=needs_redis)])
+def test_a_421_no_rule_matches_holds_the_domain_back_for_every_sender(
+    dns: LocalDns, tmp_path: Path, store: str
+) -> None:
+    mx = CountingMx()
+    publish(dns, "slow.example", (10, "mx.slow.example"))
+    mx.handler.script("x1@slow.example", "451 4.7.1 Rate limited, please retry later")
+    settings = mx_settings(dns, {"mx.slow.example": mx.port}, backoff_base_s=30).model_copy(
+        update={"shaping_file": str(shaping_file(tmp_path, ""))}
+    )
+    prefix = f"shaping-test-{uuid.uuid4().hex}"
+    shared = LocalThrottle()
+    one, two = (
+        MxProvider(
+            settings,
+            throttle=shared if store == "local" else RedisThrottle(REDIS, prefix),
+        )
+        for _ in range(2)
+    )
+
+    async def work() -> tuple[SendResult, SendResult, list[Any]]:
+        first = await one.send(FROM, "x1@slow.example", MESSAGE)
+        return first, await two.send(FROM, "x2@slow.example", MESSAGE), await two.shaper.active()
+
+    try:
+        first, other, active = asyncio.run(running([one, two], work))
+    finally:
+        mx.stop()
+
+    assert (first.outcome, first.code) == (Outcome.DEFERRED, 451)
+    assert other.outcome is Outcome.DEFERRED and other.code is None
+    assert "slow.example (no provider group) is suspended" in other.detail
+    assert other.retry_after is not None and 29 < other.retry_after <= 40  # + max_wait_s jitter
+    assert mx.sessions.total == 1  # the other sender did not even connect
+    assert [(a.key, a.action, a.rule) for a in active] == [
+        ("default/slow.example", Action.SUSPEND, "backoff")
+    ]
+
+
+KILLED_SENDER = """
+import asyncio, sys, time
+from postgate.providers.throttle_redis import RedisThrottle
+
+async def main() -> None:
+    throttle = RedisThrottle(sys.argv[1], sys.argv[2])
+    for _ in range(2):
+        assert await throttle.lease("google", 2, 1.5)
+    print("leased", flush=True)
+    while True:
+        await asyncio.sleep(0.5)  # renews nothing: a real sender would, every lease_s / 3
+
+asyncio.run(main())
+"""
+
+
+@needs_redis
+def test_a_killed_senders_connection_leases_lapse_by_themselves() -> None:
+    prefix = f"shaping-test-{uuid.uuid4().hex}"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_SENDER, REDIS, prefix], stdout=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == b"leased"
+    proc.kill()
+    proc.wait()
+    throttle = RedisThrottle(REDIS, prefix)
+
+    async def after() -> tuple[str | None, float, str | None]:
+        refused = await throttle.lease("google", 2, 10)
+        started = time.monotonic()
+        while (granted := await throttle.lease("google", 2, 10)) is None:
+            await asyncio.sleep(0.05)
+        waited = time.monotonic() - started
+        await throttle.close()
+        return refused, waited, granted
+
+    refused, waited, granted = asyncio.run(after())
+
+    assert refused is None  # the dead process's two leases still count ...
+    assert granted is not None and waited < 1.6  # ... until 1.5 s after they were taken

@@ -120,6 +120,10 @@ BAD = [
         "rules.0.action: Input should be 'slow', 'suspend' or 'suspend_tenant'",
     ),
     ("[groups.default\n", "not valid TOML"),
+    (
+        '[groups.default]\n[[rules]]\nname = "backoff"\naction = "slow"\nminutes = 5\n',
+        "rule name 'backoff' is the generic backoff's",
+    ),
 ]
 
 
