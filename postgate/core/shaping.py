@@ -128,14 +128,25 @@ def shaping_key(group: str, domain: str) -> str:
     return f"{DEFAULT}/{domain}" if group == DEFAULT else group
 
 
+class Stage(StrEnum):
+    """A send is paced twice: by its tenant's share before it takes a connection slot (so a
+    tenant over its share holds up no one else), then by the group's rate once it has a
+    connection (so a turn is never spent by a send that then finds no connection)."""
+
+    TENANT = "tenant"
+    GROUP = "group"
+
+
 @dataclass(frozen=True, slots=True)
 class Turn:
     """A send's place in a bucket: ``wait`` seconds from now (taken), or ``None`` with
-    ``retry_after`` (not taken: too far away, or the group is suspended)."""
+    ``retry_after`` (not taken: too far away, or the group is suspended). ``wanted``: some
+    sender is waiting for one of the group's connections."""
 
     wait: float | None
     retry_after: float = 0.0
     why: str = ""
+    wanted: bool = False
 
 
 def next_turn(tat: float, now: float, rate: float, burst: int) -> float:

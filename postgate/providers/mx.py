@@ -46,7 +46,7 @@ from postgate.providers import shaping_file
 from postgate.providers.base import SENDING_TENANT
 from postgate.providers.mx_dns import DnsFailure, MxRoutes
 from postgate.providers.mx_policy import Backoff, held_back, is_throttle, order_hosts, throttled
-from postgate.providers.shaper import Place, Shaper, throttle_for
+from postgate.providers.shaper import Pacing, Place, Shaper, throttle_for
 from postgate.providers.smtp import SmtpPool
 from postgate.providers.throttle import Throttle, Unavailable
 from postgate.settings import Settings
@@ -150,7 +150,7 @@ class MxProvider:
         try:
             async with slots:
                 result = self._held(place) or await self._deliver(
-                    place, hosts, envelope_from, recipient, data
+                    Pacing(self.shaper, place, tenant), hosts, envelope_from, recipient, data
                 )
         finally:
             slots, users = self.limits[key]
@@ -197,9 +197,14 @@ class MxProvider:
             self.backoff.pop(domain, None)
 
     async def _deliver(
-        self, place: Place, hosts: list[str], envelope_from: str, recipient: str, data: bytes
+        self,
+        paced: Pacing,
+        hosts: list[str],
+        envelope_from: str,
+        recipient: str,
+        data: bytes,
     ) -> SendResult:
-        domain = place.domain
+        domain = paced.place.domain
         last = SendResult(Outcome.DEFERRED, None, f"no MX host of {domain} has an address")
         policy = await self.sts.policy(domain)
         if not (hosts := sts.allowed_hosts(policy, domain, hosts)):
@@ -220,7 +225,7 @@ class MxProvider:
                 if self.down.get(dest, 0) > time.monotonic():
                     last = SendResult(Outcome.DEFERRED, None, f"{host} [{address}] is down")
                     continue
-                result = await self._over(place, dest, envelope_from, recipient, data, policy)
+                result = await self._over(paced, dest, envelope_from, recipient, data, policy)
                 if final(result):
                     return result
                 last = result
@@ -228,7 +233,7 @@ class MxProvider:
 
     async def _over(
         self,
-        place: Place,
+        paced: Pacing,
         dest: Destination,
         envelope_from: str,
         recipient: str,
@@ -238,14 +243,19 @@ class MxProvider:
         """One transaction with ``dest``: a reused connection that turns out to be closed
         before DATA is replaced by a fresh one. A result that is not ``final``: next host.
         Under an enforced MTA-STS policy only connections with a checked certificate. A new
-        connection takes one of the group's leases first."""
+        connection takes one of the group's leases first. The send's turn in the group's
+        pace is taken with a connection in hand."""
+        place = paced.place
         pool = self.idle.get(Pool(place.key, dest), [])
         while pool:
             since, client = pool.pop()
             if policy is not None and policy.enforced and client not in self.verified:
                 await self._quit(client)
             elif client.is_connected and time.monotonic() - since < self.idle_s:
-                result = await self._transact(client, place, dest, envelope_from, recipient, data)
+                if (deferred := await paced.ready()) is not None:
+                    await self._keep(place, dest, client, since)
+                    return deferred
+                result = await self._transact(client, paced, dest, envelope_from, recipient, data)
                 if final(result):
                     return result
             else:
@@ -270,7 +280,20 @@ class MxProvider:
         finally:
             if connected is None:
                 await self.shaper.release(lease)
-        return await self._transact(client, place, dest, envelope_from, recipient, data)
+        if (deferred := await paced.ready()) is not None:
+            await self._keep(place, dest, client, time.monotonic())
+            return deferred
+        return await self._transact(client, paced, dest, envelope_from, recipient, data)
+
+    async def _keep(
+        self, place: Place, dest: Destination, client: aiosmtplib.SMTP, since: float
+    ) -> None:
+        """Back into the idle pool (lease and all) if it has room, else closed."""
+        pool = self.idle[Pool(place.key, dest)]
+        if client.is_connected and len(pool) < place.connections:
+            pool.append((since, client))
+        else:
+            await self._quit(client)
 
     async def _lease(self, place: Place) -> str | SendResult:
         """A lease for a new connection to ``place``'s group: when all are taken, one of
@@ -301,7 +324,7 @@ class MxProvider:
     async def _transact(
         self,
         client: aiosmtplib.SMTP,
-        place: Place,
+        paced: Pacing,
         dest: Destination,
         envelope_from: str,
         recipient: str,
@@ -312,12 +335,19 @@ class MxProvider:
         self._latency.observe(time.perf_counter() - started)
         if result.unknown:
             PROVIDER_ERRORS.labels("email", self.name, "connection_lost").inc()
+        place = paced.place
         lease, sends = self.leased.get(client, ("", 0))
         self.leased[client] = (lease, sends + 1)
         pool = self.idle[Pool(place.key, dest)]
+        # another sender waits for a connection to the group: give one back, keep one
+        give_back = paced.wanted and self.shaper.held(place.key) > 1
         if not final(result) or result.unknown or result.code == 421 or not client.is_connected:
             await self._drop(client)
-        elif sends + 1 < place.limits.messages_per_connection and len(pool) < place.connections:
+        elif (
+            sends + 1 < place.limits.messages_per_connection
+            and len(pool) < place.connections
+            and not give_back
+        ):
             pool.append((time.monotonic(), client))
         else:
             await self._quit(client)
@@ -378,12 +408,17 @@ class MxProvider:
 
     async def _reap(self) -> None:
         """Close idle connections past ``MX_IDLE_S`` (or the shaping file's ``idle_s``) so
-        quiet destinations hold no socket and no lease; forget hosts that are no longer
-        down and domains long out of their window."""
+        quiet destinations hold no socket and no lease, and at once those of a group
+        another sender waits for; forget hosts that are no longer down and domains long
+        out of their window."""
         while True:
             await asyncio.sleep(max(0.25, min(1.0, self.idle_s / 2)))
+            wanted = await self.shaper.wanted(sorted({p.key for p, c in self.idle.items() if c}))
             now, stale = time.monotonic(), []
             for dest, pool in list(self.idle.items()):
+                if dest.key in wanted:  # another sender waits for a connection: free them
+                    stale += [c for _, c in pool]
+                    pool.clear()
                 stale += [c for t, c in pool if now - t >= self.idle_s]
                 pool[:] = [(t, c) for t, c in pool if now - t < self.idle_s]
                 if not pool:  # in place: a send may be walking this very list

@@ -26,6 +26,7 @@ from postgate.core.shaping import (
     ActiveAction,
     Group,
     Shaping,
+    Stage,
     shaping_key,
 )
 from postgate.observability.metrics import SHAPING_ACTIONS, SHAPING_DEFERRED
@@ -68,6 +69,23 @@ def throttle_for(settings: Settings) -> Throttle:
     return LocalThrottle()
 
 
+class Pacing:
+    """One send's turn in its group's bucket: taken once, however many connections the
+    send goes through (a reused one may turn out closed and be replaced)."""
+
+    def __init__(self, shaper: Shaper, place: Place, tenant: str) -> None:
+        self.shaper, self.place, self.tenant = shaper, place, tenant
+        self.taken = False
+        self.wanted = False  # another sender waits for a connection: give one back
+
+    async def ready(self) -> SendResult | None:
+        if self.taken:
+            return None
+        deferred, self.wanted = await self.shaper.pace(self.place, self.tenant)
+        self.taken = deferred is None
+        return deferred
+
+
 class Shaper:
     def __init__(
         self,
@@ -102,8 +120,19 @@ class Shaper:
         return SendResult(Outcome.DEFERRED, None, detail, retry_after=after + jitter)
 
     async def admit(self, place: Place, tenant: str) -> SendResult | None:
-        """Wait for the send's turn (at most ``max_wait_s``) and return None, or the
-        deferral that stands for it."""
+        """Before a connection slot is taken: the suspensions, and the tenant's turn under
+        its share (waited for, at most ``max_wait_s``). None: go on; else the deferral."""
+        deferred, _ = await self._turn(place, tenant, Stage.TENANT)
+        return deferred
+
+    async def pace(self, place: Place, tenant: str) -> tuple[SendResult | None, bool]:
+        """With a connection in hand: the group's turn (waited for), or the deferral; and
+        whether another sender waits for one of the group's connections."""
+        return await self._turn(place, tenant, Stage.GROUP)
+
+    async def _turn(
+        self, place: Place, tenant: str, stage: Stage
+    ) -> tuple[SendResult | None, bool]:
         pace = Pace(
             place.limits.rate,
             place.limits.burst,
@@ -111,9 +140,9 @@ class Shaper:
             self.shaping.max_wait_s,
         )
         try:
-            turn = await self.throttle.turn(place.key, tenant, pace)
+            turn = await self.throttle.turn(place.key, tenant, pace, stage)
         except Unavailable as exc:
-            return self._deferred(place, "unavailable", UNAVAILABLE_RETRY_S, str(exc))
+            return self.unavailable(place, exc), False
         if turn.wait is None:
             where = (
                 f"provider group {place.group}"
@@ -121,16 +150,28 @@ class Shaper:
                 else f"{place.domain} (no provider group)"
             )
             what = {
-                "rate": f"over the pace of {where}",
+                "rate": f"over the pace of {where}"
+                + (" for this tenant" if stage is Stage.TENANT else ""),
                 "suspend": f"{where} is suspended",
                 "suspend_tenant": f"this tenant is suspended on {where}",
             }.get(turn.why, turn.why)
             return self._deferred(
                 place, turn.why, turn.retry_after, f"{what}: deferred {turn.retry_after:.0f}s"
-            )
+            ), turn.wanted
         if turn.wait > 0:
             await asyncio.sleep(turn.wait)
-        return None
+        return None, turn.wanted
+
+    async def wanted(self, keys: list[str]) -> set[str]:
+        """Keys another sender waits for a connection to (none if the state is away)."""
+        try:
+            return await self.throttle.wanted(keys) if keys else set()
+        except Unavailable:
+            return set()
+
+    def held(self, key: str) -> int:
+        """How many of ``key``'s connections this process holds."""
+        return sum(1 for k in self.leases.values() if k == key)
 
     async def lease(self, place: Place) -> str | None:
         """A lease for one more connection to the group, None when all are taken."""

@@ -4,7 +4,8 @@ need not agree on the time. Every key expires: a killed sender's connection leas
 lapse after ``lease_s`` unless renewed, an automation when its time is up.
 
 Keys (``<QUEUE_PREFIX>:shaping:`` first): ``tat:<key>`` and ``tat:<key>|<tenant>``
-(the buckets), ``lease:<key>`` (a sorted set of leases by expiry), ``act:<key>:<action>``
+(the buckets), ``lease:<key>`` (a sorted set of leases by expiry), ``want:<key>`` (a
+lease was refused within the last second), ``act:<key>:<action>``
 and ``act:<key>:suspend_tenant:<tenant>`` (an automation; its value names the rule).
 
 Any Redis error raises :class:`Unavailable`: the send is deferred, never sent unshaped.
@@ -20,10 +21,11 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from postgate.core.shaping import Action, ActiveAction, Turn
-from postgate.providers.throttle import Pace, Unavailable
+from postgate.core.shaping import Action, ActiveAction, Stage, Turn
+from postgate.providers.throttle import WANT_S, Pace, Unavailable, bucket_of
 
 T = TypeVar("T")
+POOL_SIZE = 16  # Redis connections per sender process
 ERRORS = (redis.exceptions.RedisError, OSError, TimeoutError)
 
 NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) + tonumber(t[2]) / 1e6\n"
@@ -31,34 +33,33 @@ TURN = (
     NOW
     + """
 local held = redis.call('PTTL', KEYS[1])
-if held > 0 then return {'suspend', tostring(held / 1000)} end
+if held > 0 then return {'suspend', tostring(held / 1000), 0} end
 held = redis.call('PTTL', KEYS[2])
-if held > 0 then return {'suspend_tenant', tostring(held / 1000)} end
+if held > 0 then return {'suspend_tenant', tostring(held / 1000), 0} end
+local wanted = 0
+if ARGV[4] == 'group' and redis.call('EXISTS', KEYS[5]) == 1 then wanted = 1 end
 local rate = tonumber(ARGV[1])
-if rate <= 0 then return {'go', '0'} end
+if rate <= 0 then return {'go', '0', wanted} end
 local slow = redis.call('GET', KEYS[3])
 if slow then rate = rate * tonumber(cjson.decode(slow)['factor']) end
-local burst, share, max_wait = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local buckets = {{KEYS[4], rate}}
-if share < 1 then buckets[2] = {KEYS[5], rate * share} end
-local at, tats = now, {}
-for i, b in ipairs(buckets) do
-  tats[i] = tonumber(redis.call('GET', b[1]) or '0')
-  at = math.max(at, tats[i] - (burst - 1) / b[2])
-end
-if at - now > max_wait then return {'rate', string.format('%.6f', at - now)} end
-for i, b in ipairs(buckets) do
-  local tat = math.max(tats[i], now) + 1 / b[2]
-  redis.call('SET', b[1], string.format('%.6f', tat), 'PX', math.ceil((tat - now) * 1000) + 60000)
-end
-return {'go', string.format('%.6f', at - now)}
+local burst, max_wait = tonumber(ARGV[2]), tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[4]) or '0')
+local at = math.max(now, tat - (burst - 1) / rate)
+if at - now > max_wait then return {'rate', string.format('%.6f', at - now), wanted} end
+tat = math.max(tat, now) + 1 / rate
+redis.call('SET', KEYS[4], string.format('%.6f', tat), 'PX', math.ceil((tat - now) * 1000) + 60000)
+return {'go', string.format('%.6f', at - now), wanted}
 """
 )
 LEASE = (
     NOW
     + """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[4])
+  return 0
+end
+redis.call('DEL', KEYS[2])
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
 redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[3]) * 2000))
 return 1
@@ -107,9 +108,16 @@ return found
 class RedisThrottle:
     def __init__(self, url: str, prefix: str, timeout_s: float = 2.0) -> None:
         self.prefix = f"{prefix}:shaping:"
-        self.client = aioredis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        # sends in flight share a few connections, waiting their turn for one rather than
+        # failing (closed) when there are more sends than connections
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=POOL_SIZE,
+            timeout=timeout_s,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
         )
+        self.client = aioredis.Redis(connection_pool=pool)
         self.scripts = {
             name: self.client.register_script(text)
             for name, text in (
@@ -131,24 +139,37 @@ class RedisThrottle:
         suffix = f":{tenant}" if action is Action.SUSPEND_TENANT else ""
         return f"{self.prefix}act:{key}:{action.value}{suffix}"
 
-    async def turn(self, key: str, tenant: str, pace: Pace) -> Turn:
+    async def turn(self, key: str, tenant: str, pace: Pace, stage: Stage) -> Turn:
+        bucket, rate = bucket_of(key, tenant, pace, stage)
         keys = [
             self._act_key(key, Action.SUSPEND),
             self._act_key(key, Action.SUSPEND_TENANT, tenant),
             self._act_key(key, Action.SLOW),
-            f"{self.prefix}tat:{key}",
-            f"{self.prefix}tat:{key}|{tenant}",
+            f"{self.prefix}tat:{bucket}",
+            f"{self.prefix}want:{key}",
         ]
-        args = [pace.rate, pace.burst, pace.share, pace.max_wait]
-        verdict, seconds = await self._run(lambda: self.scripts["turn"](keys=keys, args=args))
-        verdict, left = _text(verdict), float(_text(seconds))
-        return Turn(left) if verdict == "go" else Turn(None, left, verdict)
+        args = [str(rate), str(pace.burst), str(pace.max_wait), stage.value]
+        verdict, seconds, wanted = await self._run(
+            lambda: self.scripts["turn"](keys=keys, args=args)
+        )
+        verdict, left, want = _text(verdict), float(_text(seconds)), bool(int(wanted))
+        if verdict == "go":
+            return Turn(left, wanted=want)
+        return Turn(None, left, verdict, want)
 
     async def lease(self, key: str, limit: int, ttl: float) -> str | None:
         lease = uuid.uuid4().hex
-        keys, args = [f"{self.prefix}lease:{key}"], [str(limit), lease, str(ttl)]
+        keys = [f"{self.prefix}lease:{key}", f"{self.prefix}want:{key}"]
+        args = [str(limit), lease, str(ttl), str(int(WANT_S * 1000))]
         got = await self._run(lambda: self.scripts["lease"](keys=keys, args=args))
         return lease if got else None
+
+    async def wanted(self, keys: list[str]) -> set[str]:
+        if not keys:
+            return set()
+        names = [f"{self.prefix}want:{key}" for key in keys]
+        found = await self._run(lambda: self.client.mget(names))
+        return {key for key, value in zip(keys, found, strict=True) if value is not None}
 
     async def renew(self, leases: list[tuple[str, str]], ttl: float) -> None:
         if leases:
