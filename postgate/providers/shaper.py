@@ -15,6 +15,7 @@ import contextlib
 import logging
 import random
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -98,6 +99,7 @@ class Shaper:
         self.throttle = throttle
         self.default_connections = default_connections
         self.rng = rng or random.Random()
+        self.who = uuid.uuid4().hex  # this sender, as a waiter for connections
         self.leases: dict[str, str] = {}  # lease -> key: this process's open connections
         # told of each automation this process starts (the sender audits them)
         self.on_action: Callable[[Started], Awaitable[None]] | None = None
@@ -140,7 +142,7 @@ class Shaper:
             self.shaping.max_wait_s,
         )
         try:
-            turn = await self.throttle.turn(place.key, tenant, pace, stage)
+            turn = await self.throttle.turn(place.key, tenant, pace, stage, self.who)
         except Unavailable as exc:
             return self.unavailable(place, exc), False
         if turn.wait is None:
@@ -165,7 +167,7 @@ class Shaper:
     async def wanted(self, keys: list[str]) -> set[str]:
         """Keys another sender waits for a connection to (none if the state is away)."""
         try:
-            return await self.throttle.wanted(keys) if keys else set()
+            return await self.throttle.wanted(keys, self.who) if keys else set()
         except Unavailable:
             return set()
 
@@ -175,7 +177,9 @@ class Shaper:
 
     async def lease(self, place: Place) -> str | None:
         """A lease for one more connection to the group, None when all are taken."""
-        lease = await self.throttle.lease(place.key, place.connections, self.shaping.lease_s)
+        lease = await self.throttle.lease(
+            place.key, place.connections, self.shaping.lease_s, self.who
+        )
         if lease is not None:
             self.leases[lease] = place.key
         return lease

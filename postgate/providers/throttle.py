@@ -13,7 +13,7 @@ from typing import Protocol
 
 from postgate.core.shaping import Action, ActiveAction, Stage, Turn, next_turn, taken
 
-WANT_S = 1.0  # a refused lease asks the holders to give a connection back for this long
+WANT_S = 1.0  # a sender refused a lease stays a waiter this long after it last asked
 
 
 class Unavailable(Exception):
@@ -29,17 +29,19 @@ class Pace:
 
 
 class Throttle(Protocol):
-    async def turn(self, key: str, tenant: str, pace: Pace, stage: Stage) -> Turn:
+    async def turn(self, key: str, tenant: str, pace: Pace, stage: Stage, who: str) -> Turn:
         """At ``Stage.TENANT`` the suspensions and the tenant's share, at ``Stage.GROUP``
-        the suspensions and the group's rate (both slowed by a ``slow`` in force)."""
+        the suspensions and the group's rate (both slowed by a ``slow`` in force); the
+        turn is ``wanted`` when a sender other than ``who`` waits for a connection."""
         ...
 
-    async def lease(self, key: str, limit: int, ttl: float) -> str | None:
-        """A lease on one of ``limit`` connections; refused, the key is marked wanted."""
+    async def lease(self, key: str, limit: int, ttl: float, who: str) -> str | None:
+        """A lease on one of ``limit`` connections for sender ``who``. Refused, ``who``
+        becomes a waiter (for ``WANT_S``); a free connection goes to waiters first."""
         ...
 
-    async def wanted(self, keys: list[str]) -> set[str]:
-        """Those of ``keys`` whose connections some sender was refused just now."""
+    async def wanted(self, keys: list[str], who: str) -> set[str]:
+        """Those of ``keys`` that a sender other than ``who`` waits for."""
         ...
 
     async def renew(self, leases: list[tuple[str, str]], ttl: float) -> None: ...
@@ -71,7 +73,7 @@ class LocalThrottle:
         self.clock = clock
         self.tats: dict[str, float] = {}
         self.leases: dict[str, dict[str, float]] = {}  # key -> lease -> expires
-        self.wants: dict[str, float] = {}  # key -> until when a refused lease wants one
+        self.waiters: dict[str, dict[str, float]] = {}  # key -> sender -> waits until
         self.actions: dict[tuple[str, str, str], ActiveAction] = {}
 
     def _in_force(self, key: str, action: Action, tenant: str = "") -> ActiveAction | None:
@@ -81,12 +83,18 @@ class LocalThrottle:
             return None
         return found
 
-    async def turn(self, key: str, tenant: str, pace: Pace, stage: Stage) -> Turn:
+    def _others(self, key: str, who: str) -> int:
+        now = self.clock()
+        waiting = {w: t for w, t in self.waiters.get(key, {}).items() if t > now}
+        self.waiters[key] = waiting
+        return len(waiting) - (who in waiting)
+
+    async def turn(self, key: str, tenant: str, pace: Pace, stage: Stage, who: str) -> Turn:
         now = self.clock()
         for action, who in ((Action.SUSPEND, ""), (Action.SUSPEND_TENANT, tenant)):
             if (held := self._in_force(key, action, who)) is not None:
                 return Turn(None, held.until - now, action.value)
-        wanted = stage is Stage.GROUP and self.wants.get(key, 0.0) > now
+        wanted = stage is Stage.GROUP and self._others(key, who) > 0
         bucket, rate = bucket_of(key, tenant, pace, stage)
         if rate <= 0:
             return Turn(0.0, wanted=wanted)
@@ -98,21 +106,22 @@ class LocalThrottle:
         self.tats[bucket] = taken(self.tats.get(bucket, 0.0), now, rate)
         return Turn(at - now, wanted=wanted)
 
-    async def lease(self, key: str, limit: int, ttl: float) -> str | None:
+    async def lease(self, key: str, limit: int, ttl: float, who: str) -> str | None:
         now = self.clock()
         held = {k: v for k, v in self.leases.get(key, {}).items() if v > now}
         self.leases[key] = held
-        if len(held) >= limit:
-            self.wants[key] = now + WANT_S
+        free, others = limit - len(held), self._others(key, who)
+        waiting = who in self.waiters[key]
+        if free <= 0 or (not waiting and others >= free):
+            self.waiters[key][who] = now + WANT_S
             return None
-        self.wants.pop(key, None)
+        self.waiters[key].pop(who, None)
         lease = uuid.uuid4().hex
         held[lease] = now + ttl
         return lease
 
-    async def wanted(self, keys: list[str]) -> set[str]:
-        now = self.clock()
-        return {k for k in keys if self.wants.get(k, 0.0) > now}
+    async def wanted(self, keys: list[str], who: str) -> set[str]:
+        return {k for k in keys if self._others(k, who) > 0}
 
     async def renew(self, leases: list[tuple[str, str]], ttl: float) -> None:
         until = self.clock() + ttl

@@ -4,8 +4,8 @@ need not agree on the time. Every key expires: a killed sender's connection leas
 lapse after ``lease_s`` unless renewed, an automation when its time is up.
 
 Keys (``<QUEUE_PREFIX>:shaping:`` first): ``tat:<key>`` and ``tat:<key>|<tenant>``
-(the buckets), ``lease:<key>`` (a sorted set of leases by expiry), ``want:<key>`` (a
-lease was refused within the last second), ``act:<key>:<action>``
+(the buckets), ``lease:<key>`` (a sorted set of leases by expiry), ``waiters:<key>``
+(senders refused a lease, by when they stop waiting), ``act:<key>:<action>``
 and ``act:<key>:suspend_tenant:<tenant>`` (an automation; its value names the rule).
 
 Any Redis error raises :class:`Unavailable`: the send is deferred, never sent unshaped.
@@ -37,7 +37,12 @@ if held > 0 then return {'suspend', tostring(held / 1000), 0} end
 held = redis.call('PTTL', KEYS[2])
 if held > 0 then return {'suspend_tenant', tostring(held / 1000), 0} end
 local wanted = 0
-if ARGV[4] == 'group' and redis.call('EXISTS', KEYS[5]) == 1 then wanted = 1 end
+if ARGV[4] == 'group' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now)
+  local others = redis.call('ZCARD', KEYS[5])
+  if redis.call('ZSCORE', KEYS[5], ARGV[5]) then others = others - 1 end
+  if others > 0 then wanted = 1 end
+end
 local rate = tonumber(ARGV[1])
 if rate <= 0 then return {'go', '0', wanted} end
 local slow = redis.call('GET', KEYS[3])
@@ -55,11 +60,17 @@ LEASE = (
     NOW
     + """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
-  redis.call('SET', KEYS[2], '1', 'PX', ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local free = tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1])
+local waiting = redis.call('ZSCORE', KEYS[2], ARGV[5])
+local others = redis.call('ZCARD', KEYS[2])
+if waiting then others = others - 1 end
+if free <= 0 or (not waiting and others >= free) then
+  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[5])
+  redis.call('PEXPIRE', KEYS[2], math.ceil(tonumber(ARGV[4]) * 2000))
   return 0
 end
-redis.call('DEL', KEYS[2])
+redis.call('ZREM', KEYS[2], ARGV[5])
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
 redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[3]) * 2000))
 return 1
@@ -73,6 +84,19 @@ for i, key in ipairs(KEYS) do
   redis.call('PEXPIRE', key, math.ceil(tonumber(ARGV[1]) * 2000))
 end
 return 1
+"""
+)
+WANTED = (
+    NOW
+    + """
+local found = {}
+for i, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  local others = redis.call('ZCARD', key)
+  if redis.call('ZSCORE', key, ARGV[1]) then others = others - 1 end
+  found[i] = others
+end
+return found
 """
 )
 ACT = (
@@ -124,6 +148,7 @@ class RedisThrottle:
                 ("turn", TURN),
                 ("lease", LEASE),
                 ("renew", RENEW),
+                ("wanted", WANTED),
                 ("act", ACT),
                 ("active", ACTIVE),
             )
@@ -139,16 +164,16 @@ class RedisThrottle:
         suffix = f":{tenant}" if action is Action.SUSPEND_TENANT else ""
         return f"{self.prefix}act:{key}:{action.value}{suffix}"
 
-    async def turn(self, key: str, tenant: str, pace: Pace, stage: Stage) -> Turn:
+    async def turn(self, key: str, tenant: str, pace: Pace, stage: Stage, who: str) -> Turn:
         bucket, rate = bucket_of(key, tenant, pace, stage)
         keys = [
             self._act_key(key, Action.SUSPEND),
             self._act_key(key, Action.SUSPEND_TENANT, tenant),
             self._act_key(key, Action.SLOW),
             f"{self.prefix}tat:{bucket}",
-            f"{self.prefix}want:{key}",
+            f"{self.prefix}waiters:{key}",
         ]
-        args = [str(rate), str(pace.burst), str(pace.max_wait), stage.value]
+        args = [str(rate), str(pace.burst), str(pace.max_wait), stage.value, who]
         verdict, seconds, wanted = await self._run(
             lambda: self.scripts["turn"](keys=keys, args=args)
         )
@@ -157,19 +182,17 @@ class RedisThrottle:
             return Turn(left, wanted=want)
         return Turn(None, left, verdict, want)
 
-    async def lease(self, key: str, limit: int, ttl: float) -> str | None:
+    async def lease(self, key: str, limit: int, ttl: float, who: str) -> str | None:
         lease = uuid.uuid4().hex
-        keys = [f"{self.prefix}lease:{key}", f"{self.prefix}want:{key}"]
-        args = [str(limit), lease, str(ttl), str(int(WANT_S * 1000))]
+        keys = [f"{self.prefix}lease:{key}", f"{self.prefix}waiters:{key}"]
+        args = [str(limit), lease, str(ttl), str(WANT_S), who]
         got = await self._run(lambda: self.scripts["lease"](keys=keys, args=args))
         return lease if got else None
 
-    async def wanted(self, keys: list[str]) -> set[str]:
-        if not keys:
-            return set()
-        names = [f"{self.prefix}want:{key}" for key in keys]
-        found = await self._run(lambda: self.client.mget(names))
-        return {key for key, value in zip(keys, found, strict=True) if value is not None}
+    async def wanted(self, keys: list[str], who: str) -> set[str]:
+        names = [f"{self.prefix}waiters:{key}" for key in keys]
+        found = await self._run(lambda: self.scripts["wanted"](keys=names, args=[who]))
+        return {key for key, value in zip(keys, found, strict=True) if int(value)}
 
     async def renew(self, leases: list[tuple[str, str]], ttl: float) -> None:
         if leases:

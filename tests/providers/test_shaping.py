@@ -394,7 +394,7 @@ from postgate.providers.throttle_redis import RedisThrottle
 async def main() -> None:
     throttle = RedisThrottle(sys.argv[1], sys.argv[2])
     for _ in range(2):
-        assert await throttle.lease("google", 2, 1.5)
+        assert await throttle.lease("google", 2, 1.5, "killed")
     print("leased", flush=True)
     while True:
         await asyncio.sleep(0.5)  # renews nothing: a real sender would, every lease_s / 3
@@ -415,9 +415,9 @@ def test_a_killed_senders_connection_leases_lapse_by_themselves() -> None:
     throttle = RedisThrottle(REDIS, prefix)
 
     async def after() -> tuple[str | None, float, str | None]:
-        refused = await throttle.lease("google", 2, 10)
+        refused = await throttle.lease("google", 2, 10, "alive")
         started = time.monotonic()
-        while (granted := await throttle.lease("google", 2, 10)) is None:
+        while (granted := await throttle.lease("google", 2, 10, "alive")) is None:
             await asyncio.sleep(0.05)
         waited = time.monotonic() - started
         await throttle.close()
