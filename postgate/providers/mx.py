@@ -44,6 +44,7 @@ from postgate.observability.metrics import PROVIDER_ERRORS, SEND_SECONDS
 from postgate.providers import mta_sts as sts
 from postgate.providers import shaping_file
 from postgate.providers.base import SENDING_TENANT
+from postgate.providers.handoff import Handoff
 from postgate.providers.mx_dns import DnsFailure, MxRoutes
 from postgate.providers.mx_policy import Backoff, held_back, is_throttle, order_hosts, throttled
 from postgate.providers.shaper import Pacing, Place, Shaper, throttle_for
@@ -103,6 +104,7 @@ class MxProvider:
         # (shaping key, host) -> idle connections, each holding one of the key's leases
         self.idle: dict[Pool, list[tuple[float, aiosmtplib.SMTP]]] = defaultdict(list)
         self.leased: dict[aiosmtplib.SMTP, tuple[str, int]] = {}  # client -> (lease, sends)
+        self.handoff = Handoff()
         self.limits: dict[str, tuple[asyncio.Semaphore, int]] = {}  # key -> (slots, users)
         self.backoff: dict[str, Backoff] = {}  # shaping key -> window
         self.down: dict[Destination, float] = {}  # host -> monotonic time it may be retried
@@ -307,9 +309,16 @@ class MxProvider:
                 return self.shaper.unavailable(place, exc)
             if lease is not None:
                 return lease
-            if not await self._close_idle(place.key) and time.monotonic() >= deadline:
+            if await self._close_idle(place.key):
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
                 return self.shaper.connections_full(place)
-            await asyncio.sleep(LEASE_POLL_S)
+            if self.shaper.held(place.key):  # one of ours will be free soon: its lease
+                if (handed := await self.handoff.wait(place.key, min(left, 0.25))) is not None:
+                    return handed
+            else:
+                await asyncio.sleep(LEASE_POLL_S)
 
     async def _close_idle(self, key: str) -> bool:
         """Close this process's oldest idle connection of shaping key ``key``, if any."""
@@ -339,18 +348,20 @@ class MxProvider:
         lease, sends = self.leased.get(client, ("", 0))
         self.leased[client] = (lease, sends + 1)
         pool = self.idle[Pool(place.key, dest)]
-        # another sender waits for a connection to the group: give one back, keep one
-        give_back = paced.wanted and self.shaper.held(place.key) > 1
+        # another sender waits for a connection to the group: give this one back (keeping
+        # one); else a send of ours waiting for one (to another host) gets its lease
+        to_others = paced.wanted and self.shaper.held(place.key) > 1
         if not final(result) or result.unknown or result.code == 421 or not client.is_connected:
-            await self._drop(client)
+            await self._drop(client, to_others)
         elif (
             sends + 1 < place.limits.messages_per_connection
             and len(pool) < place.connections
-            and not give_back
+            and not to_others
+            and not self.handoff.wanted(place.key)
         ):
             pool.append((time.monotonic(), client))
         else:
-            await self._quit(client)
+            await self._quit(client, to_others)
         return result
 
     async def _connect(self, dest: Destination, policy: Policy | None = None) -> aiosmtplib.SMTP:
@@ -434,15 +445,17 @@ class MxProvider:
             await asyncio.sleep(self.shaper.shaping.lease_s / 3)
             await self.shaper.renew()
 
-    async def _quit(self, client: aiosmtplib.SMTP) -> None:
+    async def _quit(self, client: aiosmtplib.SMTP, to_others: bool = False) -> None:
         if client.is_connected:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.quit(), 2)
-        await self._drop(client)
+        await self._drop(client, to_others)
 
-    async def _drop(self, client: aiosmtplib.SMTP) -> None:
-        """Close the connection and give its lease back."""
+    async def _drop(self, client: aiosmtplib.SMTP, to_others: bool = False) -> None:
+        """Close the connection and give its lease back: to a send of ours waiting for
+        one if there is one, unless it is closed for another sender that waits."""
         client.close()
         lease, _ = self.leased.pop(client, ("", 0))
-        if lease:
+        key = self.shaper.leases.get(lease)
+        if key is not None and (to_others or not self.handoff.give(key, lease)):
             await self.shaper.release(lease)

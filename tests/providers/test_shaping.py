@@ -427,3 +427,24 @@ def test_a_killed_senders_connection_leases_lapse_by_themselves() -> None:
 
     assert refused is None  # the dead process's two leases still count ...
     assert granted is not None and waited < 1.6  # ... until 1.5 s after they were taken
+
+
+def test_two_senders_share_a_groups_connections_across_its_mx_hosts_without_deferring(
+    dns: LocalDns, google: CountingMx, tmp_path: Path
+) -> None:
+    path = shaping_file(tmp_path, "connections = 2\nper_minute = 1200", max_wait_s=2)
+    shared = LocalThrottle()
+    one, two = (MxProvider(settings_for(dns, google, path), throttle=shared) for _ in range(2))
+
+    def mixed(tag: str) -> list[str]:
+        return [f"{tag}{i}@{'gmail.com' if i % 2 else 'corp.example'}" for i in range(30)]
+
+    async def work() -> list[SendResult]:
+        first, second = await asyncio.gather(together(one, mixed("a")), together(two, mixed("b")))
+        return first + second
+
+    results = asyncio.run(running([one, two], work))
+
+    assert [r.outcome for r in results] == [Outcome.SENT] * 60
+    assert google.sessions.most <= 2  # Gmail's and Workspace's MX hosts, two senders
+    assert len(google.handler.recipients()) == 60
