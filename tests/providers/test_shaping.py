@@ -448,3 +448,75 @@ def test_two_senders_share_a_groups_connections_across_its_mx_hosts_without_defe
     assert [r.outcome for r in results] == [Outcome.SENT] * 60
     assert google.sessions.most <= 2  # Gmail's and Workspace's MX hosts, two senders
     assert len(google.handler.recipients()) == 60
+
+
+class RedisLink:
+    """A TCP relay to the Redis at 127.0.0.1:6379 that can be cut and restored, as a Redis
+    restart or a network break looks to the senders."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.server: asyncio.Server | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def up(self) -> None:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+
+    async def down(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer in self.writers:
+            writer.transport.abort()
+        self.writers.clear()
+        await self.server.wait_closed()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", 6379)
+        self.writers += [writer, up_writer]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+@needs_redis
+def test_when_redis_goes_away_and_comes_back_nothing_is_lost_or_sent_twice(
+    dns: LocalDns, google: CountingMx, tmp_path: Path
+) -> None:
+    path = shaping_file(tmp_path, "connections = 2\nper_minute = 1200")
+    link = RedisLink()
+    settings = settings_for(
+        dns,
+        google,
+        path,
+        redis_url=f"redis://127.0.0.1:{link.port}/0",
+        queue_prefix=f"shaping-test-{uuid.uuid4().hex}",
+    )
+    provider = MxProvider(settings)
+    before, during = addresses(6, "before"), addresses(6, "during")
+
+    async def work() -> tuple[list[SendResult], list[SendResult], list[SendResult]]:
+        await link.up()
+        sent = await together(provider, before)
+        await link.down()
+        refused = await together(provider, during)
+        await link.up()
+        retried = await together(provider, during)
+        await link.down()
+        return sent, refused, retried
+
+    sent, refused, retried = asyncio.run(running([provider], work))
+
+    assert [r.outcome for r in sent] == [Outcome.SENT] * 6
+    assert [r.outcome for r in refused] == [Outcome.DEFERRED] * 6  # slow, never unshaped
+    assert all("Redis unreachable" in r.detail and r.retry_after for r in refused)
+    assert [r.outcome for r in retried] == [Outcome.SENT] * 6
+    assert sorted(google.handler.recipients()) == sorted(before + during)  # once each
