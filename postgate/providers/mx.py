@@ -3,12 +3,14 @@ hosts are tried in preference order over persistent connections, one idle pool p
 destination host and shaping key.
 
 - Traffic shaping (``shaper``): the domain's MX hosts place it in a provider group of the
-  shaping file (Google, Microsoft, ...; else ``default``, shaped per domain). A send waits
-  for the group's and its tenant's pace and each new connection for a lease under the
-  group's connection limit, both shared by every sender through Redis; a send that would
-  wait longer than ``max_wait_s`` is deferred with a due time. A reply that a shaping
-  rule matches slows or suspends the group (or the tenant on it) for every sender.
-
+  shaping file (Google, Microsoft, ...; else ``default``, shaped per domain). A send
+  waits for its tenant's share before it takes a connection slot, and for the group's
+  turn once it has a connection; a new connection needs one of the group's leases (a
+  free one goes to a waiting sender first; a send of this sender waiting for one gets
+  the lease of the next of its connections to the group to close, ``handoff``). All of
+  it is shared by every sender through Redis; a send that would wait longer than
+  ``max_wait_s`` is deferred with a due time. A reply that a shaping rule matches slows
+  or suspends the group (or the tenant on it) for every sender.
 - A host that refuses or times out is skipped for ``MX_HOST_DOWN_S`` and the next
   preference is tried; when none answers the send is deferred.
 - STARTTLS is used when offered, without certificate checks (opportunistic, as MTAs do);
