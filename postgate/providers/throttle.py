@@ -86,7 +86,10 @@ class LocalThrottle:
     def _others(self, key: str, who: str) -> int:
         now = self.clock()
         waiting = {w: t for w, t in self.waiters.get(key, {}).items() if t > now}
-        self.waiters[key] = waiting
+        if waiting:
+            self.waiters[key] = waiting
+        else:  # nothing kept for the many destinations no one waits for
+            self.waiters.pop(key, None)
         return len(waiting) - (who in waiting)
 
     async def turn(self, key: str, tenant: str, pace: Pace, stage: Stage, who: str) -> Turn:
@@ -111,11 +114,12 @@ class LocalThrottle:
         held = {k: v for k, v in self.leases.get(key, {}).items() if v > now}
         self.leases[key] = held
         free, others = limit - len(held), self._others(key, who)
-        waiting = who in self.waiters[key]
+        waiting = who in self.waiters.get(key, {})
         if free <= 0 or (not waiting and others >= free):
-            self.waiters[key][who] = now + WANT_S
+            self.waiters.setdefault(key, {})[who] = now + WANT_S
             return None
-        self.waiters[key].pop(who, None)
+        if waiting:
+            self.waiters[key].pop(who)
         lease = uuid.uuid4().hex
         held[lease] = now + ttl
         return lease
@@ -130,7 +134,10 @@ class LocalThrottle:
                 self.leases[key][lease] = until
 
     async def release(self, key: str, lease: str) -> None:
-        self.leases.get(key, {}).pop(lease, None)
+        held = self.leases.get(key, {})
+        held.pop(lease, None)
+        if not held:
+            self.leases.pop(key, None)
 
     async def act(self, action: ActiveAction) -> bool:
         if self._in_force(action.key, action.action, action.tenant) is not None:
