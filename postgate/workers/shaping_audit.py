@@ -34,6 +34,13 @@ def entry(started: Started, tenant_id: int | None) -> dict[str, object]:
             "reply": f"{started.code} {started.reply}"[:500],
             "until": datetime.fromtimestamp(action.until, UTC).isoformat(),
             **({"factor": action.factor} if action.action is Action.SLOW else {}),
+            # what the operator page's audit panel shows
+            "scope": f"provider group {started.group}",
+            "reason": (
+                f"rule {action.rule} after {started.code} {started.reply}"[:300]
+                + f" from {started.domain} ({started.tenant or 'no tenant'}), until "
+                + datetime.fromtimestamp(action.until, UTC).strftime("%H:%M UTC")
+            ),
         },
         "created_at": utcnow(),
     }

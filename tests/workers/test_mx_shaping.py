@@ -5,6 +5,8 @@ rule's action is in the audit log the operator page shows."""
 from __future__ import annotations
 
 import asyncio
+import html
+import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,6 +23,7 @@ from postgate.runtime.context import Context
 from postgate.settings import Settings
 from postgate.store import tables as t
 from tests.dns_server import LocalDns
+from tests.operator_page.test_sessions import login
 from tests.providers.mx_servers import FROM, MESSAGE, MxServer, publish
 from tests.providers.shaping_servers import shaping_file
 from tests.providers.test_shaping import GOOGLE_HOSTS, RATE_LIMITED, REDIS, needs_redis
@@ -81,7 +84,7 @@ def test_sends_over_the_groups_pace_are_deferred_with_a_due_time_and_go_once(
     assert max(attempts) > 1  # deferred, then retried, without waiting ten minutes
 
 
-def test_a_rules_action_is_audited_for_the_operator_page(
+def test_a_rules_action_is_audited_and_shown_on_the_operator_page(
     world: World, settings: Settings, dns_server: LocalDns, google: MxServer, tmp_path: Path
 ) -> None:
     path = shaping_file(tmp_path, "connections = 2\nper_minute = 1200")
@@ -111,6 +114,17 @@ def test_a_rules_action_is_audited_for_the_operator_page(
         0.5,
     )
     assert detail["domain"] == "gmail.com" and detail["reply"].startswith("421 4.7.28")
+    ops_key = create_key(world.ctx.engine, "operator", "ops")
+    for base in serve_api(world.ctx.settings):
+        with httpx.Client(base_url=base, timeout=10) as http:
+            assert login(http, ops_key).status_code == 303
+            panels = http.get("/operator/panels").text
+    row = next(r for r in re.findall(r"<tr>(.*?)</tr>", panels, re.S) if "shaping_slow" in r)
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", row)).split())
+    assert "shaping shaping_slow provider group google rule gmail-rate-limit after 421 4.7.28" in (
+        text
+    )
+    assert f"from gmail.com ({world.tenant.slug})" in text
 
 
 @needs_redis
