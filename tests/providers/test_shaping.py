@@ -179,7 +179,8 @@ def test_one_tenant_takes_at_most_its_share_of_the_group_rate(
     alone, acme, globex = asyncio.run(running([provider], work))
 
     assert alone >= 19 / 10 - 0.1  # 10 a second: half the group's 20
-    assert acme < 2.2 and globex < 2.2  # two tenants at 10 a second each: 1.5 s
+    # two tenants at 10 a second each: 1.5 s (one holding up the other: 3 s)
+    assert acme < 2.5 and globex < 2.5
     assert len(google.handler.recipients()) == 52
 
 
@@ -262,8 +263,8 @@ def test_a_scripted_421_4_7_28_slows_the_group_for_every_sender_at_once(
     unslowed, refused, slowed, active, again = asyncio.run(running([one, two], work))
 
     assert (refused.outcome, refused.code) == (Outcome.DEFERRED, 421)
-    assert unslowed < 1.6  # 20 at 20 a second
-    assert slowed >= 1.8  # 20 at 10 a second: the other sender was slowed at once
+    assert slowed >= 1.8  # 20 at 10 a second: the other sender was slowed at once ...
+    assert slowed - unslowed > 0.6  # ... from 20 at 20 a second
     assert [(a.key, a.action, a.rule, a.factor) for a in active] == [
         ("google", Action.SLOW, "gmail-rate-limit", 0.5)
     ]
