@@ -1,12 +1,16 @@
 """Direct-to-MX throughput into Postfix's C ``smtp-sink``, next to the smarthost pool.
 
     python bench/mx.py --messages N [--domains 4] [--per-domain 4]
+    python bench/mx.py --shaped [--seconds 20] [--senders 2] [--redis-url URL]
 
 One ``smtp-sink`` per destination domain, each domain's MX record (and its host's A
 record) served by the tests' local DNS server on 127.0.0.1. The MX provider sends N
 messages spread over the domains with ``--per-domain`` connections each (as many sends in
 flight as it has connections); then the smarthost pool sends N messages over the same
 total number of connections into one sink. The last line printed is one JSON object.
+
+With ``--shaped``: 20 domains on 4 provider groups, sender processes sharing the shaping
+state in Redis, each group's measured rate against its limit (``bench/mx_shaped.py``).
 """
 
 from __future__ import annotations
@@ -63,7 +67,15 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--domains", type=int, default=4)
     parser.add_argument("--per-domain", type=int, default=4)
+    parser.add_argument("--shaped", action="store_true")
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--senders", type=int, default=2)
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args()
+    if args.shaped:
+        from mx_shaped import run
+
+        raise SystemExit(run(args.seconds, args.senders, args.redis_url))
     try:
         import uvloop
 

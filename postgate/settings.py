@@ -39,6 +39,9 @@ class Settings(BaseSettings):
 
     # the smarthost's SMTP_* and direct-to-MX's MX_* settings: providers/smtp.py, mx_dns.py
     email_provider: str = "smtp"  # "smtp" (the smarthost above) or "mx" (direct to MX)
+    # direct-to-MX traffic shaping: provider groups, their limits and the rules acting on
+    # replies (TOML; empty: postgate/providers/shaping.toml); shared through REDIS_URL
+    shaping_file: str = ""
 
     # identity of this platform
     # SECRET_KEY signs unsubscribe links, VERP addresses, SMS callback URLs and operator

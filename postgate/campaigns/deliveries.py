@@ -18,7 +18,7 @@ from postgate.core.bounce import classify_reply
 from postgate.core.events import EventType
 from postgate.core.outcome import Outcome, SendResult
 from postgate.core.rendering import RecipientData
-from postgate.core.retry import next_attempt
+from postgate.core.retry import next_attempt, paced
 from postgate.core.states import SENDABLE_CAMPAIGN, Channel, FeedbackKind, SuppressionReason
 from postgate.core.states import DeliveryState as S
 from postgate.events import outbox
@@ -152,7 +152,11 @@ def record(
             "b_error": result.detail[:1000],
         }
         when = None
-        if result.outcome is Outcome.DEFERRED and not (result.unknown and claimed.outcome_unknown):
+        if result.outcome is Outcome.DEFERRED and result.retry_after is not None:
+            when = paced(claimed.created_at, now, result.retry_after, settings.retry_deadline_s)
+        elif result.outcome is Outcome.DEFERRED and not (
+            result.unknown and claimed.outcome_unknown
+        ):
             when = next_attempt(
                 claimed.attempts,
                 claimed.created_at,

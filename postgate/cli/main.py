@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError
 
 from postgate.cli import consent as consent_commands
 from postgate.cli import platform as platform_commands
+from postgate.providers.shaping_file import ShapingError
 from postgate.settings import MissingSecret, Settings, get_settings, new_secret
 from postgate.store import tables as t
 from postgate.store.db import normalise_url
@@ -521,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.fn(args, settings))
-    except MissingSecret as exc:  # the api and the workers refuse to start without one
+    except (MissingSecret, ShapingError) as exc:  # no key or a wrong shaping file: no start
         print(exc, file=sys.stderr)
         return 2
     except ValueError as exc:  # a mistake in what was asked (an unknown tenant, say)

@@ -18,6 +18,9 @@ class SendResult:
     code: int | None = None
     detail: str = ""
     unknown: bool = False  # the connection dropped: the message may have been accepted
+    # deferred by our own pacing (traffic shaping), not by the destination: try again about
+    # this many seconds from now instead of after the usual backoff
+    retry_after: float | None = None
 
 
 def reply_outcome(code: int, detail: str) -> SendResult:

@@ -22,3 +22,14 @@ def next_attempt(
     if now >= deadline:
         return None
     return min(when, deadline)
+
+
+def paced(
+    created_at: datetime, now: datetime, retry_after: float, deadline_s: float
+) -> datetime | None:
+    """A send our own pacing put off: due ``retry_after`` seconds from now (at least one),
+    within the same deadline as any retry; None once it has passed."""
+    deadline = aware(created_at) + timedelta(seconds=deadline_s)
+    if now >= deadline:
+        return None
+    return min(now + timedelta(seconds=max(1.0, retry_after)), deadline)

@@ -22,6 +22,7 @@ from postgate.http import platform as platform_api
 from postgate.http.content_policy import router as policy_router
 from postgate.http.domains import router as domain_router
 from postgate.http.kill_switch import router as kill_switch_router
+from postgate.http.shaping import router as shaping_router
 from postgate.http.sms_callbacks import router as sms_callbacks
 from postgate.http.sns import router as sns_router
 from postgate.http.webhooks import router as webhooks_router
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     campaign_api.install(app)
     data_api.install(app)
     app.include_router(kill_switch_router)
+    app.include_router(shaping_router)
     app.include_router(sns_router)  # before /v1/webhooks/{provider}
     app.include_router(webhooks_router)
     app.include_router(sms_callbacks)

@@ -107,6 +107,18 @@ SENDING_BLOCKS = Counter(
 CANARY = Counter(
     "postgate_canary_total", "Canary slices judged, by outcome (continue, halt).", ["outcome"]
 )
+SHAPING_ACTIONS = Counter(
+    "postgate_shaping_actions_total",
+    "Traffic-shaping automations started by a reply, by provider group (from the shaping "
+    "file), rule and action (slow, suspend, suspend_tenant).",
+    ["group", "rule", "action"],
+)
+SHAPING_DEFERRED = Counter(
+    "postgate_shaping_deferred_total",
+    "Direct-to-MX sends deferred by traffic shaping, by provider group and reason (rate, "
+    "connections, suspend, suspend_tenant, unavailable: the shared state is unreachable).",
+    ["group", "reason"],
+)
 # Gauges read from the database at scrape time live in postgate/campaigns/gauges.py:
 # postgate_tenant_state, postgate_sending_blocks_active, postgate_deliveries_open,
 # postgate_queue_lag_seconds, postgate_broker_messages, postgate_breaker_window; the event

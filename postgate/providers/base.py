@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Protocol
 
 from postgate.core.outcome import SendResult
+
+# the slug of the tenant whose message is being sent: the sender sets it around each
+# ``send`` (providers that shape per tenant read it; others need not care)
+SENDING_TENANT: ContextVar[str] = ContextVar("sending_tenant", default="")
 
 
 class EmailProvider(Protocol):

@@ -1,15 +1,26 @@
 """Direct-to-MX delivery: each recipient's domain is looked up (``mx_dns``) and its MX
 hosts are tried in preference order over persistent connections, one idle pool per
-destination host, at most ``MX_CONNECTIONS_PER_DOMAIN`` sends at a time per domain.
+destination host and shaping key.
 
+- Traffic shaping (``shaper``): the domain's MX hosts place it in a provider group of the
+  shaping file (Google, Microsoft, ...; else ``default``, shaped per domain). A send
+  waits for its tenant's share before it takes a connection slot, and for the group's
+  turn once it has a connection; a new connection needs one of the group's leases (a
+  free one goes to a waiting sender first; a send of this sender waiting for one gets
+  the lease of the next of its connections to the group to close, ``handoff``). All of
+  it is shared by every sender through Redis; a send that would wait longer than
+  ``max_wait_s`` is deferred with a due time. A reply that a shaping rule matches slows
+  or suspends the group (or the tenant on it) for every sender.
 - A host that refuses or times out is skipped for ``MX_HOST_DOWN_S`` and the next
   preference is tried; when none answers the send is deferred.
 - STARTTLS is used when offered, without certificate checks (opportunistic, as MTAs do);
   a failed handshake falls back to plain text on a new connection. A domain with an
   MTA-STS policy (``mta_sts``) gets only the MX hosts it names and a checked certificate
   under ``enforce`` (else the send is deferred), and a report under ``testing``.
-- A 421 or 4.7.x reply opens a backoff window for the domain (``mx_policy.throttled``):
-  until it ends its sends are deferred at once without connecting; a success closes it.
+- A 421 or 4.7.x reply that no shaping rule matches opens a backoff window for the
+  domain's shaping key (``mx_policy.throttled``): until it ends its sends are deferred at
+  once without connecting, by this sender and (a shared ``suspend``, rule ``backoff``) by
+  every other; here a success closes it, and the repeats that double it are counted.
 - Replies map like the smarthost's (2xx sent, 4xx deferred, 5xx failed); the MAIL/RCPT/
   DATA transaction itself is ``SmtpPool``'s. A domain that does not exist or publishes a
   null MX fails with a 5.1.2 / 5.1.10 status, which the bounce classifier calls hard.
@@ -33,18 +44,30 @@ from postgate.core.mta_sts import Policy
 from postgate.core.outcome import Outcome, SendResult
 from postgate.observability.metrics import PROVIDER_ERRORS, SEND_SECONDS
 from postgate.providers import mta_sts as sts
+from postgate.providers import shaping_file
+from postgate.providers.base import SENDING_TENANT
+from postgate.providers.handoff import Handoff
 from postgate.providers.mx_dns import DnsFailure, MxRoutes
 from postgate.providers.mx_policy import Backoff, held_back, is_throttle, order_hosts, throttled
+from postgate.providers.shaper import Pacing, Place, Shaper, throttle_for
 from postgate.providers.smtp import SmtpPool
+from postgate.providers.throttle import Throttle, Unavailable
 from postgate.settings import Settings
 
 log = logging.getLogger("postgate.mx")
+LEASE_POLL_S = 0.05  # how often a send waiting for a free connection lease asks again
 CONNECT_ERRORS = (aiosmtplib.SMTPException, OSError, TimeoutError, ssl.SSLError)
 
 
 def final(result: SendResult) -> bool:
-    """The server answered (or may have taken the message): no other host is tried."""
-    return result.outcome is not Outcome.DEFERRED or result.code is not None or result.unknown
+    """The server answered (or may have taken the message), or shaping put the send off:
+    no other host is tried."""
+    return (
+        result.outcome is not Outcome.DEFERRED
+        or result.code is not None
+        or result.unknown
+        or result.retry_after is not None
+    )
 
 
 class Destination(NamedTuple):
@@ -53,20 +76,43 @@ class Destination(NamedTuple):
     port: int
 
 
+class Pool(NamedTuple):
+    key: str  # the shaping key whose leases the pool's connections hold
+    dest: Destination
+
+
 class MxProvider:
     name = "mx"
 
-    def __init__(self, settings: Settings, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        rng: random.Random | None = None,
+        throttle: Throttle | None = None,
+    ) -> None:
+        """Raises ``shaping_file.ShapingError`` when the shaping file is not valid."""
         self.settings = settings
         self.routes = MxRoutes(settings)
         self.own = self.routes.own
         self.rng = rng or random.Random()
-        self.idle: dict[Destination, list[tuple[float, aiosmtplib.SMTP]]] = defaultdict(list)
-        self.limits: dict[str, tuple[asyncio.Semaphore, int]] = {}  # domain -> (slots, users)
-        self.backoff: dict[str, Backoff] = {}
+        self.shaper = Shaper(
+            shaping_file.load(settings.shaping_file),
+            throttle or throttle_for(settings),
+            self.own.connections_per_domain,
+            self.rng,
+        )
+        # an idle connection holds a lease another sender may want: it is kept this long
+        self.idle_s = min(self.own.idle_s, self.shaper.shaping.idle_s)
+        # (shaping key, host) -> idle connections, each holding one of the key's leases
+        self.idle: dict[Pool, list[tuple[float, aiosmtplib.SMTP]]] = defaultdict(list)
+        self.leased: dict[aiosmtplib.SMTP, tuple[str, int]] = {}  # client -> (lease, sends)
+        self.handoff = Handoff()
+        self.limits: dict[str, tuple[asyncio.Semaphore, int]] = {}  # key -> (slots, users)
+        self.backoff: dict[str, Backoff] = {}  # shaping key -> window
         self.down: dict[Destination, float] = {}  # host -> monotonic time it may be retried
         self.transaction = SmtpPool(settings)  # only its MAIL/RCPT/DATA code is used
         self.reaper: asyncio.Task[None] | None = None
+        self.renewer: asyncio.Task[None] | None = None
         self.sts = sts.Policies(settings)
         self.verified: weakref.WeakSet[aiosmtplib.SMTP] = weakref.WeakSet()  # checked TLS
         self._latency = SEND_SECONDS.labels("email", self.name)
@@ -74,54 +120,67 @@ class MxProvider:
     async def start(self) -> None:
         if self.reaper is None:
             self.reaper = asyncio.create_task(self._reap())
+        if self.renewer is None:
+            self.renewer = asyncio.create_task(self._renew())
 
     async def close(self) -> None:
-        if self.reaper is not None:
-            self.reaper.cancel()
-            self.reaper = None
+        for task in (self.reaper, self.renewer):
+            if task is not None:
+                task.cancel()
+        self.reaper = self.renewer = None
         clients = [c for pool in self.idle.values() for _, c in pool]
         self.idle.clear()
         await asyncio.gather(*(self._quit(c) for c in clients))
+        await self.shaper.close()
 
     async def send(self, envelope_from: str, recipient: str, data: bytes) -> SendResult:
         domain = recipient.rpartition("@")[2].strip().rstrip(".").lower()
         if not domain:
             return SendResult(Outcome.FAILED, 553, "5.1.3 no domain in the address")
-        if (deferred := self._held(domain)) is not None:
-            return deferred
         try:
-            hosts = order_hosts(await self.routes.mx(domain), self.rng)
+            records = await self.routes.mx(domain)
         except DnsFailure as failure:
             return failure.result
-        slots, users = self.limits.get(domain) or (
-            asyncio.Semaphore(self.own.connections_per_domain),
-            0,
-        )
-        self.limits[domain] = (slots, users + 1)
+        place = self.shaper.place(domain, records)
+        if (deferred := self._held(place)) is not None:
+            return deferred
+        hosts = order_hosts(records, self.rng)
+        tenant = SENDING_TENANT.get()
+        if (deferred := await self.shaper.admit(place, tenant)) is not None:
+            return deferred  # its turn waited for without a connection slot held
+        key = place.key
+        slots, users = self.limits.get(key) or (asyncio.Semaphore(place.connections), 0)
+        self.limits[key] = (slots, users + 1)
         try:
             async with slots:
-                result = self._held(domain) or await self._deliver(
-                    domain, hosts, envelope_from, recipient, data
+                result = self._held(place) or await self._deliver(
+                    Pacing(self.shaper, place, tenant), hosts, envelope_from, recipient, data
                 )
         finally:
-            slots, users = self.limits[domain]
+            slots, users = self.limits[key]
             if users > 1:
-                self.limits[domain] = (slots, users - 1)
+                self.limits[key] = (slots, users - 1)
             else:
-                del self.limits[domain]
-        self._learn(domain, result)
+                del self.limits[key]
+        if result.retry_after is None:
+            await self._learn(place, tenant, result)
         return result
 
-    def _held(self, domain: str) -> SendResult | None:
-        left = held_back(self.backoff.get(domain), time.monotonic())
+    def _held(self, place: Place) -> SendResult | None:
+        left = held_back(self.backoff.get(place.key), time.monotonic())
         if not left:
             return None
         PROVIDER_ERRORS.labels("email", self.name, "backoff").inc()
         return SendResult(
-            Outcome.DEFERRED, None, f"{domain} asked us to slow down: held back {left:.0f}s more"
+            Outcome.DEFERRED,
+            None,
+            f"{place.domain} asked us to slow down: held back {left:.0f}s more",
         )
 
-    def _learn(self, domain: str, result: SendResult) -> None:
+    async def _learn(self, place: Place, tenant: str, result: SendResult) -> None:
+        if await self.shaper.learn(place, tenant, result):
+            return  # the shaping rule's action stands for the generic backoff
+        domain = place.key
         if is_throttle(result.code, result.detail):
             previous = self.backoff.get(domain)
             state = throttled(
@@ -136,13 +195,20 @@ class MxProvider:
                     result.detail,
                     state.until - time.monotonic(),
                 )
+                await self.shaper.hold(place, state.until - time.monotonic())
             self.backoff[domain] = state
         elif result.outcome is Outcome.SENT:
             self.backoff.pop(domain, None)
 
     async def _deliver(
-        self, domain: str, hosts: list[str], envelope_from: str, recipient: str, data: bytes
+        self,
+        paced: Pacing,
+        hosts: list[str],
+        envelope_from: str,
+        recipient: str,
+        data: bytes,
     ) -> SendResult:
+        domain = paced.place.domain
         last = SendResult(Outcome.DEFERRED, None, f"no MX host of {domain} has an address")
         policy = await self.sts.policy(domain)
         if not (hosts := sts.allowed_hosts(policy, domain, hosts)):
@@ -163,7 +229,7 @@ class MxProvider:
                 if self.down.get(dest, 0) > time.monotonic():
                     last = SendResult(Outcome.DEFERRED, None, f"{host} [{address}] is down")
                     continue
-                result = await self._over(dest, envelope_from, recipient, data, policy)
+                result = await self._over(paced, dest, envelope_from, recipient, data, policy)
                 if final(result):
                     return result
                 last = result
@@ -171,6 +237,7 @@ class MxProvider:
 
     async def _over(
         self,
+        paced: Pacing,
         dest: Destination,
         envelope_from: str,
         recipient: str,
@@ -179,20 +246,31 @@ class MxProvider:
     ) -> SendResult:
         """One transaction with ``dest``: a reused connection that turns out to be closed
         before DATA is replaced by a fresh one. A result that is not ``final``: next host.
-        Under an enforced MTA-STS policy only connections with a checked certificate."""
-        pool = self.idle.get(dest, [])
+        Under an enforced MTA-STS policy only connections with a checked certificate. A new
+        connection takes one of the group's leases first. The send's turn in the group's
+        pace is taken with a connection in hand."""
+        place = paced.place
+        pool = self.idle.get(Pool(place.key, dest), [])
         while pool:
             since, client = pool.pop()
             if policy is not None and policy.enforced and client not in self.verified:
                 await self._quit(client)
-            elif client.is_connected and time.monotonic() - since < self.own.idle_s:
-                result = await self._transact(client, dest, envelope_from, recipient, data)
+            elif client.is_connected and time.monotonic() - since < self.idle_s:
+                if (deferred := await paced.ready()) is not None:
+                    await self._keep(place, dest, client, since)
+                    return deferred
+                result = await self._transact(client, paced, dest, envelope_from, recipient, data)
                 if final(result):
                     return result
             else:
                 await self._quit(client)
+        lease = await self._lease(place)
+        if isinstance(lease, SendResult):
+            return lease
+        connected: aiosmtplib.SMTP | None = None
         try:
-            client = await self._connect(dest, policy)
+            client = connected = await self._connect(dest, policy)
+            self.leased[client] = (lease, 0)
         except sts.StsRefused as exc:
             return SendResult(Outcome.DEFERRED, None, str(exc))
         except aiosmtplib.SMTPResponseException as exc:  # a 421 greeting, say
@@ -203,11 +281,61 @@ class MxProvider:
             PROVIDER_ERRORS.labels("email", self.name, "connect").inc()
             self.down[dest] = time.monotonic() + self.own.host_down_s
             return SendResult(Outcome.DEFERRED, None, f"{dest.host} [{dest.address}]: {exc}")
-        return await self._transact(client, dest, envelope_from, recipient, data)
+        finally:
+            if connected is None:
+                await self.shaper.release(lease)
+        if (deferred := await paced.ready()) is not None:
+            await self._keep(place, dest, client, time.monotonic())
+            return deferred
+        return await self._transact(client, paced, dest, envelope_from, recipient, data)
+
+    async def _keep(
+        self, place: Place, dest: Destination, client: aiosmtplib.SMTP, since: float
+    ) -> None:
+        """Back into the idle pool (lease and all) if it has room, else closed."""
+        pool = self.idle[Pool(place.key, dest)]
+        if client.is_connected and len(pool) < place.connections:
+            pool.append((since, client))
+        else:
+            await self._quit(client)
+
+    async def _lease(self, place: Place) -> str | SendResult:
+        """A lease for a new connection to ``place``'s group: when all are taken, one of
+        this process's idle connections to the group is closed to free one, else it is
+        waited for up to ``max_wait_s``; then the send is deferred."""
+        deadline = time.monotonic() + self.shaper.shaping.max_wait_s
+        while True:
+            try:
+                lease = await self.shaper.lease(place)
+            except Unavailable as exc:
+                return self.shaper.unavailable(place, exc)
+            if lease is not None:
+                return lease
+            if await self._close_idle(place.key):
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return self.shaper.connections_full(place)
+            if self.shaper.held(place.key):  # one of ours will be free soon: its lease
+                if (handed := await self.handoff.wait(place.key, min(left, 0.25))) is not None:
+                    return handed
+            else:
+                await asyncio.sleep(LEASE_POLL_S)
+
+    async def _close_idle(self, key: str) -> bool:
+        """Close this process's oldest idle connection of shaping key ``key``, if any."""
+        pools = [(pool[0][0], p) for p, pool in self.idle.items() if p.key == key and pool]
+        if not pools:
+            return False
+        _, oldest = min(pools, key=lambda found: found[0])
+        _, client = self.idle[oldest].pop(0)
+        await self._quit(client)
+        return True
 
     async def _transact(
         self,
         client: aiosmtplib.SMTP,
+        paced: Pacing,
         dest: Destination,
         envelope_from: str,
         recipient: str,
@@ -218,12 +346,24 @@ class MxProvider:
         self._latency.observe(time.perf_counter() - started)
         if result.unknown:
             PROVIDER_ERRORS.labels("email", self.name, "connection_lost").inc()
+        place = paced.place
+        lease, sends = self.leased.get(client, ("", 0))
+        self.leased[client] = (lease, sends + 1)
+        pool = self.idle[Pool(place.key, dest)]
+        # another sender waits for a connection to the group: give this one back (keeping
+        # one); else a send of ours waiting for one (to another host) gets its lease
+        to_others = paced.wanted and self.shaper.held(place.key) > 1
         if not final(result) or result.unknown or result.code == 421 or not client.is_connected:
-            client.close()
-        elif len(self.idle[dest]) < self.own.connections_per_domain:
-            self.idle[dest].append((time.monotonic(), client))
+            await self._drop(client, to_others)
+        elif (
+            sends + 1 < place.limits.messages_per_connection
+            and len(pool) < place.connections
+            and not to_others
+            and not self.handoff.wanted(place.key)
+        ):
+            pool.append((time.monotonic(), client))
         else:
-            await self._quit(client)
+            await self._quit(client, to_others)
         return result
 
     async def _connect(self, dest: Destination, policy: Policy | None = None) -> aiosmtplib.SMTP:
@@ -280,14 +420,20 @@ class MxProvider:
         )
 
     async def _reap(self) -> None:
-        """Close idle connections past ``MX_IDLE_S`` so quiet destinations hold no socket;
-        forget hosts that are no longer down and domains long out of their window."""
+        """Close idle connections past ``MX_IDLE_S`` (or the shaping file's ``idle_s``) so
+        quiet destinations hold no socket and no lease, and at once those of a group
+        another sender waits for; forget hosts that are no longer down and domains long
+        out of their window."""
         while True:
-            await asyncio.sleep(max(1.0, self.own.idle_s / 2))
+            await asyncio.sleep(max(0.25, min(1.0, self.idle_s / 2)))
+            wanted = await self.shaper.wanted(sorted({p.key for p, c in self.idle.items() if c}))
             now, stale = time.monotonic(), []
             for dest, pool in list(self.idle.items()):
-                stale += [c for t, c in pool if now - t >= self.own.idle_s]
-                pool[:] = [(t, c) for t, c in pool if now - t < self.own.idle_s]
+                if dest.key in wanted:  # another sender waits for a connection: free them
+                    stale += [c for _, c in pool]
+                    pool.clear()
+                stale += [c for t, c in pool if now - t >= self.idle_s]
+                pool[:] = [(t, c) for t, c in pool if now - t < self.idle_s]
                 if not pool:  # in place: a send may be walking this very list
                     del self.idle[dest]
             self.down = {d: until for d, until in self.down.items() if until > now}
@@ -295,9 +441,23 @@ class MxProvider:
             self.backoff = {d: b for d, b in self.backoff.items() if b.until > forget}
             await asyncio.gather(*(self._quit(c) for c in stale))
 
-    @staticmethod
-    async def _quit(client: aiosmtplib.SMTP) -> None:
+    async def _renew(self) -> None:
+        """Keep this process's connection leases from lapsing while it lives."""
+        while True:
+            await asyncio.sleep(self.shaper.shaping.lease_s / 3)
+            await self.shaper.renew()
+
+    async def _quit(self, client: aiosmtplib.SMTP, to_others: bool = False) -> None:
         if client.is_connected:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.quit(), 2)
+        await self._drop(client, to_others)
+
+    async def _drop(self, client: aiosmtplib.SMTP, to_others: bool = False) -> None:
+        """Close the connection and give its lease back: to a send of ours waiting for
+        one if there is one, unless it is closed for another sender that waits."""
         client.close()
+        lease, _ = self.leased.pop(client, ("", 0))
+        key = self.shaper.leases.get(lease)
+        if key is not None and (to_others or not self.handoff.give(key, lease)):
+            await self.shaper.release(lease)

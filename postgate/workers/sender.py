@@ -33,7 +33,8 @@ from postgate.observability.metrics import (
     reason_label,
 )
 from postgate.providers import registry
-from postgate.providers.base import EmailProvider
+from postgate.providers.base import SENDING_TENANT, EmailProvider
+from postgate.providers.shaper import Shaper
 from postgate.providers.smtp import SmtpSettings
 from postgate.runtime.context import Context
 from postgate.runtime.runner import Runner
@@ -45,6 +46,7 @@ from postgate.tenants import warmup as warmup_store
 from postgate.workers import warmup_turns
 from postgate.workers.outcomes import Outcomes
 from postgate.workers.sending_switch import SendingSwitch
+from postgate.workers.shaping_audit import ShapingAudit
 from postgate.workers.sms_dispatch import SmsDispatch
 
 log = logging.getLogger("postgate.sender")
@@ -110,6 +112,12 @@ class Sender(Runner):
             ctx.settings
         )  # EMAIL_PROVIDER: smtp or mx
         self.campaigns: dict[int, CampaignInfo] = {}
+        shaper = getattr(self.provider, "shaper", None)  # direct-to-MX: audit its automations
+        if isinstance(shaper, Shaper):
+            shaper.on_action = ShapingAudit(
+                ctx.engine,
+                lambda: {i.tenant_slug: i.tenant_id for i in self.campaigns.values()},
+            )
         self.switch = SendingSwitch(ctx)
         # the provider group of a recipient domain (warm-up caps are per group); a provider
         # that knows none (a smarthost) puts every domain in one
@@ -345,6 +353,7 @@ class Sender(Runner):
         async with self.slots:  # a free connection: the kill switch is checked right here
             if not self._allowed(info):
                 return None
+            SENDING_TENANT.set(info.tenant_slug)  # this send's own task: no reset needed
             result = await self.provider.send(
                 info.compiled.envelope_from(rcpt.delivery_id), rcpt.address, data
             )

@@ -154,7 +154,7 @@ def test_a_domain_that_says_slow_down_is_held_back_until_a_later_success(
     assert errors("backoff") - backoffs == 2
     assert elsewhere.outcome is Outcome.SENT  # other domains are not slowed
     assert [r.outcome for r in after] == [Outcome.SENT] * 2  # the window ended; success reset
-    assert "slow.example" not in provider.backoff
+    assert "default/slow.example" not in provider.backoff  # keyed by shaping key
     assert slow.handler.recipients() == ["x4@slow.example", "x5@slow.example"]
 
 
