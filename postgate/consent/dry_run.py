@@ -1,16 +1,18 @@
 """Before sending: how many recipients a ``campaign.v1`` message would reach, and how many
 the gate would block, per reason; for promotional SMS also how many would wait for their
-send window if sent now. Reads only; writes nothing."""
+send window if sent now; for promotional email From a warming domain, its ramp and when the
+campaign will have gone. Reads only; writes nothing."""
 
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, func, select
 
 from postgate.consent import audience
+from postgate.core import warmup
 from postgate.core.gate import GateCampaign, gate
 from postgate.core.message import CampaignV1, MessageError, SmsOptions
 from postgate.core.sms import quiet_hours
@@ -20,6 +22,7 @@ from postgate.settings import Settings
 from postgate.sms.estimate import estimate
 from postgate.store import tables as t
 from postgate.tenants import slugs as tenants
+from postgate.tenants import warmup as warmup_store
 
 
 def dry_run(
@@ -46,6 +49,11 @@ def dry_run(
                 t.tenant_profile.c.tenant_id == tenant_id
             )
         )
+        warming = (
+            warmup_store.for_from(conn, tenant_id, str(msg.sender.email))
+            if msg.channel == Channel.EMAIL and msg.kind == Kind.PROMOTIONAL and msg.sender
+            else None
+        )
         blocked: Counter[str] = Counter()
         sendable = 0
         numbers: list[str] = []
@@ -65,6 +73,11 @@ def dry_run(
         "blocked": dict(sorted(blocked.items())),
         "total": sendable + sum(blocked.values()),
     }
+    if warming is not None:
+        with engine.connect() as conn:
+            result["warmup"] = _projection(
+                conn, settings or Settings(), tenant_id, warming, sendable, now
+            )
     if msg.channel == Channel.SMS:
         s = settings or Settings()
         options = msg.sms or SmsOptions()
@@ -82,6 +95,27 @@ def dry_run(
         if msg.kind == Kind.PROMOTIONAL:
             result["sms"]["waiting_for_window"] = _waiting(numbers, now, own_windows, s)
     return result
+
+
+def _projection(
+    conn: Any,
+    settings: Settings,
+    tenant_id: int,
+    warming: warmup_store.Warming,
+    count: int,
+    now: datetime,
+) -> dict[str, Any]:
+    """The From domain's ramp and the day by which ``count`` messages will have gone if
+    every later day is clean: at worst, all of them to one provider group."""
+    shown = warmup_store.status(conn, settings, tenant_id, warming.domain, now)
+    schedule = warmup.parse_schedule(settings.warmup_schedule)
+    left = shown["cap_per_group_today"] - max(shown["sent_today"].values(), default=0)
+    days = warmup.days_to_send(schedule, warming.stage, max(left, 0), count)
+    return shown | {
+        "finished_by": warmup.day_of(now + timedelta(days=days)),
+        "days": days,
+        "assumes": "every recipient on one provider group (spread over several: sooner)",
+    }
 
 
 def _waiting(numbers: list[str], now: datetime, own: Any, settings: Settings) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from postgate.operator_page import feedback_view
 from postgate.operator_page.standing import Standing, attention, judge
 from postgate.settings import Settings
 from postgate.store import tables as t
-from postgate.tenants import reputation
+from postgate.tenants import reputation, warmup
 
 MAX_CAMPAIGNS, MAX_AUDIT = 50, 40
 tn, c, d, a = t.tenant.c, t.campaign.c, t.delivery.c, t.audit_log.c
@@ -65,6 +65,7 @@ class Overview:
     unverified: list[dict[str, Any]] = field(default_factory=list)  # last 24 h, by source
     reasons: list[feedback_view.ReasonCount] = field(default_factory=list)  # 24 h and 7 d
     recent: list[dict[str, Any]] = field(default_factory=list)  # the latest events
+    warming: list[dict[str, Any]] = field(default_factory=list)  # domains on a warm-up ramp
 
 
 def _audit_row(row: Any) -> dict[str, Any]:
@@ -146,4 +147,5 @@ def read(
         overview.unverified.extend(feedback_view.unverified(conn, now))
         overview.reasons.extend(feedback_view.by_reason(conn, now))
         overview.recent.extend(feedback_view.recent(conn))
+        overview.warming.extend(warmup.warming(conn, settings, now))
     return overview

@@ -42,6 +42,7 @@ import aiosmtplib
 
 from postgate.core.mta_sts import Policy
 from postgate.core.outcome import Outcome, SendResult
+from postgate.core.shaping import DEFAULT
 from postgate.observability.metrics import PROVIDER_ERRORS, SEND_SECONDS
 from postgate.providers import mta_sts as sts
 from postgate.providers import shaping_file
@@ -132,6 +133,15 @@ class MxProvider:
         self.idle.clear()
         await asyncio.gather(*(self._quit(c) for c in clients))
         await self.shaper.close()
+
+    async def group_of(self, domain: str) -> str:
+        """The provider group of a destination domain by its MX hosts (a warming domain's
+        caps are per group); one whose MX cannot be read now counts as the default group."""
+        try:
+            records = await self.routes.mx(domain)
+        except DnsFailure:
+            return DEFAULT
+        return self.shaper.place(domain, records).group
 
     async def send(self, envelope_from: str, recipient: str, data: bytes) -> SendResult:
         domain = recipient.rpartition("@")[2].strip().rstrip(".").lower()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from postgate.core import sender_domains as sd
 from postgate.core import warmup
@@ -209,3 +209,58 @@ def set_stage(
                 created_at=now,
             )
         )
+
+
+def warming(conn: Connection, settings: Settings, now: datetime) -> list[dict[str, Any]]:
+    """Every domain on its ramp, for the operator page: its stage, today's cap and use,
+    the rows its campaigns have waiting for a later day and when the last of them will
+    have gone if every later day is clean (at worst all on one provider group)."""
+    schedule = warmup.parse_schedule(settings.warmup_schedule)
+    tn, d, c = t.tenant.c, t.delivery.c, t.campaign.c
+    shown = []
+    for row in conn.execute(
+        select(sdc.id, sdc.tenant_id, sdc.domain, sdc.warmup_state, sdc.warmup_stage)
+        .add_columns(sdc.warmup_reason, tn.slug)
+        .join(t.tenant, tn.id == sdc.tenant_id)
+        .where(sdc.warmup_state != WarmupState.DONE, sdc.verified_at.is_not(None))
+        .order_by(tn.slug, sdc.domain)
+    ):
+        used = dict(
+            conn.execute(
+                select(wd.group, wd.sent).where(
+                    wd.sender_domain_id == row.id, wd.day == warmup.day_of(now)
+                )
+            ).all()
+        )
+        waiting = int(
+            conn.scalar(
+                select(func.count())
+                .select_from(t.delivery)
+                .join(t.campaign, c.id == d.campaign_id)
+                .where(
+                    c.tenant_id == row.tenant_id,
+                    d.state == "deferred",
+                    d.reason == "warmup_cap",
+                    c.from_email.like(f"%@{row.domain}") | c.from_email.like(f"%.{row.domain}"),
+                )
+            )
+            or 0
+        )
+        cap = warmup.cap(schedule, int(row.warmup_stage))
+        left = max(cap - max(used.values(), default=0), 0)
+        days = warmup.days_to_send(schedule, int(row.warmup_stage), left, waiting)
+        shown.append(
+            {
+                "tenant": row.slug,
+                "domain": row.domain,
+                "state": row.warmup_state,
+                "stage": int(row.warmup_stage) + 1,
+                "stages": len(schedule),
+                "cap": cap,
+                "sent_today": dict(used),
+                "waiting": waiting,
+                "finished_by": warmup.day_of(now + timedelta(days=days)) if waiting else "",
+                "reason": row.warmup_reason,
+            }
+        )
+    return shown

@@ -6,19 +6,27 @@ real sink and the complaint arrives as ARF at the real feedback listener."""
 
 from __future__ import annotations
 
+import html
+import json
+import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
+from postgate.consent.dry_run import dry_run
 from postgate.core.clock import utcnow
+from postgate.core.message import parse_campaign
+from postgate.http.auth import create_key
 from postgate.runtime.context import Context
 from postgate.settings import Settings
 from postgate.store import tables as t
 from postgate.workers.sweeper import sweep_once
+from tests.operator_page.test_sessions import login
 from tests.sms.test_send_window import Clock
 from tests.support import World
 from tests.workers.listening import deliver, listener
@@ -64,8 +72,15 @@ def test_a_fresh_domain_sends_its_daily_cap_holds_on_a_complaint_and_moves_on(
     bulk_audience(world, AUDIENCE - 1)  # and anna, whom the domain fixture added
     waiting = REGISTRY.get_sample_value("postgate_warmup_deferred_total", {"group": "all"}) or 0
 
+    ramp = world.message("ramp", **{"from": {"email": f"news@{brand}"}})
+    plan = dry_run(
+        world.ctx.engine, parse_campaign(json.dumps(ramp), 10**6), 100, clock(), world.ctx.settings
+    )["warmup"]
+    assert (plan["stage"], plan["cap_per_group_today"], plan["days"]) == (0, 60, 2)
+    assert plan["finished_by"] == (clock() + timedelta(days=2)).date().isoformat()
+
     # day 1: exactly the cap goes, the rest waits for the next UTC day
-    world.publish(world.message("ramp", **{"from": {"email": f"news@{brand}"}}))
+    world.publish(ramp)
     world.run(lambda: states(world, "ramp") == Counter(sent=60, deferred=140))
     assert len(world.sink.handler.received) == 60
     midnight = datetime.combine(clock().date() + timedelta(days=1), datetime.min.time(), UTC)
@@ -80,6 +95,15 @@ def test_a_fresh_domain_sends_its_daily_cap_holds_on_a_complaint_and_moves_on(
     shown = http.get(f"/v1/domains/{brand}/warmup").json()
     assert (shown["cap_per_group_today"], shown["sent_today"]) == (60, {"all": 60})
     assert shown["resets_at"] == midnight.isoformat()
+    ops = create_key(world.ctx.engine, "operator", "ops")
+    with httpx.Client(base_url=str(http.base_url), timeout=10) as page:
+        assert login(page, ops).status_code == 303
+        panels = page.get("/operator/panels").text
+    row = re.search(rf'<tr data-warming="{re.escape(brand)}">(.*?)</tr>', panels, re.S)
+    assert row, panels
+    cells = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", row.group(1))).split())
+    finish = (clock() + timedelta(days=2)).date().isoformat()  # 120 tomorrow, 240 after
+    assert cells == f"{world.tenant.slug} {brand} warming 1/3 60 all 60 140 {finish}", cells
 
     # one recipient complains: the next day's review holds the ramp at its stage
     first = world.sink.handler.received[0].recipients[0]
