@@ -17,6 +17,7 @@ from postgate.runtime.context import Context
 from postgate.settings import Settings
 from postgate.sinks.smtp import SmtpSink
 from postgate.store.db import migrate, normalise_url
+from tests.dns_server import LocalDns
 from tests.support import World, serve_api
 
 # postgate has no default SECRET_KEY and the api and workers refuse to start without one:
@@ -98,3 +99,16 @@ def api(settings: Settings) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     return Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture
+def dns_server() -> Iterator[LocalDns]:
+    """The tests' DNS server on 127.0.0.1 (TXT, MX, A records the test publishes)."""
+    server = LocalDns()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def dns(dns_server: LocalDns) -> LocalDns:
+    return dns_server

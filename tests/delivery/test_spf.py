@@ -4,7 +4,6 @@ server on 127.0.0.1 (dnspython over UDP, through the preflight's own look-up cla
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
 
 import pytest
 
@@ -15,13 +14,6 @@ from tests.dns_server import LocalDns
 
 PLATFORM = spf.IncludeTarget("_spf.postgate.example")
 IP = ipaddress.ip_address("203.0.113.7")
-
-
-@pytest.fixture
-def dns() -> Iterator[LocalDns]:
-    server = LocalDns()
-    yield server
-    server.close()
 
 
 @pytest.fixture

@@ -23,13 +23,6 @@ T = TypeVar("T")
 
 
 @pytest.fixture
-def dns() -> Iterator[LocalDns]:
-    server = LocalDns()
-    yield server
-    server.close()
-
-
-@pytest.fixture
 def servers() -> Iterator[Callable[..., MxServer]]:
     started: list[MxServer] = []
 

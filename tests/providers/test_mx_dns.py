@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Iterator
-
-import pytest
 
 from postgate.core.outcome import Outcome
 from postgate.providers.mx_dns import DnsFailure, MxRoutes
@@ -15,13 +12,6 @@ from postgate.providers.mx_policy import MxHost
 from postgate.settings import Settings
 from tests.dns_server import LocalDns
 from tests.providers.mx_servers import mx_settings, publish
-
-
-@pytest.fixture
-def dns() -> Iterator[LocalDns]:
-    server = LocalDns()
-    yield server
-    server.close()
 
 
 def test_answers_are_kept_for_their_ttl_within_the_floor_and_ceiling(dns: LocalDns) -> None:

@@ -57,13 +57,6 @@ needs_redis = pytest.mark.skipif(not redis_running(), reason="no Redis at 127.0.
 
 
 @pytest.fixture
-def dns() -> Iterator[LocalDns]:
-    server = LocalDns()
-    yield server
-    server.close()
-
-
-@pytest.fixture
 def google(dns: LocalDns) -> Iterator[CountingMx]:
     """One MX host answering for every Google MX name the three domains publish."""
     mx = CountingMx()

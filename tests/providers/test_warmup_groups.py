@@ -4,11 +4,8 @@ by its MX hosts (the tests' DNS server), and each group takes its own day's turn
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-
-import pytest
 
 from postgate.core.clock import utcnow
 from postgate.providers.mx import MxProvider
@@ -19,13 +16,6 @@ from tests.providers.mx_servers import publish
 from tests.providers.shaping_servers import CountingMx, shaping_file
 from tests.providers.test_shaping import GOOGLE_HOSTS, running, settings_for
 from tests.support import World
-
-
-@pytest.fixture
-def dns() -> Iterator[LocalDns]:
-    server = LocalDns()
-    yield server
-    server.close()
 
 
 def test_the_mx_provider_names_each_domains_group(dns: LocalDns, tmp_path: Path) -> None:

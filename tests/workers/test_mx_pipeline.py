@@ -25,13 +25,6 @@ from tests.support import World
 
 
 @pytest.fixture
-def dns_server() -> Iterator[LocalDns]:
-    server = LocalDns()
-    yield server
-    server.close()
-
-
-@pytest.fixture
 def north_south() -> Iterator[tuple[MxServer, MxServer]]:
     north, south = MxServer(), MxServer()
     yield north, south

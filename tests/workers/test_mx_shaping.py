@@ -32,13 +32,6 @@ from tests.workers.test_mx_pipeline import member
 
 
 @pytest.fixture
-def dns_server() -> Iterator[LocalDns]:
-    server = LocalDns()
-    yield server
-    server.close()
-
-
-@pytest.fixture
 def google(dns_server: LocalDns) -> Iterator[MxServer]:
     mx = MxServer()
     for domain, hosts in GOOGLE_HOSTS.items():

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-from collections.abc import Iterator
 
 import dkim
 import httpx
@@ -18,13 +17,6 @@ from postgate.settings import Settings
 from tests.dns_server import LocalDns
 from tests.support import World, serve_api
 from tests.workers.test_dead_letter import dead_letters
-
-
-@pytest.fixture
-def dns_server() -> Iterator[LocalDns]:
-    server = LocalDns()
-    yield server
-    server.close()
 
 
 @pytest.mark.parametrize("algorithm", ["rsa-sha256", "ed25519-sha256"])

@@ -110,7 +110,7 @@ def test_a_fresh_domain_sends_its_daily_cap_holds_on_a_complaint_and_moves_on(
     bounce = world.ctx.settings.bounce_domain
     assert deliver(listener, arf(sent_mail(world, first), bounce), f"fbl@{bounce}")[0] == 250
     clock.now = clock.now + timedelta(days=1, minutes=1)
-    assert sweep(world)["warmup_reviewed"] == 1
+    assert sweep(world)["warmup_reviewed"] >= 1  # other tests' domains may be due too
     held = http.get(f"/v1/domains/{brand}/warmup").json()
     assert (held["state"], held["stage"]) == ("held", 0), held
     assert held["reason"].startswith("held: complaint rate 1.67% over 0.10% on 60 sent")
@@ -119,7 +119,7 @@ def test_a_fresh_domain_sends_its_daily_cap_holds_on_a_complaint_and_moves_on(
 
     # a clean day moves it on: stage 1's cap covers what is left
     clock.now = clock.now + timedelta(days=1)
-    assert sweep(world)["warmup_reviewed"] == 1
+    assert sweep(world)["warmup_reviewed"] >= 1  # other tests' domains may be due too
     moved = http.get(f"/v1/domains/{brand}/warmup").json()
     assert (moved["state"], moved["stage"], moved["cap_per_group_today"]) == ("warming", 1, 120)
     world.run(lambda: world.campaign_state("ramp") == "finished")
