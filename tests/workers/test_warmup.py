@@ -85,9 +85,10 @@ def test_a_fresh_domain_sends_its_daily_cap_holds_on_a_complaint_and_moves_on(
     assert len(world.sink.handler.received) == 60
     midnight = datetime.combine(clock().date() + timedelta(days=1), datetime.min.time(), UTC)
     d = t.delivery.c
+    mine = (d.state == "deferred") & (d.tenant_id == world.tenant_id)
     with world.ctx.engine.connect() as conn:
-        due = set(conn.scalars(select(d.next_attempt_at).where(d.state == "deferred")))
-        reasons = set(conn.scalars(select(d.reason).where(d.state == "deferred")))
+        due = set(conn.scalars(select(d.next_attempt_at).where(mine)))
+        reasons = set(conn.scalars(select(d.reason).where(mine)))
     assert {w.replace(tzinfo=UTC) if w.tzinfo is None else w for w in due} == {midnight}
     assert reasons == {"warmup_cap"}
     seen = REGISTRY.get_sample_value("postgate_warmup_deferred_total", {"group": "all"})
