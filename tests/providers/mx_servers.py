@@ -5,6 +5,7 @@ DNS server (``tests/dns_server.py``) to publish their MX and A records in."""
 from __future__ import annotations
 
 import ssl
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +73,8 @@ def mx_settings(dns: LocalDns, ports: dict[str, int], **overrides: Any) -> Setti
         "dns_resolver": dns.address,
         "dns_timeout_s": 3,
         "helo_name": "out.postgate.test",
+        # each test's own shaping keys, when REDIS_URL shares one Redis between tests
+        "queue_prefix": f"t{uuid.uuid4().hex[:12]}",
     }
     return Settings(providers={"mx": mx | overrides}, **values)
 
