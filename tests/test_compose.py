@@ -22,22 +22,12 @@ def compose() -> dict[str, Any]:
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 
 
+POSTGATE = ("api", "planner", "sender", "sweeper", "feedback", "retention", "contacts", "events")
+
+
 def test_required_services_exist_with_healthchecks() -> None:
     services = compose()["services"]
-    for name in (
-        "postgres",
-        "redis",
-        "api",
-        "planner",
-        "sender",
-        "sweeper",
-        "feedback",
-        "retention",
-        "contacts",
-        "events",
-        "prometheus",
-        "grafana",
-    ):
+    for name in ("postgres", "redis", *POSTGATE, "prometheus", "grafana"):
         assert name in services, name
         check = services[name].get("healthcheck", {})
         assert check.get("test") and not check.get("disable"), name
@@ -67,16 +57,7 @@ def test_every_postgate_command_parses_and_settings_load() -> None:
 
 def test_workers_wait_for_migrations_and_the_broker() -> None:
     services = compose()["services"]
-    for name in (
-        "api",
-        "planner",
-        "sender",
-        "sweeper",
-        "feedback",
-        "retention",
-        "contacts",
-        "events",
-    ):
+    for name in POSTGATE:
         deps = services[name]["depends_on"]
         assert deps["migrate"]["condition"] == "service_completed_successfully"
         assert deps["redis"]["condition"] == "service_healthy"

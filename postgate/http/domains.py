@@ -24,6 +24,18 @@ class Claim(BaseModel):
     domain: Line = Field(min_length=1, max_length=253)
 
 
+def _run_preflight(request: Request, tenant: TenantUser, domain: str) -> dict[str, Any]:
+    assert tenant.tenant_id is not None
+    return domain_preflight.run(
+        request.app.state.engine,
+        request.app.state.settings,
+        tenant.tenant_id,
+        domain,
+        utcnow(),
+        tenant.tenant_slug or "",
+    )
+
+
 @router.post("", status_code=201)
 def claim(body: Claim, tenant: TenantUser, request: Request) -> dict[str, Any]:
     settings = request.app.state.settings
@@ -65,14 +77,7 @@ def verify(domain: str, tenant: TenantUser, request: Request) -> dict[str, Any]:
     answer = domain_store.describe(row) | {"dkim_published": dkim_ok}
     if row.verified_at is not None:  # a newly usable domain is judged at once
         try:
-            answer["preflight"] = domain_preflight.run(
-                request.app.state.engine,
-                request.app.state.settings,
-                tenant.tenant_id,
-                domain,
-                utcnow(),
-                tenant.tenant_slug or "",
-            )
+            answer["preflight"] = _run_preflight(request, tenant, domain)
         except DnsError as exc:
             answer["preflight"] = {"error": str(exc)}
     return answer
@@ -98,14 +103,7 @@ def run_preflight(domain: str, tenant: TenantUser, request: Request) -> dict[str
     """Run the preflight now (after publishing records) and store its result."""
     assert tenant.tenant_id is not None
     try:
-        return domain_preflight.run(
-            request.app.state.engine,
-            request.app.state.settings,
-            tenant.tenant_id,
-            domain,
-            utcnow(),
-            tenant.tenant_slug or "",
-        )
+        return _run_preflight(request, tenant, domain)
     except DomainError as exc:
         raise HTTPException(422, str(exc)) from None
     except LookupError as exc:
