@@ -134,6 +134,7 @@ def test_a_fresh_domain_sends_its_daily_cap_holds_on_a_complaint_and_moves_on(
                     t.audit_log.c.tenant_id == world.tenant_id,
                     t.audit_log.c.action == "warmup_reviewed",
                 )
+                .order_by(t.audit_log.c.id)
             )
         )
     assert [(a["stage"], a["state"]) for a in audits] == [(0, "held"), (1, "warming")]
