@@ -130,7 +130,8 @@ def test_a_fresh_domain_sends_its_daily_cap_holds_on_a_complaint_and_moves_on(
     with world.ctx.engine.connect() as conn:
         audits = list(
             conn.scalars(
-                select(t.audit_log.c.detail).where(
+                select(t.audit_log.c.detail)
+                .where(
                     t.audit_log.c.tenant_id == world.tenant_id,
                     t.audit_log.c.action == "warmup_reviewed",
                 )
