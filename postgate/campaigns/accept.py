@@ -94,6 +94,7 @@ def accept(
         "sms_max_parts": msg.sms.max_parts if msg.sms else None,
         "headers": msg.headers,
         "scheduled_at": msg.schedule_at,
+        "send_window": msg.send_window.model_dump() if msg.send_window else {},
         "state": state.value,
         "policy": verdict.as_json(),
         "created_at": now,

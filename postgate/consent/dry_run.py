@@ -1,7 +1,8 @@
 """Before sending: how many recipients a ``campaign.v1`` message would reach, and how many
 the gate would block, per reason; for promotional SMS also how many would wait for their
-send window if sent now; for promotional email From a warming domain, its ramp and when the
-campaign will have gone. Reads only; writes nothing."""
+send window if sent now; with a campaign send window, how many recipients are outside it
+now (by zone); for promotional email From a warming domain, its ramp and when the campaign
+will have gone. Reads only; writes nothing."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from postgate.consent import audience
 from postgate.core import warmup
 from postgate.core.gate import GateCampaign, gate
 from postgate.core.message import CampaignV1, MessageError, SmsOptions
+from postgate.core.send_window import SendWindow
 from postgate.core.sms import quiet_hours
 from postgate.core.sms.routing import parse_routes
 from postgate.core.states import Channel, Kind
@@ -57,14 +59,21 @@ def dry_run(
         blocked: Counter[str] = Counter()
         sendable = 0
         numbers: list[str] = []
+        reached: list[tuple[int, str | None]] = []  # (contact, address) when a window is set
         for recipients in audience.stream(conn, spec, page_size, now):
             for recipient, reason in gate(policy, recipients, now):
                 if reason is None:
                     sendable += 1
                     if msg.channel == Channel.SMS and recipient.address:
                         numbers.append(recipient.address)
+                    if msg.send_window is not None:
+                        reached.append((recipient.contact_id, recipient.address))
                 else:
                     blocked[reason.value] += 1
+        outside = None
+        if msg.send_window is not None:
+            window = SendWindow(quiet_hours.window(msg.send_window.hours), msg.send_window.zone)
+            outside = _outside(conn, window, reached, msg.channel == Channel.SMS, now)
     result: dict[str, Any] = {
         "tenant": msg.tenant,
         "campaign_id": msg.campaign_id,
@@ -73,6 +82,8 @@ def dry_run(
         "blocked": dict(sorted(blocked.items())),
         "total": sendable + sum(blocked.values()),
     }
+    if outside is not None:
+        result["send_window"] = outside
     if warming is not None:
         with engine.connect() as conn:
             result["warmup"] = _projection(
@@ -115,6 +126,36 @@ def _projection(
         "finished_by": warmup.day_of(now + timedelta(days=days)),
         "days": days,
         "assumes": "every recipient on one provider group (spread over several: sooner)",
+    }
+
+
+def _outside(
+    conn: Any,
+    window: SendWindow,
+    reached: list[tuple[int, str | None]],
+    sms: bool,
+    now: datetime,
+) -> dict[str, Any]:
+    """How many of the reached recipients are outside the campaign's send window at
+    ``now``, by the zone that decides it, and when the last of them opens."""
+    c = t.contact.c
+    waiting: Counter[str] = Counter()
+    last: datetime | None = None
+    for i in range(0, len(reached), 1000):
+        page = reached[i : i + 1000]
+        ids = [cid for cid, _ in page]
+        attrs = {i: a for i, a in conn.execute(select(c.id, c.attributes).where(c.id.in_(ids)))}
+        for contact_id, address in page:
+            own = attrs.get(contact_id) or {}
+            phone = address if sms else None
+            opens = window.opens(now, own, phone)
+            if opens is not None:
+                waiting[", ".join(window.zones(own, phone))] += 1
+                last = opens if last is None or opens > last else last
+    return window.as_json() | {
+        "waiting_now": sum(waiting.values()),
+        "by_zone": dict(sorted(waiting.items())),
+        "last_opens_at": last.isoformat() if last else None,
     }
 
 

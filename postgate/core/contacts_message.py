@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from postgate.core.message import parse_versioned
 from postgate.core.params import Line, Text
+from postgate.core.send_window import ZONE_ATTRIBUTE, known_zone
 
 SCHEMA_VERSION = "contacts.v1"
 MAX_CONTACTS = 1000
@@ -72,6 +73,9 @@ class ContactIn(BaseModel):
                 raise ValueError(f"attribute {key!r}: at most 1000 characters, no NUL")
             if "\x00" in key:
                 raise ValueError("attribute names may not contain NUL")
+        zone = (value or {}).get(ZONE_ATTRIBUTE)
+        if zone is not None and not (isinstance(zone, str) and known_zone(zone)):
+            raise ValueError(f"attribute {ZONE_ATTRIBUTE!r}: an IANA zone such as Europe/Budapest")
         return value
 
     @field_validator("last_activity_at")

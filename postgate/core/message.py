@@ -21,8 +21,10 @@ from pydantic import (
     model_validator,
 )
 
+from postgate.core import send_window
 from postgate.core.headers import validate
 from postgate.core.params import Line, Text
+from postgate.core.sms import quiet_hours
 from postgate.core.sms.addressing import sender_id
 from postgate.core.states import Channel, Kind
 
@@ -61,6 +63,20 @@ class SmsOptions(BaseModel):
         return self
 
 
+class SendWindowSpec(BaseModel):
+    """Deliver only between ``hours`` in each recipient's local time (``core/send_window``);
+    ``zone`` stands for recipients whose own zone is unknown."""
+
+    model_config = ConfigDict(extra="forbid")
+    hours: str = Field(max_length=20, description="HH:MM-HH:MM, e.g. 09:00-17:00")
+    zone: str = Field(default="Europe/Budapest", max_length=64, description="an IANA zone")
+
+    @model_validator(mode="after")
+    def _readable(self) -> SendWindowSpec:
+        send_window.SendWindow(quiet_hours.window(self.hours), send_window.check_zone(self.zone))
+        return self  # WindowError is a ValueError: a validation error
+
+
 class CampaignV1(BaseModel):
     """Schema of a campaign message. ``campaign_id`` is the idempotency key per tenant."""
 
@@ -77,6 +93,7 @@ class CampaignV1(BaseModel):
     sms: SmsOptions | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     schedule_at: datetime | None = None
+    send_window: SendWindowSpec | None = None
 
     @field_validator("headers")
     @classmethod

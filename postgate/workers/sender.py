@@ -23,6 +23,8 @@ from postgate.core.dkim_signing import Signer
 from postgate.core.message import MessageError
 from postgate.core.outcome import Outcome, SendResult
 from postgate.core.rendering import CampaignContent, CompiledCampaign
+from postgate.core.send_window import SendWindow, WindowError
+from postgate.core.sms import quiet_hours
 from postgate.core.states import Channel, Kind
 from postgate.observability.metrics import (
     BATCH_SECONDS,
@@ -43,7 +45,7 @@ from postgate.tenants import brand
 from postgate.tenants import domains as domain_store
 from postgate.tenants import sending as sending_blocks
 from postgate.tenants import warmup as warmup_store
-from postgate.workers import warmup_turns
+from postgate.workers import send_windows, warmup_turns
 from postgate.workers.outcomes import Outcomes
 from postgate.workers.sending_switch import SendingSwitch
 from postgate.workers.shaping_audit import ShapingAudit
@@ -67,6 +69,7 @@ class CampaignInfo:
     topic: str = ""
     tenant_name: str = ""
     warming: warmup_store.Warming | None = None  # its From domain is on a warm-up ramp
+    window: SendWindow | None = None  # deliver only within these hours, recipients' local time
 
 
 def _sign(signers: tuple[Signer, ...], datas: list[bytes]) -> list[bytes]:
@@ -220,6 +223,18 @@ class Sender(Runner):
         if not self._allowed(info) and await self._still_blocked(info):
             await self._hold(info, claimed)
             return
+        if info.window is not None:  # outside the hours where the recipient lives: later
+            claimed = await send_windows.split(
+                engine,
+                info.window,
+                claimed,
+                self.ctx.clock(),
+                info.tenant_slug,
+                campaign_id,
+                info.channel,
+            )
+            if not claimed:
+                return
         if info.warming is not None:  # promotional email From a domain on its ramp
             claimed = await warmup_turns.split(
                 engine,
@@ -422,6 +437,7 @@ class Sender(Runner):
                     c.headers,
                     c.topic,
                     tn.name,
+                    c.send_window,
                 )
                 .join(t.tenant, tn.id == c.tenant_id)
                 .where(c.id == campaign_id)
@@ -450,6 +466,7 @@ class Sender(Runner):
             headers,
             topic,
             tenant_name,
+            window_spec,
         ) = row
         s = self.ctx.settings
         compiled = CompiledCampaign(
@@ -483,4 +500,19 @@ class Sender(Runner):
             topic,
             tenant_name,
             warming,
+            self._window(slug, campaign_id, window_spec),
         )
+
+    def _window(self, tenant: str, campaign_id: int, spec: object) -> SendWindow | None:
+        try:
+            return SendWindow.parse(spec if isinstance(spec, dict) else None)
+        except (WindowError, KeyError) as exc:  # checked at acceptance; never send at night
+            log.error(
+                "tenant=%s campaign=%s has an unreadable send window (%s): %s in %s",
+                tenant,
+                campaign_id,
+                exc,
+                quiet_hours.DEFAULT,
+                self.ctx.settings.sms_send_window_zone,
+            )
+            return SendWindow(quiet_hours.DEFAULT, self.ctx.settings.sms_send_window_zone)

@@ -31,6 +31,8 @@ class Campaign(SQLModel, table=True):
     sms_max_parts: int | None = None
     headers: dict[str, str] = Field(default_factory=dict, sa_column=Column(Json))  # tenant's own
     scheduled_at: datetime | None = Field(default=None, sa_type=Timestamp)
+    # {"hours": "HH:MM-HH:MM", "zone": ...} in each recipient's local time; {}: any hour
+    send_window: dict[str, str] = Field(default_factory=dict, sa_column=Column(Json))
     state: str = "planning"  # CampaignState
     policy: dict[str, Any] = Field(default_factory=dict, sa_column=Column(Json))  # content verdict
     created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
