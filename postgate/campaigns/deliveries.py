@@ -37,6 +37,7 @@ class Claimed:
     created_at: datetime
     outcome_unknown: bool = False  # an earlier attempt may have been accepted already
     contact_id: int = 0
+    source: str | None = None  # the source address its connection is made from (MX_SOURCES)
 
 
 def claim(engine: Engine, ids: Sequence[int], now: datetime, lease_s: float) -> list[Claimed]:
@@ -140,7 +141,10 @@ def record(
     once, with the same Message-ID; if that one is unknown too, the row fails as
     ``outcome_unknown`` rather than risk sending a third copy.
     """
-    sent = [c.recipient.delivery_id for c, r in results if r.outcome is Outcome.SENT]
+    sent: dict[str | None, list[int]] = {}  # by source address
+    for c, r in results:
+        if r.outcome is Outcome.SENT:
+            sent.setdefault(c.source, []).append(c.recipient.delivery_id)
     failed: list[dict[str, Any]] = []
     deferred: list[dict[str, Any]] = []
     for claimed, result in results:
@@ -150,6 +154,7 @@ def record(
             "b_id": claimed.recipient.delivery_id,
             "b_code": result.code,
             "b_error": result.detail[:1000],
+            "b_source": claimed.source,
         }
         when = None
         if result.outcome is Outcome.DEFERRED and result.retry_after is not None:
@@ -173,10 +178,10 @@ def record(
             failed.append(row | {"b_reason": UNKNOWN if result.unknown else "retry_deadline"})
     guard = d.id == bindparam("b_id")
     with engine.begin() as conn:
-        if sent:
+        for source, ids in sent.items():
             conn.execute(
                 update(t.delivery)
-                .where(d.id.in_(sent), d.state == S.SENDING)
+                .where(d.id.in_(ids), d.state == S.SENDING)
                 .values(
                     state=S.SENT,
                     sent_at=now,
@@ -185,6 +190,7 @@ def record(
                     reason=None,
                     last_error=None,
                     updated_at=now,
+                    **({"source_ip": source} if source else {}),
                 )
             )
         if deferred:
@@ -211,6 +217,7 @@ def record(
                     reason=bindparam("b_reason"),
                     smtp_code=bindparam("b_code"),
                     last_error=bindparam("b_error"),
+                    source_ip=bindparam("b_source"),
                     lease_until=None,
                     updated_at=now,
                 ),

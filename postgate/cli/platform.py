@@ -227,6 +227,28 @@ def _list_name() -> Any:  # the api's model, imported when used
     return ListName
 
 
+def sources(args: argparse.Namespace, settings: Settings) -> int:
+    """The source addresses (MX_SOURCES) and their warm-up; with --stage or --done on one
+    address, change it first (audited)."""
+    from postgate.core.clock import utcnow
+    from postgate.platform import source_warmup
+
+    engine = _engine(settings)
+    if args.stage is not None or args.done:
+        if not args.address:
+            raise ValueError("--stage and --done need the address")
+        if args.stage is not None and args.stage < 0:
+            raise ValueError("--stage is 0 or more")
+        stage = None if args.done else args.stage
+        _call(source_warmup.set_stage, engine, args.address, stage, ACTOR, utcnow())
+    with engine.connect() as conn:
+        shown = source_warmup.status(conn, settings, utcnow())
+    for row in shown:
+        if not args.address or row["address"] == args.address:
+            _print(row)
+    return 0
+
+
 def _profile_options(p: argparse.ArgumentParser, creating: bool) -> None:
     p.add_argument("--legal-name", required=creating, help="the company's legal name")
     p.add_argument(
@@ -309,6 +331,15 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     show = ts.add_parser("show", help="one tenant as JSON")
     show.add_argument("slug", help="the tenant's slug")
     show.set_defaults(fn=tenants_show)
+
+    src = sub.add_parser(
+        "sources", help="the source addresses of direct-to-MX (MX_SOURCES) and their warm-up"
+    )
+    src.add_argument("address", nargs="?", default="", help="one address (default: all)")
+    ramp = src.add_mutually_exclusive_group()
+    ramp.add_argument("--stage", type=int, help="put the address at this stage of WARMUP_SCHEDULE")
+    ramp.add_argument("--done", action="store_true", help="declare the address warm (no caps)")
+    src.set_defaults(fn=sources)
 
     lists = sub.add_parser("lists", help="a tenant's mailing lists (create, rename, delete, list)")
     ls = lists.add_subparsers(dest="action", required=True)

@@ -3,6 +3,8 @@
 - ``GET /v1/operator/shaping``  the shaping file's provider groups and their limits, and
   the automations in force (slowed or suspended groups, tenants suspended on a group),
   each with the rule that set it and when it lapses
+- ``GET /v1/operator/sources``  the source addresses (``MX_SOURCES``) senders have
+  enrolled: each one's warm-up state and stage, today's cap per provider group and use
 
 The automations are read from the senders' shared state in Redis (``REDIS_URL``); without
 Redis each sender keeps its own and this lists none (``shared`` false): the audit log has
@@ -11,12 +13,15 @@ every one of them either way.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 
+from postgate.core.clock import utcnow
 from postgate.http.auth import Operator
+from postgate.platform import source_warmup
 from postgate.providers import shaping_file
 from postgate.providers.shaper import throttle_for
 from postgate.providers.throttle import Unavailable
@@ -67,3 +72,14 @@ async def shaping(request: Request, operator: Operator) -> dict[str, Any]:
         },
         "actions": actions,
     }
+
+
+@router.get("/sources")
+async def sources(request: Request, operator: Operator) -> dict[str, Any]:
+    settings, engine = request.app.state.settings, request.app.state.engine
+
+    def read() -> list[dict[str, Any]]:
+        with engine.connect() as conn:
+            return source_warmup.status(conn, settings, utcnow())
+
+    return {"sources": await asyncio.to_thread(read)}

@@ -21,6 +21,9 @@ destination host and shaping key.
   domain's shaping key (``mx_policy.throttled``): until it ends its sends are deferred at
   once without connecting, by this sender and (a shared ``suspend``, rule ``backoff``) by
   every other; here a success closes it, and the repeats that double it are counted.
+- ``MX_SOURCES``: each connection is bound to the source address the sender gave the
+  message (``SENDING_SOURCE``; ``workers/source_turns.py`` assigns them, ramping up the
+  warming ones); idle pools and hosts marked down are per source address.
 - Replies map like the smarthost's (2xx sent, 4xx deferred, 5xx failed); the MAIL/RCPT/
   DATA transaction itself is ``SmtpPool``'s. A domain that does not exist or publishes a
   null MX fails with a 5.1.2 / 5.1.10 status, which the bounce classifier calls hard.
@@ -46,7 +49,7 @@ from postgate.core.shaping import DEFAULT
 from postgate.observability.metrics import PROVIDER_ERRORS, SEND_SECONDS
 from postgate.providers import mta_sts as sts
 from postgate.providers import shaping_file
-from postgate.providers.base import SENDING_TENANT
+from postgate.providers.base import SENDING_SOURCE, SENDING_TENANT
 from postgate.providers.handoff import Handoff
 from postgate.providers.mx_dns import DnsFailure, MxRoutes
 from postgate.providers.mx_policy import Backoff, held_back, is_throttle, order_hosts, throttled
@@ -75,6 +78,7 @@ class Destination(NamedTuple):
     host: str  # the MX name (TLS server name)
     address: str
     port: int
+    source: str = ""  # the local address connections are made from ("": any)
 
 
 class Pool(NamedTuple):
@@ -133,6 +137,11 @@ class MxProvider:
         self.idle.clear()
         await asyncio.gather(*(self._quit(c) for c in clients))
         await self.shaper.close()
+
+    @property
+    def sources(self) -> list[tuple[str, bool]]:
+        """``MX_SOURCES`` as (address, warm up?): the addresses the sender assigns."""
+        return [(s.address, s.warmup) for s in self.own.sources]
 
     async def group_of(self, domain: str) -> str:
         """The provider group of a destination domain by its MX hosts (a warming domain's
@@ -223,6 +232,7 @@ class MxProvider:
         policy = await self.sts.policy(domain)
         if not (hosts := sts.allowed_hosts(policy, domain, hosts)):
             return SendResult(Outcome.DEFERRED, None, f"MTA-STS: no MX of {domain} in its policy")
+        source = SENDING_SOURCE.get()
         for host in hosts:
             try:
                 addresses = await self.routes.addresses(host)
@@ -235,7 +245,7 @@ class MxProvider:
                 )
             for address in addresses:
                 port = self.own.port_overrides.get(host, self.own.port)
-                dest = Destination(host, address, port)
+                dest = Destination(host, address, port, source)
                 if self.down.get(dest, 0) > time.monotonic():
                     last = SendResult(Outcome.DEFERRED, None, f"{host} [{address}] is down")
                     continue
@@ -427,6 +437,7 @@ class MxProvider:
             start_tls=False,
             timeout=self.own.timeout_s,
             local_hostname=self.settings.helo_name,
+            source_address=(dest.source, 0) if dest.source else None,
         )
 
     async def _reap(self) -> None:

@@ -10,6 +10,7 @@ and cached like an answer. Timeouts and server failures are temporary and not ca
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import time
 from collections.abc import Awaitable, Callable
 from typing import ClassVar, TypeVar
@@ -18,7 +19,7 @@ import dns.asyncresolver
 import dns.exception
 import dns.name
 import dns.resolver
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from postgate.core.outcome import Outcome, SendResult
@@ -56,10 +57,29 @@ def async_resolver(settings: Settings) -> dns.asyncresolver.Resolver:
     return res
 
 
+class SourceSpec(BaseModel):
+    """One source address of ``MX_SOURCES``: connections are bound to it; ``warmup``: it
+    starts on a ramp the first time a sender sees it (``platform/source_warmup.py``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    address: str
+    warmup: bool = False
+
+    @field_validator("address")
+    @classmethod
+    def _an_address(cls, value: str) -> str:
+        try:
+            return str(ipaddress.ip_address(value.strip()))
+        except ValueError:
+            raise ValueError(f"MX_SOURCES: {value!r} is not an IP address") from None
+
+
 class MxSettings(ProviderSettings):
     """Direct-to-MX: ``MX_PORT``, ``MX_PORT_OVERRIDES`` (JSON, MX host -> port; tests),
     ``MX_CONNECTIONS_PER_DOMAIN``, ``MX_TIMEOUT_S``, ``MX_IDLE_S``, ``MX_DNS_TTL_MIN_S``,
-    ``MX_DNS_TTL_MAX_S``, ``MX_HOST_DOWN_S``, ``MX_BACKOFF_BASE_S``, ``MX_BACKOFF_MAX_S``."""
+    ``MX_DNS_TTL_MAX_S``, ``MX_HOST_DOWN_S``, ``MX_BACKOFF_BASE_S``, ``MX_BACKOFF_MAX_S``,
+    ``MX_SOURCES`` (JSON, ``[{"address": "192.0.2.10", "warmup": true}, ...]``: the local
+    addresses to send from; empty, the system's choice)."""
 
     model_config = SettingsConfigDict(env_prefix="MX_", env_file=None, extra="ignore")
     name: ClassVar[str] = "mx"
@@ -73,6 +93,14 @@ class MxSettings(ProviderSettings):
     host_down_s: float = 60.0  # an MX host that refused a connection is skipped this long
     backoff_base_s: float = 60.0  # after a 421 / 4.7.x the domain is deferred this long,
     backoff_max_s: float = 1800.0  # doubling on each repeat up to this; a success resets
+    sources: list[SourceSpec] = Field(default_factory=list)
+
+    @field_validator("sources")
+    @classmethod
+    def _distinct(cls, value: list[SourceSpec]) -> list[SourceSpec]:
+        if len({s.address for s in value}) != len(value):
+            raise ValueError("MX_SOURCES names an address twice")
+        return value
 
 
 class MxRoutes:

@@ -20,6 +20,7 @@ class Received:
     envelope_from: str
     recipients: list[str]
     data: bytes
+    peer: str = ""  # the client's address (which source address it came from)
 
 
 @dataclass
@@ -82,6 +83,7 @@ class SinkHandler:
                     envelope.mail_from,
                     list(envelope.rcpt_tos),
                     envelope.original_content or envelope.content,
+                    session.peer[0] if session.peer else "",
                 )
             )
         return "250 2.0.0 OK queued"

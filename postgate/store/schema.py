@@ -14,7 +14,13 @@ from postgate.store.models.consent import (
     SignupForm,
     Suppression,
 )
-from postgate.store.models.domains import DomainPreflight, SenderDomain, WarmupDay
+from postgate.store.models.domains import (
+    DomainPreflight,
+    SenderDomain,
+    SourceAddress,
+    SourceDay,
+    WarmupDay,
+)
 from postgate.store.models.events import EventOutbox, WebhookDeadLetter, WebhookEndpoint
 from postgate.store.models.feedback import FeedbackEvent
 from postgate.store.models.operator import OperatorSession
@@ -47,6 +53,8 @@ __all__ = [
     "SendingBlock",
     "SignupForm",
     "SmsPart",
+    "SourceAddress",
+    "SourceDay",
     "Suppression",
     "Tenant",
     "TenantBrand",

@@ -22,8 +22,8 @@ from postgate.core.clock import aware
 from postgate.core.warmup import WarmupState
 from postgate.observability.metrics import WARMUP_REVIEWS, WARMUP_WAITING
 from postgate.settings import Settings
+from postgate.store import day_counts
 from postgate.store import tables as t
-from postgate.store.dialect import insert_ignore
 from postgate.tenants import reputation
 
 log = logging.getLogger("postgate.warmup")
@@ -61,19 +61,8 @@ def for_from(conn: Connection, tenant_id: int, from_email: str) -> Warming | Non
 
 def take(engine: Engine, domain_id: int, group: str, now: datetime, want: int, cap: int) -> int:
     """Take up to ``want`` of today's turns of ``group``; how many were granted."""
-    day = warmup.day_of(now)
-    key = (wd.sender_domain_id == domain_id) & (wd.group == group) & (wd.day == day)
-    with engine.begin() as conn:
-        insert_ignore(
-            conn,
-            t.warmup_day,
-            [{"sender_domain_id": domain_id, "group": group, "day": day, "sent": 0}],
-            ("sender_domain_id", "group", "day"),
-        )
-        used = conn.scalar(select(wd.sent).where(key).with_for_update()) or 0
-        granted = max(0, min(want, cap - int(used)))
-        if granted:
-            conn.execute(update(t.warmup_day).where(key).values(sent=wd.sent + granted))
+    key = {"sender_domain_id": domain_id, "group": group, "day": warmup.day_of(now)}
+    granted = day_counts.take(engine, t.warmup_day, key, want, cap)
     if granted < want:
         WARMUP_WAITING.labels(group).inc(want - granted)
     return granted

@@ -35,7 +35,7 @@ from postgate.observability.metrics import (
     reason_label,
 )
 from postgate.providers import registry
-from postgate.providers.base import SENDING_TENANT, EmailProvider
+from postgate.providers.base import SENDING_SOURCE, SENDING_TENANT, EmailProvider
 from postgate.providers.shaper import Shaper
 from postgate.providers.smtp import SmtpSettings
 from postgate.runtime.context import Context
@@ -50,6 +50,7 @@ from postgate.workers.outcomes import Outcomes
 from postgate.workers.sending_switch import SendingSwitch
 from postgate.workers.shaping_audit import ShapingAudit
 from postgate.workers.sms_dispatch import SmsDispatch
+from postgate.workers.source_turns import SourcePlan
 
 log = logging.getLogger("postgate.sender")
 STATE_TTL_S = 1.0
@@ -128,6 +129,9 @@ class Sender(Runner):
             self.provider, "group_of", warmup_turns.no_groups
         )
         self.slots = asyncio.Semaphore(ctx.settings.provider(SmtpSettings).connections)
+        # MX_SOURCES: the source address of each email, the warming ones on their ramp
+        configured: list[tuple[str, bool]] = getattr(self.provider, "sources", [])
+        self.sources = SourcePlan(ctx.engine, ctx.settings, configured) if configured else None
         self.sms: SmsDispatch | None = None  # started on the first SMS batch
         self.signing = ThreadPoolExecutor(
             ctx.settings.dkim_threads or os.cpu_count() or 1, thread_name_prefix="dkim"
@@ -136,6 +140,8 @@ class Sender(Runner):
     async def setup(self) -> None:
         await self.switch.start()
         await self.provider.start()
+        if self.sources is not None:
+            await self.sources.start(self.ctx.clock())
 
     async def teardown(self) -> None:
         await self.provider.close()
@@ -252,6 +258,12 @@ class Sender(Runner):
             await self.sms.dispose(campaign_id, claimed, context)
             BATCH_SECONDS.observe(time.perf_counter() - started)
             return
+        if self.sources is not None:
+            claimed = await self.sources.assign(
+                claimed, info.kind, self.group_of, self.ctx.clock(), info.tenant_slug
+            )
+            if not claimed:
+                return
         date = formatdate(usegmt=True)
 
         async def write(done: list[tuple[store.Claimed, SendResult]]) -> None:
@@ -369,6 +381,7 @@ class Sender(Runner):
             if not self._allowed(info):
                 return None
             SENDING_TENANT.set(info.tenant_slug)  # this send's own task: no reset needed
+            SENDING_SOURCE.set(claimed.source or "")
             result = await self.provider.send(
                 info.compiled.envelope_from(rcpt.delivery_id), rcpt.address, data
             )

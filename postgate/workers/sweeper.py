@@ -27,6 +27,7 @@ from postgate.campaigns import canary
 from postgate.core.clock import utcnow
 from postgate.core.states import SENDABLE_CAMPAIGN, CampaignState
 from postgate.core.states import DeliveryState as S
+from postgate.platform import source_warmup
 from postgate.runtime.announce import announce
 from postgate.runtime.broker import Broker
 from postgate.runtime.context import Context
@@ -125,6 +126,7 @@ def sweep_once(engine: Engine, broker: Broker, settings: Settings, now: datetime
             .values(state=S.CANCELLED, reason="campaign_cancelled", updated_at=now)
         ).rowcount
     done["warmup_reviewed"] = len(warmup.review_due(engine, settings, now))
+    done["source_warmup_reviewed"] = len(source_warmup.review_due(engine, settings, now))
     publish = publisher(broker, settings.batch_size)
     done["canary"] = len(canary.review(engine, publish, settings, now))
     done["released"] = _republish(broker, settings, _release_late_holds(engine, now))

@@ -54,6 +54,7 @@ class Delivery(SQLModel, table=True):
         Index("ix_delivery_state_updated", "state", "updated_at"),
         Index("ix_delivery_tenant_contact", "tenant_id", "contact_id"),
         Index("ix_delivery_tenant_sent", "tenant_id", "sent_at"),  # breaker windows
+        Index("ix_delivery_source_sent", "source_ip", "sent_at"),  # source warm-up reviews
     )
     id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
     tenant_id: int = Field(foreign_key="tenant.id")
@@ -72,6 +73,7 @@ class Delivery(SQLModel, table=True):
     sent_at: datetime | None = Field(default=None, sa_type=Timestamp)
     complained_at: datetime | None = Field(default=None, sa_type=Timestamp)
     provider: str | None = None  # the gateway that took an SMS
+    source_ip: str | None = None  # the source address of an MX connection (MX_SOURCES)
     segments: int | None = None
     dlr_status: str | None = None  # the delivery report's normalised status
     delivered_at: datetime | None = Field(default=None, sa_type=Timestamp)

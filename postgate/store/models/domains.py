@@ -68,3 +68,28 @@ class WarmupDay(SQLModel, table=True):
     group: str = Field(primary_key=True)
     day: str = Field(primary_key=True)  # YYYY-MM-DD
     sent: int = 0
+
+
+class SourceAddress(SQLModel, table=True):
+    """A source IP address direct-to-MX connections are made from (``MX_SOURCES``). One
+    configured with ``warmup`` starts on a ramp the first time a sender sees it (the same
+    schedule as domains, ``core/warmup.py``); "done": no cap."""
+
+    __tablename__ = "source_address"
+    address: str = Field(primary_key=True)
+    warmup_state: str = "done"
+    warmup_stage: int = 0
+    warmup_reason: str = ""
+    warmup_reviewed_at: datetime | None = Field(default=None, sa_type=Timestamp)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+
+
+class SourceDay(SQLModel, table=True):
+    """Messages a warming source address sent (or took turns for) to one provider group
+    on one UTC day, shared by every sender."""
+
+    __tablename__ = "source_day"
+    address: str = Field(foreign_key="source_address.address", primary_key=True)
+    group: str = Field(primary_key=True)
+    day: str = Field(primary_key=True)  # YYYY-MM-DD
+    sent: int = 0
