@@ -18,9 +18,11 @@ destination host and shaping key.
   MTA-STS policy (``mta_sts``) gets only the MX hosts it names and a checked certificate
   under ``enforce`` (else the send is deferred), and a report under ``testing``.
 - A 421 or 4.7.x reply that no shaping rule matches opens a backoff window for the
-  domain's shaping key (``mx_policy.throttled``): until it ends its sends are deferred at
+  domain's shaping key (``mx_policy.window``): until it ends its sends are deferred at
   once without connecting, by this sender and (a shared ``suspend``, rule ``backoff``) by
-  every other; here a success closes it, and the repeats that double it are counted.
+  every other. The strikes that double it are counted for every sender too
+  (``Throttle.strike``): a sender throttled after another's window has passed gets twice
+  that window; a success of a sender that was throttled starts them over.
 - ``MX_SOURCES``: each connection is bound to the source address the sender gave the
   message (``SENDING_SOURCE``; ``workers/source_turns.py`` assigns them, ramping up the
   warming ones); idle pools and hosts marked down are per source address.
@@ -52,7 +54,14 @@ from postgate.providers import shaping_file
 from postgate.providers.base import SENDING_SOURCE, SENDING_TENANT
 from postgate.providers.handoff import Handoff
 from postgate.providers.mx_dns import DnsFailure, MxRoutes
-from postgate.providers.mx_policy import Backoff, held_back, is_throttle, order_hosts, throttled
+from postgate.providers.mx_policy import (
+    Backoff,
+    held_back,
+    is_throttle,
+    order_hosts,
+    throttled,
+    window,
+)
 from postgate.providers.shaper import Pacing, Place, Shaper, throttle_for
 from postgate.providers.smtp import SmtpPool
 from postgate.providers.throttle import Throttle, Unavailable
@@ -200,24 +209,35 @@ class MxProvider:
         if await self.shaper.learn(place, tenant, result):
             return  # the shaping rule's action stands for the generic backoff
         domain = place.key
+        previous = self.backoff.get(domain)
         if is_throttle(result.code, result.detail):
-            previous = self.backoff.get(domain)
-            state = throttled(
-                previous, time.monotonic(), self.own.backoff_base_s, self.own.backoff_max_s
+            now = time.monotonic()
+            if previous is not None and now < previous.until:
+                return  # a reply to a send already in flight when the window opened
+            # the strikes of every sender: a window doubles whoever was throttled before
+            shared = await self.shaper.strike(place, 2 * self.own.backoff_max_s)
+            if shared == 0:  # another sender's window is open: not a new strike
+                return
+            base, ceiling = self.own.backoff_base_s, self.own.backoff_max_s
+            state = (
+                throttled(previous, now, base, ceiling)  # unshared: this sender's own count
+                if shared is None
+                else window(shared, now, base, ceiling)
             )
-            if state is not previous:
-                PROVIDER_ERRORS.labels("email", self.name, "throttled").inc()
-                log.warning(
-                    "%s throttles (%s %s): deferring its mail for %.0fs",
-                    domain,
-                    result.code,
-                    result.detail,
-                    state.until - time.monotonic(),
-                )
-                await self.shaper.hold(place, state.until - time.monotonic())
+            PROVIDER_ERRORS.labels("email", self.name, "throttled").inc()
+            log.warning(
+                "%s throttles (%s %s): deferring its mail for %.0fs (strike %d)",
+                domain,
+                result.code,
+                result.detail,
+                state.until - now,
+                state.strikes,
+            )
+            await self.shaper.hold(place, state.until - now)
             self.backoff[domain] = state
-        elif result.outcome is Outcome.SENT:
-            self.backoff.pop(domain, None)
+        elif result.outcome is Outcome.SENT and previous is not None:
+            del self.backoff[domain]
+            await self.shaper.forgive(place)
 
     async def _deliver(
         self,

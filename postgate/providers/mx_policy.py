@@ -56,14 +56,19 @@ class Backoff:
     strikes: int  # throttling replies in a row (successes reset it)
 
 
+def window(strikes: int, now: float, base: float, ceiling: float) -> Backoff:
+    """The window after the ``strikes``-th throttling reply in a row: ``base`` seconds,
+    doubled for each strike before it, at most ``ceiling``."""
+    return Backoff(now + min(ceiling, base * 2 ** min(strikes - 1, 30)), strikes)
+
+
 def throttled(previous: Backoff | None, now: float, base: float, ceiling: float) -> Backoff:
-    """The window after a throttling reply: ``base`` seconds, doubled for each strike in a
-    row, at most ``ceiling``. Replies to sends that were already in flight when the window
-    opened do not count as new strikes."""
+    """The window after a throttling reply, by this sender's own strikes. Replies to
+    sends that were already in flight when the window opened do not count as new
+    strikes."""
     if previous is not None and now < previous.until:
         return previous
-    strikes = previous.strikes + 1 if previous is not None else 1
-    return Backoff(now + min(ceiling, base * 2 ** min(strikes - 1, 30)), strikes)
+    return window(previous.strikes + 1 if previous is not None else 1, now, base, ceiling)
 
 
 def held_back(state: Backoff | None, now: float) -> float:

@@ -266,6 +266,21 @@ class Shaper:
         if started:
             SHAPING_ACTIONS.labels(place.group, BACKOFF, Action.SUSPEND.value).inc()
 
+    async def strike(self, place: Place, forget_s: float) -> int | None:
+        """The key's strikes in a row counted for every sender (``Throttle.strike``: 0 when
+        a suspension is in force already); None when the shared state is unreachable."""
+        try:
+            return await self.throttle.strike(place.key, forget_s)
+        except Unavailable as exc:
+            log.error("strikes of %s not shared: %s", place.key, exc)
+            return None
+
+    async def forgive(self, place: Place) -> None:
+        try:
+            await self.throttle.forgive(place.key)
+        except Unavailable as exc:
+            log.error("strikes of %s not reset: %s", place.key, exc)
+
     async def active(self) -> list[ActiveAction]:
         return await self.throttle.active()
 

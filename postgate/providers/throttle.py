@@ -54,6 +54,17 @@ class Throttle(Protocol):
 
     async def active(self) -> list[ActiveAction]: ...
 
+    async def strike(self, key: str, forget_s: float) -> int:
+        """One more throttling reply for ``key`` that no rule matched, counted for every
+        sender: the strikes in a row with this one, or 0 when a suspension of the key is
+        in force already (a reply to a send made before it began: not a new strike). The
+        count lapses ``forget_s`` after the last strike."""
+        ...
+
+    async def forgive(self, key: str) -> None:
+        """A success after throttling: the strikes of ``key`` start over."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -75,6 +86,7 @@ class LocalThrottle:
         self.leases: dict[str, dict[str, float]] = {}  # key -> lease -> expires
         self.waiters: dict[str, dict[str, float]] = {}  # key -> sender -> waits until
         self.actions: dict[tuple[str, str, str], ActiveAction] = {}
+        self.strikes: dict[str, tuple[int, float]] = {}  # key -> (strikes, forgotten at)
 
     def _in_force(self, key: str, action: Action, tenant: str = "") -> ActiveAction | None:
         found = self.actions.get((key, action.value, tenant))
@@ -149,6 +161,18 @@ class LocalThrottle:
         now = self.clock()
         self.actions = {k: a for k, a in self.actions.items() if a.until > now}
         return sorted(self.actions.values(), key=lambda a: (a.key, a.action, a.tenant))
+
+    async def strike(self, key: str, forget_s: float) -> int:
+        now = self.clock()
+        if self._in_force(key, Action.SUSPEND) is not None:
+            return 0
+        count, lapses = self.strikes.get(key, (0, 0.0))
+        count = count + 1 if lapses > now else 1
+        self.strikes[key] = (count, now + forget_s)
+        return count
+
+    async def forgive(self, key: str) -> None:
+        self.strikes.pop(key, None)
 
     async def close(self) -> None:
         return None

@@ -6,7 +6,9 @@ lapse after ``lease_s`` unless renewed, an automation when its time is up.
 Keys (``<QUEUE_PREFIX>:shaping:`` first): ``tat:<key>`` and ``tat:<key>|<tenant>``
 (the buckets), ``lease:<key>`` (a sorted set of leases by expiry), ``waiters:<key>``
 (senders refused a lease, by when they stop waiting), ``act:<key>:<action>``
-and ``act:<key>:suspend_tenant:<tenant>`` (an automation; its value names the rule).
+and ``act:<key>:suspend_tenant:<tenant>`` (an automation; its value names the rule),
+``strikes:<key>`` (throttling replies in a row that no rule matched: the generic
+backoff doubles by it for every sender).
 
 Any Redis error raises :class:`Unavailable`: the send is deferred, never sent unshaped.
 """
@@ -108,6 +110,12 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ms) then return 1 end
 return 0
 """
 )
+STRIKE = """
+if redis.call('PTTL', KEYS[2]) > 0 then return 0 end
+local n = redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[1]) * 1000))
+return n
+"""
 ACTIVE = (
     NOW
     + """
@@ -151,6 +159,7 @@ class RedisThrottle:
                 ("wanted", WANTED),
                 ("act", ACT),
                 ("active", ACTIVE),
+                ("strike", STRIKE),
             )
         }
 
@@ -234,6 +243,14 @@ class RedisThrottle:
                 )
             )
         return sorted(actions, key=lambda a: (a.key, a.action, a.tenant))
+
+    async def strike(self, key: str, forget_s: float) -> int:
+        keys = [f"{self.prefix}strikes:{key}", self._act_key(key, Action.SUSPEND)]
+        found = await self._run(lambda: self.scripts["strike"](keys=keys, args=[str(forget_s)]))
+        return int(found)
+
+    async def forgive(self, key: str) -> None:
+        await self._run(lambda: self.client.delete(f"{self.prefix}strikes:{key}"))
 
     async def close(self) -> None:
         await self.client.aclose()

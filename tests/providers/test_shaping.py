@@ -381,6 +381,60 @@ def test_a_421_no_rule_matches_holds_the_domain_back_for_every_sender(
     ]
 
 
+@pytest.mark.parametrize("store", ["local", pytest.param("redis", marks=needs_redis)])
+def test_the_backoff_doubles_by_every_senders_strikes_and_a_success_starts_it_over(
+    dns: LocalDns, tmp_path: Path, store: str
+) -> None:
+    mx = CountingMx()
+    publish(dns, "slow.example", (10, "mx.slow.example"))
+    limited = "451 4.7.1 Rate limited, please retry later"
+    mx.handler.script("x1@slow.example", limited)
+    mx.handler.script("x2@slow.example", limited, limited)
+    settings = mx_settings(
+        dns, {"mx.slow.example": mx.port}, backoff_base_s=1.0, backoff_max_s=30
+    ).model_copy(update={"shaping_file": str(shaping_file(tmp_path, ""))})
+    shared = LocalThrottle()
+    prefix = f"shaping-test-{uuid.uuid4().hex}"
+    one, two = (
+        MxProvider(
+            settings,
+            throttle=shared if store == "local" else RedisThrottle(REDIS, prefix),
+        )
+        for _ in range(2)
+    )
+    key = "default/slow.example"
+
+    async def suspended_for(provider: MxProvider) -> float:
+        held = [a for a in await provider.shaper.active() if a.key == key]
+        return held[0].until - time.time() if held else 0.0
+
+    async def work() -> list[Any]:
+        seen: list[Any] = []
+        first = await one.send(FROM, "x1@slow.example", MESSAGE)  # strike 1: 1 s
+        seen.append((first.code, one.backoff[key].strikes, await suspended_for(two)))
+        await asyncio.sleep(1.1)  # the window has passed
+        second = await two.send(FROM, "x2@slow.example", MESSAGE)  # strike 2, by the other
+        seen.append((second.code, two.backoff[key].strikes, await suspended_for(one)))
+        await asyncio.sleep(2.1)
+        fine = await one.send(FROM, "ok@slow.example", MESSAGE)  # a success: starts over
+        seen.append((fine.outcome, key in one.backoff))
+        third = await two.send(FROM, "x2@slow.example", MESSAGE)  # strike 1 again
+        seen.append((third.code, two.backoff[key].strikes, await suspended_for(one)))
+        return seen
+
+    try:
+        seen = asyncio.run(running([one, two], work))
+    finally:
+        mx.stop()
+
+    (c1, s1, w1), (c2, s2, w2), (ok, kept), (c3, s3, w3) = seen
+    assert (c1, s1, c2, s2, c3, s3) == (451, 1, 451, 2, 451, 1)
+    assert 0.5 < w1 <= 1.0  # the first window, as every sender sees it
+    assert 1.5 < w2 <= 2.0  # twice as long though this sender had never been throttled
+    assert (ok, kept) == (Outcome.SENT, False)
+    assert 0.5 < w3 <= 1.0  # the success started the count over for every sender
+
+
 KILLED_SENDER = """
 import asyncio, sys, time
 from postgate.providers.throttle_redis import RedisThrottle
