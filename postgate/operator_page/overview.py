@@ -23,6 +23,7 @@ from postgate.core.clock import aware
 from postgate.core.states import DeliveryState as S
 from postgate.operator_page import feedback_view
 from postgate.operator_page.standing import Standing, attention, judge
+from postgate.platform import source_warmup
 from postgate.settings import Settings
 from postgate.store import tables as t
 from postgate.tenants import reputation, warmup
@@ -66,6 +67,7 @@ class Overview:
     reasons: list[feedback_view.ReasonCount] = field(default_factory=list)  # 24 h and 7 d
     recent: list[dict[str, Any]] = field(default_factory=list)  # the latest events
     warming: list[dict[str, Any]] = field(default_factory=list)  # domains on a warm-up ramp
+    sources: list[dict[str, Any]] = field(default_factory=list)  # source addresses on theirs
 
 
 def _audit_row(row: Any) -> dict[str, Any]:
@@ -148,4 +150,5 @@ def read(
         overview.reasons.extend(feedback_view.by_reason(conn, now))
         overview.recent.extend(feedback_view.recent(conn))
         overview.warming.extend(warmup.warming(conn, settings, now))
+        overview.sources.extend(source_warmup.warming(conn, settings, now))
     return overview

@@ -233,3 +233,21 @@ def set_stage(engine: Engine, address: str, stage: int | None, actor: str, now: 
                 created_at=now,
             )
         )
+
+
+def warming(conn: Connection, settings: Settings, now: datetime) -> list[dict[str, Any]]:
+    """The addresses on their ramp, for the operator page, with the rows that wait for a
+    later day because every address was at its cap."""
+    waiting = int(
+        conn.scalar(
+            select(func.count())
+            .select_from(t.delivery)
+            .where(d.state == S.DEFERRED, d.reason == "source_warmup_cap")
+        )
+        or 0
+    )
+    return [
+        row | {"waiting": waiting}
+        for row in status(conn, settings, now)
+        if row["state"] != WarmupState.DONE
+    ]

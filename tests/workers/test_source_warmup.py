@@ -7,8 +7,10 @@ when the daily review (the figures of each address's own mail) has moved them on
 
 from __future__ import annotations
 
+import html
 import json
 import random
+import re
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -27,6 +29,7 @@ from postgate.settings import Settings
 from postgate.store import tables as t
 from postgate.workers.sweeper import sweep_once
 from tests.dns_server import LocalDns
+from tests.operator_page.test_sessions import login
 from tests.providers.mx_servers import MxServer, publish
 from tests.sms.test_send_window import Clock
 from tests.support import World, serve_api
@@ -155,6 +158,17 @@ def test_with_every_address_warming_the_rest_waits_for_the_next_day(
     assert sum(f.delivered for f in figures) == states["sent"]
     assert sum(f.hard_bounces for f in figures) == states["failed"]  # the 550, if it went
 
+    ops = {"Authorization": f"Bearer {create_key(world.ctx.engine, 'operator', 'ops')}"}
+    for base in serve_api(world.ctx.settings):
+        with httpx.Client(base_url=base, timeout=10) as page:
+            assert login(page, ops["Authorization"].removeprefix("Bearer ")).status_code == 303
+            panels = page.get("/operator/panels").text
+    for address in (one, two):
+        row = re.search(rf'<tr data-source="{re.escape(address)}">(.*?)</tr>', panels, re.S)
+        assert row, panels
+        cells = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", row.group(1))).split())
+        assert cells == f"{address} warming 1/2 5 default 5 14", cells
+
     # the next day: both reviewed (too few mails to judge: moved on), caps of 10 each
     clock.now = clock.now + timedelta(days=1, minutes=1)
     broker = world.ctx.broker()
@@ -169,7 +183,6 @@ def test_with_every_address_warming_the_rest_waits_for_the_next_day(
     assert len(got) == len(set(got)) == 23  # one copy each
     assert set(peers(mx)) == {one, two}
 
-    ops = {"Authorization": f"Bearer {create_key(world.ctx.engine, 'operator', 'ops')}"}
     for base in serve_api(world.ctx.settings):
         listed = httpx.get(f"{base}/v1/operator/sources", headers=ops, timeout=10).json()
     mine = {s["address"]: s for s in listed["sources"] if s["address"] in (one, two)}
