@@ -1,5 +1,5 @@
 """DANE's pure parts (``core/dane.py``): which TLSA records are usable, the SPKI taken
-from a certificate, DANE-EE and DANE-TA matching."""
+from a certificate, DANE-EE and DANE-TA matching; and which rule governs a host's TLS."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ import pytest
 
 from postgate.core import dane
 from postgate.core.dane import Mismatch, Tlsa
+from postgate.core.mta_sts import Policy
+from postgate.providers.dane import Required
+from postgate.providers.mx import governing
 from tests.providers.dane_certs import issue, tlsa_data
 
 NOW = dt.datetime.now(dt.UTC)
@@ -76,3 +79,15 @@ def test_dane_ta_needs_the_anchor_in_the_chain_a_valid_leaf_and_a_name() -> None
     assert dane.authenticate([on_leaf], chain, ["mx.a.example"], NOW) == "DANE-TA"
     with pytest.raises(Mismatch):
         dane.authenticate([on_leaf], chain, ["mx.b.example"], NOW)
+
+
+def test_dane_governs_a_host_with_usable_records_before_mta_sts() -> None:
+    enforce, testing = Policy("enforce", ("mx.a.example",), 60), Policy("testing", ("x",), 60)
+    usable = Required("mx.a.example", "a.example", (Tlsa(3, 1, 1, b"x"),))
+    unusable = Required("mx.a.example", "a.example", ())
+    assert governing(usable, enforce) is usable
+    assert governing(unusable, enforce) is enforce  # checks more than TLS alone
+    assert governing(unusable, testing) is unusable
+    assert governing(unusable, None) is unusable
+    assert governing(None, testing) is testing
+    assert governing(None, None) is None
