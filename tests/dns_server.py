@@ -1,5 +1,8 @@
-"""A small authoritative DNS server on 127.0.0.1 (UDP and TCP) for TXT, MX and A records,
-built with dnspython: tests publish records in it and point the resolver at it."""
+"""A small authoritative DNS server on 127.0.0.1 (UDP and TCP) for TXT, MX, A and TLSA
+records, built with dnspython: tests publish records in it and point the resolver at it.
+
+It also stands in for a validating resolver: answers for the names a test marks
+``secure`` carry the AD bit (DNSSEC-validated), and names in ``servfail`` get SERVFAIL."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import dns.rdatatype
 import dns.resolver
 import dns.rrset
 from dns.rdtypes.ANY.MX import MX
+from dns.rdtypes.ANY.TLSA import TLSA
 from dns.rdtypes.ANY.TXT import TXT
 from dns.rdtypes.IN.A import A
 
@@ -27,6 +31,9 @@ class LocalDns:
         self.txt: dict[str, list[str]] = {}
         self.mx: dict[str, list[tuple[int, str]]] = {}
         self.a: dict[str, list[str]] = {}
+        self.tlsa: dict[str, list[tuple[int, int, int, bytes]]] = {}
+        self.secure: set[str] = set()  # names answered with the AD bit
+        self.servfail: set[str] = set()  # names answered with SERVFAIL
         self.ttl = 60
         self.queries: list[str] = []
         self.typed_queries: list[tuple[str, str]] = []  # (name, type), e.g. ("x.example", "MX")
@@ -68,6 +75,14 @@ class LocalDns:
     def publish_a(self, host: str, address: str = "127.0.0.1") -> None:
         self.a.setdefault(host.lower().rstrip("."), []).append(address)
 
+    def publish_tlsa(self, name: str, usage: int, selector: int, mtype: int, data: bytes) -> None:
+        """A TLSA record at ``name`` (``_25._tcp.mx.example``)."""
+        self.tlsa.setdefault(name.lower().rstrip("."), []).append((usage, selector, mtype, data))
+
+    def mark_secure(self, *names: str) -> None:
+        """Answers for these names (records or their absence) come with the AD bit."""
+        self.secure.update(n.lower().rstrip(".") for n in names)
+
     def answer(self, wire: bytes) -> bytes:
         query = dns.message.from_wire(wire)
         response = dns.message.make_response(query)
@@ -76,8 +91,13 @@ class LocalDns:
         name = question.name.to_text().rstrip(".").lower()
         self.queries.append(name)
         self.typed_queries.append((name, dns.rdatatype.to_text(question.rdtype)))
+        if name in self.secure:
+            response.flags |= dns.flags.AD
         values = self.txt.get(name)
-        if values is None and name not in self.mx and name not in self.a:
+        if name in self.servfail:
+            response.flags &= ~(dns.flags.AA | dns.flags.AD)
+            response.set_rcode(dns.rcode.SERVFAIL)
+        elif values is None and not any(name in d for d in (self.mx, self.a, self.tlsa)):
             response.set_rcode(dns.rcode.NXDOMAIN)
         elif question.rdtype == dns.rdatatype.MX and name in self.mx:
             mxs = [
@@ -88,6 +108,9 @@ class LocalDns:
         elif question.rdtype == dns.rdatatype.A and name in self.a:
             addresses = [A(dns.rdataclass.IN, dns.rdatatype.A, a) for a in self.a[name]]
             response.answer.append(dns.rrset.from_rdata_list(question.name, self.ttl, addresses))
+        elif question.rdtype == dns.rdatatype.TLSA and name in self.tlsa:
+            records = [TLSA(dns.rdataclass.IN, dns.rdatatype.TLSA, *t) for t in self.tlsa[name]]
+            response.answer.append(dns.rrset.from_rdata_list(question.name, self.ttl, records))
         elif question.rdtype == dns.rdatatype.TXT and values is not None:
             rdatas = [
                 TXT(

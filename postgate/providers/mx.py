@@ -16,7 +16,9 @@ destination host and shaping key.
 - STARTTLS is used when offered, without certificate checks (opportunistic, as MTAs do);
   a failed handshake falls back to plain text on a new connection. A domain with an
   MTA-STS policy (``mta_sts``) gets only the MX hosts it names and a checked certificate
-  under ``enforce`` (else the send is deferred), and a report under ``testing``.
+  under ``enforce`` (else the send is deferred), and a report under ``testing``. An MX
+  host with DNSSEC-secure TLSA records (``dane``) gets STARTTLS with its certificate
+  matched against them (DANE before MTA-STS), else that host is not used.
 - A 421 or 4.7.x reply that no shaping rule matches opens a backoff window for the
   domain's shaping key (``mx_policy.window``): until it ends its sends are deferred at
   once without connecting, by this sender and (a shared ``suspend``, rule ``backoff``) by
@@ -49,8 +51,8 @@ from postgate.core.mta_sts import Policy
 from postgate.core.outcome import Outcome, SendResult
 from postgate.core.shaping import DEFAULT
 from postgate.observability.metrics import PROVIDER_ERRORS, SEND_SECONDS
+from postgate.providers import dane, shaping_file
 from postgate.providers import mta_sts as sts
-from postgate.providers import shaping_file
 from postgate.providers.base import SENDING_SOURCE, SENDING_TENANT
 from postgate.providers.handoff import Handoff
 from postgate.providers.mx_dns import DnsFailure, MxRoutes
@@ -70,6 +72,15 @@ from postgate.settings import Settings
 log = logging.getLogger("postgate.mx")
 LEASE_POLL_S = 0.05  # how often a send waiting for a free connection lease asks again
 CONNECT_ERRORS = (aiosmtplib.SMTPException, OSError, TimeoutError, ssl.SSLError)
+
+
+def governing(need: dane.Required | None, policy: Policy | None) -> Policy | dane.Required | None:
+    """What TLS to a host must satisfy: DANE when the host has usable TLSA records (RFC
+    8461 section 2), or only unusable ones and no enforced MTA-STS policy asks for more;
+    else the MTA-STS policy, if any."""
+    if need is not None and (need.records or policy is None or not policy.enforced):
+        return need
+    return policy
 
 
 def final(result: SendResult) -> bool:
@@ -129,6 +140,7 @@ class MxProvider:
         self.renewer: asyncio.Task[None] | None = None
         self.sts = sts.Policies(settings)
         self.verified: weakref.WeakSet[aiosmtplib.SMTP] = weakref.WeakSet()  # checked TLS
+        self.dane = dane.Dane(settings, self.routes)
         self._latency = SEND_SECONDS.labels("email", self.name)
 
     async def start(self) -> None:
@@ -255,7 +267,7 @@ class MxProvider:
         source = SENDING_SOURCE.get()
         for host in hosts:
             try:
-                addresses = await self.routes.addresses(host)
+                addresses, secure = await self.routes.addresses_found(host)
             except DnsFailure as failure:
                 last = failure.result
                 continue
@@ -263,17 +275,31 @@ class MxProvider:
                 return SendResult(
                     Outcome.FAILED, 550, f"5.1.2 {domain} has no MX and no address record"
                 )
+            try:
+                rule = await self._tls_rule(domain, host, secure, policy)
+            except dane.DaneRefused as exc:
+                last = SendResult(Outcome.DEFERRED, None, str(exc))
+                continue
             for address in addresses:
                 port = self.own.port_overrides.get(host, self.own.port)
                 dest = Destination(host, address, port, source)
                 if self.down.get(dest, 0) > time.monotonic():
                     last = SendResult(Outcome.DEFERRED, None, f"{host} [{address}] is down")
                     continue
-                result = await self._over(paced, dest, envelope_from, recipient, data, policy)
+                result = await self._over(paced, dest, envelope_from, recipient, data, rule)
                 if final(result):
                     return result
                 last = result
         return SendResult(last.outcome, last.code, f"no MX host of {domain} took it: {last.detail}")
+
+    async def _tls_rule(
+        self, domain: str, host: str, secure: bool, policy: Policy | None
+    ) -> Policy | dane.Required | None:
+        """What TLS with ``host`` must satisfy (``governing``); DANE applies when the MX
+        answer and the host's address answer (``secure``) were both DNSSEC-secure."""
+        port = self.own.port_overrides.get(host, self.own.port)
+        secure = secure and (await self.routes.mx_found(domain)).secure
+        return governing(await self.dane.required(domain, host, port, secure), policy)
 
     async def _over(
         self,
@@ -282,18 +308,21 @@ class MxProvider:
         envelope_from: str,
         recipient: str,
         data: bytes,
-        policy: Policy | None = None,
+        rule: Policy | dane.Required | None = None,
     ) -> SendResult:
         """One transaction with ``dest``: a reused connection that turns out to be closed
         before DATA is replaced by a fresh one. A result that is not ``final``: next host.
-        Under an enforced MTA-STS policy only connections with a checked certificate. A new
-        connection takes one of the group's leases first. The send's turn in the group's
-        pace is taken with a connection in hand."""
+        Under an enforced MTA-STS policy only connections with a checked certificate, under
+        DANE only those that met its ``rule``. A new connection takes one of the group's
+        leases first. The send's turn in the group's pace is taken with a connection in
+        hand."""
         place = paced.place
         pool = self.idle.get(Pool(place.key, dest), [])
         while pool:
             since, client = pool.pop()
-            if policy is not None and policy.enforced and client not in self.verified:
+            if (isinstance(rule, Policy) and rule.enforced and client not in self.verified) or (
+                isinstance(rule, dane.Required) and not self.dane.reusable(client, rule)
+            ):
                 await self._quit(client)
             elif client.is_connected and time.monotonic() - since < self.idle_s:
                 if (deferred := await paced.ready()) is not None:
@@ -309,9 +338,9 @@ class MxProvider:
             return lease
         connected: aiosmtplib.SMTP | None = None
         try:
-            client = connected = await self._connect(dest, policy)
+            client = connected = await self._connect(dest, rule)
             self.leased[client] = (lease, 0)
-        except sts.StsRefused as exc:
+        except (sts.StsRefused, dane.DaneRefused) as exc:
             return SendResult(Outcome.DEFERRED, None, str(exc))
         except aiosmtplib.SMTPResponseException as exc:  # a 421 greeting, say
             return SendResult(
@@ -406,7 +435,9 @@ class MxProvider:
             await self._quit(client, to_others)
         return result
 
-    async def _connect(self, dest: Destination, policy: Policy | None = None) -> aiosmtplib.SMTP:
+    async def _connect(
+        self, dest: Destination, rule: Policy | dane.Required | None = None
+    ) -> aiosmtplib.SMTP:
         client = self._client(dest)
         await client.connect()
         try:
@@ -414,8 +445,10 @@ class MxProvider:
         except BaseException:
             client.close()
             raise
-        if policy is not None:
-            return await self._checked_tls(client, dest, policy)
+        if isinstance(rule, dane.Required):
+            return await self.dane.starttls(client, rule)
+        if rule is not None:
+            return await self._checked_tls(client, dest, rule)
         if not client.supports_extension("starttls"):
             return client
         try:

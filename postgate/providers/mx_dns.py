@@ -5,6 +5,13 @@ async resolver (``DNS_RESOLVER`` as for TXT), cached for the answer's TTL within
 A domain without MX records is its own MX (RFC 5321 section 5.1). A domain that does not
 exist, or publishes a null MX (RFC 7505), cannot receive mail: that failure is permanent
 and cached like an answer. Timeouts and server failures are temporary and not cached.
+
+Queries set the AD flag (and EDNS DO) and each answer records whether it came back with
+the AD bit, ``Found.secure``: DNSSEC-validated by the resolver, which postgate trusts and
+does not check itself. DANE (``dane.py``) relies on it, so the resolver named in
+``DNS_RESOLVER`` must be a validating one that postgate reaches over a trusted path, in
+practice a local one (unbound on 127.0.0.1, say); a resolver that does not validate sets
+no AD bit and DANE is simply never applied.
 """
 
 from __future__ import annotations
@@ -13,10 +20,12 @@ import asyncio
 import ipaddress
 import time
 from collections.abc import Awaitable, Callable
-from typing import ClassVar, TypeVar
+from typing import ClassVar, Generic, NamedTuple, TypeVar
 
 import dns.asyncresolver
 import dns.exception
+import dns.flags
+import dns.message
 import dns.name
 import dns.resolver
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -48,13 +57,26 @@ def temporary(detail: str) -> DnsFailure:
     return DnsFailure(SendResult(Outcome.DEFERRED, None, detail))
 
 
+class Found(NamedTuple, Generic[T]):
+    value: T
+    secure: bool  # the answer had the AD bit: DNSSEC-validated by the resolver
+
+
 def async_resolver(settings: Settings) -> dns.asyncresolver.Resolver:
+    """The configured servers, asked to say (AD bit) whether an answer validated."""
     configured = txt_resolver(settings)  # the same servers, port and timeouts as TXT
     res = dns.asyncresolver.Resolver(configure=False)
     res.nameservers = list(configured.nameservers)
     res.port = configured.port
     res.lifetime, res.timeout = configured.lifetime, configured.timeout
+    res.flags = dns.flags.RD | dns.flags.AD
+    res.use_edns(0, dns.flags.DO, 1232)
     return res
+
+
+def secure(response: dns.message.Message | None) -> bool:
+    """The resolver validated the answer (or the denial of it) with DNSSEC."""
+    return response is not None and bool(response.flags & dns.flags.AD)
 
 
 class SourceSpec(BaseModel):
@@ -115,13 +137,21 @@ class MxRoutes:
 
     async def mx(self, domain: str) -> list[MxHost]:
         """The domain's MX records, or the domain itself when it has none."""
-        return await self._cached(("MX", domain), lambda: self._mx(domain))
+        return (await self.mx_found(domain)).value
+
+    async def mx_found(self, domain: str) -> Found[list[MxHost]]:
+        """``mx`` and whether the answer (or the absence of MX records) was secure."""
+        return await self.cached(("MX", domain), lambda: self._mx(domain))
 
     async def addresses(self, host: str) -> list[str]:
         """The host's IPv4 addresses, then its IPv6 ones; [] when it has none."""
-        return await self._cached(("A", host), lambda: self._addresses(host))
+        return (await self.addresses_found(host)).value
 
-    async def _cached(
+    async def addresses_found(self, host: str) -> Found[list[str]]:
+        """``addresses`` and whether every address record came in a secure answer."""
+        return await self.cached(("A", host), lambda: self._addresses(host))
+
+    async def cached(
         self, key: tuple[str, str], query: Callable[[], Awaitable[tuple[float, T | DnsFailure]]]
     ) -> T:
         hit = self.cache.get(key)
@@ -155,13 +185,13 @@ class MxRoutes:
         finally:
             self.pending.pop(key, None)
 
-    async def _mx(self, domain: str) -> tuple[float, list[MxHost] | DnsFailure]:
+    async def _mx(self, domain: str) -> tuple[float, Found[list[MxHost]] | DnsFailure]:
         try:
             answer = await self.resolver.resolve(domain, "MX")
         except dns.resolver.NXDOMAIN:
             return 0, permanent(550, f"5.1.2 no such domain: {domain} does not exist in DNS")
-        except dns.resolver.NoAnswer:
-            return 0, [MxHost(0, domain)]
+        except dns.resolver.NoAnswer as exc:
+            return 0, Found([MxHost(0, domain)], secure(exc.kwargs.get("response")))
         except BAD_NAME as exc:
             return 0, permanent(553, f"5.1.3 bad domain {domain!r}: {exc}")
         except dns.exception.DNSException as exc:
@@ -178,11 +208,12 @@ class MxRoutes:
         ]
         if null_mx(hosts):
             return ttl, permanent(556, f"5.1.10 {domain} accepts no mail (null MX, RFC 7505)")
-        return ttl, hosts
+        return ttl, Found(hosts, secure(answer.response))
 
-    async def _addresses(self, host: str) -> tuple[float, list[str] | DnsFailure]:
+    async def _addresses(self, host: str) -> tuple[float, Found[list[str]] | DnsFailure]:
         found: list[str] = []
         ttls: list[float] = []
+        validated = True
         for rdtype in ("A", "AAAA"):
             try:
                 answer = await self.resolver.resolve(host, rdtype)
@@ -196,4 +227,5 @@ class MxRoutes:
                 return -1, temporary(f"address look-up of {host} failed: {exc}")
             ttls.append(answer.rrset.ttl if answer.rrset is not None else 0)
             found += [r.address for r in answer]
-        return min(ttls, default=0), found
+            validated = validated and secure(answer.response)
+        return min(ttls, default=0), Found(found, validated and bool(found))

@@ -70,3 +70,25 @@ def test_an_unanswered_look_up_is_temporary_and_asked_again() -> None:
     assert [f.result.outcome for f in failures] == [Outcome.DEFERRED] * 2
     assert "MX look-up of slow.example failed" in failures[0].result.detail
     assert routes.queries == 2  # not cached
+
+
+def test_answers_note_whether_they_were_dnssec_secure(dns: LocalDns) -> None:
+    publish(dns, "signed.example", (10, "mx.signed.example"))
+    dns.publish_a("bare.example", "192.0.2.7")  # no MX: its own mail host
+    dns.mark_secure("signed.example", "bare.example")
+    routes = MxRoutes(mx_settings(dns, {}))
+
+    async def ask() -> list[tuple[object, bool]]:
+        return [
+            tuple(await routes.mx_found("signed.example")),
+            tuple(await routes.addresses_found("mx.signed.example")),  # not marked
+            tuple(await routes.mx_found("bare.example")),  # a secure "no MX"
+            tuple(await routes.addresses_found("bare.example")),
+        ]
+
+    assert asyncio.run(ask()) == [
+        ([MxHost(10, "mx.signed.example")], True),
+        (["127.0.0.1"], False),
+        ([MxHost(0, "bare.example")], True),
+        (["192.0.2.7"], True),
+    ]
