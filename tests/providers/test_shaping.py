@@ -256,8 +256,9 @@ def test_a_scripted_421_4_7_28_slows_the_group_for_every_sender_at_once(
     unslowed, refused, slowed, active, again = asyncio.run(running([one, two], work))
 
     assert (refused.outcome, refused.code) == (Outcome.DEFERRED, 421)
-    assert slowed >= 1.8  # 20 at 10 a second: the other sender was slowed at once ...
-    assert slowed - unslowed > 0.6  # ... from 20 at 20 a second
+    # 20 at 10 a second: the other sender was slowed at once, from 20 at 20 a second (the
+    # pace sets only lower bounds: a busy machine stretches both runs, never shortens them)
+    assert slowed >= 1.8 and unslowed < slowed
     assert [(a.key, a.action, a.rule, a.factor) for a in active] == [
         ("google", Action.SLOW, "gmail-rate-limit", 0.5)
     ]
