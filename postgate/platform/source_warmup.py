@@ -25,12 +25,13 @@ from postgate.core.clock import aware
 from postgate.core.states import DeliveryState as S
 from postgate.core.states import FeedbackKind
 from postgate.core.warmup import WarmupState
-from postgate.observability.metrics import WARMUP_REVIEWS, WARMUP_WAITING
+from postgate.observability.metrics import WARMUP_WAITING
 from postgate.settings import Settings
 from postgate.store import day_counts
 from postgate.store import tables as t
 from postgate.store.dialect import insert_ignore
 from postgate.tenants import reputation
+from postgate.tenants import warmup as warmup_store
 
 log = logging.getLogger("postgate.warmup")
 sa_, sd_ = t.source_address.c, t.source_day.c
@@ -140,36 +141,16 @@ def review_due(engine: Engine, settings: Settings, now: datetime) -> list[dict[s
             since = aware(row.warmup_reviewed_at) if row.warmup_reviewed_at else now - REVIEW_EVERY
             window = measure(conn, row.address, since, now)
             step = warmup.review(schedule, int(row.warmup_stage), window, limits)
-            conn.execute(
-                update(t.source_address)
-                .where(sa_.address == row.address)
-                .values(
-                    warmup_stage=step.stage,
-                    warmup_state=step.state,
-                    warmup_reason=step.reason,
-                    warmup_reviewed_at=now,
-                )
+            done = warmup_store.record_step(
+                conn,
+                update(t.source_address).where(sa_.address == row.address),
+                None,
+                "source_warmup_reviewed",
+                {"source": row.address, "from_stage": int(row.warmup_stage)},
+                step,
+                window,
+                now,
             )
-            done = {
-                "source": row.address,
-                "from_stage": int(row.warmup_stage),
-                "stage": step.stage,
-                "state": str(step.state),
-                "reason": step.reason,
-                "sent": window.sent,
-                "complaints": window.complaints,
-                "hard_bounces": window.hard_bounces,
-            }
-            conn.execute(
-                insert(t.audit_log).values(
-                    tenant_id=None,
-                    actor="warmup",
-                    action="source_warmup_reviewed",
-                    detail=done,
-                    created_at=now,
-                )
-            )
-            WARMUP_REVIEWS.labels(str(step.state)).inc()
             log.info("source=%s warm-up %s", row.address, done)
             steps.append(done)
     return steps

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, Update, func, insert, select, update
 
 from postgate.core import sender_domains as sd
 from postgate.core import warmup
+from postgate.core.breaker import Window
 from postgate.core.clock import aware
 from postgate.core.warmup import WarmupState
 from postgate.observability.metrics import WARMUP_REVIEWS, WARMUP_WAITING
@@ -95,39 +96,56 @@ def review_due(engine: Engine, settings: Settings, now: datetime) -> list[dict[s
             since = aware(row.warmup_reviewed_at) if row.warmup_reviewed_at else now - REVIEW_EVERY
             window = reputation.measure(conn, row.tenant_id, since, now)
             step = warmup.review(schedule, int(row.warmup_stage), window, limits)
-            conn.execute(
-                update(t.sender_domain)
-                .where(sdc.id == row.id)
-                .values(
-                    warmup_stage=step.stage,
-                    warmup_state=step.state,
-                    warmup_reason=step.reason,
-                    warmup_reviewed_at=now,
-                )
+            done = record_step(
+                conn,
+                update(t.sender_domain).where(sdc.id == row.id),
+                row.tenant_id,
+                "warmup_reviewed",
+                {"domain": row.domain, "from_stage": int(row.warmup_stage)},
+                step,
+                window,
+                now,
             )
-            done = {
-                "domain": row.domain,
-                "from_stage": int(row.warmup_stage),
-                "stage": step.stage,
-                "state": str(step.state),
-                "reason": step.reason,
-                "sent": window.sent,
-                "complaints": window.complaints,
-                "hard_bounces": window.hard_bounces,
-            }
-            conn.execute(
-                insert(t.audit_log).values(
-                    tenant_id=row.tenant_id,
-                    actor="warmup",
-                    action="warmup_reviewed",
-                    detail=done,
-                    created_at=now,
-                )
-            )
-            WARMUP_REVIEWS.labels(str(step.state)).inc()
             log.info("tenant=%s domain=%s warm-up %s", row.tenant_id, row.domain, done)
             steps.append(done)
     return steps
+
+
+def record_step(
+    conn: Connection,
+    target: Update,
+    tenant_id: int | None,
+    action: str,
+    subject: dict[str, Any],
+    step: warmup.Step,
+    window: Window,
+    now: datetime,
+) -> dict[str, Any]:
+    """Write a review's step to ``target`` (the domain's or address's row), audit it as
+    ``action`` and count it; what was done, ``subject`` first."""
+    conn.execute(
+        target.values(
+            warmup_stage=step.stage,
+            warmup_state=step.state,
+            warmup_reason=step.reason,
+            warmup_reviewed_at=now,
+        )
+    )
+    done = subject | {
+        "stage": step.stage,
+        "state": str(step.state),
+        "reason": step.reason,
+        "sent": window.sent,
+        "complaints": window.complaints,
+        "hard_bounces": window.hard_bounces,
+    }
+    conn.execute(
+        insert(t.audit_log).values(
+            tenant_id=tenant_id, actor="warmup", action=action, detail=done, created_at=now
+        )
+    )
+    WARMUP_REVIEWS.labels(str(step.state)).inc()
+    return done
 
 
 def status(
