@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, func, select, update
 
 from postgate.core import breaker, warmup
 from postgate.core.clock import aware
@@ -188,32 +188,10 @@ def status(conn: Connection, settings: Settings, now: datetime) -> list[dict[str
 
 def set_stage(engine: Engine, address: str, stage: int | None, actor: str, now: datetime) -> None:
     """An operator's word: put an address at ``stage`` of its ramp, or (None) call it warm."""
-    values: dict[str, Any] = (
-        {"warmup_state": WarmupState.DONE, "warmup_reason": f"declared warm by {actor}"}
-        if stage is None
-        else {
-            "warmup_state": WarmupState.WARMING,
-            "warmup_stage": stage,
-            "warmup_reason": f"set to stage {stage} by {actor}",
-        }
-    )
-    with engine.begin() as conn:
-        changed = conn.execute(
-            update(t.source_address)
-            .where(sa_.address == address)
-            .values(**values, warmup_reviewed_at=now)
-        ).rowcount
-        if not changed:
-            raise LookupError(f"no source address {address!r}: senders enrol MX_SOURCES")
-        conn.execute(
-            insert(t.audit_log).values(
-                tenant_id=None,
-                actor=actor,
-                action="source_warmup_set",
-                detail={"source": address, "stage": stage},
-                created_at=now,
-            )
-        )
+    target = update(t.source_address).where(sa_.address == address)
+    audit = {"tenant_id": None, "action": "source_warmup_set", "detail": {"source": address}}
+    if not warmup_store.put_at(engine, target, stage, actor, now, audit):
+        raise LookupError(f"no source address {address!r}: senders enrol MX_SOURCES")
 
 
 def warming(conn: Connection, settings: Settings, now: datetime) -> list[dict[str, Any]]:

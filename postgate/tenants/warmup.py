@@ -190,6 +190,24 @@ def set_stage(
     engine: Engine, tenant_id: int, domain: str, stage: int | None, actor: str, now: datetime
 ) -> None:
     """An operator's word: put a domain at ``stage`` of its ramp, or (None) call it warm."""
+    target = update(t.sender_domain).where(
+        sdc.tenant_id == tenant_id, sdc.domain == sd.normalise(domain)
+    )
+    audit = {"tenant_id": tenant_id, "action": "warmup_set", "detail": {"domain": domain}}
+    if not put_at(engine, target, stage, actor, now, audit):
+        raise LookupError(f"domain {domain!r} is not claimed by this tenant")
+
+
+def put_at(
+    engine: Engine,
+    target: Update,
+    stage: int | None,
+    actor: str,
+    now: datetime,
+    audit: dict[str, Any],
+) -> bool:
+    """Put the row ``target`` at ``stage`` of its ramp, or (None) call it warm, audited
+    as ``audit`` says (its detail gets the stage); False when there is no such row."""
     values: dict[str, Any] = (
         {"warmup_state": WarmupState.DONE, "warmup_reason": f"declared warm by {actor}"}
         if stage is None
@@ -200,22 +218,13 @@ def set_stage(
         }
     )
     with engine.begin() as conn:
-        changed = conn.execute(
-            update(t.sender_domain)
-            .where(sdc.tenant_id == tenant_id, sdc.domain == sd.normalise(domain))
-            .values(**values, warmup_reviewed_at=now)
-        ).rowcount
-        if not changed:
-            raise LookupError(f"domain {domain!r} is not claimed by this tenant")
+        if not conn.execute(target.values(**values, warmup_reviewed_at=now)).rowcount:
+            return False
+        detail = audit["detail"] | {"stage": stage}
         conn.execute(
-            insert(t.audit_log).values(
-                tenant_id=tenant_id,
-                actor=actor,
-                action="warmup_set",
-                detail={"domain": domain, "stage": stage},
-                created_at=now,
-            )
+            insert(t.audit_log).values(**audit | {"detail": detail}, actor=actor, created_at=now)
         )
+    return True
 
 
 def warming(conn: Connection, settings: Settings, now: datetime) -> list[dict[str, Any]]:
