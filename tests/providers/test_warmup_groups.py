@@ -7,8 +7,12 @@ import asyncio
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+from sqlalchemy import select
+
 from postgate.core.clock import utcnow
 from postgate.providers.mx import MxProvider
+from postgate.store import tables as t
 from postgate.tenants import domains as domain_store
 from postgate.tenants import warmup
 from tests.dns_server import LocalDns
@@ -46,3 +50,29 @@ def test_each_group_takes_its_own_days_turns_and_no_more(world: World) -> None:
     assert warmup.take(engine, row.id, "microsoft", now, 12, 10) == 10  # a group of its own
     tomorrow = now + timedelta(days=1)
     assert warmup.take(engine, row.id, "google", tomorrow, 4, 10) == 4  # a new day's cap
+
+
+def test_an_operator_puts_a_domain_at_a_stage_or_calls_it_warm(world: World) -> None:
+    engine, now = world.ctx.engine, utcnow()
+    domain = f"s.{world.tenant.domain}"
+    domain_store.add(engine, world.tenant_id, domain, "ed25519-sha256", now)
+    warmup.set_stage(engine, world.tenant_id, domain, 3, "ops", now)
+    with engine.connect() as conn:
+        placed = warmup.status(conn, world.ctx.settings, world.tenant_id, domain, now)
+    assert (placed["state"], placed["stage"], placed["reason"]) == (
+        "warming",
+        3,
+        "set to stage 3 by ops",
+    )
+    warmup.set_stage(engine, world.tenant_id, domain, None, "ops", now)
+    with engine.connect() as conn:
+        warm = warmup.status(conn, world.ctx.settings, world.tenant_id, domain, now)
+        audits = conn.execute(
+            select(t.audit_log.c.detail)
+            .where(t.audit_log.c.tenant_id == world.tenant_id, t.audit_log.c.action == "warmup_set")
+            .order_by(t.audit_log.c.id)
+        ).scalars()
+        assert [a["stage"] for a in audits] == [3, None]
+    assert (warm["state"], warm["reason"]) == ("done", "declared warm by ops")
+    with pytest.raises(LookupError, match="not claimed by this tenant"):
+        warmup.set_stage(engine, world.tenant_id, "other.example", 1, "ops", now)
