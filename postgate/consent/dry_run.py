@@ -148,9 +148,10 @@ def _outside(
         for contact_id, address in page:
             own = attrs.get(contact_id) or {}
             phone = address if sms else None
-            opens = window.opens(now, own, phone)
+            zones = window.zones(own, phone)
+            opens = window.opens_in(now, zones)
             if opens is not None:
-                waiting[", ".join(window.zones(own, phone))] += 1
+                waiting[", ".join(zones)] += 1
                 last = opens if last is None or opens > last else last
     return window.as_json() | {
         "waiting_now": sum(waiting.values()),

@@ -72,7 +72,11 @@ class SendWindow:
     ) -> datetime | None:
         """None when the recipient is inside the window at ``now`` (aware); else the UTC
         moment it next opens there."""
-        return quiet_hours.next_opening(now, self.zones(attributes, phone), self.hours)
+        return self.opens_in(now, self.zones(attributes, phone))
+
+    def opens_in(self, now: datetime, zones: list[str]) -> datetime | None:
+        """``opens`` for a recipient whose zones (``zones``) are known already."""
+        return quiet_hours.next_opening(now, zones, self.hours)
 
 
 __all__ = ["ZONE_ATTRIBUTE", "SendWindow", "WindowError", "check_zone", "known_zone"]

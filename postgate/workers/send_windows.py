@@ -40,7 +40,8 @@ async def split(
     for c in claimed:
         rcpt = c.recipient
         phone = rcpt.address if channel == Channel.SMS else None
-        opens = window.opens(now, rcpt.attributes, phone)
+        zones = window.zones(rcpt.attributes, phone)
+        opens = window.opens_in(now, zones)
         if opens is None:
             go.append(c)
             continue
@@ -52,7 +53,7 @@ async def split(
             rcpt.delivery_id,
             rcpt.address,
             window.hours,
-            ", ".join(window.zones(rcpt.attributes, phone)),
+            ", ".join(zones),
             opens.isoformat(),
         )
     for until, ids in later.items():
