@@ -58,8 +58,18 @@ def sink() -> Iterator[SmtpSink]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def suite_dns() -> Iterator[LocalDns]:
+    """The DNS server every test's settings name (tests only talk to 127.0.0.1): empty
+    unless a test publishes, e.g. the records of a tenant it provisions
+    (``tests.support.publish_domain``)."""
+    server = LocalDns()
+    yield server
+    server.close()
+
+
 @pytest.fixture
-def settings(database_url: str, sink: SmtpSink) -> Settings:
+def settings(database_url: str, sink: SmtpSink, suite_dns: LocalDns) -> Settings:
     return Settings(
         database_url=database_url,
         broker_url=os.environ.get("BROKER_URL", "memory://"),
@@ -77,6 +87,8 @@ def settings(database_url: str, sink: SmtpSink) -> Settings:
         # window all day so that it passes at any hour; tests/sms/test_send_window.py
         # sets the real one with a clock of its own
         sms_send_window="*=00:00-24:00",
+        dns_resolver=suite_dns.address,
+        dns_timeout_s=2,
     )
 
 

@@ -221,3 +221,30 @@ def verp_for(ctx: Context, delivery_id: int) -> str:
 
 def unsubscribe_token_for(ctx: Context, delivery_id: int) -> str:
     return tokens.unsubscribe_token(ctx.settings.secret_key, ref_for(ctx.engine, delivery_id))
+
+
+def publish_domain(dns: Any, created: dict[str, Any]) -> None:
+    """Publish in the tests' DNS server what a tenant provisioned over the api is told to
+    (its ``sender_domain`` DKIM record(s)), with an SPF record and a DMARC policy, so its
+    primary domain passes the authentication preflight as a well-set-up tenant's would."""
+    domain = created["domain"]
+    for record in created["sender_domain"]["dns"]:
+        dns.publish(record["name"], record["value"])
+    dns.publish(domain, "v=spf1 -all")
+    dns.publish(f"_dmarc.{domain}", "v=DMARC1; p=none; adkim=r; aspf=r")
+
+
+def signing_domain(world: World, dns: Any, algorithm: str, dual: bool = False) -> Any:
+    """Make the world's primary domain an established sender domain that signs with
+    ``algorithm`` (and with ``dual`` a second key): vouched for as provisioning does, past
+    its warm-up, its records published in ``dns`` (so its preflight passes when the planner
+    first checks it). Returns the sender_domain row."""
+    from postgate.tenants import domains
+
+    settings = world.ctx.settings.model_copy(
+        update={"dkim_algorithm": algorithm, "dkim_dual": dual, "warmup_enabled": False}
+    )
+    with world.ctx.engine.begin() as conn:
+        row = domains.vouch(conn, settings, world.tenant_id, world.tenant.domain, utcnow())
+    publish_domain(dns, {"domain": world.tenant.domain, "sender_domain": domains.describe(row)})
+    return row

@@ -29,6 +29,11 @@ class Accepted:
     created: bool
 
 
+def judged(msg: CampaignV1) -> bool:
+    """Whether the authentication preflight decides on this campaign: bulk email."""
+    return msg.kind == Kind.PROMOTIONAL and msg.channel is Channel.EMAIL
+
+
 def accept(
     conn: Connection,
     msg: CampaignV1,
@@ -66,7 +71,7 @@ def accept(
             raise MessageError(
                 f"from address domain {sender_domain!r} is not the tenant's verified domain"
             )
-        if preflight and msg.kind == Kind.PROMOTIONAL:
+        if preflight and judged(msg):
             refused = domain_preflight.refusal(conn, tenant_id, sender_domain)
             if refused is not None:
                 PREFLIGHT_REFUSALS.labels(msg.tenant).inc()

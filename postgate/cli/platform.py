@@ -96,7 +96,7 @@ def tenants_create(args: argparse.Namespace, settings: Settings) -> int:
     from postgate.platform import provisioning as prov
 
     spec = _validated(prov.TenantSpec, {"slug": args.slug} | _profile(args))
-    out = prov.create_tenant(_engine(settings), spec, ACTOR, utcnow())
+    out = prov.create_tenant(_engine(settings), spec, ACTOR, utcnow(), settings)
     print(
         f"next: postgate keys create --tenant {out['slug']} --name crm; "
         f"postgate lists create --tenant {out['slug']} NAME",
@@ -115,7 +115,9 @@ def tenants_update(args: argparse.Namespace, settings: Settings) -> int:
     if not values:
         raise ValueError("nothing to change: give at least one option (see --help)")
     patch = _validated(prov.TenantPatch, values)
-    return _print(_call(prov.update_tenant, _engine(settings), args.slug, patch, ACTOR, utcnow()))
+    return _print(
+        _call(prov.update_tenant, _engine(settings), args.slug, patch, ACTOR, utcnow(), settings)
+    )
 
 
 def tenants_list(args: argparse.Namespace, settings: Settings) -> int:

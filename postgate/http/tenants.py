@@ -70,7 +70,8 @@ def list_tenants(request: Request, operator: Operator) -> list[dict[str, Any]]:
 @router.post("", status_code=201)
 def create_tenant(spec: prov.TenantSpec, request: Request, operator: Operator) -> dict[str, Any]:
     """Create a tenant; then make its key with ``postgate keys create --tenant SLUG``."""
-    return answer(prov.create_tenant, request.app.state.engine, spec, operator.name, utcnow())
+    state = request.app.state
+    return answer(prov.create_tenant, state.engine, spec, operator.name, utcnow(), state.settings)
 
 
 @router.get("/{slug}")
@@ -83,8 +84,9 @@ def update_tenant(
     slug: str, patch: prov.TenantPatch, request: Request, operator: Operator
 ) -> dict[str, Any]:
     """Change the legal name, primary domain, locale, default From or limits."""
+    state = request.app.state
     return answer(
-        prov.update_tenant, request.app.state.engine, slug, patch, operator.name, utcnow()
+        prov.update_tenant, state.engine, slug, patch, operator.name, utcnow(), state.settings
     )
 
 

@@ -23,8 +23,10 @@ from postgate.core.params import Line
 from postgate.core.sender_domains import DomainError, covering, normalise
 from postgate.core.sms import quiet_hours
 from postgate.core.states import BlockSource, CampaignState
+from postgate.settings import Settings
 from postgate.store import tables as t
 from postgate.store.schema import metadata
+from postgate.tenants import domains as domain_store
 from postgate.tenants import sending as sending_blocks
 from postgate.tenants.erasure import CLOSED_TENANT_DAYS
 
@@ -247,7 +249,13 @@ def show(engine: Engine, slug: str) -> dict[str, Any]:
         return describe(conn, tenant_id_of(conn, slug))
 
 
-def create_tenant(engine: Engine, spec: TenantSpec, actor: str, now: datetime) -> dict[str, Any]:
+def create_tenant(
+    engine: Engine, spec: TenantSpec, actor: str, now: datetime, settings: Settings
+) -> dict[str, Any]:
+    """Create the tenant with its profile, and its primary domain as a sender domain the
+    operator vouches for (``tenants.domains.vouch``): its mail is DKIM-signed and its bulk
+    waits for a passing authentication preflight. The answer's ``sender_domain`` lists the
+    DKIM record(s) to publish."""
     try:
         with engine.begin() as conn:
             if conn.scalar(select(tn.id).where(tn.slug == spec.slug)) is not None:
@@ -279,13 +287,14 @@ def create_tenant(engine: Engine, spec: TenantSpec, actor: str, now: datetime) -
                 )
             )
             audit(conn, tenant_id, actor, "tenant.create", spec.model_dump(mode="json"), now)
-            return describe(conn, tenant_id)
+            primary = domain_store.vouch(conn, settings, tenant_id, spec.domain, now)
+            return describe(conn, tenant_id) | {"sender_domain": domain_store.describe(primary)}
     except IntegrityError:  # created concurrently under the same slug
         raise Conflict(f"tenant {spec.slug!r} exists already") from None
 
 
 def update_tenant(
-    engine: Engine, slug: str, patch: TenantPatch, actor: str, now: datetime
+    engine: Engine, slug: str, patch: TenantPatch, actor: str, now: datetime, settings: Settings
 ) -> dict[str, Any]:
     changes = patch.model_dump(mode="json", exclude_unset=True)
     with engine.begin() as conn:
@@ -309,6 +318,7 @@ def update_tenant(
             values["name"] = patch.legal_name
         if patch.domain is not None:
             values["domain"] = patch.domain
+            domain_store.vouch(conn, settings, tenant_id, patch.domain, now)
         if values:
             conn.execute(update(t.tenant).where(tn.id == tenant_id).values(**values))
         row = {

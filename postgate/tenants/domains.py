@@ -71,38 +71,63 @@ def add(
 ) -> Any:
     """Claim ``domain`` for the tenant (again: the same claim), with a fresh DKIM key, and
     with ``dual`` a second one of the other algorithm (RFC 8463 dual signing)."""
-    name = sd.normalise(domain)
     with engine.begin() as conn:
-        row = _row(conn, tenant_id, name)
-        if row is not None:
-            return row
-        private, public = generate(algorithm)
-        selector = sd.new_selector(now)
-        second: dict[str, str] = {}
-        if dual:
-            other = next(a for a in ALGORITHMS if a != algorithm)
-            private2, public2 = generate(other)
-            second = {
-                "dkim2_selector": f"{selector}{other.split('-')[0][:2]}",
-                "dkim2_algorithm": other,
-                "dkim2_private_key": private2,
-                "dkim2_public_key": public2,
-            }
-        conn.execute(
-            insert(t.sender_domain).values(
-                tenant_id=tenant_id,
-                domain=name,
-                token=sd.new_token(),
-                last_error="",
-                dkim_selector=selector,
-                dkim_algorithm=algorithm,
-                dkim_private_key=private,
-                dkim_public_key=public,
-                created_at=now,
-                **second,
-            )
+        return claim(conn, tenant_id, domain, algorithm, now, dual)
+
+
+def claim(
+    conn: Connection, tenant_id: int, domain: str, algorithm: str, now: datetime, dual: bool
+) -> Any:
+    """``add`` inside the caller's transaction."""
+    name = sd.normalise(domain)
+    row = _row(conn, tenant_id, name)
+    if row is not None:
+        return row
+    private, public = generate(algorithm)
+    selector = sd.new_selector(now)
+    second: dict[str, str] = {}
+    if dual:
+        other = next(a for a in ALGORITHMS if a != algorithm)
+        private2, public2 = generate(other)
+        second = {
+            "dkim2_selector": f"{selector}{other.split('-')[0][:2]}",
+            "dkim2_algorithm": other,
+            "dkim2_private_key": private2,
+            "dkim2_public_key": public2,
+        }
+    conn.execute(
+        insert(t.sender_domain).values(
+            tenant_id=tenant_id,
+            domain=name,
+            token=sd.new_token(),
+            last_error="",
+            dkim_selector=selector,
+            dkim_algorithm=algorithm,
+            dkim_private_key=private,
+            dkim_public_key=public,
+            created_at=now,
+            **second,
         )
-        return _row(conn, tenant_id, name)
+    )
+    return _row(conn, tenant_id, name)
+
+
+def vouch(conn: Connection, settings: Settings, tenant_id: int, domain: str, now: datetime) -> Any:
+    """Claim a tenant's primary domain as verified: the operator who provisions the tenant
+    vouches for its ownership, so no token look-up. It gets a DKIM key like any sender
+    domain (its mail is signed), starts its warm-up, and is judged by the preflight."""
+    row = claim(conn, tenant_id, domain, settings.dkim_algorithm, now, settings.dkim_dual)
+    if row.verified_at is not None:
+        return row
+    values: dict[str, Any] = {"verified_at": now, "checked_at": now, "last_error": ""}
+    if settings.warmup_enabled:
+        values |= {
+            "warmup_state": WarmupState.WARMING,
+            "warmup_stage": 0,
+            "warmup_reviewed_at": now,
+        }
+    conn.execute(update(t.sender_domain).where(sdc.id == row.id).values(**values))
+    return _row(conn, tenant_id, row.domain)
 
 
 def listing(engine: Engine, tenant_id: int) -> list[Any]:

@@ -6,8 +6,10 @@ look-ups), DMARC (a ``v=DMARC1`` record at ``_dmarc.<domain>`` or a parent, with
 ``adkim``), DKIM (each active selector publishes our key), and reports MTA-STS
 (``_mta-sts``) and TLS-RPT (``_smtp._tls``). The result — when, each check's verdict and
 reason, and the exact records to publish — is stored per domain (``domain_preflight``).
-Verification runs it, the api and the CLI run it on demand, the sweeper re-runs it once
-a result is ``PREFLIGHT_INTERVAL_S`` old, and campaign acceptance reads the stored result.
+Verification runs it, the api and the CLI run it on demand, the sweeper runs it for
+verified domains never checked and again once a result is ``PREFLIGHT_INTERVAL_S`` old,
+and campaign acceptance checks the tenant's never-checked domains first, then reads the
+stored result (a verified domain still without one is refused bulk: fail closed).
 """
 
 from __future__ import annotations
@@ -219,13 +221,55 @@ def stored(conn: Connection, tenant_id: int, domain: str) -> dict[str, Any] | No
 
 def refusal(conn: Connection, tenant_id: int, from_domain: str) -> str | None:
     """Why bulk mail From ``from_domain`` must be refused: the verified domain covering it
-    failed its latest preflight, or the From is not DKIM-aligned under its DMARC ``adkim``.
-    None when it may go (also when that domain was never checked: verification checks it)."""
+    failed its latest preflight or was never checked (DNS did not answer: fail closed), or
+    the From is not DKIM-aligned under its DMARC ``adkim``. None when it may go."""
     covering = sd.covering(from_domain, _verified(conn, tenant_id))
     if covering is None:
         return None
     result = stored(conn, tenant_id, covering)
-    return None if result is None else mail_auth.refusal(result, from_domain)
+    if result is None:
+        return (
+            f"domain {covering!r} has no authentication preflight result yet (DNS did not "
+            f"answer); check it with POST /v1/domains/{covering}/preflight and send again"
+        )
+    return mail_auth.refusal(result, from_domain)
+
+
+def unchecked(conn: Connection, tenant_id: int | None = None, limit: int = 100) -> list[Any]:
+    """Verified domains (of one tenant, or of all) that have no preflight result yet:
+    (tenant id, domain, tenant slug) rows."""
+    query = (
+        select(sdc.tenant_id, sdc.domain, t.tenant.c.slug)
+        .join(t.tenant, t.tenant.c.id == sdc.tenant_id)
+        .outerjoin(t.domain_preflight, pfc.sender_domain_id == sdc.id)
+        .where(sdc.verified_at.is_not(None), pfc.sender_domain_id.is_(None))
+        .order_by(sdc.id)
+        .limit(limit)
+    )
+    if tenant_id is not None:
+        query = query.where(sdc.tenant_id == tenant_id)
+    return list(conn.execute(query))
+
+
+def _check_all(engine: Engine, settings: Settings, rows: list[Any], now: datetime) -> int:
+    done = 0
+    for tenant_id, domain, slug in rows:
+        try:
+            run(engine, settings, tenant_id, domain, now, slug)
+            done += 1
+        except (DnsError, LookupError) as exc:
+            log.warning("preflight of %s for tenant %s not checked: %s", domain, slug, exc)
+    return done
+
+
+def first_checks(engine: Engine, settings: Settings, tenant: str, now: datetime) -> int:
+    """Check the tenant's verified domains that were never checked (a primary domain the
+    operator vouched for, a domain verified before the preflight existed): campaign
+    acceptance calls this first, so such a domain is judged instead of waved through."""
+    with engine.connect() as conn:
+        tenant_id = conn.scalar(select(t.tenant.c.id).where(t.tenant.c.slug == tenant))
+        rows = [] if tenant_id is None else unchecked(conn, tenant_id)
+    return _check_all(engine, settings, rows, now)
 
 
 def _verified(conn: Connection, tenant_id: int) -> list[str]:
@@ -237,11 +281,12 @@ def _verified(conn: Connection, tenant_id: int) -> list[str]:
 
 
 def recheck_due(engine: Engine, settings: Settings, now: datetime) -> int:
-    """Check again every verified domain whose stored result is ``PREFLIGHT_INTERVAL_S``
-    old; a domain DNS did not answer for keeps its result and is tried next time."""
+    """Check every verified domain that was never checked, and again every one whose
+    stored result is ``PREFLIGHT_INTERVAL_S`` old; a domain DNS did not answer for keeps
+    its result (or stays unchecked) and is tried next time."""
     cutoff = now - timedelta(seconds=settings.preflight_interval_s)
     with engine.connect() as conn:
-        due = list(
+        due = unchecked(conn) + list(
             conn.execute(
                 select(pfc.tenant_id, pfc.domain, t.tenant.c.slug)
                 .join(t.sender_domain, sdc.id == pfc.sender_domain_id)
@@ -251,11 +296,4 @@ def recheck_due(engine: Engine, settings: Settings, now: datetime) -> int:
                 .limit(100)
             )
         )
-    done = 0
-    for tenant_id, domain, slug in due:
-        try:
-            run(engine, settings, tenant_id, domain, now, slug)
-            done += 1
-        except (DnsError, LookupError) as exc:
-            log.warning("preflight of %s for tenant %s not re-checked: %s", domain, slug, exc)
-    return done
+    return _check_all(engine, settings, due, now)

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, and_, or_, select, update
 
 from postgate.campaigns import canary
-from postgate.campaigns.accept import accept
+from postgate.campaigns.accept import accept, judged
 from postgate.consent import audience
 from postgate.core.clock import utcnow
 from postgate.core.gate import GateCampaign, gate
@@ -24,6 +24,7 @@ from postgate.runtime.runner import Runner
 from postgate.settings import Settings
 from postgate.store import tables as t
 from postgate.store.dialect import insert_ignore
+from postgate.tenants import preflight
 
 log = logging.getLogger("postgate.planner")
 
@@ -180,6 +181,8 @@ class Planner(Runner):
     def handle(self, body: bytes) -> None:
         settings = self.ctx.settings
         msg = parse_campaign(body, settings.max_message_bytes)
+        if settings.preflight_enforce and judged(msg):  # DNS, outside the transaction
+            preflight.first_checks(self.ctx.engine, settings, msg.tenant, utcnow())
         with self.ctx.engine.begin() as conn:
             accepted = accept(conn, msg, utcnow(), settings.lexicon_dir, settings.preflight_enforce)
         log.info(

@@ -12,15 +12,13 @@ from typing import Any
 
 import dkim
 import pytest
-from sqlalchemy import update
 
-from postgate.core.clock import utcnow
 from postgate.core.dkim_signing import ALGORITHMS, DkimKey, Signer, generate
 from postgate.core.rendering import CampaignContent, CompiledCampaign, RecipientData
-from postgate.store import tables as t
 from postgate.tenants import domains as domain_store
 from postgate.workers.main import run_workers
-from tests.support import World
+from tests.dns_server import LocalDns
+from tests.support import World, signing_domain
 
 BODIES = {
     "text": ("Hello {{ name }}\n\nSee you.\n", ""),
@@ -135,17 +133,10 @@ def test_a_signer_is_reused_across_messages_and_threads() -> None:
     assert all(verifies(s, public) for s in signed)
 
 
-def test_the_sender_loop_keeps_ticking_while_it_signs(world: World) -> None:
+def test_the_sender_loop_keeps_ticking_while_it_signs(world: World, suite_dns: LocalDns) -> None:
     """A 2,000-recipient RSA-signed campaign: the event loop (leases, pub/sub, the kill
     switch) is never blocked by signing; dkimpy on the loop blocked it ~13 ms a mail."""
-    engine, now = world.ctx.engine, utcnow()
-    domain_store.add(engine, world.tenant_id, world.tenant.domain, "rsa-sha256", now)
-    with engine.begin() as conn:
-        conn.execute(
-            update(t.sender_domain)
-            .where(t.sender_domain.c.tenant_id == world.tenant_id)
-            .values(verified_at=now)
-        )
+    signing_domain(world, suite_dns, "rsa-sha256")
     from tests.workers.test_crash import bulk_audience
 
     bulk_audience(world, 2000)
@@ -187,23 +178,14 @@ def test_the_sender_loop_keeps_ticking_while_it_signs(world: World) -> None:
     assert max(gaps) < 0.5, max(gaps)
 
 
-def test_dual_signing_with_ed25519_and_rsa(world: World) -> None:
+def test_dual_signing_with_ed25519_and_rsa(world: World, suite_dns: LocalDns) -> None:
     """DKIM_DUAL: a domain claimed with both keys gets both signatures (RFC 8463), each
     verifying against its own published record."""
-    engine, now = world.ctx.engine, utcnow()
-    row = domain_store.add(
-        engine, world.tenant_id, world.tenant.domain, "rsa-sha256", now, dual=True
-    )
+    row = signing_domain(world, suite_dns, "rsa-sha256", dual=True)
     shown = domain_store.describe(row)
     _token, rsa_record, ed_record = shown["dns"]
     assert shown["dkim2"]["algorithm"] == "ed25519-sha256"
     assert "k=rsa" in rsa_record["value"] and "k=ed25519" in ed_record["value"]
-    with engine.begin() as conn:
-        conn.execute(
-            update(t.sender_domain)
-            .where(t.sender_domain.c.tenant_id == world.tenant_id)
-            .values(verified_at=now)
-        )
     world.contact("dual")
     world.publish(world.message("dual"))
     world.run(world.finished("dual"))

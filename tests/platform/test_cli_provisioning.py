@@ -9,16 +9,20 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
+import dkim
+
 from postgate.client import Client
 from postgate.core.clock import utcnow
 from postgate.runtime.context import Context
 from postgate.settings import Settings
-from tests.support import run_until
+from postgate.sinks.smtp import SmtpSink
+from tests.dns_server import LocalDns
+from tests.support import publish_domain, run_until
 from tests.test_cli_errors import one_line, postgate
 
 
 def test_tenant_lists_and_closure_from_the_command_line(
-    tmp_path: Path, settings: Settings, ctx: Context, api: str
+    tmp_path: Path, settings: Settings, ctx: Context, api: str, suite_dns: LocalDns, sink: SmtpSink
 ) -> None:
     env = {"DATABASE_URL": settings.database_url}
     slug = f"cli-{uuid.uuid4().hex[:6]}"
@@ -45,7 +49,10 @@ def test_tenant_lists_and_closure_from_the_command_line(
     )
     assert made.returncode == 0, made.stderr
     assert f"postgate keys create --tenant {slug}" in made.stderr
-    assert json.loads(made.stdout)["default_from"]["email"] == f"news@{slug}.example"
+    created = json.loads(made.stdout)
+    assert created["default_from"]["email"] == f"news@{slug}.example"
+    assert created["sender_domain"]["verified"] is True  # vouched for by the operator
+    publish_domain(suite_dns, created)  # what the tenant is told to publish
     line = one_line(
         postgate(
             tmp_path, "tenants", "create", slug, "--legal-name", "x", "--domain", "x.example", **env
@@ -118,6 +125,9 @@ def test_tenant_lists_and_closure_from_the_command_line(
     )
     status = ok("campaign", "status", "from-cli", "--tenant", slug)
     assert status["deliveries"] == [{"state": "sent", "reason": None, "count": 1}]
+    (mail,) = [m for m in sink.handler.received if f"piroska@{slug}.example" in m.recipients]
+    assert f"d={slug}.example".encode() in mail.data  # signed by its primary domain's key
+    assert dkim.verify(mail.data, dnsfunc=suite_dns.dkim_dnsfunc)
 
     assert ok("tenants", "suspend", slug, "--reason", "checking")["status"] == "suspended"
     assert ok("tenants", "reinstate", slug, "--reason", "checked")["status"] == "active"

@@ -9,6 +9,7 @@ import uuid
 from datetime import timedelta
 from email import message_from_bytes
 
+import dkim
 import httpx
 import pytest
 
@@ -17,7 +18,8 @@ from postgate.core.clock import utcnow
 from postgate.http.auth import create_key
 from postgate.runtime.context import Context
 from postgate.sinks.smtp import SmtpSink
-from tests.support import run_until
+from tests.dns_server import LocalDns
+from tests.support import publish_domain, run_until
 
 
 def contact(external_id: str, email: str, lists: list[int], days: int = 20) -> dict[str, object]:
@@ -65,7 +67,7 @@ def run(ctx: Context, until: object, timeout: float = 30) -> None:
 
 
 def test_a_tenant_from_nothing_to_results_and_closure(
-    ctx: Context, api: str, sink: SmtpSink
+    ctx: Context, api: str, sink: SmtpSink, suite_dns: LocalDns
 ) -> None:
     slug = f"acme-{uuid.uuid4().hex[:6]}"
     ops = {"Authorization": f"Bearer {create_key(ctx.engine, 'operator', 'alice')}"}
@@ -83,6 +85,11 @@ def test_a_tenant_from_nothing_to_results_and_closure(
         )
         assert created.status_code == 201, created.text
         assert created.json()["status"] == "active" and created.json()["locale"] == "hu-HU"
+        primary = created.json()["sender_domain"]
+        assert primary["domain"] == f"{slug}.example" and primary["verified"] is True
+        dkim_record = primary["dns"][1]
+        assert dkim_record["name"].endswith(f"._domainkey.{slug}.example")
+        publish_domain(suite_dns, created.json())  # the tenant publishes what it was told
         assert (
             op.post(
                 "/v1/operator/tenants",
@@ -131,6 +138,9 @@ def test_a_tenant_from_nothing_to_results_and_closure(
         assert {message_from_bytes(r.data)["From"] for r in sink.handler.received} == {
             f"Acme <news@{slug}.example>"
         }
+        assert all(  # signed with the primary domain's key, which DNS now publishes
+            dkim.verify(r.data, dnsfunc=suite_dns.dkim_dnsfunc) for r in sink.handler.received
+        )
         assert crm.stats()["sent"] == 2 and crm.stats()["campaigns"] == 1
 
         with httpx.Client(base_url=api, headers=ops) as op:

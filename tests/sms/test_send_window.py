@@ -109,7 +109,7 @@ def test_a_tenant_window_of_its_own(world: World, settings: Settings, smsc: Smsc
     phone_contact(world, "Bela", HU)
     patch = prov.TenantPatch(sms_send_window={"hu": "22:00-23:00"})
     shown: dict[str, Any] = prov.update_tenant(
-        world.ctx.engine, world.tenant.slug, patch, "test", clock()
+        world.ctx.engine, world.tenant.slug, patch, "test", clock(), settings
     )
     assert shown["sms_send_window"] == {"HU": "22:00-23:00"}
     world.publish(sms_message(world, "Ejszakai akcio", "late"))

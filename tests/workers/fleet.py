@@ -37,6 +37,8 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
         "RETRY_MAX_S": "1",
         "CANARY_MIN_AUDIENCE": "0",
         "SECRET_KEY": settings.secret_key,
+        "DNS_RESOLVER": settings.dns_resolver,
+        "DNS_TIMEOUT_S": str(settings.dns_timeout_s),
         **extra,
     }
 

@@ -19,9 +19,9 @@ from postgate.core import tokens
 from postgate.core.clock import utcnow
 from postgate.operator_page import overview
 from postgate.store import tables as t
-from postgate.tenants import domains as domain_store
 from postgate.tenants import reputation
-from tests.support import World, ref_for, verp_for
+from tests.dns_server import LocalDns
+from tests.support import World, ref_for, signing_domain, verp_for
 from tests.workers.listening import deliver, listener
 from tests.workers.test_feedback_listener import sent_campaign, suppressed
 
@@ -181,15 +181,10 @@ def test_recycled_and_altered_return_paths_change_nothing(world: World, listener
 
 
 def test_genuine_reports_built_from_the_sent_mail_apply_and_dkim_is_checked(
-    world: World, listener: int
+    world: World, listener: int, suite_dns: LocalDns
 ) -> None:
-    engine, now = world.ctx.engine, utcnow()
-    domain_store.add(engine, world.tenant_id, world.tenant.domain, "ed25519-sha256", now)
-    sd = t.sender_domain.c
-    with engine.begin() as conn:
-        conn.execute(
-            update(t.sender_domain).where(sd.tenant_id == world.tenant_id).values(verified_at=now)
-        )
+    engine = world.ctx.engine
+    signing_domain(world, suite_dns, "ed25519-sha256")
     rows = sent_campaign(world, 3)
     bounce = world.ctx.settings.bounce_domain
     (a_id, _, a), (b_id, _, b), (_, _, c) = rows

@@ -13,14 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import update
 
-from postgate.core.clock import utcnow
 from postgate.http.auth import create_key
 from postgate.sinks.smtp import SmtpSink
-from postgate.store import tables as t
-from postgate.tenants import domains as domain_store
-from tests.support import World
+from tests.dns_server import LocalDns
+from tests.support import World, signing_domain
 from tests.workers.fleet import Fleet, wait_until
 from tests.workers.switching import TimedHandler, bulk_audience
 
@@ -40,21 +37,14 @@ def sink() -> Iterator[SmtpSink]:
 
 @pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "rsa-signed"])
 def test_flip_reaches_every_sender_process_within_a_second(
-    world: World, api: str, tmp_path: Path, signed: bool
+    world: World, api: str, tmp_path: Path, signed: bool, suite_dns: LocalDns
 ) -> None:
     """With ``signed`` the tenant's mail is DKIM-signed with RSA-2048, as production
     sends: signatures in flight on the signing threads must not delay the stop."""
     handler: TimedHandler = world.sink.handler  # type: ignore[assignment]
     bulk_audience(world, N)
     if signed:
-        now = utcnow()
-        domain_store.add(world.ctx.engine, world.tenant_id, world.tenant.domain, "rsa-sha256", now)
-        with world.ctx.engine.begin() as conn:
-            conn.execute(
-                update(t.sender_domain)
-                .where(t.sender_domain.c.tenant_id == world.tenant_id)
-                .values(verified_at=now)
-            )
+        signing_domain(world, suite_dns, "rsa-sha256")
     ops = {"Authorization": f"Bearer {create_key(world.ctx.engine, 'operator', 'ops')}"}
     url = f"/v1/operator/tenants/{world.tenant.slug}/sending-blocks"
     fleet = Fleet(world.ctx.settings, tmp_path)

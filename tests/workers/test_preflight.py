@@ -10,15 +10,19 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import dkim
 import httpx
 import pytest
 from sqlalchemy import select, update
+from sqlmodel import Session
 
+from postgate.consent import records
 from postgate.core.clock import utcnow
 from postgate.http.auth import create_key
 from postgate.runtime.context import Context
 from postgate.settings import Settings
 from postgate.store import tables as t
+from postgate.store.models.tenants import Tenant
 from postgate.tenants import preflight
 from tests.dns_server import LocalDns
 from tests.support import World, serve_api
@@ -219,3 +223,75 @@ def test_a_subdomain_finds_its_dmarc_at_the_parent_and_spf_through_includes(
     assert "2 DNS look-ups" in result["checks"]["spf"]["reason"]  # redirect, include
     dmarc = next(r for r in result["records"] if r["purpose"] == "DMARC policy")
     assert dmarc["name"] == f"_dmarc.{brand}" and dmarc["published"] is True
+
+
+def test_a_domain_verified_but_never_checked_is_judged_and_fails_closed(
+    world: World, dns_server: LocalDns, env: dict[str, Any]
+) -> None:
+    """A domain verified without a preflight (before the preflight existed): acceptance
+    checks it first and refuses its bulk while DNS does not answer or the records are
+    missing; the sweeper's scan checks the never-checked too."""
+    brand, settings, engine = env["brand"], env["settings"], world.ctx.engine
+    sdc, pf = t.sender_domain.c, t.domain_preflight.c
+    with engine.begin() as conn:  # as a verification from before migration 0017 left it
+        conn.execute(
+            update(t.sender_domain)
+            .where(sdc.tenant_id == world.tenant_id, sdc.domain == brand)
+            .values(verified_at=utcnow())
+        )
+    dns_server.servfail.update({brand, f"_dmarc.{brand}"})  # DNS does not answer
+    send(world, "bulk-unanswered", f"news@{brand}")
+    send(world, "receipt", f"orders@{brand}", kind="transactional")
+    world.run(lambda: world.campaign_state("receipt") == "finished" and bool(refusals(world)))
+    reason = refusals(world)["bulk-unanswered"]
+    assert f"domain {brand!r} has no authentication preflight result yet" in reason
+    assert world.campaign_state("bulk-unanswered") is None
+    assert sent_to(world, "receipt") == ["sent"]
+
+    dns_server.servfail.clear()  # DNS answers: the sweeper checks it (records missing)
+    assert preflight.recheck_due(engine, settings, utcnow()) >= 1
+    with engine.connect() as conn:
+        stored = conn.scalar(select(pf.passed).where(pf.tenant_id == world.tenant_id))
+    assert stored is False
+    send(world, "bulk-missing", f"news@{brand}")
+    world.run(lambda: "bulk-missing" in refusals(world))
+    assert "fails the authentication preflight" in refusals(world)["bulk-missing"]
+
+
+def test_a_provisioned_primary_domain_sends_bulk_only_once_authenticated(
+    world: World, dns_server: LocalDns, env: dict[str, Any]
+) -> None:
+    """A tenant created over the operator api: its primary domain is vouched for and gets
+    a DKIM key; its first bulk campaign is judged at acceptance (records missing: refused),
+    and once the tenant publishes what it was told, accepted and sent signed."""
+    from postgate.platform import provisioning as prov
+    from tests.support import publish_domain
+
+    settings, engine = env["settings"], world.ctx.engine
+    slug = f"prov-{world.tenant.slug}"
+    spec = prov.TenantSpec.model_validate(
+        {"slug": slug, "legal_name": "Prov Kft.", "domain": f"{slug}.example"}
+    )
+    created = prov.create_tenant(engine, spec, "test", utcnow(), settings)
+    assert created["sender_domain"]["verified"] is True
+    tenant_id = created["id"]
+    with Session(engine, expire_on_commit=False) as s:
+        tenant = s.get(Tenant, tenant_id)
+        assert tenant is not None
+        moved = World(world.ctx, world.sink, tenant, records.create_list(s, tenant_id, "main"))
+        s.commit()
+    moved.contact("zsofi")
+    send(moved, "first-bulk", f"news@{spec.domain}")
+    moved.run(lambda: "first-bulk" in refusals(moved))
+    reason = refusals(moved)["first-bulk"]
+    assert "fails the authentication preflight" in reason and "dkim: the active DKIM key" in reason
+
+    publish_domain(dns_server, created | {"domain": spec.domain})
+    assert preflight.run(engine, settings, tenant_id, spec.domain, utcnow())["passed"] is False
+    dns_server.txt[spec.domain] = [f"v=spf1 include:{PLATFORM} -all"]  # SPF_INCLUDE is set
+    assert preflight.run(engine, settings, tenant_id, spec.domain, utcnow())["passed"] is True
+    send(moved, "second-bulk", f"news@{spec.domain}")
+    moved.run(lambda: moved.campaign_state("second-bulk") == "finished")
+    assert sent_to(moved, "second-bulk") == ["sent"]
+    (mail,) = world.sink.handler.to(f"zsofi@{spec.domain}")
+    assert dkim.verify(mail.data, dnsfunc=dns_server.dkim_dnsfunc)
