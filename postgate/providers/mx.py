@@ -18,7 +18,8 @@ destination host and shaping key.
   MTA-STS policy (``mta_sts``) gets only the MX hosts it names and a checked certificate
   under ``enforce`` (else the send is deferred), and a report under ``testing``. An MX
   host with DNSSEC-secure TLSA records (``dane``) gets STARTTLS with its certificate
-  matched against them (DANE before MTA-STS), else that host is not used.
+  matched against them (DANE before MTA-STS: such a host is used even if the policy does
+  not name it), else that host is not used.
 - A 421 or 4.7.x reply that no shaping rule matches opens a backoff window for the
   domain's shaping key (``mx_policy.window``): until it ends its sends are deferred at
   once without connecting, by this sender and (a shared ``suspend``, rule ``backoff``) by
@@ -262,7 +263,8 @@ class MxProvider:
         domain = paced.place.domain
         last = SendResult(Outcome.DEFERRED, None, f"no MX host of {domain} has an address")
         policy = await self.sts.policy(domain)
-        if not (hosts := sts.allowed_hosts(policy, domain, hosts)):
+        allowed = set(sts.allowed_hosts(policy, domain, hosts))
+        if not allowed and not self.dane.own.enabled:
             return SendResult(Outcome.DEFERRED, None, f"MTA-STS: no MX of {domain} in its policy")
         source = SENDING_SOURCE.get()
         for host in hosts:
@@ -279,6 +281,13 @@ class MxProvider:
                 rule = await self._tls_rule(domain, host, secure, policy)
             except dane.DaneRefused as exc:
                 last = SendResult(Outcome.DEFERRED, None, str(exc))
+                continue
+            if host not in allowed and not (isinstance(rule, dane.Required) and rule.records):
+                # a host DANE authenticates is tried although MTA-STS does not name it
+                # (RFC 8461 section 2: DANE first); any other must be in the policy
+                last = SendResult(
+                    Outcome.DEFERRED, None, f"MTA-STS: no MX of {domain} in its policy ({host})"
+                )
                 continue
             for address in addresses:
                 port = self.own.port_overrides.get(host, self.own.port)

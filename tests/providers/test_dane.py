@@ -253,3 +253,36 @@ def test_dane_can_be_switched_off(world: World) -> None:
 
     assert result.outcome is Outcome.SENT and world.plain.handler.tls == [False]
     assert (name, "TLSA") not in world.dns.typed_queries
+
+
+def test_a_dane_host_that_the_mta_sts_policy_does_not_name_is_still_used(
+    world: World, tmp_path: Path
+) -> None:
+    """RFC 8461 section 2: DANE comes first. An MX authenticated by DANE is tried although
+    the domain's enforced MTA-STS policy does not name it; an MX without DANE that the
+    policy does not name stays skipped."""
+    from tests.providers.test_mta_sts import Ca, PolicyServer, policy
+
+    ca = Ca(tmp_path)
+    policies = PolicyServer(ca.server_context("mta-sts.both.example", "mta-sts.sts.example"))
+    try:
+        for domain in ("both.example", "sts.example"):
+            world.dns.publish(f"_mta-sts.{domain}", "v=STSv1; id=1")
+            policies.policies[domain] = policy("enforce", "mx.named.example")
+        world.route("both.example", (10, "mx.both.example", world.tls))
+        world.tlsa("mx.both.example", ee(world.cert))
+        world.route("sts.example", (10, "mx.sts.example", world.tls), secure=False)
+        settings = world.settings().with_provider(
+            "mta_sts", ca_file=str(ca.file), policy_address=f"127.0.0.1:{policies.port}"
+        )
+
+        dane_first, sts_only = deliver(settings, "a@both.example", "b@sts.example")
+        (without_dane,) = deliver(settings.with_provider("dane", enabled=False), "c@both.example")
+    finally:
+        policies.close()
+
+    assert dane_first.outcome is Outcome.SENT
+    assert world.tls.handler.recipients() == ["a@both.example"]
+    assert world.tls.handler.tls == [True]
+    assert sts_only.outcome is Outcome.DEFERRED and "in its policy" in sts_only.detail
+    assert without_dane.outcome is Outcome.DEFERRED and "in its policy" in without_dane.detail
