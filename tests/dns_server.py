@@ -1,11 +1,13 @@
 """A small authoritative DNS server on 127.0.0.1 (UDP and TCP) for TXT, MX, A and TLSA
-records, built with dnspython: tests publish records in it and point the resolver at it.
+records and CNAME aliases (followed as a recursive resolver would), built with dnspython:
+tests publish records in it and point the resolver at it.
 
 It also stands in for a validating resolver: answers for the names a test marks
 ``secure`` carry the AD bit (DNSSEC-validated), and names in ``servfail`` get SERVFAIL."""
 
 from __future__ import annotations
 
+import itertools
 import socket
 import socketserver
 import struct
@@ -20,6 +22,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
 import dns.rrset
+from dns.rdtypes.ANY.CNAME import CNAME
 from dns.rdtypes.ANY.MX import MX
 from dns.rdtypes.ANY.TLSA import TLSA
 from dns.rdtypes.ANY.TXT import TXT
@@ -32,6 +35,7 @@ class LocalDns:
         self.mx: dict[str, list[tuple[int, str]]] = {}
         self.a: dict[str, list[str]] = {}
         self.tlsa: dict[str, list[tuple[int, int, int, bytes]]] = {}
+        self.cname: dict[str, str] = {}  # alias -> target, followed by the server
         self.secure: set[str] = set()  # names answered with the AD bit
         self.servfail: set[str] = set()  # names answered with SERVFAIL
         self.ttl = 60
@@ -72,6 +76,9 @@ class LocalDns:
         """An MX record; ``host`` "." is a null MX (RFC 7505)."""
         self.mx.setdefault(domain.lower().rstrip("."), []).append((preference, host))
 
+    def publish_cname(self, alias: str, target: str) -> None:
+        self.cname[alias.lower()] = target.lower()
+
     def publish_a(self, host: str, address: str = "127.0.0.1") -> None:
         self.a.setdefault(host.lower().rstrip("."), []).append(address)
 
@@ -91,27 +98,47 @@ class LocalDns:
         name = question.name.to_text().rstrip(".").lower()
         self.queries.append(name)
         self.typed_queries.append((name, dns.rdatatype.to_text(question.rdtype)))
-        if name in self.secure:
+        chain = [name]  # the name, then the CNAME targets it leads to
+        while chain[-1] in self.cname and len(chain) < 8:
+            chain.append(self.cname[chain[-1]])
+        if all(n in self.secure for n in chain):
             response.flags |= dns.flags.AD
-        values = self.txt.get(name)
-        if name in self.servfail:
+        if any(n in self.servfail for n in chain):
             response.flags &= ~(dns.flags.AA | dns.flags.AD)
             response.set_rcode(dns.rcode.SERVFAIL)
-        elif values is None and not any(name in d for d in (self.mx, self.a, self.tlsa)):
-            response.set_rcode(dns.rcode.NXDOMAIN)
-        elif question.rdtype == dns.rdatatype.MX and name in self.mx:
+            return response.to_wire()
+        for alias, target in itertools.pairwise(chain):
+            cname = CNAME(dns.rdataclass.IN, dns.rdatatype.CNAME, dns.name.from_text(target))
+            owner = dns.name.from_text(alias)
+            response.answer.append(dns.rrset.from_rdata_list(owner, self.ttl, [cname]))
+        final = chain[-1]
+        if self.txt.get(final) is None and not any(
+            final in d for d in (self.mx, self.a, self.tlsa)
+        ):
+            if len(chain) == 1:
+                response.set_rcode(dns.rcode.NXDOMAIN)
+            return response.to_wire()
+        rrset = self._rrset(final, question.rdtype)
+        if rrset is not None:
+            response.answer.append(rrset)
+        return response.to_wire()
+
+    def _rrset(self, name: str, rdtype: int) -> dns.rrset.RRset | None:
+        owner = dns.name.from_text(name)
+        values = self.txt.get(name)
+        if rdtype == dns.rdatatype.MX and name in self.mx:
             mxs = [
                 MX(dns.rdataclass.IN, dns.rdatatype.MX, pref, dns.name.from_text(host))
                 for pref, host in self.mx[name]
             ]
-            response.answer.append(dns.rrset.from_rdata_list(question.name, self.ttl, mxs))
-        elif question.rdtype == dns.rdatatype.A and name in self.a:
+            return dns.rrset.from_rdata_list(owner, self.ttl, mxs)
+        if rdtype == dns.rdatatype.A and name in self.a:
             addresses = [A(dns.rdataclass.IN, dns.rdatatype.A, a) for a in self.a[name]]
-            response.answer.append(dns.rrset.from_rdata_list(question.name, self.ttl, addresses))
-        elif question.rdtype == dns.rdatatype.TLSA and name in self.tlsa:
+            return dns.rrset.from_rdata_list(owner, self.ttl, addresses)
+        if rdtype == dns.rdatatype.TLSA and name in self.tlsa:
             records = [TLSA(dns.rdataclass.IN, dns.rdatatype.TLSA, *t) for t in self.tlsa[name]]
-            response.answer.append(dns.rrset.from_rdata_list(question.name, self.ttl, records))
-        elif question.rdtype == dns.rdatatype.TXT and values is not None:
+            return dns.rrset.from_rdata_list(owner, self.ttl, records)
+        if rdtype == dns.rdatatype.TXT and values is not None:
             rdatas = [
                 TXT(
                     dns.rdataclass.IN,
@@ -120,8 +147,8 @@ class LocalDns:
                 )
                 for v in values
             ]
-            response.answer.append(dns.rrset.from_rdata_list(question.name, 60, rdatas))
-        return response.to_wire()
+            return dns.rrset.from_rdata_list(owner, 60, rdatas)
+        return None
 
     def _serve_udp(self) -> None:
         while self.running:

@@ -34,6 +34,7 @@ import logging
 import ssl
 import weakref
 from dataclasses import dataclass
+from functools import partial
 from typing import ClassVar
 
 import aiosmtplib
@@ -75,6 +76,12 @@ class Required:
     host: str
     domain: str
     records: tuple[Tlsa, ...]
+    base: str = ""  # the TLSA base domain: the CNAME-expanded host name, else the host
+
+    @property
+    def server_name(self) -> str:
+        """The SNI to send: the TLSA base domain (RFC 7671 section 7)."""
+        return self.base or self.host
 
 
 class Dane:
@@ -94,22 +101,25 @@ class Dane:
         MX and address answers leading to the host were both secure."""
         if not self.own.enabled or not secure_route:
             return None
-        name = f"_{port}._tcp.{host}"
-        try:
-            found: tuple[Tlsa, ...] | None = await self.routes.cached(
-                ("TLSA", name), lambda: self._tlsa(name)
-            )
-        except DnsFailure as failure:
-            DANE.labels("tlsa_failed").inc()
-            log.warning("DANE: MX %s of %s not used: %s", host, domain, failure.result.detail)
-            raise DaneRefused(f"DANE: {failure.result.detail}; {host} not used") from None
+        alias = self.routes.aliases.get(host)  # secure CNAME expansion: asked first
+        found: tuple[Tlsa, ...] | None = None
+        for base in [alias, host] if alias else [host]:
+            name = f"_{port}._tcp.{base}"
+            try:
+                found = await self.routes.cached(("TLSA", name), partial(self._tlsa, name))
+            except DnsFailure as failure:
+                DANE.labels("tlsa_failed").inc()
+                log.warning("DANE: MX %s of %s not used: %s", host, domain, failure.result.detail)
+                raise DaneRefused(f"DANE: {failure.result.detail}; {host} not used") from None
+            if found is not None:
+                break
         if found is None:
             return None
         records = dane.usable(found)
         if not records:
             DANE.labels("unusable").inc()
             log.info("DANE: MX %s of %s has only unusable TLSA records: TLS required", host, domain)
-        return Required(host, domain, records)
+        return Required(host, domain, records, base)
 
     async def _tlsa(self, name: str) -> tuple[float, tuple[Tlsa, ...] | DnsFailure | None]:
         try:
@@ -133,7 +143,7 @@ class Dane:
             client.close()
             raise self._refused(need, "no_starttls", "no STARTTLS offered")
         try:
-            await client.starttls(server_hostname=need.host, validate_certs=False)
+            await client.starttls(server_hostname=need.server_name, validate_certs=False)
         except TLS_ERRORS as exc:
             client.close()
             raise self._refused(
@@ -141,7 +151,7 @@ class Dane:
             ) from None
         if need.records:
             chain = peer_chain(client.get_transport_info("ssl_object"))
-            names = list(dict.fromkeys((need.host, need.domain)))
+            names = list(dict.fromkeys((need.server_name, need.host, need.domain)))
             try:
                 how = dane.authenticate(need.records, chain, names, dt.datetime.now(dt.UTC))
             except Mismatch as exc:

@@ -133,6 +133,9 @@ class MxRoutes:
         self.resolver = async_resolver(settings)
         self.cache: dict[tuple[str, str], tuple[float, object]] = {}
         self.pending: dict[tuple[str, str], asyncio.Future[tuple[float, object]]] = {}
+        # MX host -> the name its CNAME chain ends at, when the whole chain was secure
+        # (DANE asks for TLSA there first, RFC 7672 section 2.2.2)
+        self.aliases: dict[str, str] = {}
         self.queries = 0
 
     async def mx(self, domain: str) -> list[MxHost]:
@@ -213,7 +216,7 @@ class MxRoutes:
     async def _addresses(self, host: str) -> tuple[float, Found[list[str]] | DnsFailure]:
         found: list[str] = []
         ttls: list[float] = []
-        validated = True
+        validated, expanded = True, host.lower()
         for rdtype in ("A", "AAAA"):
             try:
                 answer = await self.resolver.resolve(host, rdtype)
@@ -228,4 +231,10 @@ class MxRoutes:
             ttls.append(answer.rrset.ttl if answer.rrset is not None else 0)
             found += [r.address for r in answer]
             validated = validated and secure(answer.response)
-        return min(ttls, default=0), Found(found, validated and bool(found))
+            expanded = answer.canonical_name.to_text(omit_final_dot=True).lower()
+        validated = validated and bool(found)
+        if validated and found and expanded != host.lower():
+            self.aliases[host] = expanded
+        else:
+            self.aliases.pop(host, None)
+        return min(ttls, default=0), Found(found, validated)

@@ -286,3 +286,40 @@ def test_a_dane_host_that_the_mta_sts_policy_does_not_name_is_still_used(
     assert world.tls.handler.tls == [True]
     assert sts_only.outcome is Outcome.DEFERRED and "in its policy" in sts_only.detail
     assert without_dane.outcome is Outcome.DEFERRED and "in its policy" in without_dane.detail
+
+
+def test_tlsa_records_are_asked_at_the_cname_expanded_name_first(world: World) -> None:
+    """RFC 7672 section 2.2.2: an MX host that is a secure CNAME alias has its TLSA records
+    looked up at the expanded name first (that name is the SNI and a reference identifier
+    for DANE-TA), and at the MX name itself when the expanded name has none."""
+    anchor = (2, 0, 1, tlsa_data(world.ca, 0, 1))
+    for domain, alias, target, server in (
+        ("alias.example", "mx.alias.example", "mx.ta.example", world.ta),
+        ("fallback.example", "mx.fallback.example", "mx.elsewhere.example", world.tls),
+    ):
+        world.dns.publish_mx(domain, 10, alias)
+        world.dns.publish_cname(alias, target)
+        world.dns.publish_a(target)
+        world.dns.mark_secure(domain, alias, target)
+        world.ports[alias] = server.port
+    expanded = world.tlsa("mx.alias.example", anchor).replace("mx.alias", "mx.ta")
+    world.dns.publish_tlsa(expanded, *anchor)
+    world.dns.mark_secure(expanded)
+    world.tlsa("mx.alias.example", WRONG)  # at the alias: would not match, never used
+    world.tlsa("mx.fallback.example", ee(world.cert))  # only at the MX name
+    before = dane_count("authenticated")
+
+    aliased, fallback = deliver(world.settings(), "a@alias.example", "b@fallback.example")
+
+    assert aliased.outcome is Outcome.SENT, aliased.detail
+    assert fallback.outcome is Outcome.SENT, fallback.detail
+    assert world.ta.handler.recipients() == ["a@alias.example"]
+    assert world.tls.handler.recipients() == ["b@fallback.example"]
+    assert world.ta.handler.tls == world.tls.handler.tls == [True]
+    assert dane_count("authenticated") == before + 2
+    tlsa_asked = [n for n, kind in world.dns.typed_queries if kind == "TLSA"]
+    port = world.tls.port
+    assert tlsa_asked.index(f"_{port}._tcp.mx.elsewhere.example") < tlsa_asked.index(
+        f"_{port}._tcp.mx.fallback.example"
+    )
+    assert f"_{world.ta.port}._tcp.mx.alias.example" not in tlsa_asked
