@@ -14,7 +14,7 @@ from postgate.core.clock import aware
 from postgate.core.message import CampaignV1, MessageError, Sender
 from postgate.core.sender_domains import covering
 from postgate.core.states import CampaignState, Channel, Kind
-from postgate.observability.metrics import PREFLIGHT_REFUSALS
+from postgate.observability.metrics import PREFLIGHT_REFUSALS, UNSIGNED_BULK
 from postgate.store import tables as t
 from postgate.tenants import domains as domain_store
 from postgate.tenants import preflight as domain_preflight
@@ -67,9 +67,20 @@ def accept(
     sender = msg.sender or _default_from(conn, tenant_id, msg)
     if sender is not None:
         sender_domain = sender.email.rsplit("@", 1)[1].lower()
-        if covering(sender_domain, [domain, *domain_store.verified(conn, tenant_id)]) is None:
+        verified = domain_store.verified(conn, tenant_id)
+        if covering(sender_domain, [domain, *verified]) is None:
             raise MessageError(
                 f"from address domain {sender_domain!r} is not the tenant's verified domain"
+            )
+        if judged(msg) and covering(sender_domain, verified) is None:
+            UNSIGNED_BULK.labels(msg.tenant).inc()
+            log.warning(
+                "campaign %s/%s: bulk mail From %s goes out unsigned and unjudged: %s is no "
+                "sender domain of the tenant (claim it with POST /v1/domains)",
+                msg.tenant,
+                msg.campaign_id,
+                sender_domain,
+                domain,
             )
         if preflight and judged(msg):
             refused = domain_preflight.refusal(conn, tenant_id, sender_domain)

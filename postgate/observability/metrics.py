@@ -166,6 +166,12 @@ PREFLIGHT_REFUSALS = Counter(
     "Bulk campaigns refused at acceptance because their From domain fails the preflight.",
     ["tenant"],
 )
+UNSIGNED_BULK = Counter(
+    "postgate_unsigned_bulk_campaigns_total",
+    "Bulk email campaigns accepted From a tenant's primary domain that is no sender domain "
+    "(seeded before provisioning claimed it): not DKIM-signed, not judged by the preflight.",
+    ["tenant"],
+)
 WARMUP_WAITING = Counter(
     "postgate_warmup_deferred_total",
     "Messages of warming domains put off to the next day: their provider group's daily cap "

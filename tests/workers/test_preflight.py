@@ -295,3 +295,24 @@ def test_a_provisioned_primary_domain_sends_bulk_only_once_authenticated(
     assert sent_to(moved, "second-bulk") == ["sent"]
     (mail,) = world.sink.handler.to(f"zsofi@{spec.domain}")
     assert dkim.verify(mail.data, dnsfunc=dns_server.dkim_dnsfunc)
+
+
+def test_bulk_from_a_primary_domain_that_is_no_sender_domain_is_counted(world: World) -> None:
+    """A tenant seeded straight into the database has no sender-domain row for its primary
+    domain: its bulk goes out unsigned, and the operator sees it counted and logged."""
+    from prometheus_client import REGISTRY
+
+    def counted() -> float:
+        sample = REGISTRY.get_sample_value(
+            "postgate_unsigned_bulk_campaigns_total", {"tenant": world.tenant.slug}
+        )
+        return sample or 0.0
+
+    world.contact("ilona")
+    send(world, "plain-bulk", f"news@{world.tenant.domain}")
+    send(world, "plain-receipt", f"orders@{world.tenant.domain}", kind="transactional")
+    world.run(lambda: world.finished("plain-bulk")() and world.finished("plain-receipt")())
+    assert sent_to(world, "plain-bulk") == ["sent"]
+    mails = world.sink.handler.to(f"ilona@{world.tenant.domain}")
+    assert len(mails) == 2 and not any(b"DKIM-Signature:" in m.data for m in mails)
+    assert counted() == 1  # the bulk campaign only
