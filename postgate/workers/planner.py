@@ -102,11 +102,14 @@ def plan_campaign(
     while True:
         now = utcnow()
         with engine.begin() as conn:
-            conn.execute(
+            leased = conn.execute(
                 update(t.campaign)
-                .where(c.id == campaign_id)
+                .where(c.id == campaign_id, c.state != CampaignState.CANCELLED)
                 .values(plan_lease_until=now + timedelta(seconds=settings.plan_lease_s))
-            )
+            ).rowcount
+            if not leased:  # cancelled meanwhile: plan no more of its audience
+                log.info("campaign %s (%s) cancelled while planning: stopped", campaign_id, slug)
+                break
             recipients = audience.page(conn, spec, after, settings.page_size, now)
             if not recipients:
                 break
