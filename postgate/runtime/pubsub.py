@@ -80,7 +80,8 @@ class PubSub:
         import redis.asyncio as aioredis
 
         client = aioredis.Redis.from_url(self.redis_url, socket_connect_timeout=5)
-        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        # Any: redis-py types aclose() in some releases and not in others
+        pubsub: Any = client.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(channel)
             if ready is not None:
@@ -95,7 +96,7 @@ class PubSub:
                     log.warning("ignored a malformed notice on %s", channel)
         finally:
             with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()
                 await client.aclose()
 
     def close(self) -> None:
