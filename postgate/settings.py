@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import AliasChoices, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from postgate.core.warmup import parse_schedule
@@ -152,7 +152,12 @@ class Settings(BaseSettings):
     dns_timeout_s: float = 5.0
     dkim_algorithm: Literal["rsa-sha256", "ed25519-sha256"] = "rsa-sha256"
     dkim_dual: bool = False  # new domains get a second key of the other algorithm (RFC 8463)
-    dkim_threads: int = Field(default=0, ge=0)  # signing threads per sender; 0: one per core
+    # signing off the sender's loop (workers/signing.py): processes, or threads; how many
+    # per sender (0: one per core; DKIM_THREADS is the older name)
+    dkim_pool: Literal["process", "thread"] = "process"
+    dkim_workers: int = Field(
+        default=0, ge=0, validation_alias=AliasChoices("dkim_workers", "dkim_threads")
+    )
     # the authentication preflight (tenants/preflight.py): the platform's sending hosts a
     # tenant domain's SPF must authorise, comma-separated "include:DOMAIN" terms and IP
     # addresses or networks (empty: any valid v=spf1 record will do); bulk campaigns From

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -248,3 +250,21 @@ def signing_domain(world: World, dns: Any, algorithm: str, dual: bool = False) -
         row = domains.vouch(conn, settings, world.tenant_id, world.tenant.domain, utcnow())
     publish_domain(dns, {"domain": world.tenant.domain, "sender_domain": domains.describe(row)})
     return row
+
+
+def signing_processes(parent: int | None = None) -> list[int]:
+    """The ids of the DKIM signing processes (``postgate.workers.signing_process``) that
+    ``parent`` (this process) started, read from /proc."""
+    parent = os.getpid() if parent is None else parent
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:  # it has just ended
+            continue
+        if int(stat[1]) == parent and b"postgate.workers.signing_process" in command:
+            found.append(int(entry.name))
+    return sorted(found)

@@ -198,3 +198,35 @@ def sign(message: bytes, key: DkimKey | Signer) -> bytes:
     """``message`` with its DKIM-Signature header prepended (a :class:`Signer` parses the
     key once; pass one when signing many messages)."""
     return (key if isinstance(key, Signer) else Signer(key)).sign(message)
+
+
+_SIGNERS: dict[DkimKey, Signer] = {}  # in a signing process: each key parsed once
+
+
+def sign_chunk(
+    keys: tuple[DkimKey | Signer, ...], datas: list[bytes]
+) -> tuple[list[bytes], list[list[float]]]:
+    """Each message with a signature by every key prepended, and the seconds each key took
+    for each message (for the caller's metrics). Run in a signing process or thread: a
+    :class:`DkimKey` is parsed on its first chunk and kept, a :class:`Signer` used as is."""
+    signers = []
+    for key in keys:
+        if isinstance(key, Signer):
+            signers.append(key)
+            continue
+        signer = _SIGNERS.get(key)
+        if signer is None:
+            if len(_SIGNERS) >= 256:  # campaigns come and go; their keys need not stay
+                _SIGNERS.clear()
+            signer = _SIGNERS[key] = Signer(key)
+        signers.append(signer)
+    seconds: list[list[float]] = [[] for _ in signers]
+    signed = []
+    for data in datas:
+        headers = []
+        for signer, took in zip(signers, seconds, strict=True):
+            started = time.perf_counter()
+            headers.append(signer.signature(data))
+            took.append(time.perf_counter() - started)
+        signed.append(b"".join(headers) + data)
+    return signed, seconds

@@ -64,6 +64,10 @@ DKIM_SIGN_SECONDS = Histogram(
     ["algorithm"],
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05),
 )
+DKIM_POOL_RESTARTS = Counter(
+    "postgate_dkim_pool_restarts_total",
+    "Signing pools started again after a signing process died.",
+)
 PROVIDER_ERRORS = Counter(
     "postgate_provider_errors_total",
     "Provider failures that were not a recipient's answer (connect, connection lost).",

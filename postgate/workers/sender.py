@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from email.utils import formatdate
@@ -29,7 +27,6 @@ from postgate.core.states import Channel, Kind
 from postgate.observability.metrics import (
     BATCH_SECONDS,
     BLOCKED,
-    DKIM_SIGN_SECONDS,
     FEEDBACK,
     MESSAGES,
     reason_label,
@@ -49,12 +46,13 @@ from postgate.workers import send_windows, warmup_turns
 from postgate.workers.outcomes import Outcomes
 from postgate.workers.sending_switch import SendingSwitch
 from postgate.workers.shaping_audit import ShapingAudit
+from postgate.workers.signing import SigningPool
 from postgate.workers.sms_dispatch import SmsDispatch
 from postgate.workers.source_turns import SourcePlan
 
 log = logging.getLogger("postgate.sender")
 STATE_TTL_S = 1.0
-SIGN_CHUNK = 32  # messages rendered and signed per hand-off to a signing thread
+SIGN_CHUNK = 32  # messages rendered and signed per hand-off to a signing process
 
 
 @dataclass
@@ -71,20 +69,6 @@ class CampaignInfo:
     tenant_name: str = ""
     warming: warmup_store.Warming | None = None  # its From domain is on a warm-up ramp
     window: SendWindow | None = None  # deliver only within these hours, recipients' local time
-
-
-def _sign(signers: tuple[Signer, ...], datas: list[bytes]) -> list[bytes]:
-    """Sign a chunk of messages (in a signing thread), with every key the domain has."""
-    seconds = [DKIM_SIGN_SECONDS.labels(signer.algorithm) for signer in signers]
-    signed = []
-    for data in datas:
-        headers = []
-        for signer, observe in zip(signers, seconds, strict=True):
-            started = time.perf_counter()
-            headers.append(signer.signature(data))
-            observe.observe(time.perf_counter() - started)
-        signed.append(b"".join(headers) + data)
-    return signed
 
 
 def parse_batch(body: bytes) -> tuple[int, list[int], dict[int, dict[str, str]]]:
@@ -133,9 +117,7 @@ class Sender(Runner):
         configured: list[tuple[str, bool]] = getattr(self.provider, "sources", [])
         self.sources = SourcePlan(ctx.engine, ctx.settings, configured) if configured else None
         self.sms: SmsDispatch | None = None  # started on the first SMS batch
-        self.signing = ThreadPoolExecutor(
-            ctx.settings.dkim_threads or os.cpu_count() or 1, thread_name_prefix="dkim"
-        )
+        self.signing = SigningPool(ctx.settings.dkim_pool, ctx.settings.dkim_workers)
 
     async def setup(self) -> None:
         await self.switch.start()
@@ -148,7 +130,7 @@ class Sender(Runner):
         if self.sms is not None:
             await self.sms.close()
         await self.switch.close()
-        self.signing.shutdown(wait=False, cancel_futures=True)
+        await self.signing.close()
 
     def _allowed(self, info: CampaignInfo) -> bool:
         return self.switch.may_send(info.tenant_id, info.channel, info.kind)
@@ -344,15 +326,14 @@ class Sender(Runner):
         """Render and sign in chunks of SIGN_CHUNK (one hand-off to a signing thread per
         chunk, the chunks on every core at once) and send each chunk as soon as it is
         signed; a result is None where the tenant was switched off before its turn."""
-        loop = asyncio.get_running_loop()
 
         async def chunk(part: list[store.Claimed]) -> list[SendResult | None]:
             datas = [
                 info.compiled.render(c.recipient, date, extra.get(c.recipient.delivery_id))
                 for c in part
             ]
-            if info.dkim:  # off the event loop; OpenSSL drops the GIL
-                datas = await loop.run_in_executor(self.signing, _sign, info.dkim, datas)
+            if info.dkim:  # off the event loop, on every core
+                datas = await self.signing.sign(info.dkim, datas)
             return list(
                 await asyncio.gather(
                     *(

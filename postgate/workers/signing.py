@@ -1,0 +1,161 @@
+"""DKIM signing off the sender's event loop, on every core: signing processes
+(``DKIM_POOL=process``, the default) or threads (``thread``), ``DKIM_WORKERS`` of them (0:
+one per core).
+
+OpenSSL releases the GIL while it signs, so threads do sign in parallel; but the
+canonicalisation around each signature (~40 µs of Python) runs under the same GIL as the
+event loop, and every signature ends in a hand-back of the GIL that the loop pays for.
+A signing process (``signing_process.py``) takes all of it away: the sender writes a chunk
+of messages and the campaign's keys down a pipe, from the event loop itself (no thread),
+and reads the signed chunk back; each process parses a key once and keeps it. A process
+imports only the signer (~25 MB).
+
+A signing process that dies (killed, out of memory) is replaced and the chunk it held is
+signed again by another: nothing of it was sent yet (a chunk is sent once signed), so
+nothing goes out twice. A chunk that fails twice in a row fails its batch, whose rows the
+sweeper re-queues once their lease runs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import pickle
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import Literal
+
+from postgate.core.dkim_signing import DkimError, Signer, sign_chunk
+from postgate.observability.metrics import DKIM_POOL_RESTARTS, DKIM_SIGN_SECONDS
+from postgate.workers.signing_process import HEADER, frame
+
+log = logging.getLogger("postgate.sender")
+PoolKind = Literal["process", "thread"]
+_LOST = (ConnectionError, asyncio.IncompleteReadError, EOFError)
+
+
+class _Process:
+    """One signing process and its two pipes; one request at a time."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.healthy = True
+
+    @classmethod
+    async def start(cls) -> _Process:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "postgate.workers.signing_process",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=1 << 20,
+        )
+        return cls(proc)
+
+    async def call(self, request: bytes) -> bytes:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.healthy = False  # until its reply is read whole: a cut-off call leaves it unusable
+        self.proc.stdin.write(frame(request))
+        await self.proc.stdin.drain()
+        size = HEADER.unpack(await self.proc.stdout.readexactly(HEADER.size))[0]
+        reply = await self.proc.stdout.readexactly(size)
+        self.healthy = True
+        return reply
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()  # it exits at the end of its input
+            try:
+                await asyncio.wait_for(self.proc.wait(), 2)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.kill()
+                await self.proc.wait()
+
+
+class SigningPool:
+    """Signs chunks of messages with a campaign's keys; started on the first chunk."""
+
+    def __init__(self, kind: PoolKind, workers: int = 0) -> None:
+        self.kind = kind
+        self.workers = workers or os.cpu_count() or 1
+        self._threads: ThreadPoolExecutor | None = None
+        self._idle: asyncio.Queue[_Process] | None = None
+        self._all: list[_Process] = []
+        self._starting = asyncio.Lock()
+
+    async def sign(self, signers: tuple[Signer, ...], datas: list[bytes]) -> list[bytes]:
+        """``datas`` with every key's DKIM-Signature prepended, in order."""
+        if self.kind == "thread":
+            if self._threads is None:
+                self._threads = ThreadPoolExecutor(self.workers, thread_name_prefix="dkim")
+            loop = asyncio.get_running_loop()
+            signed, seconds = await loop.run_in_executor(self._threads, sign_chunk, signers, datas)
+        else:  # the keys travel, not the parsed signers (nor their OpenSSL keys)
+            request = pickle.dumps(
+                (tuple(s.key for s in signers), datas), protocol=pickle.HIGHEST_PROTOCOL
+            )
+            status, value = pickle.loads(await self._call(request))
+            if status != "ok":
+                raise DkimError(f"a signing process could not sign: {value}")
+            signed, seconds = value
+        for signer, took in zip(signers, seconds, strict=True):
+            observe = DKIM_SIGN_SECONDS.labels(signer.algorithm).observe
+            for value in took:
+                observe(value)
+        return list(signed)
+
+    async def _call(self, request: bytes) -> bytes:
+        idle = await self._started()
+        for attempt in (1, 2):
+            proc = await idle.get()
+            try:
+                reply = await proc.call(request)
+            except _LOST as exc:
+                log.warning(
+                    "DKIM signing process %s died (%r): starting another", proc.proc.pid, exc
+                )
+                DKIM_POOL_RESTARTS.inc()
+                proc = await self._replace(proc)
+                if attempt == 2:
+                    raise
+                continue
+            finally:
+                if not proc.healthy:  # cancelled mid-call: its pipe is out of step
+                    proc = await self._replace(proc)
+                idle.put_nowait(proc)
+            return reply
+        raise AssertionError("unreachable")
+
+    async def _started(self) -> asyncio.Queue[_Process]:
+        async with self._starting:
+            if self._idle is None:
+                self._all = list(
+                    await asyncio.gather(*(_Process.start() for _ in range(self.workers)))
+                )
+                self._idle = asyncio.Queue()
+                for proc in self._all:
+                    self._idle.put_nowait(proc)
+        return self._idle
+
+    async def _replace(self, proc: _Process) -> _Process:
+        with contextlib.suppress(ProcessLookupError):
+            proc.proc.kill()
+        await proc.proc.wait()
+        fresh = await _Process.start()
+        self._all = [fresh if p is proc else p for p in self._all]
+        return fresh
+
+    def pids(self) -> list[int]:
+        """The signing processes' ids (none with threads, or before the first chunk)."""
+        return [p.proc.pid for p in self._all]
+
+    async def close(self) -> None:
+        if self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+        await asyncio.gather(*(p.stop() for p in self._all), return_exceptions=True)
+        self._all, self._idle = [], None
