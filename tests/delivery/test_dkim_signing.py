@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import dkim
@@ -56,6 +57,30 @@ def rendered(kind: str, body: str, person: str) -> bytes:
     )
     camp = CompiledCampaign(content, "k" * 32, "https://pg.example", "bounces.example")
     return camp.render(RecipientData(1, "anna@x.example", name), "Wed, 25 Nov 2026 10:00:00 +0000")
+
+
+def run_until_finished(
+    world: World, external_id: str, beside: Callable[[asyncio.Event], Awaitable[None]]
+) -> None:
+    """Planner, sender and sweeper until the campaign has finished (or two minutes), with
+    ``beside(stop)`` running on the same loop."""
+
+    async def go() -> None:
+        stop = asyncio.Event()
+
+        async def watch() -> None:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not await asyncio.to_thread(
+                world.finished(external_id)
+            ):
+                await asyncio.sleep(0.1)
+            stop.set()
+
+        await run_workers(
+            world.ctx, ["planner", "sender", "sweeper"], stop, extra=[beside(stop), watch()]
+        )
+
+    asyncio.run(go())
 
 
 def verifies(message: bytes, public: str) -> bool:
@@ -152,29 +177,14 @@ def test_the_sender_loop_keeps_ticking_while_it_signs(
     world.publish(world.message("signed", kind="transactional"))
     gaps: list[float] = []
 
-    async def go() -> None:
-        stop = asyncio.Event()
-
-        async def tick() -> None:
+    async def tick(stop: asyncio.Event) -> None:
+        last = time.monotonic()
+        while not stop.is_set():
+            await asyncio.sleep(0.005)
+            gaps.append(time.monotonic() - last)
             last = time.monotonic()
-            while not stop.is_set():
-                await asyncio.sleep(0.005)
-                gaps.append(time.monotonic() - last)
-                last = time.monotonic()
 
-        async def watch() -> None:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and not await asyncio.to_thread(
-                world.finished("signed")
-            ):
-                await asyncio.sleep(0.1)
-            stop.set()
-
-        await run_workers(
-            world.ctx, ["planner", "sender", "sweeper"], stop, extra=[tick(), watch()]
-        )
-
-    asyncio.run(go())
+    run_until_finished(world, "signed", tick)
     assert world.campaign_state("signed") == "finished"
     received: list[Any] = [
         r for r in world.sink.handler.received if b"DKIM-Signature:" in r.data[:20]
@@ -202,32 +212,17 @@ def test_a_killed_signing_process_costs_no_mail_and_sends_none_twice(
     restarts = REGISTRY.get_sample_value("postgate_dkim_pool_restarts_total") or 0.0
     killed: list[int] = []
 
-    async def go() -> None:
-        stop = asyncio.Event()
+    async def kill_one(stop: asyncio.Event) -> None:  # once signed mail flows, one dies
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+            world.sink.handler.received and signing_processes()
+        ):
+            await asyncio.sleep(0.01)
+        victim = signing_processes()[0]
+        os.kill(victim, signal.SIGKILL)
+        killed.append(victim)
 
-        async def kill_one() -> None:  # once signed mail flows, one signing process dies
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and not (
-                world.sink.handler.received and signing_processes()
-            ):
-                await asyncio.sleep(0.01)
-            victim = signing_processes()[0]
-            os.kill(victim, signal.SIGKILL)
-            killed.append(victim)
-
-        async def watch() -> None:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and not await asyncio.to_thread(
-                world.finished("killed")
-            ):
-                await asyncio.sleep(0.1)
-            stop.set()
-
-        await run_workers(
-            world.ctx, ["planner", "sender", "sweeper"], stop, extra=[kill_one(), watch()]
-        )
-
-    asyncio.run(go())
+    run_until_finished(world, "killed", kill_one)
     assert killed and world.campaign_state("killed") == "finished"
     assert signing_processes() == []  # the sender stopped them all, the new one too
     assert {r.state for r in world.deliveries("killed")} == {"sent"}
