@@ -154,6 +154,11 @@ class CompiledCampaign:
         self.html = _Part(HTML_ENV, content.html) if content.html.strip() else None
         self.footer = footer_label(content.locale)
 
+    def spec(self) -> tuple[CampaignContent, str, str, str]:
+        """What compiles this campaign again elsewhere (a signing process):
+        ``CompiledCampaign(*spec)``."""
+        return (self.content, self.secret, self.public_url, self.bounce_domain)
+
     def ref(self, delivery_id: int) -> tokens.Ref:
         return tokens.Ref(delivery_id, self.content.campaign_id, self.content.tenant_id)
 

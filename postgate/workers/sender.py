@@ -323,17 +323,23 @@ class Sender(Runner):
         extra: dict[int, dict[str, str]],
         outcomes: Outcomes[tuple[store.Claimed, SendResult]],
     ) -> list[SendResult | None]:
-        """Render and sign in chunks of SIGN_CHUNK (one hand-off to a signing thread per
+        """Render and sign in chunks of SIGN_CHUNK (one hand-off to a signing process per
         chunk, the chunks on every core at once) and send each chunk as soon as it is
         signed; a result is None where the tenant was switched off before its turn."""
 
         async def chunk(part: list[store.Claimed]) -> list[SendResult | None]:
-            datas = [
-                info.compiled.render(c.recipient, date, extra.get(c.recipient.delivery_id))
-                for c in part
-            ]
-            if info.dkim:  # off the event loop, on every core
-                datas = await self.signing.sign(info.dkim, datas)
+            if info.dkim:  # rendered and signed off the event loop, on every core
+                datas = await self.signing.render_and_sign(
+                    info.compiled,
+                    info.dkim,
+                    [(c.recipient, extra.get(c.recipient.delivery_id)) for c in part],
+                    date,
+                )
+            else:
+                datas = [
+                    info.compiled.render(c.recipient, date, extra.get(c.recipient.delivery_id))
+                    for c in part
+                ]
             return list(
                 await asyncio.gather(
                     *(

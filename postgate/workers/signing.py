@@ -5,10 +5,11 @@ one per core).
 OpenSSL releases the GIL while it signs, so threads do sign in parallel; but the
 canonicalisation around each signature (~40 µs of Python) runs under the same GIL as the
 event loop, and every signature ends in a hand-back of the GIL that the loop pays for.
-A signing process (``signing_process.py``) takes all of it away: the sender writes a chunk
-of messages and the campaign's keys down a pipe, from the event loop itself (no thread),
-and reads the signed chunk back; each process parses a key once and keeps it. A process
-imports only the signer (~25 MB).
+A signing process (``signing_process.py``) takes all of it away, and the rendering too:
+the sender writes a chunk of recipients, the campaign and its keys down a pipe, from the
+event loop itself (no thread), and reads the rendered, signed chunk back; each process
+compiles a campaign and parses a key once and keeps them. A process imports only the
+renderer and the signer (~40 MB).
 
 A signing process that dies (killed, out of memory) is replaced and the chunk it held is
 signed again by another: nothing of it was sent yet (a chunk is sent once signed), so
@@ -25,9 +26,10 @@ import os
 import pickle
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal
+from typing import Any, Literal
 
-from postgate.core.dkim_signing import DkimError, Signer, sign_chunk
+from postgate.core.dkim_signing import Signer, sign_chunk
+from postgate.core.rendering import CompiledCampaign, RecipientData
 from postgate.observability.metrics import DKIM_POOL_RESTARTS, DKIM_SIGN_SECONDS
 from postgate.workers.signing_process import HEADER, frame
 
@@ -88,6 +90,22 @@ class SigningPool:
         self._all: list[_Process] = []
         self._starting = asyncio.Lock()
 
+    async def render_and_sign(
+        self,
+        compiled: CompiledCampaign,
+        signers: tuple[Signer, ...],
+        recipients: list[tuple[RecipientData, dict[str, str] | None]],
+        date: str,
+    ) -> list[bytes]:
+        """Each recipient's mail, rendered, with every key's DKIM-Signature prepended, in
+        order. Signing processes render it too (what the event loop is spared most); with
+        threads the loop renders and the threads sign."""
+        if self.kind == "thread":
+            datas = [compiled.render(rcpt, date, extra) for rcpt, extra in recipients]
+            return await self.sign(signers, datas)
+        keys = tuple(s.key for s in signers)
+        return await self._remote(("render", compiled.spec(), keys, recipients, date), signers)
+
     async def sign(self, signers: tuple[Signer, ...], datas: list[bytes]) -> list[bytes]:
         """``datas`` with every key's DKIM-Signature prepended, in order."""
         if self.kind == "thread":
@@ -95,19 +113,26 @@ class SigningPool:
                 self._threads = ThreadPoolExecutor(self.workers, thread_name_prefix="dkim")
             loop = asyncio.get_running_loop()
             signed, seconds = await loop.run_in_executor(self._threads, sign_chunk, signers, datas)
-        else:  # the keys travel, not the parsed signers (nor their OpenSSL keys)
-            request = pickle.dumps(
-                (tuple(s.key for s in signers), datas), protocol=pickle.HIGHEST_PROTOCOL
-            )
-            status, value = pickle.loads(await self._call(request))
-            if status != "ok":
-                raise DkimError(f"a signing process could not sign: {value}")
-            signed, seconds = value
+            self._observe(signers, seconds)
+            return signed
+        # to a process the keys travel, not the parsed signers (nor their OpenSSL keys)
+        return await self._remote(("sign", tuple(s.key for s in signers), datas), signers)
+
+    async def _remote(self, request: tuple[Any, ...], signers: tuple[Signer, ...]) -> list[bytes]:
+        reply = await self._call(pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL))
+        status, value = pickle.loads(reply)
+        if status != "ok":
+            raise value  # what rendering raised there, raised here
+        signed, seconds = value
+        self._observe(signers, seconds)
+        return list(signed)
+
+    @staticmethod
+    def _observe(signers: tuple[Signer, ...], seconds: list[list[float]]) -> None:
         for signer, took in zip(signers, seconds, strict=True):
             observe = DKIM_SIGN_SECONDS.labels(signer.algorithm).observe
             for value in took:
                 observe(value)
-        return list(signed)
 
     async def _call(self, request: bytes) -> bytes:
         idle = await self._started()

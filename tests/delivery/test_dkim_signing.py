@@ -19,8 +19,10 @@ from prometheus_client import REGISTRY
 
 from postgate.core.dkim_signing import ALGORITHMS, DkimKey, Signer, generate
 from postgate.core.rendering import CampaignContent, CompiledCampaign, RecipientData
+from postgate.core.template_limits import TemplateLimitError
 from postgate.tenants import domains as domain_store
 from postgate.workers.main import run_workers
+from postgate.workers.signing import SigningPool
 from tests.dns_server import LocalDns
 from tests.support import World, signing_domain, signing_processes
 
@@ -159,6 +161,44 @@ def test_a_signer_is_reused_across_messages_and_threads() -> None:
     with ThreadPoolExecutor(4) as pool:
         signed = list(pool.map(signer.sign, messages))
     assert all(verifies(s, public) for s in signed)
+
+
+def test_a_signing_process_renders_as_the_sender_does_and_raises_what_rendering_raises() -> None:
+    """The mail a signing process renders is byte for byte the sender's own rendering, with
+    a signature that verifies; a template over its limits raises the same error in the
+    sender, and the process goes on serving the next chunk."""
+    key, public = key_pair("rsa-sha256")
+
+    def campaign(text: str) -> CompiledCampaign:
+        content = CampaignContent(
+            9, "acme", "acme.example", "promotional", "Ősz", text, "", "news@acme.example", "Ács"
+        )
+        return CompiledCampaign(content, "k" * 32, "https://pg.example", "bounces.example")
+
+    good = campaign("Szia {{ name }}, {{ contact.city }}!\n")
+    runaway = campaign("{% for i in range(10**7) %}{{ name }}{% endfor %}")
+    people = [
+        (RecipientData(i, f"r{i}@x.example", "Árvíz Tűrő", {"city": "Győr"}), None)
+        for i in range(1, 4)
+    ]
+    date = "Wed, 25 Nov 2026 10:00:00 +0000"
+
+    async def go() -> tuple[list[bytes], list[bytes]]:
+        pool = SigningPool("process", 1)
+        try:
+            first = await pool.render_and_sign(good, (Signer(key),), people, date)
+            with pytest.raises(TemplateLimitError):
+                await pool.render_and_sign(runaway, (Signer(key),), people, date)
+            return first, await pool.render_and_sign(good, (Signer(key),), people, date)
+        finally:
+            await pool.close()
+
+    first, again = asyncio.run(go())
+    for signed in (first, again):
+        assert len(signed) == 3
+        for mail, (rcpt, extra) in zip(signed, people, strict=True):
+            assert mail.startswith(b"DKIM-Signature:")
+            assert mail.endswith(good.render(rcpt, date, extra)) and verifies(mail, public)
 
 
 @pytest.mark.parametrize("pool", ["process", "thread"])
