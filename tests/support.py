@@ -255,16 +255,18 @@ def signing_domain(world: World, dns: Any, algorithm: str, dual: bool = False) -
 def signing_processes(parent: int | None = None) -> list[int]:
     """The ids of the DKIM signing processes (``postgate.workers.signing_process``) that
     ``parent`` (this process) started, read from /proc."""
-    parent = os.getpid() if parent is None else parent
+    base = Path(f"/proc/{os.getpid() if parent is None else parent}/task")
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for children in base.glob("*/children"):
         try:
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            command = (entry / "cmdline").read_bytes()
-        except OSError:  # it has just ended
+            pids = children.read_text().split()
+        except OSError:  # the thread has just ended
             continue
-        if int(stat[1]) == parent and b"postgate.workers.signing_process" in command:
-            found.append(int(entry.name))
+        for pid in pids:
+            try:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:  # it has just ended
+                continue
+            if b"postgate.workers.signing_process" in command:
+                found.append(int(pid))
     return sorted(found)
