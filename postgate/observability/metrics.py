@@ -66,7 +66,7 @@ DKIM_SIGN_SECONDS = Histogram(
 )
 DKIM_POOL_RESTARTS = Counter(
     "postgate_dkim_pool_restarts_total",
-    "Signing pools started again after a signing process died.",
+    "DKIM signing processes started again after one died (killed, out of memory).",
 )
 PROVIDER_ERRORS = Counter(
     "postgate_provider_errors_total",
