@@ -7,9 +7,10 @@ canonicalisation around each signature (~40 µs of Python) runs under the same G
 event loop, and every signature ends in a hand-back of the GIL that the loop pays for.
 A signing process (``signing_process.py``) takes all of it away, and the rendering too:
 the sender writes a chunk of recipients, the campaign and its keys down a pipe, from the
-event loop itself (no thread), and reads the rendered, signed chunk back; each process
-compiles a campaign and parses a key once and keeps them. A process imports only the
-renderer and the signer (~40 MB).
+event loop itself (no thread), and reads the rendered, signed chunk back. A campaign's
+spec (its templates) travels to a process with its first chunk there and is compiled
+once; later chunks name it by a token. Each key is parsed once. A process imports only
+the renderer and the signer (~45 MB).
 
 A signing process that dies (killed, out of memory) is replaced and the chunk it held is
 signed again by another: nothing of it was sent yet (a chunk is sent once signed), so
@@ -21,10 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import pickle
 import sys
+import weakref
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
@@ -44,6 +48,7 @@ class _Process:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
         self.healthy = True
+        self.known: set[int] = set()  # the campaigns (tokens) whose spec it was sent
 
     @classmethod
     async def start(cls) -> _Process:
@@ -89,6 +94,9 @@ class SigningPool:
         self._idle: asyncio.Queue[_Process] | None = None
         self._all: list[_Process] = []
         self._starting = asyncio.Lock()
+        # a token per compiled campaign: its spec travels once to each process, not per chunk
+        self._tokens: weakref.WeakKeyDictionary[CompiledCampaign, int] = weakref.WeakKeyDictionary()
+        self._next_token = itertools.count(1)
 
     async def render_and_sign(
         self,
@@ -104,7 +112,21 @@ class SigningPool:
             datas = [compiled.render(rcpt, date, extra) for rcpt, extra in recipients]
             return await self.sign(signers, datas)
         keys = tuple(s.key for s in signers)
-        return await self._remote(("render", compiled.spec(), keys, recipients, date), signers)
+        token = self._tokens.get(compiled)
+        if token is None:
+            token = self._tokens[compiled] = next(self._next_token)
+
+        def request(proc: _Process) -> tuple[Any, ...]:
+            spec = None if token in proc.known else compiled.spec()
+            proc.known.add(token)
+            return ("render", token, spec, keys, recipients, date)
+
+        for _ in range(2):
+            proc, (status, value) = await self._call(request)
+            if status != "unknown":
+                return self._signed(status, value, signers)
+            proc.known.discard(token)  # it dropped the campaign: the spec goes again
+        raise AssertionError(f"a signing process dropped campaign {token} twice")
 
     async def sign(self, signers: tuple[Signer, ...], datas: list[bytes]) -> list[bytes]:
         """``datas`` with every key's DKIM-Signature prepended, in order."""
@@ -116,11 +138,11 @@ class SigningPool:
             self._observe(signers, seconds)
             return signed
         # to a process the keys travel, not the parsed signers (nor their OpenSSL keys)
-        return await self._remote(("sign", tuple(s.key for s in signers), datas), signers)
+        keys = tuple(s.key for s in signers)
+        _, (status, value) = await self._call(lambda proc: ("sign", keys, datas))
+        return self._signed(status, value, signers)
 
-    async def _remote(self, request: tuple[Any, ...], signers: tuple[Signer, ...]) -> list[bytes]:
-        reply = await self._call(pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL))
-        status, value = pickle.loads(reply)
+    def _signed(self, status: str, value: Any, signers: tuple[Signer, ...]) -> list[bytes]:
         if status != "ok":
             raise value  # what rendering raised there, raised here
         signed, seconds = value
@@ -134,12 +156,17 @@ class SigningPool:
             for value in took:
                 observe(value)
 
-    async def _call(self, request: bytes) -> bytes:
+    async def _call(
+        self, request: Callable[[_Process], tuple[Any, ...]]
+    ) -> tuple[_Process, tuple[str, Any]]:
+        """``request(process)`` sent to an idle process, and its unpickled reply."""
         idle = await self._started()
         for attempt in (1, 2):
             proc = await idle.get()
+            answered = proc
             try:
-                reply = await proc.call(request)
+                data = pickle.dumps(request(proc), protocol=pickle.HIGHEST_PROTOCOL)
+                reply = await proc.call(data)
             except _LOST as exc:
                 log.warning(
                     "DKIM signing process %s died (%r): starting another", proc.proc.pid, exc
@@ -153,7 +180,7 @@ class SigningPool:
                 if not proc.healthy:  # cancelled mid-call: its pipe is out of step
                     proc = await self._replace(proc)
                 idle.put_nowait(proc)
-            return reply
+            return answered, pickle.loads(reply)
         raise AssertionError("unreachable")
 
     async def _started(self) -> asyncio.Queue[_Process]:

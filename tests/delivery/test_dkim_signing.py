@@ -23,6 +23,7 @@ from postgate.core.template_limits import TemplateLimitError
 from postgate.tenants import domains as domain_store
 from postgate.workers.main import run_workers
 from postgate.workers.signing import SigningPool
+from postgate.workers.signing_process import KEEP
 from tests.dns_server import LocalDns
 from tests.support import World, signing_domain, signing_processes
 
@@ -166,7 +167,8 @@ def test_a_signer_is_reused_across_messages_and_threads() -> None:
 def test_a_signing_process_renders_as_the_sender_does_and_raises_what_rendering_raises() -> None:
     """The mail a signing process renders is byte for byte the sender's own rendering, with
     a signature that verifies; a template over its limits raises the same error in the
-    sender, and the process goes on serving the next chunk."""
+    sender, and the process goes on serving; a campaign the process has dropped (it keeps
+    the last KEEP) is compiled there again from the spec the sender sends once more."""
     key, public = key_pair("rsa-sha256")
 
     def campaign(text: str) -> CompiledCampaign:
@@ -183,12 +185,17 @@ def test_a_signing_process_renders_as_the_sender_does_and_raises_what_rendering_
     ]
     date = "Wed, 25 Nov 2026 10:00:00 +0000"
 
+    others = [campaign(f"Hallo {{{{ name }}}} #{i}\n") for i in range(KEEP)]
+
     async def go() -> tuple[list[bytes], list[bytes]]:
         pool = SigningPool("process", 1)
         try:
             first = await pool.render_and_sign(good, (Signer(key),), people, date)
             with pytest.raises(TemplateLimitError):
                 await pool.render_and_sign(runaway, (Signer(key),), people, date)
+            for i, other in enumerate(others):  # the process keeps KEEP: `good` is dropped
+                (mail,) = await pool.render_and_sign(other, (Signer(key),), people[:1], date)
+                assert f"#{i}".encode() in mail
             return first, await pool.render_and_sign(good, (Signer(key),), people, date)
         finally:
             await pool.close()
