@@ -237,10 +237,11 @@ def test_the_sender_loop_keeps_ticking_while_it_signs(
         r for r in world.sink.handler.received if b"DKIM-Signature:" in r.data[:20]
     ]
     assert len(received) == 2000
-    # the loop also runs the planner and the database hand-offs: generous, but a blocking
-    # signer (2,000 x 13 ms) could never pass it
+    # the loop also runs the planner and the database hand-offs, and with threads it renders
+    # each batch's chunks itself, on two cores shared with whatever else runs: generous,
+    # but a signer on the loop (a 500-mail batch x 13 ms with dkimpy) could never pass it
     print(f"max loop gap while signing: {max(gaps) * 1000:.0f} ms")
-    assert max(gaps) < 0.5, max(gaps)
+    assert max(gaps) < 1.0, max(gaps)
 
 
 def test_a_killed_signing_process_costs_no_mail_and_sends_none_twice(
