@@ -110,8 +110,8 @@ class SigningPool:
         threads the loop renders and the threads sign."""
         if self.kind == "thread":
             datas = [compiled.render(rcpt, date, extra) for rcpt, extra in recipients]
-            return await self.sign(signers, datas)
-        keys = tuple(s.key for s in signers)
+            return await self._in_threads(signers, datas)
+        keys = tuple(s.key for s in signers)  # the keys travel, not their parsed OpenSSL keys
         token = self._tokens.get(compiled)
         if token is None:
             token = self._tokens[compiled] = next(self._next_token)
@@ -128,19 +128,13 @@ class SigningPool:
             proc.known.discard(token)  # it dropped the campaign: the spec goes again
         raise AssertionError(f"a signing process dropped campaign {token} twice")
 
-    async def sign(self, signers: tuple[Signer, ...], datas: list[bytes]) -> list[bytes]:
-        """``datas`` with every key's DKIM-Signature prepended, in order."""
-        if self.kind == "thread":
-            if self._threads is None:
-                self._threads = ThreadPoolExecutor(self.workers, thread_name_prefix="dkim")
-            loop = asyncio.get_running_loop()
-            signed, seconds = await loop.run_in_executor(self._threads, sign_chunk, signers, datas)
-            self._observe(signers, seconds)
-            return signed
-        # to a process the keys travel, not the parsed signers (nor their OpenSSL keys)
-        keys = tuple(s.key for s in signers)
-        _, (status, value) = await self._call(lambda proc: ("sign", keys, datas))
-        return self._signed(status, value, signers)
+    async def _in_threads(self, signers: tuple[Signer, ...], datas: list[bytes]) -> list[bytes]:
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(self.workers, thread_name_prefix="dkim")
+        loop = asyncio.get_running_loop()
+        signed, seconds = await loop.run_in_executor(self._threads, sign_chunk, signers, datas)
+        self._observe(signers, seconds)
+        return signed
 
     def _signed(self, status: str, value: Any, signers: tuple[Signer, ...]) -> list[bytes]:
         if status != "ok":

@@ -6,13 +6,12 @@ big-endian length and a pickle. A request is ``("render", token, spec, keys, rec
 date)``: the sender's token for a campaign and, on the campaign's first chunk to this
 process, its spec (content, secret, public URL, bounce domain), compiled then and kept
 under the token (the last ``KEEP`` campaigns); the keys (each parsed once and kept); per
-recipient its ``RecipientData`` and per-delivery values. Or ``("sign", keys, messages)``
-for messages rendered already. A reply is ``("ok", (signed messages, seconds per key per
-message))``; ``("unknown", token)`` for a campaign no longer kept (the sender sends the
-spec again); or ``("raise", exception)`` with what rendering raised (a template over its
-limits, say), for the sender to raise as if it had rendered the mail itself. The pipes
-are private to the sender that started it; it exits at the end of its input (the sender
-closed the pipe, or died).
+recipient its ``RecipientData`` and per-delivery values. A reply is ``("ok", (signed
+messages, seconds per key per message))``; ``("unknown", token)`` for a campaign no
+longer kept (the sender sends the spec again); or ``("raise", exception)`` with what
+rendering raised (a template over its limits, say), for the sender to raise as if it had
+rendered the mail itself. The pipes are private to the sender that started it; it exits
+at the end of its input (the sender closed the pipe, or died).
 """
 
 from __future__ import annotations
@@ -46,8 +45,7 @@ def handle(request: tuple[Any, ...]) -> tuple[list[bytes], list[list[float]]]:
             raise UnknownCampaign(token)
         datas = [compiled.render(rcpt, date, extra) for rcpt, extra in recipients]
         return sign_chunk(tuple(keys), datas)
-    _, keys, datas = request
-    return sign_chunk(tuple(keys), list(datas))
+    raise ValueError(f"unknown request {request[0]!r}")
 
 
 def _raised(exc: Exception) -> tuple[str, object]:
