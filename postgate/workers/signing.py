@@ -196,10 +196,6 @@ class SigningPool:
         self._all = [fresh if p is proc else p for p in self._all]
         return fresh
 
-    def pids(self) -> list[int]:
-        """The signing processes' ids (none with threads, or before the first chunk)."""
-        return [p.proc.pid for p in self._all]
-
     async def close(self) -> None:
         if self._threads is not None:
             self._threads.shutdown(wait=False, cancel_futures=True)
